@@ -1,0 +1,134 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/priora/priora/store"
+)
+
+// config is everything Priora reads at start, from flags and environment
+// (flags win). It is checked once, then printed with secrets masked.
+type config struct {
+	Addr     string
+	BaseURL  string
+	DataDir  string
+	Rules    string
+	MongoURI string
+	LogLevel string
+	MaxBody  int64
+}
+
+// setting ties a field to its flag, environment variable and default.
+type setting struct {
+	flag, env, def, usage string
+	secret                bool
+	target                *string
+}
+
+func (c *config) settings() []setting {
+	return []setting{
+		{"addr", "PRIORA_ADDR", "127.0.0.1:8080", "listen address", false, &c.Addr},
+		{"base-url", "PRIORA_BASE_URL", "", "public origin used in fullUrls and links (default http://<addr>)", false, &c.BaseURL},
+		{"data-dir", "PRIORA_DATA_DIR", "./data", "directory for the embedded store", false, &c.DataDir},
+		{"rules", "PRIORA_RULES", "", "coverage rules YAML file (default: the shipped sample)", false, &c.Rules},
+		{"mongodb-uri", "MONGODB_URI", "", "MongoDB URI; empty starts the embedded store", true, &c.MongoURI},
+		{"log-level", "PRIORA_LOG_LEVEL", "info", "debug, info, warn or error", false, &c.LogLevel},
+	}
+}
+
+// loadConfig reads flags from args and the environment through getenv.
+func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (*config, error) {
+	c := &config{}
+	fs := flag.NewFlagSet("priora", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	for _, s := range c.settings() {
+		def := s.def
+		if v := getenv(s.env); v != "" {
+			def = v
+		}
+		fs.StringVar(s.target, s.flag, def, s.usage+" ["+s.env+"]")
+	}
+	maxBody := getenv("PRIORA_MAX_BODY")
+	if maxBody == "" {
+		maxBody = strconv.Itoa(10 << 20)
+	}
+	fs.StringVar(&maxBody, "max-body", maxBody, "largest request body in bytes [PRIORA_MAX_BODY]")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	n, err := strconv.ParseInt(maxBody, 10, 64)
+	if err != nil || n < 1024 {
+		return nil, fmt.Errorf("PRIORA_MAX_BODY must be a number of bytes ≥ 1024, got %q", maxBody)
+	}
+	c.MaxBody = n
+	return c, c.check()
+}
+
+func (c *config) check() error {
+	var errs []error
+	host, _, err := net.SplitHostPort(c.Addr)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("PRIORA_ADDR %q is not host:port", c.Addr))
+	}
+	if c.BaseURL == "" {
+		if host == "" || host == "0.0.0.0" || host == "::" {
+			host = "localhost"
+		}
+		_, port, _ := net.SplitHostPort(c.Addr)
+		c.BaseURL = "http://" + net.JoinHostPort(host, port)
+	}
+	c.BaseURL = strings.TrimRight(c.BaseURL, "/")
+	if u, err := url.Parse(c.BaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Path != "" {
+		errs = append(errs, fmt.Errorf("PRIORA_BASE_URL %q must be an origin such as https://pa.example.org", c.BaseURL))
+	}
+	if _, err := parseLevel(c.LogLevel); err != nil {
+		errs = append(errs, err)
+	}
+	if c.MongoURI == "" && c.DataDir == "" {
+		errs = append(errs, errors.New("PRIORA_DATA_DIR is required for the embedded store"))
+	}
+	return errors.Join(errs...)
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return 0, fmt.Errorf("PRIORA_LOG_LEVEL %q must be debug, info, warn or error", s)
+	}
+	return l, nil
+}
+
+// print writes the effective configuration, secrets masked.
+func (c *config) print(w io.Writer) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "Priora configuration:")
+	for _, s := range c.settings() {
+		v := *s.target
+		if s.secret && v != "" {
+			v = store.RedactURI(v)
+		}
+		if v == "" {
+			switch s.env {
+			case "MONGODB_URI":
+				v = "(embedded store)"
+			case "PRIORA_RULES":
+				v = "(shipped sample rules)"
+			}
+		}
+		fmt.Fprintf(tw, "  %s\t%s\n", s.env, v)
+	}
+	fmt.Fprintf(tw, "  %s\t%d\n", "PRIORA_MAX_BODY", c.MaxBody)
+	tw.Flush()
+}

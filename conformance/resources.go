@@ -1,0 +1,127 @@
+// Package conformance holds what Priora declares about itself — the
+// CapabilityStatement, the PAS OperationDefinitions and SubscriptionTopic —
+// and a suite that checks any PAS or CRD server over HTTP. The suite
+// imports nothing of Priora's server side, so it can test anyone's server.
+package conformance
+
+import (
+	"embed"
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+//go:embed resources/*.json
+var resources embed.FS
+
+// OperationDefinition returns a PAS OperationDefinition by id
+// (Claim-submit or Claim-inquiry), as published in PAS 2.2.1.
+func OperationDefinition(id string) ([]byte, bool) {
+	b, err := resources.ReadFile("resources/OperationDefinition-" + id + ".json")
+	return b, err == nil
+}
+
+// Server describes the server a CapabilityStatement is written for.
+type Server struct {
+	BaseURL   string
+	Version   string
+	Started   time.Time
+	SMART     bool // SMART Backend Services token endpoint available
+	TokenURL  string
+	CDSHooks  bool
+	Published time.Time
+}
+
+// CapabilityStatement renders Priora's CapabilityStatement (kind instance).
+func CapabilityStatement(s Server) []byte {
+	type op struct {
+		Name       string `json:"name"`
+		Definition string `json:"definition"`
+	}
+	type ext struct {
+		URL            string `json:"url"`
+		ValueCanonical string `json:"valueCanonical,omitempty"`
+	}
+	type resource struct {
+		Type             string              `json:"type"`
+		SupportedProfile []string            `json:"supportedProfile,omitempty"`
+		Extension        []ext               `json:"extension,omitempty"`
+		Interaction      []map[string]string `json:"interaction,omitempty"`
+		SearchParam      []map[string]string `json:"searchParam,omitempty"`
+		Operation        []op                `json:"operation,omitempty"`
+	}
+	pas := "http://hl7.org/fhir/us/davinci-pas/StructureDefinition/"
+	cs := map[string]any{
+		"resourceType": "CapabilityStatement",
+		"id":           "priora",
+		"url":          s.BaseURL + "/fhir/metadata",
+		"name":         "PrioraCapabilityStatement",
+		"title":        "Priora prior-authorization server",
+		"status":       "active",
+		"date":         s.Started.UTC().Format(time.RFC3339),
+		"publisher":    "Priora",
+		"kind":         "instance",
+		"instantiates": []string{
+			"http://hl7.org/fhir/us/davinci-pas/CapabilityStatement/IntermediaryCapabilities",
+			"http://hl7.org/fhir/uv/subscriptions-backport/CapabilityStatement/backport-subscription-server-r4",
+		},
+		"software":       map[string]string{"name": "Priora", "version": s.Version},
+		"implementation": map[string]string{"description": "Priora PAS/CRD server", "url": s.BaseURL + "/fhir"},
+		"fhirVersion":    "4.0.1",
+		"format":         []string{"application/fhir+json", "json"},
+		"implementationGuide": []string{
+			"http://hl7.org/fhir/us/davinci-pas/ImplementationGuide/hl7.fhir.us.davinci-pas|2.2.1",
+			"http://hl7.org/fhir/us/davinci-crd/ImplementationGuide/hl7.fhir.us.davinci-crd",
+		},
+		"rest": []map[string]any{{
+			"mode":          "server",
+			"documentation": "Da Vinci PAS STU 2.2.1 payer intermediary: Claim/$submit and Claim/$inquire, with topic-based Subscriptions (R4 backport) for pended results.",
+			"resource": []resource{
+				{
+					Type:             "Claim",
+					SupportedProfile: []string{pas + "profile-claim", pas + "profile-claim-update", pas + "profile-claim-inquiry"},
+					Operation: []op{
+						{Name: "submit", Definition: "http://hl7.org/fhir/us/davinci-pas/OperationDefinition/Claim-submit"},
+						{Name: "inquire", Definition: "http://hl7.org/fhir/us/davinci-pas/OperationDefinition/Claim-inquiry"},
+					},
+				},
+				{
+					Type:             "ClaimResponse",
+					SupportedProfile: []string{pas + "profile-claimresponse", pas + "profile-claiminquiryresponse"},
+				},
+				{
+					Type:             "Bundle",
+					SupportedProfile: []string{pas + "profile-pas-request-bundle", pas + "profile-pas-response-bundle", pas + "profile-pas-inquiry-request-bundle", pas + "profile-pas-inquiry-response-bundle"},
+				},
+				{
+					Type:             "Subscription",
+					SupportedProfile: []string{pas + "profile-subscription"},
+					Extension: []ext{{
+						URL:            "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/capabilitystatement-subscriptiontopic-canonical",
+						ValueCanonical: "http://hl7.org/fhir/us/davinci-pas/SubscriptionTopic/PASSubscriptionTopic",
+					}},
+					Interaction: []map[string]string{{"code": "create"}, {"code": "read"}, {"code": "update"}, {"code": "delete"}, {"code": "search-type"}},
+					SearchParam: []map[string]string{{"name": "url", "type": "uri"}, {"name": "status", "type": "token"}},
+					Operation:   []op{{Name: "status", Definition: "http://hl7.org/fhir/uv/subscriptions-backport/OperationDefinition/backport-subscription-status"}},
+				},
+			},
+		}},
+	}
+	if s.SMART {
+		rest := cs["rest"].([]map[string]any)
+		rest[0]["security"] = map[string]any{
+			"service": []map[string]any{{"coding": []map[string]string{{
+				"system": "http://terminology.hl7.org/CodeSystem/restful-security-service", "code": "SMART-on-FHIR"}}}},
+			"extension": []map[string]any{{
+				"url":       "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
+				"extension": []map[string]string{{"url": "token", "valueUri": s.TokenURL}},
+			}},
+			"description": "SMART Backend Services (client_credentials with private_key_jwt).",
+		}
+	}
+	b, err := json.Marshal(cs)
+	if err != nil {
+		panic(fmt.Sprintf("conformance: marshal CapabilityStatement: %v", err)) // static shape; cannot fail
+	}
+	return b
+}

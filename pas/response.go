@@ -1,0 +1,479 @@
+package pas
+
+import (
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/priora/priora/fhir"
+	"github.com/priora/priora/store"
+)
+
+// claimResponse is the PAS ClaimResponse Priora writes. Field order is
+// output order: resourceType first, as readers expect.
+type claimResponse struct {
+	ResourceType         string               `json:"resourceType"`
+	ID                   string               `json:"id"`
+	Meta                 *fhir.Meta           `json:"meta,omitempty"`
+	Extension            []fhir.Extension     `json:"extension,omitempty"`
+	Identifier           []fhir.Identifier    `json:"identifier,omitempty"`
+	Status               string               `json:"status"`
+	Type                 *fhir.CodeableConcept `json:"type"`
+	Use                  string               `json:"use"`
+	Patient              *fhir.Reference      `json:"patient"`
+	Created              string               `json:"created"`
+	Insurer              *fhir.Reference      `json:"insurer"`
+	Requestor            *fhir.Reference      `json:"requestor,omitempty"`
+	Request              *fhir.Reference      `json:"request"`
+	Outcome              string               `json:"outcome"`
+	Disposition          string               `json:"disposition,omitempty"`
+	PreAuthRef           string               `json:"preAuthRef,omitempty"`
+	PreAuthPeriod        *fhir.Period         `json:"preAuthPeriod,omitempty"`
+	Item                 []crItem             `json:"item,omitempty"`
+	AddItem              []crAddItem          `json:"addItem,omitempty"`
+	ProcessNote          []crNote             `json:"processNote,omitempty"`
+	CommunicationRequest []fhir.Reference     `json:"communicationRequest,omitempty"`
+	Error                []crError            `json:"error,omitempty"`
+}
+
+type crItem struct {
+	Extension    []fhir.Extension `json:"extension,omitempty"`
+	ItemSequence int              `json:"itemSequence"`
+	NoteNumber   []int            `json:"noteNumber,omitempty"`
+	Adjudication []adjudication   `json:"adjudication"`
+}
+
+type crAddItem struct {
+	Extension        []fhir.Extension      `json:"extension,omitempty"`
+	ItemSequence     []int                 `json:"itemSequence"`
+	ProductOrService *fhir.CodeableConcept `json:"productOrService"`
+	ServicedDate     *string               `json:"servicedDate,omitempty"`
+	ServicedPeriod   *fhir.Period          `json:"servicedPeriod,omitempty"`
+	Quantity         *fhir.Quantity        `json:"quantity,omitempty"`
+	NoteNumber       []int                 `json:"noteNumber,omitempty"`
+	Adjudication     []adjudication        `json:"adjudication"`
+}
+
+type adjudication struct {
+	Extension []fhir.Extension     `json:"extension,omitempty"`
+	Category  fhir.CodeableConcept `json:"category"`
+}
+
+type crNote struct {
+	Number int    `json:"number"`
+	Type   string `json:"type,omitempty"`
+	Text   string `json:"text"`
+}
+
+type crError struct {
+	Extension []fhir.Extension     `json:"extension,omitempty"`
+	Code      fhir.CodeableConcept `json:"code"`
+}
+
+// responseBundle is a PAS Response Bundle.
+type responseBundle struct {
+	ResourceType string           `json:"resourceType"`
+	ID           string           `json:"id"`
+	Meta         *fhir.Meta       `json:"meta,omitempty"`
+	Identifier   *fhir.Identifier `json:"identifier"`
+	Type         string           `json:"type"`
+	Timestamp    string           `json:"timestamp"`
+	Entry        []bundleEntry    `json:"entry"`
+}
+
+type bundleEntry struct {
+	FullURL  string `json:"fullUrl"`
+	Resource any    `json:"resource"`
+}
+
+// responseInput is everything a response version is built from.
+type responseInput struct {
+	auth *store.Authorization
+	// claim is the latest Claim of the chain, with its client fullUrl.
+	claim        *fhir.Claim
+	claimFullURL string
+	// bundleID is the submitter's transaction identifier echoed back.
+	bundleID *fhir.Identifier
+	now      time.Time
+	number   int
+	// businessErrors, when set, make the outcome "error".
+	businessErrors []businessError
+	// reviewer is set when a person made the latest decisions.
+	reviewer *store.Decision
+	// authDays is the default approval validity.
+	authDays int
+}
+
+// businessError is a PAS business error: an X12 901 reject reason carried
+// in ClaimResponse.error rather than an HTTP failure.
+type businessError struct {
+	Code     string // X12 901 (AAA03)
+	Followup string // X12 889 (AAA04)
+	Path     string // FHIRPath starting at Bundle
+	Element  string // X12 element, e.g. 2000F-UM02
+	Note     string
+}
+
+// buildResponse renders the PAS Response Bundle for the chain's current state.
+func buildResponse(in responseInput) ([]byte, string, error) {
+	a := in.auth
+	echo := newEchoSet(a.Echo)
+	cr := claimResponse{
+		ResourceType: "ClaimResponse",
+		ID:           fmt.Sprintf("%s-%d", a.ID, in.number),
+		Meta:         &fhir.Meta{Profile: []string{ProfileClaimResponse}},
+		Status:       "active",
+		Type:         in.claim.Type,
+		Use:          "preauthorization",
+		Created:      in.now.UTC().Format(time.RFC3339),
+		Outcome:      "complete",
+	}
+	if cr.Type == nil {
+		cr.Type = &fhir.CodeableConcept{Coding: []fhir.Coding{{System: "http://terminology.hl7.org/CodeSystem/claim-type", Code: "professional"}}}
+	}
+	cr.Identifier = append(cr.Identifier, in.claim.Identifier...)
+	cr.Identifier = append(cr.Identifier, fhir.Identifier{System: "urn:priora:authorization", Value: a.ID})
+	cr.Patient = echo.ref(in.claim.Patient, "Patient")
+	cr.Insurer = echo.ref(in.claim.Insurer, "Organization")
+	cr.Requestor = echo.ref(in.claim.Provider, "")
+	cr.Request = claimRequestRef(in.claim, in.claimFullURL)
+	if ext, ok := fhir.FindExtension(in.claim.Extension, extTransmissionIDs); ok {
+		cr.Extension = append(cr.Extension, swapTransmissionIDs(ext))
+	}
+	if in.reviewer != nil {
+		cr.Extension = append(cr.Extension, reviewerExtension(in.reviewer))
+	}
+
+	var notes []crNote
+	addNote := func(text string) int {
+		for _, n := range notes {
+			if n.Text == text {
+				return n.Number
+			}
+		}
+		n := len(notes) + 1
+		notes = append(notes, crNote{Number: n, Type: "display", Text: text})
+		return n
+	}
+
+	var firstApproved, lastEnd string
+	provider := echo.authorizedProvider()
+	items := append([]store.Item(nil), a.Items...)
+	sort.Slice(items, func(i, j int) bool { return items[i].Sequence < items[j].Sequence })
+	for _, it := range items {
+		d := it.Decision
+		ci := crItem{ItemSequence: it.Sequence}
+		if raw := it.ItemJSON; raw != "" {
+			var src fhir.ClaimItem
+			if json.Unmarshal([]byte(raw), &src) == nil {
+				if tn, ok := fhir.FindExtension(src.Extension, extItemTraceNumber); ok {
+					ci.Extension = append(ci.Extension, tn)
+				}
+				if p := requestedPeriod(src); p != nil {
+					ci.Extension = append(ci.Extension, fhir.Extension{URL: extItemRequestedSvcDate, ValuePeriod: p})
+				}
+			}
+		}
+		authorized := d.Action == "approve" || d.Action == "modify"
+		if authorized {
+			issued := d.At.UTC().Format("2006-01-02")
+			period := authPeriod(it, d, in.authDays)
+			ci.Extension = append(ci.Extension,
+				fhir.Extension{URL: extItemPreAuthIssueDate, ValueDate: &issued},
+				fhir.Extension{URL: extItemPreAuthPeriod, ValuePeriod: period})
+			if firstApproved == "" || period.Start < firstApproved {
+				firstApproved = period.Start
+			}
+			if period.End > lastEnd {
+				lastEnd = period.End
+			}
+		}
+		if provider != nil {
+			ci.Extension = append(ci.Extension, authorizedProviderExtension(provider))
+		}
+		if d.Note != "" {
+			ci.NoteNumber = []int{addNote(d.Note)}
+		}
+		ci.Adjudication = []adjudication{reviewAdjudication(d.ReviewAction, d.ReviewNumber, d.ReasonCodes)}
+		cr.Item = append(cr.Item, ci)
+		if d.Action == "modify" {
+			cr.AddItem = append(cr.AddItem, modifiedItem(it, d, in.authDays))
+		}
+	}
+	if firstApproved != "" {
+		cr.PreAuthRef = a.ID
+		cr.PreAuthPeriod = &fhir.Period{Start: firstApproved, End: lastEnd}
+	}
+	cr.Disposition = disposition(a)
+
+	if len(in.businessErrors) > 0 {
+		cr.Outcome = "error"
+		for _, be := range in.businessErrors {
+			e := crError{Code: fhir.CodeableConcept{Coding: []fhir.Coding{{System: sysX12RejectReason, Code: be.Code}}}}
+			if be.Note != "" {
+				n := addNote(be.Note)
+				el := []fhir.Extension{{URL: "processNote", ValuePositiveInt: &n}}
+				if be.Element != "" {
+					el = append(el, fhir.Extension{URL: "error", ValueString: fhir.Ptr(be.Element)})
+				}
+				e.Extension = append(e.Extension, fhir.Extension{URL: extErrorElement, Extension: el})
+			}
+			if be.Path != "" {
+				e.Extension = append(e.Extension, fhir.Extension{URL: extErrorPath, ValueString: fhir.Ptr(be.Path)})
+			}
+			if be.Followup != "" {
+				e.Extension = append(e.Extension, fhir.Extension{URL: extErrorFollowupAction,
+					ValueCodeableConcept: &fhir.CodeableConcept{Coding: []fhir.Coding{{System: sysX12FollowUp, Code: be.Followup}}}})
+			}
+			cr.Error = append(cr.Error, e)
+		}
+	}
+	cr.ProcessNote = notes
+
+	bundleID := uuid.NewString()
+	rb := responseBundle{
+		ResourceType: "Bundle",
+		ID:           bundleID,
+		Meta:         &fhir.Meta{Profile: []string{ProfileResponseBundle}},
+		Identifier:   in.bundleID,
+		Type:         "collection",
+		Timestamp:    in.now.UTC().Format(time.RFC3339),
+	}
+	if rb.Identifier == nil {
+		rb.Identifier = &fhir.Identifier{System: "urn:ietf:rfc:3986", Value: "urn:uuid:" + bundleID}
+	}
+	rb.Entry = append(rb.Entry, bundleEntry{FullURL: "urn:uuid:" + uuid.NewString(), Resource: cr})
+	for _, e := range echo.used() {
+		rb.Entry = append(rb.Entry, bundleEntry{FullURL: e.FullURL, Resource: json.RawMessage(e.Resource)})
+	}
+	out, err := json.Marshal(rb)
+	if err != nil {
+		return nil, "", fmt.Errorf("pas: marshal response: %w", err)
+	}
+	return out, cr.Outcome, nil
+}
+
+// claimRequestRef points ClaimResponse.request at the client's Claim. The
+// Claim is not echoed (PAS allows that), so an absolute fullUrl is used
+// where the client gave one, and the Claim's identifier otherwise.
+func claimRequestRef(c *fhir.Claim, fullURL string) *fhir.Reference {
+	ref := &fhir.Reference{Type: "Claim"}
+	if strings.HasPrefix(fullURL, "http") {
+		ref.Reference = fullURL
+	}
+	if len(c.Identifier) > 0 {
+		id := c.Identifier[0]
+		ref.Identifier = &fhir.Identifier{System: id.System, Value: id.Value}
+	}
+	return ref
+}
+
+func reviewAdjudication(code, number string, reasons []string) adjudication {
+	ext := []fhir.Extension{{URL: extReviewActionCode, ValueCodeableConcept: &fhir.CodeableConcept{
+		Coding: []fhir.Coding{{System: sysX12ReviewAction, Code: code, Display: reviewActionDisplay[code]}}}}}
+	if number != "" {
+		ext = append(ext, fhir.Extension{URL: "number", ValueString: fhir.Ptr(number)})
+	}
+	for _, r := range reasons {
+		ext = append(ext, fhir.Extension{URL: "reasonCode", ValueCodeableConcept: &fhir.CodeableConcept{
+			Coding: []fhir.Coding{{System: sysX12ReasonCode, Code: r}}}})
+	}
+	return adjudication{
+		Extension: []fhir.Extension{{URL: extReviewAction, Extension: ext}},
+		Category:  fhir.CodeableConcept{Coding: []fhir.Coding{{System: sysAdjudication, Code: "submitted"}}},
+	}
+}
+
+// authPeriod is the period an approval covers: the requested service dates
+// when given, else the issue date plus the configured validity.
+func authPeriod(it store.Item, d store.Decision, days int) *fhir.Period {
+	if d.AuthorizedFrom != "" {
+		return &fhir.Period{Start: d.AuthorizedFrom, End: d.AuthorizedTo}
+	}
+	if it.ServiceFrom != "" && it.ServiceTo != "" && len(it.ServiceFrom) >= 10 && len(it.ServiceTo) >= 10 {
+		return &fhir.Period{Start: it.ServiceFrom[:10], End: it.ServiceTo[:10]}
+	}
+	start := d.At.UTC()
+	return &fhir.Period{Start: start.Format("2006-01-02"), End: start.AddDate(0, 0, days).Format("2006-01-02")}
+}
+
+func requestedPeriod(it fhir.ClaimItem) *fhir.Period {
+	switch {
+	case it.ServicedPeriod != nil:
+		return it.ServicedPeriod
+	case it.ServicedDate != nil:
+		return &fhir.Period{Start: *it.ServicedDate, End: *it.ServicedDate}
+	}
+	return nil
+}
+
+// modifiedItem is the addItem that says what a modify decision authorizes
+// (PAS spec-36/37): same service, the authorized quantity, certified A1.
+func modifiedItem(it store.Item, d store.Decision, days int) crAddItem {
+	var src fhir.ClaimItem
+	_ = json.Unmarshal([]byte(it.ItemJSON), &src)
+	period := authPeriod(it, d, days)
+	issued := d.At.UTC().Format("2006-01-02")
+	ai := crAddItem{
+		ItemSequence:     []int{it.Sequence},
+		ProductOrService: src.ProductOrService,
+		ServicedPeriod:   src.ServicedPeriod,
+		ServicedDate:     src.ServicedDate,
+		Extension: []fhir.Extension{
+			{URL: extItemPreAuthIssueDate, ValueDate: &issued},
+			{URL: extItemPreAuthPeriod, ValuePeriod: period},
+		},
+		Adjudication: []adjudication{reviewAdjudication("A1", d.ReviewNumber, nil)},
+	}
+	if ai.ProductOrService == nil {
+		ai.ProductOrService = &fhir.CodeableConcept{Coding: []fhir.Coding{{System: it.System, Code: it.Code, Display: it.Display}}}
+	}
+	if d.AuthorizedFrom != "" {
+		ai.ServicedDate, ai.ServicedPeriod = nil, &fhir.Period{Start: d.AuthorizedFrom, End: d.AuthorizedTo}
+	}
+	if d.AuthorizedQuantity > 0 {
+		q := &fhir.Quantity{Value: fhir.Ptr(numberOf(d.AuthorizedQuantity))}
+		if src.Quantity != nil {
+			q.Unit, q.System, q.Code = src.Quantity.Unit, src.Quantity.System, src.Quantity.Code
+		}
+		ai.Quantity = q
+	}
+	return ai
+}
+
+func numberOf(f float64) json.Number {
+	return json.Number(strings.TrimSuffix(strings.TrimRight(fmt.Sprintf("%.4f", f), "0"), "."))
+}
+
+func disposition(a *store.Authorization) string {
+	counts := map[string]int{}
+	for _, it := range a.Items {
+		counts[it.Decision.Action]++
+	}
+	n := len(a.Items)
+	switch {
+	case counts["cancel"] == n:
+		return "Cancelled"
+	case counts["pend"] > 0:
+		return "Pended for review"
+	case counts["approve"] == n-counts["cancel"]:
+		return "Certified in total"
+	case counts["deny"] == n-counts["cancel"]:
+		return "Not certified"
+	}
+	return "Partially certified"
+}
+
+func swapTransmissionIDs(ext fhir.Extension) fhir.Extension {
+	swap := map[string]string{
+		"applicationSenderCode":   "applicationReceiverCode",
+		"applicationReceiverCode": "applicationSenderCode",
+		"interchangeSenderID":     "interchangeReceiverID",
+		"interchangeReceiverID":   "interchangeSenderID",
+	}
+	out := fhir.Extension{URL: ext.URL}
+	for _, sub := range ext.Extension {
+		if to, ok := swap[sub.URL]; ok {
+			sub.URL = to
+		}
+		out.Extension = append(out.Extension, sub)
+	}
+	return out
+}
+
+func reviewerExtension(d *store.Decision) fhir.Extension {
+	ext := fhir.Extension{URL: extClaimResponseReviewer, Extension: []fhir.Extension{
+		{URL: "wasHumanReviewedFlag", ValueBoolean: fhir.Ptr(true)},
+	}}
+	if d.ReviewerNPI != "" {
+		ext.Extension = append(ext.Extension, fhir.Extension{URL: "reviewerNPI",
+			ValueIdentifier: &fhir.Identifier{System: sysNPI, Value: d.ReviewerNPI}})
+	}
+	return ext
+}
+
+func authorizedProviderExtension(p *store.EchoEntry) fhir.Extension {
+	return fhir.Extension{URL: extItemAuthorizedProv, Extension: []fhir.Extension{
+		{URL: "provider", ValueReference: &fhir.Reference{Reference: p.FullURL}},
+		{URL: extAuthorizedProvType, ValueCodeableConcept: &fhir.CodeableConcept{
+			Coding: []fhir.Coding{{System: sysX12EntityID, Code: "SJ", Display: "Service Provider"}}}},
+	}}
+}
+
+// echoSet tracks which request resources a response refers to, so each is
+// included exactly once (spec-31) under its request fullUrl (spec-33).
+type echoSet struct {
+	all   []store.EchoEntry
+	byURL map[string]int
+	order []int
+	in    map[int]bool
+}
+
+func newEchoSet(all []store.EchoEntry) *echoSet {
+	s := &echoSet{all: all, byURL: map[string]int{}, in: map[int]bool{}}
+	for i, e := range all {
+		s.byURL[e.FullURL] = i
+	}
+	return s
+}
+
+// ref returns a reference to the echoed copy of what r points to.
+func (s *echoSet) ref(r *fhir.Reference, wantType string) *fhir.Reference {
+	if r == nil {
+		return nil
+	}
+	i, ok := s.find(r.Reference, wantType)
+	if !ok {
+		out := *r
+		return &out
+	}
+	s.use(i)
+	return &fhir.Reference{Reference: s.all[i].FullURL}
+}
+
+func (s *echoSet) find(ref, wantType string) (int, bool) {
+	for _, e := range s.all {
+		if e.FullURL == ref {
+			return s.byURL[e.FullURL], true
+		}
+	}
+	for i, e := range s.all {
+		if strings.HasSuffix(e.FullURL, "/"+ref) && (wantType == "" || e.Type == wantType) {
+			return i, true
+		}
+	}
+	return 0, false
+}
+
+func (s *echoSet) use(i int) {
+	if !s.in[i] {
+		s.in[i] = true
+		s.order = append(s.order, i)
+	}
+}
+
+// authorizedProvider is the Practitioner or Organization that will render
+// the services: the echoed resource marked as such at intake.
+func (s *echoSet) authorizedProvider() *store.EchoEntry {
+	for i, e := range s.all {
+		if e.Type == "Practitioner" || e.Type == "Organization" {
+			if e.Role == "provider" {
+				s.use(i)
+				return &s.all[i]
+			}
+		}
+	}
+	return nil
+}
+
+func (s *echoSet) used() []store.EchoEntry {
+	out := make([]store.EchoEntry, 0, len(s.order))
+	for _, i := range s.order {
+		out = append(out, s.all[i])
+	}
+	return out
+}

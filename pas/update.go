@@ -1,0 +1,176 @@
+package pas
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/priora/priora/fhir"
+	"github.com/priora/priora/store"
+)
+
+// X12 901 reject reasons and 889 follow-up actions used for business errors.
+const (
+	rejectAuthorizationNotFound = "AA" // Authorization Number Not Found
+	followupCorrectResubmit     = "C"  // Please Correct and Resubmit
+	followupNoResubmission      = "N"  // Resubmission Not Allowed
+)
+
+// update applies a PAS Claim Update to the chain it replaces (PAS 2.2.1
+// "Updating Authorization Requests"). The chain is found by the client's
+// own keys — the prior Claim's fullUrl, then its identifiers — never by
+// Priora's ids. The write is guarded by the chain's version and redone on
+// a concurrent change.
+func (s *Service) update(ctx context.Context, who Caller, req *request, key string) (*Answer, error) {
+	keys := []string{"url|" + req.priorFullURL}
+	if req.prior != nil {
+		for _, id := range req.prior.Identifier {
+			keys = append(keys, "claim|"+id.Key())
+		}
+	}
+	if err := s.cfg.Store.SaveRequestBundle(ctx, &store.RequestBundle{
+		Key: key, Tenant: who.Tenant, Received: s.cfg.Now().UTC(), Body: string(req.raw),
+	}); err != nil {
+		return nil, err
+	}
+	for attempt := 0; attempt < 8; attempt++ {
+		a, err := s.cfg.Store.AuthorizationByClaimKey(ctx, who.Tenant, keys[:1])
+		if errors.Is(err, store.ErrNotFound) {
+			a, err = s.cfg.Store.AuthorizationByClaimKey(ctx, who.Tenant, keys[1:])
+		}
+		if errors.Is(err, store.ErrNotFound) {
+			return s.rejectUpdate(req, businessError{
+				Code: rejectAuthorizationNotFound, Followup: followupCorrectResubmit,
+				Path: "Bundle.entry[0].resource.related[0].claim", Element: "2000E-REF02",
+				Note: "The prior authorization request this update refers to is not on file. Check Claim.related.claim or submit a new request.",
+			})
+		}
+		if err != nil {
+			return nil, err
+		}
+		if _, done := a.SubmissionByKey(key); done {
+			return replay(a, key)
+		}
+		if a.Status == "cancelled" || allDenied(a) {
+			return s.rejectUpdate(req, businessError{
+				Code: rejectAuthorizationNotFound, Followup: followupNoResubmission,
+				Path: "Bundle.entry[0].resource.related[0].claim", Element: "2000E-REF02",
+				Note: "This prior authorization request was " + map[bool]string{true: "cancelled", false: "denied"}[a.Status == "cancelled"] +
+					" and cannot be updated. Submit a new prior authorization request.",
+			})
+		}
+		answer, err := s.applyUpdate(ctx, who, a, req, key)
+		if errors.Is(err, store.ErrConflict) {
+			continue
+		}
+		return answer, err
+	}
+	return nil, &fhir.Error{Kind: fhir.Unavailable, Message: "the prior authorization is being changed concurrently; retry the update"}
+}
+
+func allDenied(a *store.Authorization) bool {
+	live := 0
+	for _, it := range a.Items {
+		switch it.Decision.Action {
+		case "cancel":
+		case "deny":
+			live++
+		default:
+			return false
+		}
+	}
+	return live > 0
+}
+
+// rejectUpdate answers a business error without touching stored state.
+func (s *Service) rejectUpdate(req *request, be businessError) (*Answer, error) {
+	now := s.cfg.Now().UTC()
+	a := &store.Authorization{ID: "PA-rejected", Created: now}
+	s.index(a, req)
+	for _, it := range req.claim.Item {
+		rec := itemRecord(it)
+		rec.Decision = store.Decision{Action: "deny", ReviewAction: "A3", At: now}
+		a.Items = append(a.Items, rec)
+	}
+	body, outcome, err := buildResponse(responseInput{
+		auth: a, claim: req.claim, claimFullURL: req.claimFullURL(), bundleID: req.bundle.Identifier,
+		now: now, number: 1, businessErrors: []businessError{be}, authDays: s.cfg.Rules().Defaults.AuthorizationDays,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &Answer{Body: body, Outcome: outcome}, nil
+}
+
+// applyUpdate merges the update's items into the chain and writes it.
+func (s *Service) applyUpdate(ctx context.Context, who Caller, a *store.Authorization, req *request, key string) (*Answer, error) {
+	now := s.cfg.Now().UTC().Truncate(time.Millisecond)
+	rules := s.cfg.Rules()
+	svc := req.serviceContext()
+	cancelAll := req.claimCancelled()
+	bySeq := map[int]int{}
+	for i, it := range a.Items {
+		bySeq[it.Sequence] = i
+	}
+	for _, it := range req.claim.Item {
+		rec := itemRecord(it)
+		i, known := bySeq[it.Sequence]
+		change, _ := fhir.FindExtension(it.Extension, extInfoChanged)
+		changed := change.ValueCode != nil
+		switch {
+		case !known:
+			rec.Decision = decide(rules, svc, req, it, a.ID, now)
+			if rec.Cancelled || cancelAll {
+				rec.Decision = cancelled(now, a.ID, it.Sequence)
+			}
+			a.Items = append(a.Items, rec)
+		case rec.Cancelled || cancelAll:
+			if a.Items[i].Decision.Action != "cancel" {
+				setDecision(&a.Items[i], cancelled(now, a.ID, it.Sequence))
+			}
+			a.Items[i].Cancelled = true
+			a.Items[i].ItemJSON = rec.ItemJSON
+		case changed:
+			prev := a.Items[i]
+			rec.History = prev.History
+			rec.Decision = prev.Decision
+			setDecision(&rec, decide(rules, svc, req, it, a.ID, now))
+			a.Items[i] = rec
+		}
+	}
+	if cancelAll {
+		for i := range a.Items {
+			if a.Items[i].Decision.Action != "cancel" {
+				setDecision(&a.Items[i], cancelled(now, a.ID, a.Items[i].Sequence))
+				a.Items[i].Cancelled = true
+			}
+		}
+	}
+	s.index(a, req)
+	number := len(a.Responses) + 1
+	a.Submissions = append(a.Submissions, newSubmission(req, key, now, number))
+	a.SubmissionKeys = append(a.SubmissionKeys, key)
+	a.Status = chainStatus(a)
+	a.Updated = now
+	body, outcome, err := buildResponse(responseInput{
+		auth: a, claim: req.claim, claimFullURL: req.claimFullURL(), bundleID: req.bundle.Identifier,
+		now: now, number: number, authDays: rules.Defaults.AuthorizationDays,
+	})
+	if err != nil {
+		return nil, err
+	}
+	a.Responses = append(a.Responses, store.Response{Number: number, Created: now, Outcome: outcome, JSON: string(body)})
+	if err := s.cfg.Store.UpdateAuthorization(ctx, a); err != nil {
+		return nil, err
+	}
+	return &Answer{Body: body, Authorization: a.ID, Outcome: outcome}, nil
+}
+
+// setDecision replaces an item's decision, keeping the old one in history.
+func setDecision(it *store.Item, d store.Decision) {
+	if it.Decision.Action != "" {
+		it.History = append(it.History, it.Decision)
+	}
+	it.Decision = d
+}
+

@@ -1,0 +1,36 @@
+package server
+
+import (
+	"net/http"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/priora/priora/pas"
+)
+
+// submit is POST /fhir/Claim/$submit.
+func (s *Server) submit(c echo.Context) error {
+	if err := acceptsJSON(c.Request()); err != nil {
+		return err
+	}
+	body, err := s.readFHIR(c)
+	if err != nil {
+		return err
+	}
+	who := caller(c)
+	ans, err := s.cfg.PAS.Submit(c.Request().Context(), who, body)
+	if err != nil {
+		return err
+	}
+	logAttrs(c, "authorization", ans.Authorization, "outcome", ans.Outcome, "replayed", ans.Replayed)
+	return writeFHIR(c, http.StatusOK, ans.Body)
+}
+
+// caller is who is calling; until authentication is configured every
+// request belongs to the default tenant.
+func caller(c echo.Context) pas.Caller {
+	if v, ok := c.Get(ctxCaller).(pas.Caller); ok {
+		return v
+	}
+	return pas.Caller{Tenant: "default", Client: "anonymous"}
+}

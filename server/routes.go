@@ -1,0 +1,51 @@
+package server
+
+import (
+	"net/http"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/priora/priora/conformance"
+	"github.com/priora/priora/fhir"
+)
+
+// routes registers every endpoint Priora serves, in one place.
+func (s *Server) routes() {
+	e := s.echo
+	e.GET("/healthz", s.healthz)
+	e.GET("/readyz", s.readyz)
+
+	f := e.Group("/fhir")
+	f.GET("/metadata", s.metadata)
+	f.GET("/OperationDefinition/:id", s.operationDefinition)
+	f.POST("/Claim/$submit", s.submit)
+}
+
+func (s *Server) healthz(c echo.Context) error {
+	return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (s *Server) readyz(c echo.Context) error {
+	if err := s.cfg.Store.Ping(c.Request().Context()); err != nil {
+		s.log.WarnContext(c.Request().Context(), "store ping failed", "err", err)
+		return c.JSON(http.StatusServiceUnavailable, map[string]string{"status": "store unavailable"})
+	}
+	return c.JSON(http.StatusOK, map[string]string{"status": "ready"})
+}
+
+func (s *Server) metadata(c echo.Context) error {
+	if err := acceptsJSON(c.Request()); err != nil {
+		return err
+	}
+	return writeFHIR(c, http.StatusOK, conformance.CapabilityStatement(conformance.Server{
+		BaseURL: s.cfg.BaseURL, Version: s.cfg.Version, Started: s.cfg.Started,
+	}))
+}
+
+func (s *Server) operationDefinition(c echo.Context) error {
+	b, ok := conformance.OperationDefinition(c.Param("id"))
+	if !ok {
+		return fhir.Errorf(fhir.NotFound, "OperationDefinition/%s is not known", c.Param("id"))
+	}
+	return writeFHIR(c, http.StatusOK, b)
+}

@@ -1,0 +1,170 @@
+// Package server is Priora's HTTP face: routes, middleware, decoding and
+// encoding, and the one place where errors become OperationOutcomes (or CDS
+// Hooks errors) with the right status. Handlers are thin: they read the
+// request, call a domain package and write its answer.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/priora/priora/fhir"
+	"github.com/priora/priora/pas"
+	"github.com/priora/priora/store"
+)
+
+// Config wires the server.
+type Config struct {
+	// BaseURL is the public origin, e.g. https://pa.payer.example; FHIR lives
+	// under BaseURL/fhir.
+	BaseURL string
+	// MaxBody caps request bodies in bytes.
+	MaxBody int64
+	Version string
+	Log     *slog.Logger
+	Store   *store.Store
+	PAS     *pas.Service
+	Started time.Time
+}
+
+// Server is Priora's HTTP handler.
+type Server struct {
+	cfg  Config
+	echo *echo.Echo
+	log  *slog.Logger
+}
+
+// New builds the server and registers every route.
+func New(cfg Config) *Server {
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.MaxBody <= 0 {
+		cfg.MaxBody = 10 << 20
+	}
+	cfg.BaseURL = strings.TrimRight(cfg.BaseURL, "/")
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	s := &Server{cfg: cfg, echo: e, log: cfg.Log}
+	e.HTTPErrorHandler = s.renderError
+	e.Use(s.requestID, s.accessLog, s.recover, s.securityHeaders)
+	s.routes()
+	return s
+}
+
+// ServeHTTP makes Server an http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.echo.ServeHTTP(w, r) }
+
+// handler is the shape of every route: it returns an error, and renderError
+// turns it into a response.
+type handler func(c echo.Context) error
+
+const fhirJSON = "application/fhir+json; charset=utf-8"
+
+// writeFHIR sends a FHIR JSON body.
+func writeFHIR(c echo.Context, status int, body []byte) error {
+	return c.Blob(status, fhirJSON, body)
+}
+
+// readFHIR reads a FHIR JSON request body: the content type must be JSON,
+// the body at most MaxBody bytes.
+func (s *Server) readFHIR(c echo.Context) ([]byte, error) {
+	r := c.Request()
+	if ct := r.Header.Get(echo.HeaderContentType); ct != "" {
+		mt, _, err := mime.ParseMediaType(ct)
+		if err != nil || !isJSON(mt) {
+			return nil, fhir.Errorf(fhir.Unsupported, "content type %q is not supported; send application/fhir+json", ct)
+		}
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(c.Response(), r.Body, s.cfg.MaxBody))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return nil, fhir.Errorf(fhir.TooLarge, "the request body is larger than %d bytes", s.cfg.MaxBody)
+		}
+		return nil, fhir.Errorf(fhir.Invalid, "the request body could not be read")
+	}
+	return body, nil
+}
+
+func isJSON(mt string) bool {
+	return mt == "application/fhir+json" || mt == "application/json" || mt == "application/json+fhir"
+}
+
+// acceptsJSON checks the Accept header and _format: Priora speaks JSON only.
+func acceptsJSON(r *http.Request) error {
+	if f := r.URL.Query().Get("_format"); f != "" && !strings.Contains(f, "json") {
+		return fhir.Errorf(fhir.Unsupported, "_format %q is not supported; Priora answers application/fhir+json", f)
+	}
+	accept := r.Header.Get("Accept")
+	if accept == "" {
+		return nil
+	}
+	for _, part := range strings.Split(accept, ",") {
+		mt, _, err := mime.ParseMediaType(strings.TrimSpace(part))
+		if err != nil {
+			continue
+		}
+		if isJSON(mt) || mt == "*/*" || mt == "application/*" {
+			return nil
+		}
+	}
+	return &fhir.Error{Kind: fhir.Unsupported, Message: fmt.Sprintf("cannot answer in %q; Priora answers application/fhir+json", accept)}
+}
+
+// renderError is the one place errors become HTTP responses.
+func (s *Server) renderError(err error, c echo.Context) {
+	if c.Response().Committed {
+		return
+	}
+	var he *echo.HTTPError
+	if errors.As(err, &he) {
+		err = echoError(he)
+	}
+	kind := fhir.KindOf(err)
+	status := kind.Status()
+	if kind == fhir.Unsupported && strings.Contains(err.Error(), "cannot answer") {
+		status = http.StatusNotAcceptable
+	}
+	if kind == fhir.Internal {
+		s.log.ErrorContext(c.Request().Context(), "request failed", "request_id", requestID(c), "err", err)
+	}
+	if kind == fhir.Unauthorized {
+		c.Response().Header().Set("WWW-Authenticate", `Bearer realm="priora"`)
+	}
+	_ = writeFHIR(c, status, fhir.OperationOutcome(fhir.IssuesOf(err)))
+}
+
+func echoError(he *echo.HTTPError) error {
+	msg := fmt.Sprint(he.Message)
+	switch he.Code {
+	case http.StatusNotFound:
+		return fhir.Errorf(fhir.NotFound, "no such endpoint")
+	case http.StatusMethodNotAllowed:
+		return &fhir.Error{Kind: fhir.Invalid, Message: "method not allowed on this endpoint"}
+	case http.StatusRequestEntityTooLarge:
+		return fhir.Errorf(fhir.TooLarge, "the request body is too large")
+	case http.StatusUnauthorized:
+		return fhir.Errorf(fhir.Unauthorized, "%s", msg)
+	case http.StatusForbidden:
+		return fhir.Errorf(fhir.Forbidden, "%s", msg)
+	case http.StatusTooManyRequests:
+		return fhir.Errorf(fhir.TooMany, "too many requests")
+	}
+	if he.Code >= 400 && he.Code < 500 {
+		return fhir.Errorf(fhir.Invalid, "%s", msg)
+	}
+	return fmt.Errorf("echo: %w", he)
+}
+
+// Shutdown is for tests that run the handler on their own listener.
+func (s *Server) Shutdown(ctx context.Context) error { return s.echo.Shutdown(ctx) }

@@ -1,0 +1,227 @@
+// Package store keeps Priora's state in MongoDB. With no URI it starts an
+// embedded MongoDB-wire server (FerretDB on SQLite) under the data directory,
+// so that development, tests and small deployments use the same driver and
+// the same code path as production on a MongoDB replica set.
+//
+// FerretDB v1 has no multi-document transactions, so every state change is
+// one atomic single-document write (guarded by a version number) or an
+// idempotent insert that can be replayed.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/FerretDB/FerretDB/ferretdb"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	"go.mongodb.org/mongo-driver/v2/mongo/writeconcern"
+)
+
+// Sentinel errors of store operations.
+var (
+	ErrNotFound  = errors.New("store: not found")
+	ErrConflict  = errors.New("store: concurrent update")
+	ErrDuplicate = errors.New("store: duplicate key")
+)
+
+// Options say which MongoDB to use.
+type Options struct {
+	// URI of a MongoDB deployment; empty starts the embedded engine.
+	URI string
+	// DataDir holds the embedded engine's files (DataDir/store).
+	DataDir string
+	// Database name; "priora" when empty.
+	Database string
+	Logger   *slog.Logger
+}
+
+// Store is an open connection to Priora's database. It is safe for
+// concurrent use.
+type Store struct {
+	client   *mongo.Client
+	db       *mongo.Database
+	embedded *embedded
+	log      *slog.Logger
+
+	authorizations *mongo.Collection
+	bundles        *mongo.Collection
+}
+
+type embedded struct {
+	uri    string
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// Open connects to MongoDB (starting the embedded engine when opts.URI is
+// empty), creates collections and indexes, and returns the Store.
+func Open(ctx context.Context, opts Options) (*Store, error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Store{log: log}
+	uri := opts.URI
+	if uri == "" {
+		e, err := startEmbedded(opts.DataDir, log)
+		if err != nil {
+			return nil, err
+		}
+		s.embedded = e
+		uri = e.uri
+	}
+	// A write is acknowledged only once it is journaled, and on a replica set
+	// only once a majority has it: a 2xx from Priora means the data survives.
+	wc := &writeconcern.WriteConcern{W: "majority", Journal: ptr(true)}
+	if s.embedded != nil {
+		wc = &writeconcern.WriteConcern{W: 1, Journal: ptr(true)}
+	}
+	copts := options.Client().ApplyURI(uri).SetWriteConcern(wc).
+		SetServerSelectionTimeout(10 * time.Second).SetConnectTimeout(5 * time.Second)
+	if s.embedded != nil {
+		copts.SetMaxPoolSize(32)
+	}
+	client, err := mongo.Connect(copts)
+	if err != nil {
+		s.stopEmbedded()
+		return nil, fmt.Errorf("store: connect: %w", err)
+	}
+	s.client = client
+	if err := client.Ping(ctx, nil); err != nil {
+		s.Close(context.Background())
+		return nil, fmt.Errorf("store: ping %s: %w", redactURI(uri), err)
+	}
+	name := opts.Database
+	if name == "" {
+		name = "priora"
+	}
+	s.db = client.Database(name)
+	s.authorizations = s.db.Collection("authorizations")
+	s.bundles = s.db.Collection("bundles")
+	if err := s.ensureIndexes(ctx); err != nil {
+		s.Close(context.Background())
+		return nil, err
+	}
+	return s, nil
+}
+
+func startEmbedded(dataDir string, log *slog.Logger) (*embedded, error) {
+	if dataDir == "" {
+		return nil, errors.New("store: a data directory is required for the embedded engine")
+	}
+	dir, err := filepath.Abs(filepath.Join(dataDir, "store"))
+	if err != nil {
+		return nil, fmt.Errorf("store: data dir: %w", err)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("store: data dir: %w", err)
+	}
+	// synchronous(full) makes SQLite fsync the WAL on every commit, so an
+	// acknowledged write survives a power cut, not only a process crash.
+	sqliteURL := (&url.URL{Scheme: "file", Path: dir + "/", RawQuery: "_pragma=synchronous(full)"}).String()
+	fdbLog := log.With("component", "ferretdb")
+	f, err := ferretdb.New(&ferretdb.Config{
+		Listener:  ferretdb.ListenerConfig{TCP: "127.0.0.1:0"},
+		Handler:   "sqlite",
+		SQLiteURL: sqliteURL,
+		Logger:    slog.New(levelFloor{fdbLog.Handler(), slog.LevelError}),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: start embedded engine: %w", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	e := &embedded{uri: f.MongoDBURI(), cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(e.done)
+		if err := f.Run(ctx); err != nil {
+			log.Error("embedded store stopped", "err", err)
+		}
+	}()
+	return e, nil
+}
+
+// levelFloor drops records below a level; FerretDB logs every failed command
+// (such as an expected duplicate-key insert) at WARN.
+type levelFloor struct {
+	slog.Handler
+	min slog.Level
+}
+
+func (l levelFloor) Enabled(ctx context.Context, lv slog.Level) bool {
+	return lv >= l.min && l.Handler.Enabled(ctx, lv)
+}
+
+func (l levelFloor) WithAttrs(as []slog.Attr) slog.Handler {
+	return levelFloor{l.Handler.WithAttrs(as), l.min}
+}
+
+func (l levelFloor) WithGroup(g string) slog.Handler { return levelFloor{l.Handler.WithGroup(g), l.min} }
+
+// Embedded reports whether the store runs the in-process engine, and its URI.
+func (s *Store) Embedded() (string, bool) {
+	if s.embedded == nil {
+		return "", false
+	}
+	return s.embedded.uri, true
+}
+
+// Ping checks that the database answers.
+func (s *Store) Ping(ctx context.Context) error {
+	return s.client.Ping(ctx, nil)
+}
+
+// DB is the underlying database, for packages that own collections of their own.
+func (s *Store) DB() *mongo.Database { return s.db }
+
+// Close disconnects and stops the embedded engine.
+func (s *Store) Close(ctx context.Context) error {
+	var err error
+	if s.client != nil {
+		err = s.client.Disconnect(ctx)
+	}
+	s.stopEmbedded()
+	return err
+}
+
+func (s *Store) stopEmbedded() {
+	if s.embedded == nil {
+		return
+	}
+	s.embedded.cancel()
+	<-s.embedded.done
+	s.embedded = nil
+}
+
+// redactURI hides credentials in a MongoDB URI.
+func redactURI(uri string) string {
+	u, err := url.Parse(uri)
+	if err != nil {
+		return "<unparseable uri>"
+	}
+	if u.User != nil {
+		u.User = url.UserPassword(u.User.Username(), "xxxxx")
+	}
+	return u.String()
+}
+
+// RedactURI hides the password of a MongoDB URI, for logs and start-up output.
+func RedactURI(uri string) string {
+	if uri == "" {
+		return ""
+	}
+	return redactURI(uri)
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func isDuplicate(err error) bool {
+	return mongo.IsDuplicateKeyError(err) || (err != nil && strings.Contains(err.Error(), "E11000"))
+}
