@@ -1,0 +1,66 @@
+package profiles
+
+import "strings"
+
+// contextDefects lists places where the IGs' own profiles put an
+// extension where the extension's context does not allow it. The Java
+// validator reports these as errors and the PAS test kit suppresses them
+// (inferno-framework/davinci-pas-test-kit,
+// lib/davinci_pas_test_kit/cross_suite/validator_suppressions.rb); Priora
+// reports them as warnings. Anything not listed here is an error.
+var contextDefects = []struct {
+	ext     string // extension URL (any version)
+	context string // FHIR path where a profile places it
+	reason  string
+}{
+	{"http://hl7.org/fhir/us/davinci-pas/StructureDefinition/extension-authorizationNumber", "Claim",
+		"PAS profile-claim-base marks extension-authorizationNumber must-support on Claim.extension, but its context lists Claim.item only"},
+	{"http://hl7.org/fhir/us/davinci-pas/StructureDefinition/extension-administrationReferenceNumber", "Claim",
+		"PAS profile-claim-base uses extension-administrationReferenceNumber on Claim, but its context lists Claim.item and ClaimResponse only"},
+	{"http://hl7.org/fhir/us/davinci-pas/StructureDefinition/extension-communicatedDiagnosis", "ClaimResponse.item",
+		"PAS profile-claimresponse places extension-communicatedDiagnosis on ClaimResponse.item, outside its declared context"},
+	{"http://hl7.org/fhir/us/davinci-pas/StructureDefinition/extension-productOrServiceCodeEnd", "ServiceRequest",
+		"PAS profile-servicerequest marks extension-productOrServiceCodeEnd must-support on ServiceRequest, but its context lists Claim.item/ClaimResponse only"},
+	{"http://hl7.org/fhir/us/davinci-pas/StructureDefinition/extension-productOrServiceCodeEnd", "ClaimResponse.addItem",
+		"PAS profile-claimresponse places extension-productOrServiceCodeEnd on ClaimResponse.addItem, outside its declared context"},
+	{"http://hl7.org/fhir/us/davinci-pas/StructureDefinition/extension-infoChanged", "Claim.supportingInfo",
+		"PAS profile-claim-base marks extension-infoChanged must-support on Claim.supportingInfo, but its context lists Claim.item only"},
+	{"http://hl7.org/fhir/us/davinci-pas/StructureDefinition/modifierextension-infoCancelled", "Claim.supportingInfo",
+		"PAS profile-claim-base marks modifierextension-infoCancelled on Claim.supportingInfo, but its context lists Claim.item only"},
+	{"http://hl7.org/fhir/us/davinci-pas/StructureDefinition/extension-itemAuthorizedProvider", "ClaimResponse",
+		"PAS profile-claimresponse places extension-itemAuthorizedProvider on the ClaimResponse root, outside its declared context"},
+	{"http://hl7.org/fhir/us/davinci-pas/StructureDefinition/extension-certificationType", "ClaimResponse.addItem",
+		"PAS profile-claimresponse places extension-certificationType on ClaimResponse.addItem, outside its declared context"},
+	{"http://hl7.org/fhir/us/davinci-pas/StructureDefinition/extension-serviceItemRequestType", "ClaimResponse.addItem",
+		"PAS profile-claimresponse places extension-serviceItemRequestType on ClaimResponse.addItem, outside its declared context"},
+	{"http://hl7.org/fhir/us/davinci-pas/StructureDefinition/extension-revenueUnitRateLimit", "ClaimResponse.addItem",
+		"PAS profile-claimresponse places extension-revenueUnitRateLimit on ClaimResponse.addItem, outside its declared context"},
+}
+
+// knownContextDefect returns the documented reason when an extension used
+// at path is a known IG defect, else "".
+func knownContextDefect(ext, path string) string {
+	ext, _, _ = strings.Cut(ext, "|")
+	for _, d := range contextDefects {
+		if d.ext == ext && d.context == path {
+			return d.reason
+		}
+	}
+	return ""
+}
+
+// IGDefect describes one known defect of the embedded IGs that Priora
+// tolerates (reports as a warning instead of an error).
+type IGDefect struct {
+	Extension, Context, Reason string
+}
+
+// KnownIGDefects lists the tolerated IG defects, for documentation and
+// for the `priora validate` help text.
+func KnownIGDefects() []IGDefect {
+	out := make([]IGDefect, len(contextDefects))
+	for i, d := range contextDefects {
+		out[i] = IGDefect{d.ext, d.context, d.reason}
+	}
+	return out
+}

@@ -1,0 +1,396 @@
+package profiles
+
+import (
+	"strings"
+)
+
+// Canonical URLs of the PAS Bundle profiles.
+const (
+	PASRequestBundle         = "http://hl7.org/fhir/us/davinci-pas/StructureDefinition/profile-pas-request-bundle"
+	PASResponseBundle        = "http://hl7.org/fhir/us/davinci-pas/StructureDefinition/profile-pas-response-bundle"
+	PASInquiryRequestBundle  = "http://hl7.org/fhir/us/davinci-pas/StructureDefinition/profile-pas-inquiry-request-bundle"
+	PASInquiryResponseBundle = "http://hl7.org/fhir/us/davinci-pas/StructureDefinition/profile-pas-inquiry-response-bundle"
+)
+
+// Options configure a Validator.
+type Options struct {
+	// PASVersion is the PAS IG version requests and responses are
+	// validated against: "2.2.1" (the default) or "2.0.1".
+	PASVersion string
+	// CRDVersion is the CRD IG version: "2.0.1" (the default) or "2.2.0"
+	// (the 2.2 preview build).
+	CRDVersion string
+}
+
+// Validator validates FHIR JSON against profiles. It is safe for
+// concurrent use.
+type Validator struct {
+	r      *Registry
+	pasPkg int
+	crdPkg int
+}
+
+// NewValidator returns a Validator over the registry's packages.
+func (r *Registry) NewValidator(opts Options) *Validator {
+	if opts.PASVersion == "" {
+		opts.PASVersion = "2.2.1"
+	}
+	if opts.CRDVersion == "" {
+		opts.CRDVersion = "2.0.1"
+	}
+	return &Validator{
+		r:      r,
+		pasPkg: r.pkgIndex(pkgPAS, opts.PASVersion),
+		crdPkg: r.pkgIndex(pkgCRD, opts.CRDVersion),
+	}
+}
+
+func (v *Validator) newRun(ctxPkg int) *run {
+	return &run{
+		v: v, r: v.r,
+		seen:    map[Issue]bool{},
+		bundles: map[*elem]*bundleIdx{},
+		done:    map[doneKey]*doneVal{},
+		ctxPkg:  ctxPkg,
+	}
+}
+
+func fatal(code, msg string) Result {
+	return Result{Issues: []Issue{{Severity: SeverityFatal, Code: code, Diagnostics: msg}}}
+}
+
+func parseResource(raw []byte) (*elem, *Result) {
+	jv, err := parseJSON(raw)
+	if err != nil {
+		r := fatal("structure", err.Error())
+		return nil, &r
+	}
+	root, err := buildTree(jv)
+	if err != nil {
+		r := fatal("structure", err.Error())
+		return nil, &r
+	}
+	return root, nil
+}
+
+// Validate validates one resource (JSON) against its base definition, its
+// meta.profile entries and the given profiles (canonical URLs, optionally
+// url|version); it must conform to each of the given profiles. Unversioned
+// canonicals resolve to the highest embedded version unless the resource
+// itself pins one.
+func (v *Validator) Validate(resource []byte, profiles ...string) Result {
+	root, bad := parseResource(resource)
+	if bad != nil {
+		return *bad
+	}
+	x := v.newRun(-1)
+	x.validateRoot(root, profiles)
+	return Result{Issues: x.issues}
+}
+
+func (x *run) validateRoot(root *elem, profiles []string) {
+	if len(profiles) == 0 {
+		x.resource(root, nil, x.ctxPkg)
+		return
+	}
+	if root.resType == "Bundle" {
+		x.indexBundle(root)
+	}
+	for _, p := range profiles {
+		sd, err := x.r.structure(p, x.ctxPkg)
+		if err != nil {
+			x.addAt(SeverityError, "not-supported", root.path(), "", "Profile "+p+" is not available")
+			continue
+		}
+		x.walkRoot(root, sd)
+	}
+	// meta.profile entries are honoured as well.
+	x.resource(root, nil, x.ctxPkg)
+}
+
+func (v *Validator) pasProfile(url string) string {
+	if v.pasPkg < 0 {
+		return url
+	}
+	return url + "|" + v.r.pkgs[v.pasPkg].Version
+}
+
+// validatePAS validates a PAS Bundle, or a Parameters resource that carries
+// it (the $submit / $inquire input), against a PAS Bundle profile.
+// References inside the Bundle must resolve within it.
+func (v *Validator) validatePAS(raw []byte, profile string) Result {
+	root, bad := parseResource(raw)
+	if bad != nil {
+		return *bad
+	}
+	x := v.newRun(v.pasPkg)
+	x.strictRefs = true
+	target := root
+	if root.resType == "Parameters" {
+		target = nil
+		for _, p := range root.child("parameter") {
+			if r := p.first("resource"); r != nil && r.resType == "Bundle" {
+				target = r
+				break
+			}
+		}
+		if target == nil {
+			return Result{Issues: []Issue{{Severity: SeverityError, Code: "required", Diagnostics: "The Parameters resource carries no Bundle", Expression: "Parameters.parameter"}}}
+		}
+	}
+	if target.resType != "Bundle" {
+		return Result{Issues: []Issue{{Severity: SeverityError, Code: "structure", Diagnostics: "Expected a Bundle, found a " + target.resType, Expression: root.path()}}}
+	}
+	x.validateRoot(target, []string{v.pasProfile(profile)})
+	return Result{Issues: x.issues}
+}
+
+// ValidatePASRequest validates a $submit body (a PAS request Bundle, or
+// Parameters wrapping one) against the PAS request Bundle profile and,
+// through its entry slices, profile-claim / profile-claim-update and the
+// profiles the Claim's references point to.
+func (v *Validator) ValidatePASRequest(raw []byte) Result {
+	return v.validatePAS(raw, PASRequestBundle)
+}
+
+// ValidatePASInquiry validates a $inquire body against the PAS inquiry
+// request Bundle profile.
+func (v *Validator) ValidatePASInquiry(raw []byte) Result {
+	return v.validatePAS(raw, PASInquiryRequestBundle)
+}
+
+// ValidatePASResponse validates a $submit response Bundle against the PAS
+// response Bundle profile.
+func (v *Validator) ValidatePASResponse(raw []byte) Result {
+	return v.validatePAS(raw, PASResponseBundle)
+}
+
+// ValidatePASInquiryResponse validates a $inquire response Bundle against
+// the PAS inquiry response Bundle profile.
+func (v *Validator) ValidatePASInquiryResponse(raw []byte) Result {
+	return v.validatePAS(raw, PASInquiryResponseBundle)
+}
+
+// crdProfiles returns the CRD profile for a resource type, if CRD has one.
+func (v *Validator) crdProfiles(resType string) []string {
+	if v.crdPkg < 0 {
+		return nil
+	}
+	ver := v.r.pkgs[v.crdPkg].Version
+	base := "http://hl7.org/fhir/us/davinci-crd/StructureDefinition/profile-"
+	for _, name := range []string{strings.ToLower(resType), strings.ToLower(resType) + "questionnaire", strings.ToLower(resType) + "-with-order"} {
+		if e := v.r.lookup("StructureDefinition", base+name+"|"+ver, v.crdPkg); e != nil && e.Pkg == v.crdPkg && e.Type == resType {
+			return []string{base + name + "|" + ver}
+		}
+	}
+	return nil
+}
+
+// ValidateCRDResource validates a resource (a draft order, a prefetch
+// resource, or a Bundle of them) against the CRD profile for its type,
+// plus its meta.profile entries.
+func (v *Validator) ValidateCRDResource(raw []byte) Result {
+	root, bad := parseResource(raw)
+	if bad != nil {
+		return *bad
+	}
+	x := v.newRun(v.crdPkg)
+	x.defaults = v.crdProfiles
+	x.resource(root, nil, v.crdPkg)
+	return Result{Issues: x.issues}
+}
+
+// ValidateCRDHookRequest validates the FHIR parts of a CDS Hooks request
+// body: every resource under "context" (e.g. draftOrders, a Bundle) and
+// under "prefetch", each against the CRD profile for its type. The hook
+// JSON itself is not FHIR and is not checked here. Expressions start at
+// the JSON member, e.g. context.draftOrders.entry[0].resource.
+func (v *Validator) ValidateCRDHookRequest(raw []byte) Result {
+	jv, err := parseJSON(raw)
+	if err != nil {
+		return fatal("structure", err.Error())
+	}
+	if jv.kind != jObj {
+		return fatal("structure", "a CDS Hooks request must be a JSON object")
+	}
+	x := v.newRun(v.crdPkg)
+	x.defaults = v.crdProfiles
+	for _, part := range []string{"context", "prefetch"} {
+		obj := jv.get(part)
+		if obj == nil || obj.kind != jObj {
+			continue
+		}
+		holder := &elem{name: part, fname: part, index: -1, kind: jObj}
+		for _, f := range obj.obj {
+			if f.val.kind != jObj || f.val.get("resourceType") == nil {
+				continue
+			}
+			res := &elem{name: f.name, fname: f.name, index: -1, parent: holder}
+			fillValue(res, f.val, nil)
+			x.resource(res, nil, v.crdPkg)
+		}
+	}
+	return Result{Issues: x.issues}
+}
+
+// ---- references ----
+
+type bundleIdx struct {
+	byFull   map[string]*elem
+	byTypeID map[string]*elem
+}
+
+func (x *run) indexBundle(b *elem) {
+	if x.bundles[b] != nil {
+		return
+	}
+	idx := &bundleIdx{byFull: map[string]*elem{}, byTypeID: map[string]*elem{}}
+	for _, en := range b.child("entry") {
+		res := en.first("resource")
+		if res == nil || res.resType == "" {
+			continue
+		}
+		if fu := en.str("fullUrl"); fu != "" {
+			idx.byFull[fu] = res
+		}
+		if id := res.str("id"); id != "" {
+			k := res.resType + "/" + id
+			if _, dup := idx.byTypeID[k]; !dup {
+				idx.byTypeID[k] = res
+			}
+		}
+	}
+	x.bundles[b] = idx
+}
+
+// resolveRef resolves a reference made from element from: a contained
+// "#id", or an entry of the enclosing Bundle by fullUrl or Type/id.
+func (x *run) resolveRef(ref string, from *elem) *elem {
+	if from == nil {
+		return nil
+	}
+	if strings.HasPrefix(ref, "#") {
+		res := from.resource()
+		for res != nil && res.fname == "contained" && res.parent != nil {
+			res = res.parent.resource()
+		}
+		if res == nil {
+			return nil
+		}
+		if ref == "#" {
+			return res
+		}
+		for _, c := range res.child("contained") {
+			if c.str("id") == ref[1:] {
+				return c
+			}
+		}
+		return nil
+	}
+	for p := from.parent; p != nil; p = p.parent {
+		idx := x.bundles[p]
+		if idx == nil {
+			continue
+		}
+		if t := idx.byFull[ref]; t != nil {
+			return t
+		}
+		if strings.Contains(ref, ":") {
+			return nil
+		}
+		// Relative: against the base of the referencing entry's fullUrl.
+		ref = strings.SplitN(ref, "/_history/", 2)[0]
+		if res := from.resource(); res != nil && res.parent != nil {
+			if fu := res.parent.str("fullUrl"); strings.HasPrefix(fu, "http") {
+				parts := strings.Split(fu, "/")
+				if len(parts) > 2 {
+					base := strings.Join(parts[:len(parts)-2], "/")
+					if t := idx.byFull[base+"/"+ref]; t != nil {
+						return t
+					}
+				}
+			}
+		}
+		return idx.byTypeID[ref]
+	}
+	return nil
+}
+
+func (x *run) inBundle(e *elem) bool {
+	for p := e.parent; p != nil; p = p.parent {
+		if x.bundles[p] != nil {
+			return true
+		}
+	}
+	return false
+}
+
+func (x *run) reference(e *elem, t etype, src string) {
+	ref := e.str("reference")
+	if ref == "" {
+		return
+	}
+	target := x.resolveRef(ref, e)
+	if target == nil {
+		switch {
+		case strings.HasPrefix(ref, "#"):
+			x.add(SeverityError, "not-found", e, src, "The contained resource '%s' was not found", ref)
+		case strings.HasPrefix(ref, "urn:uuid:") || strings.HasPrefix(ref, "urn:oid:"):
+			x.add(SeverityError, "not-found", e, src, "The reference '%s' could not be resolved in the Bundle", ref)
+		case x.strictRefs && x.inBundle(e):
+			x.add(SeverityError, "not-found", e, src, "The reference '%s' could not be resolved in the Bundle; every resource the request refers to must be included", ref)
+		}
+		return
+	}
+	if len(t.targets) == 0 {
+		return
+	}
+	var types, cands []string
+	for _, tp := range t.targets {
+		sd, err := x.r.structure(tp, -1)
+		if err != nil {
+			return // unknown target profile: cannot judge
+		}
+		if sd.typ == "Resource" {
+			return
+		}
+		types = append(types, sd.typ)
+		if sd.typ == target.resType && sd.derivation == "constraint" {
+			cands = append(cands, tp)
+		} else if sd.typ == target.resType {
+			return // the base type is allowed
+		}
+	}
+	if len(cands) == 0 {
+		x.add(SeverityError, "structure", e, src, "The reference '%s' points to a %s, which is not a valid target (allowed: %s)", ref, target.resType, strings.Join(types, ", "))
+		return
+	}
+	var best []Issue
+	bestN := -1
+	for _, c := range cands {
+		sd, err := x.r.structure(c, -1)
+		if err != nil {
+			continue
+		}
+		is := x.capture(func() { x.walkRoot(target, sd) })
+		n := countErrors(is)
+		if n == 0 {
+			x.merge(is)
+			return
+		}
+		if bestN < 0 || n < bestN {
+			best, bestN = is, n
+		}
+	}
+	if bestN > 0 {
+		x.merge(best)
+		first := best[0]
+		for _, i := range best {
+			if i.Severity == SeverityError || i.Severity == SeverityFatal {
+				first = i
+				break
+			}
+		}
+		x.add(SeverityError, "structure", e, src, "The resource '%s' does not conform to the target profile %s: %s at %s (%d errors)", ref, strings.Join(cands, " or "), first.Diagnostics, first.Expression, bestN)
+	}
+}
