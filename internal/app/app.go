@@ -1,0 +1,148 @@
+// Package app wires Priora's parts into a running server: the store, the
+// coverage rules, the domain services and the HTTP handler. The command and
+// the tests both start Priora through it, so they run the same wiring.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/priora/priora/coverage"
+	"github.com/priora/priora/fhir"
+	"github.com/priora/priora/pas"
+	"github.com/priora/priora/server"
+	"github.com/priora/priora/store"
+)
+
+// Config is what a running Priora needs, already validated by the caller.
+type Config struct {
+	BaseURL  string
+	DataDir  string
+	MongoURI string
+	// Database overrides the database name (tests use one per test).
+	Database string
+	// Rules is the coverage rule set; nil loads RulesFile or the sample.
+	Rules     *coverage.Rules
+	RulesFile string
+	MaxBody   int64
+	Version   string
+	Log       *slog.Logger
+	// Now overrides the clock (tests).
+	Now func() time.Time
+}
+
+// App is a wired Priora.
+type App struct {
+	Config  Config
+	Log     *slog.Logger
+	Store   *store.Store
+	PAS     *pas.Service
+	Handler http.Handler
+
+	rules  *coverage.Rules
+	mu     sync.Mutex
+	closed bool
+}
+
+// New opens the store and builds every service.
+func New(ctx context.Context, cfg Config) (*App, error) {
+	log := cfg.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	rules := cfg.Rules
+	if rules == nil {
+		var err error
+		if cfg.RulesFile == "" {
+			rules, err = coverage.Sample()
+		} else {
+			rules, err = coverage.Load(cfg.RulesFile)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	st, err := store.Open(ctx, store.Options{URI: cfg.MongoURI, DataDir: cfg.DataDir, Database: cfg.Database, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	parser, err := fhir.NewParser()
+	if err != nil {
+		st.Close(context.Background())
+		return nil, err
+	}
+	a := &App{Config: cfg, Log: log, Store: st, rules: rules}
+	a.PAS = pas.New(pas.Config{
+		Store:  st,
+		Rules:  a.Rules,
+		Parser: parser,
+		Now:    cfg.Now,
+		Log:    log,
+	})
+	a.Handler = server.New(server.Config{
+		BaseURL: cfg.BaseURL,
+		MaxBody: cfg.MaxBody,
+		Version: cfg.Version,
+		Log:     log,
+		Store:   st,
+		PAS:     a.PAS,
+		Started: cfg.Now(),
+	})
+	return a, nil
+}
+
+// Rules returns the coverage rules in force.
+func (a *App) Rules() *coverage.Rules { return a.rules }
+
+// Serve answers on ln until ctx ends, then drains in-flight requests for up
+// to drain before returning.
+func (a *App) Serve(ctx context.Context, ln net.Listener, drain time.Duration) error {
+	hs := &http.Server{
+		Handler:           a.Handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(a.Log.Handler(), slog.LevelWarn),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	a.Log.Info("shutting down: draining in-flight requests")
+	sctx, cancel := context.WithTimeout(context.Background(), drain)
+	defer cancel()
+	if err := hs.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// Close stops background work and closes the store. It is idempotent.
+func (a *App) Close() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.closed {
+		return nil
+	}
+	a.closed = true
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return a.Store.Close(ctx)
+}
