@@ -16,28 +16,28 @@ import (
 // claimResponse is the PAS ClaimResponse Priora writes. Field order is
 // output order: resourceType first, as readers expect.
 type claimResponse struct {
-	ResourceType         string               `json:"resourceType"`
-	ID                   string               `json:"id"`
-	Meta                 *fhir.Meta           `json:"meta,omitempty"`
-	Extension            []fhir.Extension     `json:"extension,omitempty"`
-	Identifier           []fhir.Identifier    `json:"identifier,omitempty"`
-	Status               string               `json:"status"`
+	ResourceType         string                `json:"resourceType"`
+	ID                   string                `json:"id"`
+	Meta                 *fhir.Meta            `json:"meta,omitempty"`
+	Extension            []fhir.Extension      `json:"extension,omitempty"`
+	Identifier           []fhir.Identifier     `json:"identifier,omitempty"`
+	Status               string                `json:"status"`
 	Type                 *fhir.CodeableConcept `json:"type"`
-	Use                  string               `json:"use"`
-	Patient              *fhir.Reference      `json:"patient"`
-	Created              string               `json:"created"`
-	Insurer              *fhir.Reference      `json:"insurer"`
-	Requestor            *fhir.Reference      `json:"requestor,omitempty"`
-	Request              *fhir.Reference      `json:"request"`
-	Outcome              string               `json:"outcome"`
-	Disposition          string               `json:"disposition,omitempty"`
-	PreAuthRef           string               `json:"preAuthRef,omitempty"`
-	PreAuthPeriod        *fhir.Period         `json:"preAuthPeriod,omitempty"`
-	Item                 []crItem             `json:"item,omitempty"`
-	AddItem              []crAddItem          `json:"addItem,omitempty"`
-	ProcessNote          []crNote             `json:"processNote,omitempty"`
-	CommunicationRequest []fhir.Reference     `json:"communicationRequest,omitempty"`
-	Error                []crError            `json:"error,omitempty"`
+	Use                  string                `json:"use"`
+	Patient              *fhir.Reference       `json:"patient"`
+	Created              string                `json:"created"`
+	Insurer              *fhir.Reference       `json:"insurer"`
+	Requestor            *fhir.Reference       `json:"requestor,omitempty"`
+	Request              *fhir.Reference       `json:"request"`
+	Outcome              string                `json:"outcome"`
+	Disposition          string                `json:"disposition,omitempty"`
+	PreAuthRef           string                `json:"preAuthRef,omitempty"`
+	PreAuthPeriod        *fhir.Period          `json:"preAuthPeriod,omitempty"`
+	Item                 []crItem              `json:"item,omitempty"`
+	AddItem              []crAddItem           `json:"addItem,omitempty"`
+	ProcessNote          []crNote              `json:"processNote,omitempty"`
+	CommunicationRequest []fhir.Reference      `json:"communicationRequest,omitempty"`
+	Error                []crError             `json:"error,omitempty"`
 }
 
 type crItem struct {

@@ -173,4 +173,3 @@ func setDecision(it *store.Item, d store.Decision) {
 	}
 	it.Decision = d
 }
-

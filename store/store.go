@@ -163,7 +163,9 @@ func (l levelFloor) WithAttrs(as []slog.Attr) slog.Handler {
 	return levelFloor{l.Handler.WithAttrs(as), l.min}
 }
 
-func (l levelFloor) WithGroup(g string) slog.Handler { return levelFloor{l.Handler.WithGroup(g), l.min} }
+func (l levelFloor) WithGroup(g string) slog.Handler {
+	return levelFloor{l.Handler.WithGroup(g), l.min}
+}
 
 // Embedded reports whether the store runs the in-process engine, and its URI.
 func (s *Store) Embedded() (string, bool) {
