@@ -44,7 +44,14 @@ type Authorization struct {
 	Submissions []Submission `bson:"submissions"`
 	Items       []Item       `bson:"items"`
 	Responses   []Response   `bson:"responses"`
-	Events      []Event      `bson:"events"`
+	// Events announce response versions made after the synchronous answer
+	// (a reviewer's or a delayed rule's decision). They are appended in the
+	// same write as the decision, so the two never part.
+	Events []Event `bson:"events"`
+	// Undispatched is true while some event has not been fanned out to
+	// subscriptions; Dispatched is the number of the last event that has.
+	Undispatched bool `bson:"undispatched"`
+	Dispatched   int  `bson:"dispatched"`
 	// Echo holds the request resources a response must carry again
 	// (patient, insurer, requestor, providers), with their client fullUrls.
 	Echo []EchoEntry `bson:"echo"`
@@ -146,6 +153,12 @@ type Summary struct {
 	Category     string   `bson:"category,omitempty"`
 }
 
+// AddEvent records that response version n is news for subscribers.
+func (a *Authorization) AddEvent(response int, now time.Time) {
+	a.Events = append(a.Events, Event{Number: len(a.Events) + 1, Response: response, Created: now})
+	a.Undispatched = true
+}
+
 // CurrentResponse is the latest response version, or nil.
 func (a *Authorization) CurrentResponse() *Response {
 	if len(a.Responses) == 0 {
@@ -192,6 +205,7 @@ func (s *Store) ensureIndexes(ctx context.Context) error {
 		{s.authorizations, bson.D{{Key: "submissionKeys", Value: 1}}},
 		{s.authorizations, bson.D{{Key: "memberIds", Value: 1}}},
 		{s.authorizations, bson.D{{Key: "status", Value: 1}, {Key: "dueAt", Value: 1}}},
+		{s.authorizations, bson.D{{Key: "undispatched", Value: 1}}},
 		{s.bundles, bson.D{{Key: "authorization", Value: 1}}},
 	}
 	for _, i := range idx {
