@@ -282,7 +282,20 @@ func (r *Registry) codeSystem(canonical string, from int) *csIndex {
 	return cs
 }
 
-// contains reports whether system|code is in the value set.
+// contains reports whether system|code is in the value set. A code from
+// a system that cannot be checked here (licensed, external or unknown)
+// is memberUnknown when the value set itself draws on such systems.
+func (r *Registry) contains(idx *vsIndex, system, code string, from int) membership {
+	m := idx.contains(system, code)
+	if m != memberNo || system == "" || (len(idx.external) == 0 && !idx.partial) {
+		return m
+	}
+	if cs := r.codeSystem(system, from); cs != nil && cs.content == "complete" {
+		return memberNo
+	}
+	return memberUnknown
+}
+
 func (idx *vsIndex) contains(system, code string) membership {
 	if system == "" {
 		// code type: look in every system.

@@ -128,10 +128,12 @@ func canon(sd *sdef) string {
 	return sd.url
 }
 
+var urlUnescape = strings.NewReplacer("%5B", "[", "%5D", "]", "%5b", "[", "%5d", "]")
+
 func sameURL(a, b string) bool {
 	a, _, _ = strings.Cut(a, "|")
 	b, _, _ = strings.Cut(b, "|")
-	return a == b
+	return a == b || urlUnescape.Replace(a) == urlUnescape.Replace(b)
 }
 
 // resource validates a resource element: against anyOf (profiles imposed by
@@ -333,7 +335,7 @@ func (x *run) walk(e *elem, d *edef, extra []constraint) {
 		}
 	}
 	if t.code == "Reference" {
-		x.reference(e, t, src)
+		x.reference(e, t, d.sd.pkg, src)
 	}
 	if t.code == "Extension" {
 		x.extension(e, d)
@@ -521,7 +523,14 @@ func (x *run) sliceMatch(it *elem, cd, s *edef) bool {
 			}
 			want := x.discValue(s, dsc.path)
 			if want == nil {
-				return false
+				// A binding at the path discriminates by membership;
+				// otherwise the slice does not constrain this path.
+				if dd := x.navDef(s, dsc.path); dd != nil && dd.bindVS != "" && dd.bindStr == "required" {
+					if !x.inBinding(navElems([]*elem{it}, dsc.path), dd) {
+						return false
+					}
+				}
+				continue
 			}
 			got := navElems([]*elem{it}, dsc.path)
 			ok := false
@@ -571,11 +580,85 @@ func (x *run) sliceMatch(it *elem, cd, s *edef) bool {
 			if (len(navElems([]*elem{it}, dsc.path)) > 0) != (dd.min > 0) {
 				return false
 			}
-		default: // profile: not used by these IGs
+		case "profile":
+			// Approximated by type: the referenced (or resolved) resource
+			// must be of a type one of the slice's target profiles allows.
+			path := strings.TrimSuffix(strings.TrimSuffix(dsc.path, ".resolve()"), "resolve()")
+			dd := x.navDef(s, path)
+			if dd == nil {
+				continue
+			}
+			allowed := map[string]bool{}
+			for _, t := range dd.types {
+				for _, tp := range append(append([]string{}, t.targets...), t.profiles...) {
+					if sd, err := x.r.structure(tp, dd.sd.pkg); err == nil {
+						allowed[sd.typ] = true
+					}
+				}
+			}
+			if len(allowed) == 0 || allowed["Resource"] {
+				continue
+			}
+			ok := false
+			for _, g := range navElems([]*elem{it}, path) {
+				typ := g.resType
+				if ref := g.str("reference"); ref != "" {
+					if t := x.resolveRef(ref, g); t != nil {
+						typ = t.resType
+					} else if parts := strings.Split(strings.SplitN(ref, "/_history/", 2)[0], "/"); len(parts) >= 2 {
+						typ = parts[len(parts)-2]
+					}
+				}
+				ok = ok || allowed[typ]
+			}
+			if !ok {
+				return false
+			}
+		default:
 			return false
 		}
 	}
 	return true
+}
+
+// inBinding reports whether some coded value in els may be in d's value
+// set (codes that cannot be checked locally count as members).
+func (x *run) inBinding(els []*elem, d *edef) bool {
+	vs := x.r.valueSet(d.bindVS, d.sd.pkg)
+	if !vs.found {
+		// An unavailable (licensed) value set: codes from systems known
+		// locally cannot be in it.
+		for _, e := range els {
+			for _, c := range append(e.child("coding"), e) {
+				if sys := c.str("system"); sys != "" {
+					if cs := x.r.codeSystem(sys, d.sd.pkg); cs == nil {
+						return true
+					}
+				}
+			}
+		}
+		return false
+	}
+	for _, e := range els {
+		var codings []*elem
+		switch {
+		case e.prim != nil:
+			if x.r.contains(vs, "", e.prim.s, d.sd.pkg) != memberNo {
+				return true
+			}
+			continue
+		case e.first("coding") != nil:
+			codings = e.child("coding")
+		default:
+			codings = []*elem{e}
+		}
+		for _, c := range codings {
+			if x.r.contains(vs, c.str("system"), c.str("code"), d.sd.pkg) != memberNo {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func extSliceURL(s *edef) string {
@@ -752,6 +835,9 @@ func navElems(cur []*elem, path string) []*elem {
 func primEqual(a, b *jval) bool {
 	if a.kind != b.kind {
 		return false
+	}
+	if a.kind == jStr && strings.Contains(a.s+b.s, "%5") {
+		return urlUnescape.Replace(a.s) == urlUnescape.Replace(b.s)
 	}
 	if a.kind == jNum {
 		fa, ea := strconv.ParseFloat(a.s, 64)
@@ -967,7 +1053,7 @@ func (x *run) binding(e *elem, d *edef, code, src string) {
 		if c.code == "" {
 			continue
 		}
-		switch vs.contains(c.sys, c.code) {
+		switch x.r.contains(vs, c.sys, c.code, d.sd.pkg) {
 		case memberYes:
 			return
 		case memberUnknown:

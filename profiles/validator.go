@@ -1,7 +1,9 @@
 package profiles
 
 import (
+	"sort"
 	"strings"
+	"sync"
 )
 
 // Canonical URLs of the PAS Bundle profiles.
@@ -28,6 +30,9 @@ type Validator struct {
 	r      *Registry
 	pasPkg int
 	crdPkg int
+
+	crdOnce   sync.Once
+	crdByType map[string][]string
 }
 
 // NewValidator returns a Validator over the registry's packages.
@@ -76,14 +81,14 @@ func parseResource(raw []byte) (*elem, *Result) {
 // Validate validates one resource (JSON) against its base definition, its
 // meta.profile entries and the given profiles (canonical URLs, optionally
 // url|version); it must conform to each of the given profiles. Unversioned
-// canonicals resolve to the highest embedded version unless the resource
-// itself pins one.
+// canonicals resolve in the configured PAS package and its dependencies
+// first, then to the highest embedded version.
 func (v *Validator) Validate(resource []byte, profiles ...string) Result {
 	root, bad := parseResource(resource)
 	if bad != nil {
 		return *bad
 	}
-	x := v.newRun(-1)
+	x := v.newRun(v.pasPkg)
 	x.validateRoot(root, profiles)
 	return Result{Issues: x.issues}
 }
@@ -171,19 +176,31 @@ func (v *Validator) ValidatePASInquiryResponse(raw []byte) Result {
 	return v.validatePAS(raw, PASInquiryResponseBundle)
 }
 
-// crdProfiles returns the CRD profile for a resource type, if CRD has one.
+// crdProfiles returns the concrete CRD profiles for a resource type; a
+// resource that names none in meta.profile must conform to one of them.
 func (v *Validator) crdProfiles(resType string) []string {
 	if v.crdPkg < 0 {
 		return nil
 	}
-	ver := v.r.pkgs[v.crdPkg].Version
-	base := "http://hl7.org/fhir/us/davinci-crd/StructureDefinition/profile-"
-	for _, name := range []string{strings.ToLower(resType), strings.ToLower(resType) + "questionnaire", strings.ToLower(resType) + "-with-order"} {
-		if e := v.r.lookup("StructureDefinition", base+name+"|"+ver, v.crdPkg); e != nil && e.Pkg == v.crdPkg && e.Type == resType {
-			return []string{base + name + "|" + ver}
+	v.crdOnce.Do(func() {
+		v.crdByType = map[string][]string{}
+		for _, es := range v.r.byURL {
+			for _, e := range es {
+				if e.Pkg != v.crdPkg || e.Kind != "StructureDefinition" {
+					continue
+				}
+				sd, err := v.r.structure(e.URL+"|"+e.Version, e.Pkg)
+				if err != nil || sd.kind != "resource" || sd.abstract || sd.derivation != "constraint" {
+					continue
+				}
+				v.crdByType[sd.typ] = append(v.crdByType[sd.typ], canon(sd))
+			}
 		}
-	}
-	return nil
+		for _, ps := range v.crdByType {
+			sort.Strings(ps)
+		}
+	})
+	return v.crdByType[resType]
 }
 
 // ValidateCRDResource validates a resource (a draft order, a prefetch
@@ -325,7 +342,7 @@ func (x *run) inBundle(e *elem) bool {
 	return false
 }
 
-func (x *run) reference(e *elem, t etype, src string) {
+func (x *run) reference(e *elem, t etype, pkg int, src string) {
 	ref := e.str("reference")
 	if ref == "" {
 		return
@@ -338,7 +355,9 @@ func (x *run) reference(e *elem, t etype, src string) {
 		case strings.HasPrefix(ref, "urn:uuid:") || strings.HasPrefix(ref, "urn:oid:"):
 			x.add(SeverityError, "not-found", e, src, "The reference '%s' could not be resolved in the Bundle", ref)
 		case x.strictRefs && x.inBundle(e):
-			x.add(SeverityError, "not-found", e, src, "The reference '%s' could not be resolved in the Bundle; every resource the request refers to must be included", ref)
+			// A warning: the PAS IG's own example Bundles leave some
+			// relative references unresolved.
+			x.add(SeverityWarning, "not-found", e, src, "The reference '%s' could not be resolved in the Bundle", ref)
 		}
 		return
 	}
@@ -347,7 +366,7 @@ func (x *run) reference(e *elem, t etype, src string) {
 	}
 	var types, cands []string
 	for _, tp := range t.targets {
-		sd, err := x.r.structure(tp, -1)
+		sd, err := x.r.structure(tp, pkg)
 		if err != nil {
 			return // unknown target profile: cannot judge
 		}
@@ -368,7 +387,7 @@ func (x *run) reference(e *elem, t etype, src string) {
 	var best []Issue
 	bestN := -1
 	for _, c := range cands {
-		sd, err := x.r.structure(c, -1)
+		sd, err := x.r.structure(c, pkg)
 		if err != nil {
 			continue
 		}
