@@ -146,4 +146,3 @@ func TestExamplesValidate(t *testing.T) {
 		}
 	}
 }
-

@@ -796,6 +796,19 @@ func (env *fpEnv) binary(n *fpNode, in []fpValue) ([]fpValue, error) {
 		}
 		return boolVal(eq == (n.name == "~")), nil
 	}
+	if n.name == "&" {
+		str := func(c []fpValue) string {
+			if len(c) == 0 {
+				return ""
+			}
+			p, _ := c[0].prim()
+			if p.k == fpInt || p.k == fpDec {
+				return strconv.FormatFloat(p.n, 'f', -1, 64)
+			}
+			return p.s
+		}
+		return []fpValue{{k: fpStr, s: str(l) + str(r)}}, nil
+	}
 	if len(l) != 1 || len(r) != 1 {
 		return nil, nil
 	}

@@ -340,7 +340,13 @@ func (x *run) walk(e *elem, d *edef, extra []constraint) {
 	if t.code == "Extension" {
 		x.extension(e, d)
 	}
-	x.invariants(e, d, src, rootCons, extra)
+	var typeCons []constraint
+	if !isRoot && !isPrimitiveType(t.code) && t.code != "Extension" && t.code != "BackboneElement" && t.code != "Element" {
+		if tsd := x.r.typeSD(t.code); tsd != nil {
+			typeCons = tsd.root.constraints
+		}
+	}
+	x.invariants(e, d, src, rootCons, extra, typeCons)
 }
 
 // childrenDef finds the definition whose children describe e's children,
