@@ -25,6 +25,9 @@ type request struct {
 	patientEntry  int
 	insurerEntry  int
 	providerEntry int
+	// unresolved counts tolerated references below the Claim that point
+	// outside the Bundle.
+	unresolved int
 }
 
 func (r *request) claimFullURL() string { return r.bundle.Entry[r.claimEntry].FullURL }
@@ -218,10 +221,15 @@ func checkModifiers(is *issues, at string, mods []fhir.Extension) {
 	}
 }
 
-// checkReferences walks every reference from the Claim, transitively, and
-// reports those that do not resolve inside the Bundle (spec-13, spec-18).
-// The Claim an update replaces may itself point at its own prior Claim,
-// which is not included (spec-66); that one reference is skipped.
+// checkReferences walks every reference from the Claim, transitively
+// (spec-13, spec-18). A reference the Claim itself makes must resolve inside
+// the Bundle, or the request is rejected. Deeper references are followed
+// where they resolve and tolerated where they do not: the IG's own examples
+// omit such resources (Bundle-SurgicalRequestBundleExample's
+// PractitionerRole points at a Location and a Practitioner it does not
+// carry), and nothing Priora decides depends on them. The Claim an update
+// replaces may point at its own prior Claim, which is not included
+// (spec-66); that reference is skipped.
 func (r *request) checkReferences(is *issues) {
 	b := r.bundle
 	visited := map[int]bool{0: true}
@@ -244,6 +252,10 @@ func (r *request) checkReferences(is *issues) {
 				continue
 			}
 			j := b.Resolve(ref.Value, e.FullURL)
+			if j < 0 && i != 0 {
+				r.unresolved++
+				continue
+			}
 			if j < 0 {
 				is.add("not-found", fmt.Sprintf("Bundle.entry[%d].resource%s", i, ref.Path),
 					"reference %q does not resolve to a resource in the Bundle; every resource the Claim refers to, directly or indirectly, must be included (spec-13)", ref.Value)

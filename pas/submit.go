@@ -151,6 +151,9 @@ func (s *Service) index(a *store.Authorization, req *request) {
 		a.ClaimKeys = append(a.ClaimKeys, k)
 	}
 	addKey("url|" + req.claimFullURL())
+	if req.priorFullURL != "" {
+		addKey("url|" + req.priorFullURL)
+	}
 	for _, id := range req.claim.Identifier {
 		addKey("claim|" + id.Key())
 	}

@@ -12,7 +12,6 @@ import (
 // X12 901 reject reasons and 889 follow-up actions used for business errors.
 const (
 	rejectAuthorizationNotFound = "AA" // Authorization Number Not Found
-	followupCorrectResubmit     = "C"  // Please Correct and Resubmit
 	followupNoResubmission      = "N"  // Resubmission Not Allowed
 )
 
@@ -39,11 +38,11 @@ func (s *Service) update(ctx context.Context, who Caller, req *request, key stri
 			a, err = s.cfg.Store.AuthorizationByClaimKey(ctx, who.Tenant, keys[1:])
 		}
 		if errors.Is(err, store.ErrNotFound) {
-			return s.rejectUpdate(req, businessError{
-				Code: rejectAuthorizationNotFound, Followup: followupCorrectResubmit,
-				Path: "Bundle.entry[0].resource.related[0].claim", Element: "2000E-REF02",
-				Note: "The prior authorization request this update refers to is not on file. Check Claim.related.claim or submit a new request.",
-			})
+			// The request being updated never reached Priora (it went
+			// elsewhere, or predates this server): decide the update as a
+			// new request, so the provider gets an answer for every item.
+			s.log.InfoContext(ctx, "update of a request not on file; deciding it as a new request")
+			return s.create(ctx, who, req, key)
 		}
 		if err != nil {
 			return nil, err
