@@ -1,0 +1,104 @@
+package profiles
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+)
+
+// Lint validates each file and prints its issues like a linter, one per
+// line:
+//
+//	file: severity expression: diagnostics
+//
+// A file that is a PAS request, inquiry or response Bundle (recognised by
+// its meta.profile, or for an unprofiled Bundle by its first entry) is
+// validated with the matching PAS helper; a CDS Hooks request (a JSON
+// object with "hook") with ValidateCRDHookRequest; anything else with
+// Validate. Information issues are not printed. It returns the number of
+// errors (error and fatal issues) across all files; err reports an
+// unreadable file or a failed write, not validation errors.
+func (v *Validator) Lint(w io.Writer, files []string) (errors int, err error) {
+	for _, f := range files {
+		raw, rerr := os.ReadFile(f)
+		if rerr != nil {
+			return errors, rerr
+		}
+		res := v.lintOne(raw)
+		for _, is := range res.Issues {
+			if is.Severity == SeverityInformation {
+				continue
+			}
+			if is.Severity == SeverityError || is.Severity == SeverityFatal {
+				errors++
+			}
+			expr := is.Expression
+			if expr == "" {
+				expr = "-"
+			}
+			if _, werr := fmt.Fprintf(w, "%s: %s %s: %s\n", f, is.Severity, expr, is.Diagnostics); werr != nil {
+				return errors, werr
+			}
+		}
+	}
+	return errors, nil
+}
+
+func (v *Validator) lintOne(raw []byte) Result {
+	var probe struct {
+		ResourceType string `json:"resourceType"`
+		Hook         string `json:"hook"`
+		Meta         struct {
+			Profile []string `json:"profile"`
+		} `json:"meta"`
+		Entry []struct {
+			Resource struct {
+				ResourceType string `json:"resourceType"`
+				Meta         struct {
+					Profile []string `json:"profile"`
+				} `json:"meta"`
+			} `json:"resource"`
+		} `json:"entry"`
+	}
+	_ = json.Unmarshal(raw, &probe) // a syntax error is reported by the validator
+	if probe.ResourceType == "" && probe.Hook != "" {
+		return v.ValidateCRDHookRequest(raw)
+	}
+	if probe.ResourceType != "Bundle" {
+		return v.Validate(raw)
+	}
+	for _, p := range probe.Meta.Profile {
+		switch {
+		case sameURL(p, PASRequestBundle):
+			return v.ValidatePASRequest(raw)
+		case sameURL(p, PASInquiryRequestBundle):
+			return v.ValidatePASInquiry(raw)
+		case sameURL(p, PASResponseBundle):
+			return v.ValidatePASResponse(raw)
+		case sameURL(p, PASInquiryResponseBundle):
+			return v.ValidatePASInquiryResponse(raw)
+		}
+	}
+	if len(probe.Entry) > 0 {
+		first := probe.Entry[0].Resource
+		inquiry := false
+		for _, p := range first.Meta.Profile {
+			if sameURL(p, "http://hl7.org/fhir/us/davinci-pas/StructureDefinition/profile-claim-inquiry") ||
+				sameURL(p, "http://hl7.org/fhir/us/davinci-pas/StructureDefinition/profile-claiminquiryresponse") {
+				inquiry = true
+			}
+		}
+		switch {
+		case first.ResourceType == "Claim" && inquiry:
+			return v.ValidatePASInquiry(raw)
+		case first.ResourceType == "Claim":
+			return v.ValidatePASRequest(raw)
+		case first.ResourceType == "ClaimResponse" && inquiry:
+			return v.ValidatePASInquiryResponse(raw)
+		case first.ResourceType == "ClaimResponse":
+			return v.ValidatePASResponse(raw)
+		}
+	}
+	return v.Validate(raw)
+}
