@@ -45,6 +45,16 @@ func (v *Validator) Lint(w io.Writer, files []string) (errors int, err error) {
 	return errors, nil
 }
 
+// Lint is Validator.Lint with a freshly loaded registry and default
+// Options, for the `priora validate FILE...` command.
+func Lint(w io.Writer, files []string) (errors int, err error) {
+	r, err := Load()
+	if err != nil {
+		return 0, err
+	}
+	return r.NewValidator(Options{}).Lint(w, files)
+}
+
 func (v *Validator) lintOne(raw []byte) Result {
 	var probe struct {
 		ResourceType string `json:"resourceType"`
