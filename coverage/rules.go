@@ -76,6 +76,13 @@ type Defaults struct {
 	AuthorizationDays int `yaml:"authorizationDays"`
 	// PolicyURL is a general coverage-policy page for cards.
 	PolicyURL string `yaml:"policyUrl"`
+	// PayerName labels CRD cards (Card.source.label) when the member's
+	// Coverage names no payer display.
+	PayerName string `yaml:"payerName"`
+	// DTRLaunchURL is the SMART launch URL of the payer's DTR app. When set,
+	// CRD answers an order that needs a questionnaire with a SMART app
+	// launch card; when empty, with a request form completion card.
+	DTRLaunchURL string `yaml:"dtrLaunchUrl"`
 }
 
 // Rule is one coverage rule. A rule matches a service when its code matches
@@ -148,7 +155,12 @@ type CRD struct {
 	// Covered is covered, not-covered or conditional.
 	Covered string `yaml:"covered"`
 	// PANeeded is auth-needed, no-auth, satisfied, performpa or conditional.
+	// "satisfied" waives prior authorization for everyone (PAS approves an
+	// item citing the assertion without review).
 	PANeeded string `yaml:"paNeeded"`
+	// GoldCard lists ordering providers (NPIs) for whom prior authorization
+	// is satisfied although PANeeded says otherwise (gold carding).
+	GoldCard []string `yaml:"goldCard"`
 	// DocNeeded is clinical, admin, patient, conditional or no-doc.
 	DocNeeded  string   `yaml:"docNeeded"`
 	DocPurpose []string `yaml:"docPurpose"`
