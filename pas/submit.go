@@ -161,6 +161,8 @@ func (s *Service) index(a *store.Authorization, req *request) {
 	a.ProviderNPIs = appendUnique(a.ProviderNPIs, req.providerNPIs()...)
 	a.InsurerIDs = appendUnique(a.InsurerIDs, req.insurerIDs()...)
 	a.SenderIDs = appendUnique(a.SenderIDs, req.senderIDs()...)
+	a.RefNumbers = appendUnique(a.RefNumbers, a.ID)
+	a.RefNumbers = appendUnique(a.RefNumbers, req.refNumbers()...)
 	a.Echo = req.echoEntries()
 	a.Summary = req.summary()
 }
@@ -573,4 +575,22 @@ func humanName(raw json.RawMessage) string {
 		return n.Text
 	}
 	return strings.TrimSpace(strings.Join(append(n.Given, n.Family), " "))
+}
+
+// refNumbers are the authorization (REF-BB) and administrative reference
+// (REF-NT) numbers the provider put on the Claim and its items.
+func (r *request) refNumbers() []string {
+	var out []string
+	pick := func(exts []fhir.Extension) {
+		for _, url := range []string{extAuthorizationNumber, extAdminReferenceNumber} {
+			if e, ok := fhir.FindExtension(exts, url); ok {
+				out = append(out, e.StringValue())
+			}
+		}
+	}
+	pick(r.claim.Extension)
+	for _, it := range r.claim.Item {
+		pick(it.Extension)
+	}
+	return out
 }

@@ -34,3 +34,20 @@ func caller(c echo.Context) pas.Caller {
 	}
 	return pas.Caller{Tenant: "default", Client: "anonymous"}
 }
+
+// inquire is POST /fhir/Claim/$inquire.
+func (s *Server) inquire(c echo.Context) error {
+	if err := acceptsJSON(c.Request()); err != nil {
+		return err
+	}
+	body, err := s.readFHIR(c)
+	if err != nil {
+		return err
+	}
+	ans, err := s.cfg.PAS.Inquire(c.Request().Context(), caller(c), body)
+	if err != nil {
+		return err
+	}
+	logAttrs(c, "result", ans.Outcome)
+	return writeFHIR(c, http.StatusOK, ans.Body)
+}

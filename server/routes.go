@@ -19,6 +19,7 @@ func (s *Server) routes() {
 	f.GET("/metadata", s.metadata)
 	f.GET("/OperationDefinition/:id", s.operationDefinition)
 	f.POST("/Claim/$submit", s.submit)
+	f.POST("/Claim/$inquire", s.inquire)
 }
 
 func (s *Server) healthz(c echo.Context) error {

@@ -40,6 +40,10 @@ type Authorization struct {
 	ProviderNPIs []string `bson:"providerNpis"`
 	InsurerIDs   []string `bson:"insurerIds"`
 	SenderIDs    []string `bson:"senderIds"`
+	// RefNumbers are the numbers an inquiry may target the chain by (X12
+	// REF-BB / REF-NT): Priora's authorization and review numbers, and the
+	// authorization and administrative reference numbers the provider sent.
+	RefNumbers []string `bson:"refNumbers"`
 
 	Submissions []Submission `bson:"submissions"`
 	Items       []Item       `bson:"items"`
@@ -307,4 +311,25 @@ func (s *Store) findAuthorization(ctx context.Context, f bson.D, opts *options.F
 		return nil, fmt.Errorf("store: find authorization: %w", err)
 	}
 	return &a, nil
+}
+
+// AuthorizationsByMember finds chains of any tenant whose patient carries one
+// of the member identifiers, newest first. PAS inquiries may come from
+// systems other than the submitter (spec-52); callers must still require a
+// provider match (spec-53) before showing anything.
+func (s *Store) AuthorizationsByMember(ctx context.Context, memberIDs []string, limit int64) ([]*Authorization, error) {
+	if len(memberIDs) == 0 {
+		return nil, nil
+	}
+	cur, err := s.authorizations.Find(ctx,
+		bson.D{{Key: "memberIds", Value: bson.D{{Key: "$in", Value: memberIDs}}}},
+		options.Find().SetSort(bson.D{{Key: "created", Value: -1}}).SetLimit(limit))
+	if err != nil {
+		return nil, fmt.Errorf("store: find by member: %w", err)
+	}
+	var out []*Authorization
+	if err := cur.All(ctx, &out); err != nil {
+		return nil, fmt.Errorf("store: find by member: %w", err)
+	}
+	return out, nil
 }
