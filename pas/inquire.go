@@ -286,7 +286,6 @@ func inquiryResponse(a *store.Authorization) (json.RawMessage, error) {
 	return json.Marshal(b)
 }
 
-
 func contains(list []string, v string) bool {
 	for _, x := range list {
 		if x == v {
