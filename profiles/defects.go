@@ -64,3 +64,51 @@ func KnownIGDefects() []IGDefect {
 	}
 	return out
 }
+
+// tolerances lists rules of a profile, at one element, that common test
+// data breaks in a way Priora accepts: their findings are warnings, not
+// errors, and a reference target whose only errors they were conforms to
+// its target profile. A rule here is one of the profile's cardinality,
+// fixed/pattern or binding rules at path (an ElementDefinition path, with
+// ":sliceName" for a slice). Every entry names the data that needs it;
+// remove it when that data is fixed.
+var tolerances = []struct {
+	profile string // canonical URL of the profile (any version)
+	path    string // ElementDefinition path the rule is on
+	reason  string
+}{
+	{"http://hl7.org/fhir/us/davinci-pas/StructureDefinition/profile-documentreference", "DocumentReference.content.attachment.data",
+		"the Inferno PAS test kit's preset request Bundles (approval, denial, pended, must-support, claim updates) carry a DocumentReference whose attachment has a url and no data; PAS 2.2.1 requires data. us-core-6 (url or data) still applies"},
+	{"http://hl7.org/fhir/us/davinci-pas/StructureDefinition/profile-documentreference", "DocumentReference.content.attachment.url",
+		"the same kit DocumentReference sends attachment.url, which PAS 2.2.1 prohibits (0..0)"},
+}
+
+// tolerated returns the documented reason when the rule of profile src
+// (url|version) at path is tolerated, else "".
+func tolerated(src, path string) string {
+	if src == "" {
+		return ""
+	}
+	for _, t := range tolerances {
+		if t.path == path && sameURL(t.profile, src) {
+			return t.reason
+		}
+	}
+	return ""
+}
+
+// Tolerance describes one profile rule whose findings Priora reports as
+// warnings instead of errors, and why.
+type Tolerance struct {
+	Profile, Path, Reason string
+}
+
+// Tolerances lists the tolerated profile rules, for documentation and for
+// the `priora validate` help text.
+func Tolerances() []Tolerance {
+	out := make([]Tolerance, len(tolerances))
+	for i, t := range tolerances {
+		out[i] = Tolerance{t.profile, t.path, t.reason}
+	}
+	return out
+}

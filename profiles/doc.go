@@ -63,6 +63,13 @@
 // the Bundle and contained resources, checked for target type and
 // targetProfile.
 //
+// A few profile rules that widely used test data breaks (the Inferno PAS
+// kit's preset DocumentReference sends attachment.url where PAS 2.2.1
+// wants attachment.data) are tolerated: their findings are warnings
+// marked "tolerated" with the reason, and a reference target whose only
+// errors they were conforms to its target profile. The list, each entry a
+// profile, an element path and a reason, is Tolerances().
+//
 // Terminology is local. Codes from licensed or unpublished systems (X12,
 // CPT, NUBC, CMS, ICD, LOINC, SNOMED, ...) or bound to value sets not in
 // any package (valueset.x12.org) cannot be checked; they give an

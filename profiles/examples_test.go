@@ -50,8 +50,6 @@ func exampleMode(v *Validator, name string) func([]byte) Result {
 // IG version they are validated with; each is matched by a fragment of the
 // diagnostics. IG package examples get no such allowance.
 var fixtureDefects = []struct{ file, fragment, reason string }{
-	{"", "DocumentReference.content.attachment", "Inferno's presets send DocumentReference.content.attachment.url; PAS 2.2.1 profile-documentreference requires attachment.data and prohibits url"},
-	{"", "'DocumentReference/episode-summary' does not conform", "the same DocumentReference, reported where the Claim references it"},
 	{"", "us-core-16", "Inferno's sample insurer/practitioner NPIs (e.g. 789312) are not 10 digits"},
 	{"", "does not conform to the target profile http://hl7.org/fhir/us/davinci-pas/StructureDefinition/profile-insurer", "the same short NPI, reported where it is referenced"},
 	{"", "does not conform to the target profile http://hl7.org/fhir/us/davinci-pas/StructureDefinition/profile-practitioner", "the same short NPI, reported where it is referenced"},

@@ -239,3 +239,56 @@ func TestNegatives(t *testing.T) {
 		t.Fatalf("only %d negative cases", len(cases))
 	}
 }
+
+// TestTolerances: the kit's DocumentReference (attachment.url, no data)
+// gives warnings only, the Claim's reference to it conforms, and an
+// attachment with neither url nor data is still an error (us-core-6).
+func TestTolerances(t *testing.T) {
+	v := registry(t).NewValidator(Options{})
+	kit := readTestdata(t, "inferno-pas/approval_pa_submit_request_payload.json")
+	const attachment = "entry.9.resource.content.0.attachment"
+	cases := []struct {
+		name      string
+		mut       func(map[string]any)
+		wantError string // fragment of the one expected error; "" for none
+		wantWarn  []string
+	}{
+		{"url without data is tolerated", func(map[string]any) {}, "", []string{
+			"Bundle.entry[9].resource.content[0].attachment: DocumentReference.content.attachment.data: minimum required = 1",
+			"Bundle.entry[9].resource.content[0].attachment.url: DocumentReference.content.attachment.url: max allowed = 0",
+		}},
+		{"neither url nor data", del(attachment + ".url"), "us-core-6", nil},
+		{"data as PAS wants it", both(del(attachment+".url"), set(attachment+".data", "aGVsbG8=")), "", nil},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			res := v.ValidatePASRequest(mutate(t, kit, c.mut))
+			var errs []string
+			for _, is := range res.Errors() {
+				errs = append(errs, is.Expression+": "+is.Diagnostics)
+			}
+			switch {
+			case c.wantError == "" && len(errs) > 0:
+				t.Errorf("errors:\n%s", strings.Join(errs, "\n"))
+			case c.wantError != "" && !strings.Contains(strings.Join(errs, "\n"), c.wantError):
+				t.Errorf("no error containing %q; errors:\n%s", c.wantError, strings.Join(errs, "\n"))
+			}
+			for _, w := range c.wantWarn {
+				found := false
+				for _, is := range res.Issues {
+					if is.Severity == SeverityWarning && strings.HasPrefix(is.Expression+": "+is.Diagnostics, w) && strings.Contains(is.Diagnostics, "; tolerated: ") {
+						found = true
+					}
+				}
+				if !found {
+					t.Errorf("no tolerated warning %q", w)
+				}
+			}
+		})
+	}
+	for _, tol := range Tolerances() {
+		if tol.Profile == "" || tol.Path == "" || len(tol.Reason) < 20 || !registry(t).HasProfile(tol.Profile) {
+			t.Errorf("incomplete or unknown tolerance %+v", tol)
+		}
+	}
+}

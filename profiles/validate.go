@@ -439,15 +439,29 @@ func (x *run) children(e *elem, pd *edef) {
 func (x *run) cardinality(parent *elem, cd *edef, items []*elem, label, src string) {
 	n := len(items)
 	if n < cd.min {
-		x.add(SeverityError, "required", parent, src, "%s: minimum required = %d, but only found %d%s", label, cd.min, n, from(src))
+		x.rule("required", parent, src, label, "%s: minimum required = %d, but only found %d%s", label, cd.min, n, from(src))
 	}
 	if cd.max >= 0 && n > cd.max {
 		if cd.max == 0 {
-			x.add(SeverityError, "structure", items[0], src, "%s: max allowed = 0, but found %d (the element is prohibited)%s", label, n, from(src))
+			x.rule("structure", items[0], src, label, "%s: max allowed = 0, but found %d (the element is prohibited)%s", label, n, from(src))
 		} else {
-			x.add(SeverityError, "structure", items[cd.max], src, "%s: max allowed = %d, but found %d%s", label, cd.max, n, from(src))
+			x.rule("structure", items[cd.max], src, label, "%s: max allowed = %d, but found %d%s", label, cd.max, n, from(src))
 		}
 	}
+}
+
+// rule reports a broken rule of profile src at the element definition
+// path: an error, or a warning when the rule is listed in tolerances.
+func (x *run) rule(code string, e *elem, src, path, format string, a ...any) {
+	sev, msg := SeverityError, fmt.Sprintf(format, a...)
+	if reason := tolerated(src, path); reason != "" {
+		sev, msg = SeverityWarning, msg+"; tolerated: "+reason
+	}
+	loc := ""
+	if e != nil {
+		loc = e.path()
+	}
+	x.addAt(sev, code, loc, src, msg)
 }
 
 func from(src string) string {
@@ -926,16 +940,16 @@ func describe(v *jval) string {
 func (x *run) fixedPattern(e *elem, d *edef, src string) {
 	if d.fixed != nil && !matchPattern(e, d.fixed) {
 		if e.prim != nil {
-			x.add(SeverityError, "value", e, src, "Value is '%s' but must be '%s'%s", e.prim.s, d.fixed.s, from(src))
+			x.rule("value", e, src, d.path, "Value is '%s' but must be '%s'%s", e.prim.s, d.fixed.s, from(src))
 		} else {
-			x.add(SeverityError, "value", e, src, "The value does not match the fixed value %s%s", describe(d.fixed), from(src))
+			x.rule("value", e, src, d.path, "The value does not match the fixed value %s%s", describe(d.fixed), from(src))
 		}
 	}
 	if d.pattern != nil && !matchPattern(e, d.pattern) {
 		if e.prim != nil {
-			x.add(SeverityError, "value", e, src, "Value is '%s' but must be '%s'%s", e.prim.s, d.pattern.s, from(src))
+			x.rule("value", e, src, d.path, "Value is '%s' but must be '%s'%s", e.prim.s, d.pattern.s, from(src))
 		} else {
-			x.add(SeverityError, "value", e, src, "The pattern %s defined in the profile was not found%s", describe(d.pattern), from(src))
+			x.rule("value", e, src, d.path, "The pattern %s defined in the profile was not found%s", describe(d.pattern), from(src))
 		}
 	}
 }
@@ -1083,11 +1097,11 @@ func (x *run) binding(e *elem, d *edef, code, src string) {
 			shown = append(shown, c.code)
 		}
 	}
-	sev := SeverityError
 	if d.bindStr == "extensible" {
-		sev = SeverityWarning
+		x.add(SeverityWarning, "code-invalid", e, src, "The code %s is not in the value set %s (%s binding)", strings.Join(shown, ", "), d.bindVS, d.bindStr)
+		return
 	}
-	x.add(sev, "code-invalid", e, src, "The code %s is not in the value set %s (%s binding)", strings.Join(shown, ", "), d.bindVS, d.bindStr)
+	x.rule("code-invalid", e, src, d.path, "The code %s is not in the value set %s (%s binding)", strings.Join(shown, ", "), d.bindVS, d.bindStr)
 }
 
 // ---- invariants ----
