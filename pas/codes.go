@@ -33,6 +33,7 @@ const (
 	extAuthorizationNumber   = pasSD + "extension-authorizationNumber"
 	extAdminReferenceNumber  = pasSD + "extension-administrationReferenceNumber"
 	extErrorPath             = pasSD + "extension-errorPath"
+	extServiceLineNumber     = pasSD + "extension-serviceLineNumber"
 	extErrorElement          = pasSD + "extension-errorElement"
 	extErrorFollowupAction   = pasSD + "extension-errorFollowupAction"
 
@@ -42,6 +43,7 @@ const (
 	sysX12CertType     = "https://codesystem.x12.org/005010/1322"
 	sysX12LevelOfSvc   = "https://codesystem.x12.org/005010/1338"
 	sysX12RejectReason = "https://codesystem.x12.org/005010/901"
+	sysX12ReportType   = "https://codesystem.x12.org/005010/755"
 	sysX12FollowUp     = "https://codesystem.x12.org/005010/889"
 	sysAdjudication    = "http://terminology.hl7.org/CodeSystem/adjudication"
 	sysNPI             = "http://hl7.org/fhir/sid/us-npi"

@@ -204,6 +204,17 @@ func buildResponse(in responseInput) ([]byte, string, error) {
 			cr.AddItem = append(cr.AddItem, modifiedItem(it, d, in.authDays))
 		}
 	}
+	var infoRequests []bundleEntry
+	for _, it := range items {
+		if it.Decision.Action != "pend" {
+			continue
+		}
+		for _, code := range it.Decision.RequestInfo {
+			e := communicationRequest(a, it, code, echo, in.claim)
+			cr.CommunicationRequest = append(cr.CommunicationRequest, fhir.Reference{Reference: e.FullURL})
+			infoRequests = append(infoRequests, e)
+		}
+	}
 	if firstApproved != "" {
 		cr.PreAuthRef = a.ID
 		cr.PreAuthPeriod = &fhir.Period{Start: firstApproved, End: lastEnd}
@@ -250,6 +261,7 @@ func buildResponse(in responseInput) ([]byte, string, error) {
 	for _, e := range echo.used() {
 		rb.Entry = append(rb.Entry, bundleEntry{FullURL: e.FullURL, Resource: json.RawMessage(e.Resource)})
 	}
+	rb.Entry = append(rb.Entry, infoRequests...)
 	out, err := json.Marshal(rb)
 	if err != nil {
 		return nil, "", fmt.Errorf("pas: marshal response: %w", err)
@@ -476,4 +488,44 @@ func (s *echoSet) used() []store.EchoEntry {
 		out = append(out, s.all[i])
 	}
 	return out
+}
+
+// communicationRequest asks the provider for documentation about a pended
+// item (PAS "additional information"): one PAS CommunicationRequest per
+// LOINC attachment code, with the item's sequence as service line number.
+func communicationRequest(a *store.Authorization, it store.Item, loinc string, echo *echoSet, c *fhir.Claim) bundleEntry {
+	type payload struct {
+		ContentString string `json:"contentString"`
+	}
+	type commRequest struct {
+		ResourceType string                 `json:"resourceType"`
+		ID           string                 `json:"id"`
+		Meta         *fhir.Meta             `json:"meta"`
+		Extension    []fhir.Extension       `json:"extension"`
+		Identifier   []fhir.Identifier      `json:"identifier"`
+		Status       string                 `json:"status"`
+		Category     []fhir.CodeableConcept `json:"category"`
+		Payload      []payload              `json:"payload"`
+		Requester    *fhir.Reference        `json:"requester,omitempty"`
+		Recipient    []fhir.Reference       `json:"recipient,omitempty"`
+		Sender       *fhir.Reference        `json:"sender,omitempty"`
+	}
+	id := fmt.Sprintf("%s-%d-%s", a.ID, it.Sequence, strings.ReplaceAll(loinc, ".", ""))
+	r := commRequest{
+		ResourceType: "CommunicationRequest",
+		ID:           id,
+		Meta:         &fhir.Meta{Profile: []string{ProfileCommunicationRequest}},
+		Extension:    []fhir.Extension{{URL: extServiceLineNumber, ValuePositiveInt: fhir.Ptr(it.Sequence)}},
+		Identifier:   []fhir.Identifier{{System: "urn:priora:information-request", Value: id}},
+		Status:       "active",
+		Category: []fhir.CodeableConcept{{Coding: []fhir.Coding{{
+			System: sysX12ReportType, Code: "M1", Display: "Medical Record Attachment"}}}},
+		Payload:   []payload{{ContentString: loinc}},
+		Requester: echo.ref(c.Insurer, "Organization"),
+		Sender:    echo.ref(c.Provider, ""),
+	}
+	if p := echo.authorizedProvider(); p != nil {
+		r.Recipient = []fhir.Reference{{Reference: p.FullURL}}
+	}
+	return bundleEntry{FullURL: "urn:uuid:" + uuid.NewString(), Resource: r}
 }

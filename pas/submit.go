@@ -91,7 +91,7 @@ func (s *Service) create(ctx context.Context, who Caller, req *request, key stri
 		}
 		a.Items = append(a.Items, item)
 	}
-	a.Status = chainStatus(a)
+	settle(a)
 	a.Expedited = req.expedited()
 	a.DueAt = dueAt(a.Created, a.Expedited)
 	body, outcome, err := buildResponse(responseInput{
@@ -165,6 +165,11 @@ func (s *Service) index(a *store.Authorization, req *request) {
 	a.RefNumbers = appendUnique(a.RefNumbers, req.refNumbers()...)
 	a.Echo = req.echoEntries()
 	a.Summary = req.summary()
+	a.LatestClaim = string(req.bundle.Entry[req.claimEntry].Resource)
+	a.LatestClaimFullURL = req.claimFullURL()
+	if b, err := json.Marshal(req.bundle.Identifier); err == nil {
+		a.LatestBundleID = string(b)
+	}
 }
 
 func appendUnique(list []string, add ...string) []string {
@@ -223,9 +228,12 @@ func decide(rules *coverage.Rules, svc coverage.Service, req *request, it fhir.C
 	if out.Decision.Action == coverage.Modify {
 		d.AuthorizedQuantity = out.Decision.AuthorizeQuantity
 	}
-	if out.Decision.Action == coverage.Pend && out.Decision.Then != "" {
-		d.After = now.Add(out.Decision.After.Duration)
-		d.FinalRule = string(out.Decision.Then)
+	if out.Decision.Action == coverage.Pend {
+		if out.Decision.Then != "" {
+			d.After = now.Add(out.Decision.After.Duration)
+			d.FinalRule = string(out.Decision.Then)
+		}
+		d.RequestInfo = out.Decision.RequestInfo
 	}
 	return d
 }
@@ -233,6 +241,19 @@ func decide(rules *coverage.Rules, svc coverage.Service, req *request, it fhir.C
 func cancelled(now time.Time, authID string, seq int) store.Decision {
 	return store.Decision{Action: "cancel", ReviewAction: "C", By: "client", At: now,
 		Reason: "withdrawn by the submitter", ReviewNumber: fmt.Sprintf("%s-%d", authID, seq)}
+}
+
+// settle recomputes what follows from the items' decisions: the chain's
+// status and when a delayed rule next finishes an item.
+func settle(a *store.Authorization) {
+	a.Status = chainStatus(a)
+	a.NextAuto = time.Time{}
+	for _, it := range a.Items {
+		d := it.Decision
+		if d.Action == "pend" && d.FinalRule != "" && (a.NextAuto.IsZero() || d.After.Before(a.NextAuto)) {
+			a.NextAuto = d.After
+		}
+	}
 }
 
 // chainStatus is pended while any live item awaits a decision.

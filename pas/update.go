@@ -149,7 +149,7 @@ func (s *Service) applyUpdate(ctx context.Context, who Caller, a *store.Authoriz
 	number := len(a.Responses) + 1
 	a.Submissions = append(a.Submissions, newSubmission(req, key, now, number))
 	a.SubmissionKeys = append(a.SubmissionKeys, key)
-	a.Status = chainStatus(a)
+	settle(a)
 	a.Updated = now
 	body, outcome, err := buildResponse(responseInput{
 		auth: a, claim: req.claim, claimFullURL: req.claimFullURL(), bundleID: req.bundle.Identifier,

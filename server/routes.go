@@ -20,6 +20,8 @@ func (s *Server) routes() {
 	f.GET("/OperationDefinition/:id", s.operationDefinition)
 	f.POST("/Claim/$submit", s.submit)
 	f.POST("/Claim/$inquire", s.inquire)
+
+	s.reviewRoutes(e.Group("/review"))
 }
 
 func (s *Server) healthz(c echo.Context) error {

@@ -56,6 +56,15 @@ type Authorization struct {
 	// subscriptions; Dispatched is the number of the last event that has.
 	Undispatched bool `bson:"undispatched"`
 	Dispatched   int  `bson:"dispatched"`
+	// NextAuto is the earliest time a delayed rule finishes a pended item
+	// (zero when none is scheduled).
+	NextAuto time.Time `bson:"nextAuto"`
+	// LatestClaim is the chain's latest Claim (JSON) with its fullUrl, and
+	// LatestBundleID the submitter's identifier of the Bundle that carried
+	// it: what a response version made later is built from.
+	LatestClaim        string `bson:"latestClaim"`
+	LatestClaimFullURL string `bson:"latestClaimFullUrl"`
+	LatestBundleID     string `bson:"latestBundleId"`
 	// Echo holds the request resources a response must carry again
 	// (patient, insurer, requestor, providers), with their client fullUrls.
 	Echo []EchoEntry `bson:"echo"`
@@ -96,28 +105,31 @@ type Item struct {
 // Decision is the outcome for one item, with who or what made it and why.
 type Decision struct {
 	// Action is approve, deny, pend, modify or cancel.
-	Action string `bson:"action"`
+	Action string `json:"action,omitempty" bson:"action"`
 	// ReviewAction is the X12 306 code: A1, A3, A4, A6, or C for cancelled.
-	ReviewAction string   `bson:"reviewAction"`
-	ReasonCodes  []string `bson:"reasonCodes,omitempty"`
-	Note         string   `bson:"note,omitempty"`
-	RuleID       string   `bson:"ruleId,omitempty"`
-	Reason       string   `bson:"reason,omitempty"`
+	ReviewAction string   `json:"reviewAction,omitempty" bson:"reviewAction"`
+	ReasonCodes  []string `json:"reasonCodes,omitempty" bson:"reasonCodes,omitempty"`
+	Note         string   `json:"note,omitempty" bson:"note,omitempty"`
+	RuleID       string   `json:"ruleId,omitempty" bson:"ruleId,omitempty"`
+	Reason       string   `json:"reason,omitempty" bson:"reason,omitempty"`
 	// AuthorizedQuantity is what a modify decision authorizes.
-	AuthorizedQuantity float64 `bson:"authorizedQuantity,omitempty"`
-	AuthorizedFrom     string  `bson:"authorizedFrom,omitempty"`
-	AuthorizedTo       string  `bson:"authorizedTo,omitempty"`
+	AuthorizedQuantity float64 `json:"authorizedQuantity,omitempty" bson:"authorizedQuantity,omitempty"`
+	AuthorizedFrom     string  `json:"authorizedFrom,omitempty" bson:"authorizedFrom,omitempty"`
+	AuthorizedTo       string  `json:"authorizedTo,omitempty" bson:"authorizedTo,omitempty"`
 	// ReviewNumber is the payer's number for this item's review (reviewAction.number).
-	ReviewNumber string `bson:"reviewNumber,omitempty"`
+	ReviewNumber string `json:"reviewNumber,omitempty" bson:"reviewNumber,omitempty"`
 	// By is "rule:<id>", "reviewer:<npi or name>" or "client" (cancellations).
-	By string    `bson:"by"`
-	At time.Time `bson:"at"`
+	By string    `json:"by,omitempty" bson:"by"`
+	At time.Time `json:"at,omitzero" bson:"at"`
 	// ReviewerNPI and ReviewerName are set for human decisions.
-	ReviewerNPI  string `bson:"reviewerNpi,omitempty"`
-	ReviewerName string `bson:"reviewerName,omitempty"`
+	ReviewerNPI  string `json:"reviewerNpi,omitempty" bson:"reviewerNpi,omitempty"`
+	ReviewerName string `json:"reviewerName,omitempty" bson:"reviewerName,omitempty"`
 	// After, on a pend decided by a delayed rule, is when the rule finishes it.
-	After     time.Time `bson:"after,omitempty"`
-	FinalRule string    `bson:"finalRule,omitempty"`
+	After     time.Time `json:"after,omitzero" bson:"after,omitempty"`
+	FinalRule string    `json:"finalRule,omitempty" bson:"finalRule,omitempty"`
+	// RequestInfo lists LOINC attachment codes the payer asks the provider
+	// to send while the item is pended (PAS "additional information").
+	RequestInfo []string `json:"requestInfo,omitempty" bson:"requestInfo,omitempty"`
 }
 
 // Response is one version of the PAS Response Bundle for the chain.
@@ -210,6 +222,7 @@ func (s *Store) ensureIndexes(ctx context.Context) error {
 		{s.authorizations, bson.D{{Key: "memberIds", Value: 1}}},
 		{s.authorizations, bson.D{{Key: "status", Value: 1}, {Key: "dueAt", Value: 1}}},
 		{s.authorizations, bson.D{{Key: "undispatched", Value: 1}}},
+		{s.authorizations, bson.D{{Key: "nextAuto", Value: 1}}},
 		{s.bundles, bson.D{{Key: "authorization", Value: 1}}},
 	}
 	for _, i := range idx {
@@ -330,6 +343,58 @@ func (s *Store) AuthorizationsByMember(ctx context.Context, memberIDs []string, 
 	var out []*Authorization
 	if err := cur.All(ctx, &out); err != nil {
 		return nil, fmt.Errorf("store: find by member: %w", err)
+	}
+	return out, nil
+}
+
+// DueAutomaticDecisions returns chains whose delayed rules are due at now.
+func (s *Store) DueAutomaticDecisions(ctx context.Context, now time.Time, limit int64) ([]*Authorization, error) {
+	f := bson.D{{Key: "nextAuto", Value: bson.D{{Key: "$gt", Value: time.Time{}}, {Key: "$lte", Value: now}}}}
+	cur, err := s.authorizations.Find(ctx, f, options.Find().SetSort(bson.D{{Key: "nextAuto", Value: 1}}).SetLimit(limit))
+	if err != nil {
+		return nil, fmt.Errorf("store: due decisions: %w", err)
+	}
+	var out []*Authorization
+	if err := cur.All(ctx, &out); err != nil {
+		return nil, fmt.Errorf("store: due decisions: %w", err)
+	}
+	return out, nil
+}
+
+// ReviewFilter selects chains for the review queue.
+type ReviewFilter struct {
+	// Status is pended, complete, cancelled, or "" for all.
+	Status string
+	Tenant string
+	Limit  int64
+	// Sort is "due" (default: earliest deadline first) or "age" (oldest first).
+	Sort string
+}
+
+// ReviewQueue lists chains for reviewers.
+func (s *Store) ReviewQueue(ctx context.Context, f ReviewFilter) ([]*Authorization, error) {
+	q := bson.D{}
+	if f.Status != "" {
+		q = append(q, bson.E{Key: "status", Value: f.Status})
+	}
+	if f.Tenant != "" {
+		q = append(q, bson.E{Key: "tenant", Value: f.Tenant})
+	}
+	sort := bson.D{{Key: "dueAt", Value: 1}, {Key: "_id", Value: 1}}
+	if f.Sort == "age" {
+		sort = bson.D{{Key: "created", Value: 1}, {Key: "_id", Value: 1}}
+	}
+	if f.Limit <= 0 || f.Limit > 500 {
+		f.Limit = 100
+	}
+	cur, err := s.authorizations.Find(ctx, q, options.Find().SetSort(sort).SetLimit(f.Limit).
+		SetProjection(bson.D{{Key: "responses", Value: 0}, {Key: "echo", Value: 0}, {Key: "latestClaim", Value: 0}}))
+	if err != nil {
+		return nil, fmt.Errorf("store: review queue: %w", err)
+	}
+	var out []*Authorization
+	if err := cur.All(ctx, &out); err != nil {
+		return nil, fmt.Errorf("store: review queue: %w", err)
 	}
 	return out, nil
 }

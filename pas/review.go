@@ -1,0 +1,262 @@
+package pas
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/priora/priora/fhir"
+	"github.com/priora/priora/store"
+)
+
+// ReviewDecision is a person's decision on a pended request, as posted to
+// the review API.
+type ReviewDecision struct {
+	Reviewer Reviewer       `json:"reviewer"`
+	Items    []ItemDecision `json:"items"`
+}
+
+// Reviewer identifies the person deciding.
+type Reviewer struct {
+	NPI  string `json:"npi"`
+	Name string `json:"name"`
+}
+
+// ItemDecision decides one pended item.
+type ItemDecision struct {
+	Sequence int `json:"sequence"`
+	// Action is approve, deny, modify or request-info.
+	Action     string `json:"action"`
+	ReasonCode string `json:"reasonCode,omitempty"`
+	Note       string `json:"note,omitempty"`
+	// Quantity is what a modify authorizes; From/To the authorized dates.
+	Quantity float64 `json:"quantity,omitempty"`
+	From     string  `json:"from,omitempty"`
+	To       string  `json:"to,omitempty"`
+	// Codes are the LOINC attachment codes a request-info asks for.
+	Codes []string `json:"codes,omitempty"`
+}
+
+// check validates a decision against the chain before anything changes.
+func (d *ReviewDecision) check(a *store.Authorization) error {
+	var is issues
+	if strings.TrimSpace(d.Reviewer.NPI) == "" && strings.TrimSpace(d.Reviewer.Name) == "" {
+		is.add("required", "reviewer", "the reviewer's npi or name is required")
+	}
+	if d.Reviewer.NPI != "" && !isNPI(d.Reviewer.NPI) {
+		is.add("value", "reviewer.npi", "%q is not a 10-digit NPI", d.Reviewer.NPI)
+	}
+	if len(d.Items) == 0 {
+		is.add("required", "items", "decide at least one item")
+	}
+	seen := map[int]bool{}
+	for i, it := range d.Items {
+		at := fmt.Sprintf("items[%d]", i)
+		if seen[it.Sequence] {
+			is.add("duplicate", at+".sequence", "item %d is decided twice", it.Sequence)
+		}
+		seen[it.Sequence] = true
+		var cur *store.Item
+		for k := range a.Items {
+			if a.Items[k].Sequence == it.Sequence {
+				cur = &a.Items[k]
+			}
+		}
+		switch {
+		case cur == nil:
+			is.add("not-found", at+".sequence", "the request has no item %d", it.Sequence)
+			continue
+		case cur.Decision.Action != "pend":
+			is.add("conflict", at+".sequence", "item %d is not pended (it is %s)", it.Sequence, cur.Decision.Action)
+			continue
+		}
+		switch it.Action {
+		case "approve":
+		case "deny":
+			if it.ReasonCode == "" && it.Note == "" {
+				is.add("required", at+".reasonCode", "a denial needs a reasonCode or a note")
+			}
+		case "modify":
+			if it.Quantity <= 0 && it.From == "" {
+				is.add("required", at+".quantity", "a modification needs the authorized quantity or dates")
+			}
+			if (it.From == "") != (it.To == "") {
+				is.add("required", at+".to", "authorized dates need both from and to")
+			}
+			for _, d := range []string{it.From, it.To} {
+				if d != "" {
+					if _, err := time.Parse("2006-01-02", d); err != nil {
+						is.add("value", at, "%q is not a date (YYYY-MM-DD)", d)
+					}
+				}
+			}
+		case "request-info":
+			if len(it.Codes) == 0 {
+				is.add("required", at+".codes", "a request for information needs LOINC attachment codes")
+			}
+		default:
+			is.add("value", at+".action", "action %q must be approve, deny, modify or request-info", it.Action)
+		}
+	}
+	if len(is) == 0 {
+		return nil
+	}
+	kind := fhir.Invalid
+	for _, i := range is {
+		if i.Code == "conflict" {
+			kind = fhir.Conflict
+		}
+	}
+	return &fhir.Error{Kind: kind, Message: "the decision cannot be applied", Issues: is}
+}
+
+func isNPI(s string) bool {
+	if len(s) != 10 {
+		return false
+	}
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// Decide applies a reviewer's decision to a pended request: a new response
+// version, and an event that notifies subscribed EHRs, written together.
+// tenant "" allows any tenant (administrators).
+func (s *Service) Decide(ctx context.Context, tenant, id string, d ReviewDecision) (*Answer, error) {
+	return s.change(ctx, tenant, id, func(a *store.Authorization, now time.Time) (*store.Decision, error) {
+		if err := d.check(a); err != nil {
+			return nil, err
+		}
+		who := d.Reviewer.NPI
+		if who == "" {
+			who = d.Reviewer.Name
+		}
+		human := store.Decision{By: "reviewer:" + who, At: now, ReviewerNPI: d.Reviewer.NPI, ReviewerName: d.Reviewer.Name}
+		for _, it := range d.Items {
+			for k := range a.Items {
+				item := &a.Items[k]
+				if item.Sequence != it.Sequence {
+					continue
+				}
+				nd := human
+				nd.ReviewNumber = item.Decision.ReviewNumber
+				nd.Note = it.Note
+				if it.ReasonCode != "" {
+					nd.ReasonCodes = []string{it.ReasonCode}
+				}
+				switch it.Action {
+				case "approve":
+					nd.Action, nd.Reason = "approve", "approved by reviewer"
+				case "deny":
+					nd.Action, nd.Reason = "deny", "denied by reviewer"
+				case "modify":
+					nd.Action, nd.Reason = "modify", "modified by reviewer"
+					nd.AuthorizedQuantity, nd.AuthorizedFrom, nd.AuthorizedTo = it.Quantity, it.From, it.To
+				case "request-info":
+					nd.Action, nd.Reason = "pend", "reviewer requested more information"
+					nd.RequestInfo = it.Codes
+				}
+				nd.ReviewAction = reviewActionOf(nd.Action)
+				setDecision(item, nd)
+			}
+		}
+		return &human, nil
+	})
+}
+
+func reviewActionOf(action string) string {
+	switch action {
+	case "approve":
+		return "A1"
+	case "deny":
+		return "A3"
+	case "pend":
+		return "A4"
+	case "modify":
+		return "A6"
+	case "cancel":
+		return "C"
+	}
+	return ""
+}
+
+// errNoChange tells change that apply found nothing to do.
+var errNoChange = errors.New("pas: nothing to change")
+
+// change runs one state change on a chain: load, apply, build the new
+// response version, record the event, write with the version guard, and
+// redo the whole thing if another writer got there first.
+func (s *Service) change(ctx context.Context, tenant, id string, apply func(*store.Authorization, time.Time) (*store.Decision, error)) (*Answer, error) {
+	for attempt := 0; attempt < 8; attempt++ {
+		a, err := s.cfg.Store.Authorization(ctx, tenant, id)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, fhir.Errorf(fhir.NotFound, "no prior authorization request %s", id)
+		}
+		if err != nil {
+			return nil, err
+		}
+		now := s.cfg.Now().UTC().Truncate(time.Millisecond)
+		reviewer, err := apply(a, now)
+		if errors.Is(err, errNoChange) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		if reviewer != nil && reviewer.ReviewerNPI == "" && reviewer.ReviewerName == "" {
+			reviewer = nil
+		}
+		answer, err := s.publish(ctx, a, now, reviewer)
+		if errors.Is(err, store.ErrConflict) {
+			continue
+		}
+		return answer, err
+	}
+	return nil, &fhir.Error{Kind: fhir.Unavailable, Message: "the request is being changed concurrently; retry"}
+}
+
+// publish builds the next response version of a changed chain, records
+// the event announcing it, and writes the chain.
+func (s *Service) publish(ctx context.Context, a *store.Authorization, now time.Time, reviewer *store.Decision) (*Answer, error) {
+	settle(a)
+	a.Updated = now
+	in, err := latestInput(a)
+	if err != nil {
+		return nil, err
+	}
+	in.now, in.number, in.reviewer = now, len(a.Responses)+1, reviewer
+	in.authDays = s.cfg.Rules().Defaults.AuthorizationDays
+	body, outcome, err := buildResponse(in)
+	if err != nil {
+		return nil, err
+	}
+	a.Responses = append(a.Responses, store.Response{Number: in.number, Created: now, Outcome: outcome, JSON: string(body)})
+	a.AddEvent(in.number, now)
+	if err := s.cfg.Store.UpdateAuthorization(ctx, a); err != nil {
+		return nil, err
+	}
+	return &Answer{Body: body, Authorization: a.ID, Outcome: outcome}, nil
+}
+
+// latestInput is what a later response version is built from: the chain's
+// latest Claim and the identifier of the Bundle that carried it.
+func latestInput(a *store.Authorization) (responseInput, error) {
+	var c fhir.Claim
+	if err := json.Unmarshal([]byte(a.LatestClaim), &c); err != nil {
+		return responseInput{}, fmt.Errorf("pas: stored claim of %s: %w", a.ID, err)
+	}
+	in := responseInput{auth: a, claim: &c, claimFullURL: a.LatestClaimFullURL}
+	if a.LatestBundleID != "" {
+		var id fhir.Identifier
+		if err := json.Unmarshal([]byte(a.LatestBundleID), &id); err == nil {
+			in.bundleID = &id
+		}
+	}
+	return in, nil
+}

@@ -1,0 +1,162 @@
+package pas
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"time"
+
+	"github.com/priora/priora/fhir"
+	"github.com/priora/priora/store"
+)
+
+// TaskSummary is one line of the review queue.
+type TaskSummary struct {
+	ID          string    `json:"id"`
+	Status      string    `json:"status"`
+	Received    time.Time `json:"received"`
+	DueAt       time.Time `json:"dueAt"`
+	Expedited   bool      `json:"expedited"`
+	Overdue     bool      `json:"overdue"`
+	Patient     string    `json:"patient,omitempty"`
+	MemberID    string    `json:"memberId,omitempty"`
+	Provider    string    `json:"provider,omitempty"`
+	Services    []string  `json:"services,omitempty"`
+	Category    string    `json:"category,omitempty"`
+	PendedItems int       `json:"pendedItems"`
+}
+
+// TaskItem is one item as a reviewer sees it.
+type TaskItem struct {
+	Sequence    int              `json:"sequence"`
+	System      string           `json:"system"`
+	Code        string           `json:"code"`
+	Display     string           `json:"display,omitempty"`
+	Quantity    float64          `json:"quantity,omitempty"`
+	Unit        string           `json:"unit,omitempty"`
+	ServiceFrom string           `json:"serviceFrom,omitempty"`
+	ServiceTo   string           `json:"serviceTo,omitempty"`
+	Decision    store.Decision   `json:"decision"`
+	History     []store.Decision `json:"history,omitempty"`
+}
+
+// SupportingInfo is one Claim.supportingInfo with the resource it points to.
+type SupportingInfo struct {
+	Sequence int             `json:"sequence"`
+	Category string          `json:"category,omitempty"`
+	Type     string          `json:"type,omitempty"`
+	Resource json.RawMessage `json:"resource,omitempty"`
+}
+
+// TaskDetail is everything a reviewer needs to decide.
+type TaskDetail struct {
+	TaskSummary
+	Items          []TaskItem       `json:"items"`
+	Diagnoses      []fhir.Coding    `json:"diagnoses,omitempty"`
+	SupportingInfo []SupportingInfo `json:"supportingInfo,omitempty"`
+	Responses      []ResponseInfo   `json:"responses"`
+	// Request is the latest request Bundle as submitted.
+	Request json.RawMessage `json:"request,omitempty"`
+}
+
+// ResponseInfo lists a response version.
+type ResponseInfo struct {
+	Number  int       `json:"number"`
+	Created time.Time `json:"created"`
+	Outcome string    `json:"outcome"`
+}
+
+// Queue lists review tasks (prior authorization chains) for reviewers.
+func (s *Service) Queue(ctx context.Context, f store.ReviewFilter) ([]TaskSummary, error) {
+	chains, err := s.cfg.Store.ReviewQueue(ctx, f)
+	if err != nil {
+		return nil, err
+	}
+	now := s.cfg.Now()
+	out := make([]TaskSummary, 0, len(chains))
+	for _, a := range chains {
+		out = append(out, summarize(a, now))
+	}
+	return out, nil
+}
+
+func summarize(a *store.Authorization, now time.Time) TaskSummary {
+	t := TaskSummary{
+		ID: a.ID, Status: a.Status, Received: a.Created, DueAt: a.DueAt, Expedited: a.Expedited,
+		Overdue: a.Status == "pended" && now.After(a.DueAt),
+		Patient: a.Summary.PatientName, MemberID: a.Summary.MemberID, Provider: a.Summary.ProviderName,
+		Services: a.Summary.Services, Category: a.Summary.Category,
+	}
+	for _, it := range a.Items {
+		if it.Decision.Action == "pend" {
+			t.PendedItems++
+		}
+	}
+	return t
+}
+
+// Task returns one review task with the request, its supporting
+// information and the rules that fired. tenant "" allows any tenant.
+func (s *Service) Task(ctx context.Context, tenant, id string) (*TaskDetail, error) {
+	a, err := s.cfg.Store.Authorization(ctx, tenant, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, fhir.Errorf(fhir.NotFound, "no prior authorization request %s", id)
+	}
+	if err != nil {
+		return nil, err
+	}
+	d := &TaskDetail{TaskSummary: summarize(a, s.cfg.Now())}
+	for _, it := range a.Items {
+		d.Items = append(d.Items, TaskItem{
+			Sequence: it.Sequence, System: it.System, Code: it.Code, Display: it.Display,
+			Quantity: it.Quantity, Unit: it.Unit, ServiceFrom: it.ServiceFrom, ServiceTo: it.ServiceTo,
+			Decision: it.Decision, History: it.History,
+		})
+	}
+	for _, r := range a.Responses {
+		d.Responses = append(d.Responses, ResponseInfo{Number: r.Number, Created: r.Created, Outcome: r.Outcome})
+	}
+	if n := len(a.Submissions); n > 0 {
+		rb, err := s.cfg.Store.RequestBundle(ctx, a.Submissions[n-1].Key)
+		if err == nil {
+			d.Request = json.RawMessage(rb.Body)
+			d.SupportingInfo, d.Diagnoses = supportingInfo(rb.Body)
+		} else if !errors.Is(err, store.ErrNotFound) {
+			return nil, err
+		}
+	}
+	return d, nil
+}
+
+// supportingInfo resolves the Claim's supportingInfo entries and lists its
+// coded diagnoses.
+func supportingInfo(raw string) ([]SupportingInfo, []fhir.Coding) {
+	b, err := fhir.DecodeBundle([]byte(raw))
+	if err != nil || len(b.Entry) == 0 {
+		return nil, nil
+	}
+	var c fhir.Claim
+	if json.Unmarshal(b.Entry[0].Resource, &c) != nil {
+		return nil, nil
+	}
+	var out []SupportingInfo
+	for _, si := range c.SupportingInfo {
+		info := SupportingInfo{Sequence: si.Sequence}
+		if cd, ok := si.Category.Code(""); ok {
+			info.Category = cd.Code
+		}
+		if si.ValueReference != nil {
+			if j := b.Resolve(si.ValueReference.Reference, b.Entry[0].FullURL); j >= 0 {
+				info.Type, info.Resource = b.Entry[j].Type, b.Entry[j].Resource
+			}
+		}
+		out = append(out, info)
+	}
+	var dx []fhir.Coding
+	for _, d := range c.Diagnosis {
+		if d.DiagnosisCodeableConcept != nil {
+			dx = append(dx, d.DiagnosisCodeableConcept.Coding...)
+		}
+	}
+	return out, dx
+}
