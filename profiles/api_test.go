@@ -100,3 +100,22 @@ func TestKnownIGDefectsHaveReasons(t *testing.T) {
 		}
 	}
 }
+
+func TestLintProfile(t *testing.T) {
+	v := registry(t).NewValidator(Options{})
+	var buf bytes.Buffer
+	// A request Bundle forced through the response profile must fail; the
+	// same file against its own profile must not.
+	file := "testdata/pas-2.2.1/Bundle-ReferralAuthorizationBundleExample.json"
+	n, err := v.LintProfile(&buf, []string{file}, PASResponseBundle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n == 0 || !strings.Contains(buf.String(), file+": error Bundle: Bundle.entry:ClaimResponse: minimum required = 1") {
+		t.Errorf("LintProfile(response) = %d errors; output:\n%s", n, buf.String())
+	}
+	buf.Reset()
+	if n, err := v.LintProfile(&buf, []string{file}, PASRequestBundle+"|2.2.1"); err != nil || n != 0 {
+		t.Errorf("LintProfile(request) = %d, %v; output:\n%s", n, err, buf.String())
+	}
+}

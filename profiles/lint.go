@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 )
 
 // Lint validates each file and prints its issues like a linter, one per
@@ -20,12 +21,35 @@ import (
 // errors (error and fatal issues) across all files; err reports an
 // unreadable file or a failed write, not validation errors.
 func (v *Validator) Lint(w io.Writer, files []string) (errors int, err error) {
+	return v.lint(w, files, v.lintOne)
+}
+
+// LintProfile is Lint with every file validated against one profile
+// (canonical URL, optionally url|version): the PAS Bundle profiles go
+// through their PAS helpers (a Parameters wrapper is accepted, references
+// must resolve in the Bundle), any other profile through Validate.
+func (v *Validator) LintProfile(w io.Writer, files []string, profile string) (errors int, err error) {
+	return v.lint(w, files, func(raw []byte) Result {
+		switch {
+		case sameURL(profile, PASRequestBundle), sameURL(profile, PASInquiryRequestBundle),
+			sameURL(profile, PASResponseBundle), sameURL(profile, PASInquiryResponseBundle):
+			if _, ver, ok := strings.Cut(profile, "|"); ok && v.pasPkg >= 0 && ver != v.r.pkgs[v.pasPkg].Version {
+				return v.Validate(raw, profile)
+			}
+			base, _, _ := strings.Cut(profile, "|")
+			return v.validatePAS(raw, base)
+		}
+		return v.Validate(raw, profile)
+	})
+}
+
+func (v *Validator) lint(w io.Writer, files []string, validate func([]byte) Result) (errors int, err error) {
 	for _, f := range files {
 		raw, rerr := os.ReadFile(f)
 		if rerr != nil {
 			return errors, rerr
 		}
-		res := v.lintOne(raw)
+		res := validate(raw)
 		for _, is := range res.Issues {
 			if is.Severity == SeverityInformation {
 				continue
