@@ -1,0 +1,803 @@
+package hooks
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/priora/priora/coverage"
+	"github.com/priora/priora/fhir"
+	"github.com/priora/priora/store"
+)
+
+// orderTypes are the request resources CRD annotates.
+var orderTypes = map[string]bool{
+	"ServiceRequest": true, "DeviceRequest": true, "MedicationRequest": true, "NutritionOrder": true,
+	"CommunicationRequest": true, "VisionPrescription": true,
+}
+
+const npiSystem = "http://hl7.org/fhir/sid/us-npi"
+
+// call is one hook invocation being answered.
+type call struct {
+	s       *Service
+	hook    string
+	req     Request
+	hc      hookContext
+	version string
+	st      settings
+	d       *data
+	rules   *coverage.Rules
+	now     time.Time
+
+	targets []*target
+	// technical, when set, says why EHR data needed for coverage could not
+	// be had: coverage information is then indeterminate (CRD resp-43).
+	technical string
+	cov       *coverageRes
+	payers    []coverage.PayerID
+	// patientMissing is true when the EHR says the patient does not exist.
+	patientMissing bool
+}
+
+// target is one resource the call is about: an order, an appointment or,
+// on encounter hooks, the encounter.
+type target struct {
+	ref string
+	raw json.RawMessage
+	o   order
+	// basedOn are orders an appointment is based on, when known.
+	basedOn []order
+}
+
+// gather collects the call's resources: the orders in context, then what
+// prefetch lacks, fetched from the EHR in parallel under one deadline.
+func (c *call) gather(ctx context.Context) error {
+	hc := &c.hc
+	switch c.hook {
+	case OrderSign, OrderSelect:
+		sel := map[string]bool{}
+		for _, s := range hc.Selections {
+			sel[relativeRef(s)] = true
+		}
+		for _, e := range hc.DraftOrders.Entry {
+			h, ok := c.d.add(e.Resource)
+			if !ok || !orderTypes[h.ResourceType] {
+				continue
+			}
+			ref := h.ResourceType + "/" + h.ID
+			if c.hook == OrderSelect && len(sel) > 0 && !sel[ref] {
+				continue
+			}
+			c.addTarget(ref, e.Resource)
+		}
+	case AppointmentBook:
+		for _, e := range hc.Appointments.Entry {
+			if h, ok := c.d.add(e.Resource); ok && h.ResourceType == "Appointment" {
+				c.addTarget(h.ResourceType+"/"+h.ID, e.Resource)
+			}
+		}
+	}
+
+	var (
+		qs                       []*query
+		covQ, patQ, encQ         *query
+		orderQs, basedOnQs       []*query
+		needCoverage, needOrders bool
+		dispatched               []string
+	)
+	if c.hook == OrderDispatch {
+		dispatched = hc.DispatchedOrders
+		if len(dispatched) == 0 {
+			dispatched = []string{hc.Order}
+		}
+		for _, ref := range dispatched {
+			typ, id, ok := splitRef(ref)
+			if !ok || !orderTypes[typ] {
+				continue
+			}
+			if raw, ok := c.d.lookup(typ + "/" + id); ok {
+				c.addTarget(typ+"/"+id, raw)
+				continue
+			}
+			needOrders = true
+			q := &query{path: readPath(typ, id)}
+			orderQs = append(orderQs, q)
+		}
+		qs = append(qs, orderQs...)
+	}
+
+	// Coverage: the "coverage" key, else Coverage resources under any key
+	// (clients may name keys their own way), else a query.
+	var covs []json.RawMessage
+	switch c.d.keys["coverage"] {
+	case keyProvided:
+		covs = ofTypeIn(c.d.keyed["coverage"], "Coverage")
+	case keyNull:
+	case keyError:
+		c.technical = "the EHR could not provide the patient's coverage"
+	default:
+		covs = c.d.ofType("Coverage")
+		if len(covs) == 0 {
+			needCoverage = true
+			covQ = &query{path: "Coverage?patient=" + urlQuery(hc.PatientID) + "&status=active"}
+			qs = append(qs, covQ)
+		}
+	}
+	if _, ok := c.d.lookup("Patient/" + hc.PatientID); !ok {
+		switch c.d.keys["patient"] {
+		case keyNull:
+			c.patientMissing = true
+		case keyAbsent:
+			if fhirID.MatchString(hc.PatientID) {
+				patQ = &query{path: readPath("Patient", hc.PatientID)}
+				qs = append(qs, patQ)
+			}
+		}
+	}
+	if c.hook == EncounterStart || c.hook == EncounterDischarge {
+		if raw, ok := c.d.lookup("Encounter/" + hc.EncounterID); ok {
+			c.addTarget("Encounter/"+hc.EncounterID, raw)
+		} else if fhirID.MatchString(hc.EncounterID) && c.d.keys["encounter"] == keyAbsent {
+			encQ = &query{path: readPath("Encounter", hc.EncounterID)}
+			qs = append(qs, encQ)
+		}
+	}
+	if c.hook == AppointmentBook {
+		seen := map[string]bool{}
+		for _, t := range c.targets {
+			for _, b := range t.o.BasedOn {
+				typ, id, ok := splitRef(b.Reference)
+				if !ok || typ != "ServiceRequest" || seen[typ+"/"+id] {
+					continue
+				}
+				seen[typ+"/"+id] = true
+				if _, ok := c.d.lookup(typ + "/" + id); !ok {
+					q := &query{path: readPath(typ, id)}
+					basedOnQs = append(basedOnQs, q)
+				}
+			}
+		}
+		qs = append(qs, basedOnQs...)
+	}
+
+	if len(qs) > 0 {
+		if c.req.FHIRServer == "" {
+			if needCoverage || needOrders {
+				what := "the patient's Coverage"
+				if !needCoverage {
+					what = "the dispatched orders"
+				}
+				return errorf(http.StatusPreconditionFailed, "%s were not prefetched and no fhirServer was given to query", what)
+			}
+			qs = nil
+		} else {
+			e := &ehr{client: c.s.cfg.HTTPClient, base: strings.TrimRight(c.req.FHIRServer, "/"), max: c.s.cfg.MaxFetchBytes}
+			if a := c.req.FHIRAuthorization; a != nil {
+				e.token = a.AccessToken
+			}
+			fctx, cancel := context.WithTimeout(ctx, c.s.cfg.FetchTimeout)
+			e.fetchAll(fctx, qs)
+			cancel()
+			for _, q := range qs {
+				c.d.fetched++
+				if q.err != nil && !errors.Is(q.err, errNotFound) {
+					c.d.fetchFailed++
+				}
+			}
+		}
+	}
+
+	if covQ != nil && len(qs) > 0 {
+		if covQ.err != nil {
+			c.technical = "the EHR's FHIR server did not answer the coverage query"
+		} else {
+			for _, r := range searchEntries(covQ.body) {
+				if h, ok := c.d.add(r); ok && h.ResourceType == "Coverage" {
+					covs = append(covs, r)
+				}
+			}
+		}
+	}
+	if patQ != nil && len(qs) > 0 && errors.Is(patQ.err, errNotFound) {
+		c.patientMissing = true
+	}
+	if encQ != nil && encQ.err == nil && len(qs) > 0 {
+		c.d.add(encQ.body)
+		c.addTarget("Encounter/"+hc.EncounterID, encQ.body)
+	}
+	for _, q := range basedOnQs {
+		if q.err == nil && len(qs) > 0 {
+			c.d.add(q.body)
+		}
+	}
+	for i, q := range orderQs {
+		switch {
+		case len(qs) == 0:
+		case q.err == nil:
+			if h, ok := c.d.add(q.body); ok && orderTypes[h.ResourceType] {
+				c.addTarget(h.ResourceType+"/"+h.ID, q.body)
+			}
+		case !errors.Is(q.err, errNotFound):
+			c.s.log.WarnContext(ctx, "cds hook: dispatched order not fetched", "hook_instance", c.req.HookInstance, "order", i, "err", q.err)
+		}
+	}
+	for _, t := range c.targets {
+		for _, b := range t.o.BasedOn {
+			if raw, ok := c.d.lookup(b.Reference); ok {
+				var o order
+				if json.Unmarshal(raw, &o) == nil && orderTypes[o.ResourceType] {
+					t.basedOn = append(t.basedOn, o)
+				}
+			}
+		}
+	}
+	if c.technical != "" {
+		return nil
+	}
+	return c.chooseCoverage(covs)
+}
+
+func (c *call) addTarget(ref string, raw json.RawMessage) {
+	t := &target{ref: ref, raw: raw}
+	if json.Unmarshal(raw, &t.o) != nil {
+		return
+	}
+	c.targets = append(c.targets, t)
+}
+
+func ofTypeIn(rs []json.RawMessage, typ string) []json.RawMessage {
+	var out []json.RawMessage
+	for _, r := range rs {
+		var h resourceHead
+		if json.Unmarshal(r, &h) == nil && h.ResourceType == typ {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func urlQuery(s string) string {
+	r := strings.NewReplacer("&", "%26", "#", "%23", "+", "%2B", " ", "%20", "?", "%3F")
+	return r.Replace(s)
+}
+
+// chooseCoverage applies CRD hook-13: exactly one Coverage, and for a payer
+// this instance serves, else 400.
+func (c *call) chooseCoverage(raws []json.RawMessage) error {
+	var covs []*coverageRes
+	for _, r := range raws {
+		var cv coverageRes
+		if json.Unmarshal(r, &cv) == nil {
+			covs = append(covs, &cv)
+		}
+	}
+	if len(covs) > 1 {
+		// Prefer active coverages, then the one the orders name.
+		active := slices.DeleteFunc(slices.Clone(covs), func(cv *coverageRes) bool { return cv.Status != "" && cv.Status != "active" })
+		if len(active) > 0 {
+			covs = active
+		}
+		if len(covs) > 1 {
+			named := map[string]bool{}
+			for _, t := range c.targets {
+				for _, in := range t.o.Insurance {
+					named[relativeRef(in.Reference)] = true
+				}
+			}
+			chosen := slices.DeleteFunc(slices.Clone(covs), func(cv *coverageRes) bool { return !named["Coverage/"+cv.ID] })
+			if len(chosen) == 1 {
+				covs = chosen
+			}
+		}
+	}
+	switch {
+	case len(covs) == 0:
+		return errorf(http.StatusBadRequest, "no Coverage was provided or found for the patient; CRD needs the patient's one primary coverage (hook-13)")
+	case len(covs) > 1:
+		return errorf(http.StatusBadRequest, "%d Coverages were provided or found for the patient; CRD needs exactly one (hook-13)", len(covs))
+	}
+	c.cov = covs[0]
+	c.payers = c.payerIDs(c.cov)
+	want := c.s.cfg.PayerIDs
+	if len(want) == 0 {
+		want = c.rules.Payers
+	}
+	if len(want) > 0 && !servedBy(c.payers, want) {
+		return errorf(http.StatusBadRequest, "the Coverage is not for a payer this service answers for (hook-13)")
+	}
+	return nil
+}
+
+func servedBy(have, want []coverage.PayerID) bool {
+	for _, h := range have {
+		for _, w := range want {
+			if h.Value == w.Value && (w.System == "" || h.System == w.System) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// payerIDs collects the payor's identifiers: on the reference, or on the
+// referenced Organization (contained or prefetched).
+func (c *call) payerIDs(cv *coverageRes) []coverage.PayerID {
+	var out []coverage.PayerID
+	addOrg := func(raw json.RawMessage) {
+		var org struct {
+			Identifier []fhir.Identifier `json:"identifier"`
+		}
+		if json.Unmarshal(raw, &org) == nil {
+			for _, id := range org.Identifier {
+				out = append(out, coverage.PayerID{System: id.System, Value: id.Value})
+			}
+		}
+	}
+	for _, p := range cv.Payor {
+		if p.Identifier != nil && p.Identifier.Value != "" {
+			out = append(out, coverage.PayerID{System: p.Identifier.System, Value: p.Identifier.Value})
+		}
+		if strings.HasPrefix(p.Reference, "#") {
+			for _, raw := range cv.Contained {
+				var h resourceHead
+				if json.Unmarshal(raw, &h) == nil && "#"+h.ID == p.Reference {
+					addOrg(raw)
+				}
+			}
+		} else if raw, ok := c.d.lookup(p.Reference); ok {
+			addOrg(raw)
+		}
+	}
+	return out
+}
+
+// memberID is the Coverage's subscriber or member number.
+func memberID(cv *coverageRes) string {
+	if cv.SubscriberID != "" {
+		return cv.SubscriberID
+	}
+	for _, id := range cv.Identifier {
+		if cc := id.Type; cc != nil {
+			if cd, ok := cc.Code("http://terminology.hl7.org/CodeSystem/v2-0203"); ok && (cd.Code == "MB" || cd.Code == "SN") {
+				return id.Value
+			}
+		}
+	}
+	return ""
+}
+
+// coverageProblem is the coverage-level outcome that overrides the rules:
+// technical failure, member not found, coverage not active or not this
+// patient's. "" when the coverage is usable.
+func (c *call) coverageProblem() (covered, reason, text string) {
+	switch {
+	case c.technical != "":
+		return "indeterminate", reasonTechnical, "Coverage could not be determined: " + c.technical + "."
+	case c.patientMissing:
+		return "not-covered", reasonNoMemberFound, "The patient could not be found, so no member could be matched."
+	case memberID(c.cov) == "":
+		return "not-covered", reasonNoMemberFound, "The coverage carries no subscriber or member identifier, so no member could be matched."
+	}
+	if b := c.cov.Beneficiary; b != nil && b.Reference != "" && relativeRef(b.Reference) != "Patient/"+c.hc.PatientID {
+		return "not-covered", reasonCoverageNotFound, "The coverage provided is not the patient's own coverage."
+	}
+	if c.cov.Status != "" && c.cov.Status != "active" {
+		return "not-covered", reasonNoActiveCoverage, "The patient's coverage is not active."
+	}
+	today := c.now.Format(time.DateOnly)
+	if p := c.cov.Period; p != nil {
+		if p.Start != "" && len(p.Start) >= 10 && p.Start[:10] > today || p.End != "" && len(p.End) >= 10 && p.End[:10] < today {
+			return "not-covered", reasonNoActiveCoverage, "The patient's coverage is not in effect today."
+		}
+	}
+	return "", "", ""
+}
+
+// coverageRef is the coverage-information coverage reference.
+func (c *call) coverageRef() fhir.Reference {
+	if c.cov == nil {
+		return fhir.Reference{Display: "The patient's coverage (not retrieved from the EHR)"}
+	}
+	if c.cov.ID == "" {
+		return fhir.Reference{Display: "The patient's coverage"}
+	}
+	return fhir.Reference{Reference: "Coverage/" + c.cov.ID}
+}
+
+// payerName labels cards with the insurer the patient knows (CRD resp-4).
+func (c *call) payerName() string {
+	if c.cov != nil {
+		for _, p := range c.cov.Payor {
+			if p.Display != "" {
+				return p.Display
+			}
+		}
+	}
+	if n := c.rules.Defaults.PayerName; n != "" {
+		return n
+	}
+	return "Priora"
+}
+
+// service is what the coverage rules see of a target.
+func (c *call) service(t *target) coverage.Service {
+	s := coverage.Service{Payers: c.payers}
+	if c.cov != nil {
+		for _, cl := range c.cov.Class {
+			if cl.Type != nil {
+				if cd, ok := cl.Type.Code(""); ok && cd.Code == "plan" {
+					s.Plan = cl.Value
+				}
+			}
+		}
+	}
+	addCC := func(cc *fhir.CodeableConcept) {
+		if cc == nil {
+			return
+		}
+		for _, cd := range cc.Coding {
+			if cd.Code != "" {
+				s.Codes = append(s.Codes, coverage.Code{System: cd.System, Code: cd.Code, Display: cd.Display})
+			}
+		}
+	}
+	addExt := func(cw *codeWithExt) {
+		if cw == nil {
+			return
+		}
+		addCC(&fhir.CodeableConcept{Coding: cw.Coding})
+		for _, e := range cw.Extension {
+			if e.URL == billingOptionURL { // CRD billopt-3: consider the EHR's billing codes
+				addCC(e.ValueCodeableConcept)
+			}
+		}
+	}
+	addOrder := func(o *order) {
+		addExt(o.Code)
+		addExt(o.CodeCodeableConcept)
+		addExt(o.MedicationCodeableConcept)
+		for _, e := range o.Extension {
+			if e.URL == billingOptionURL {
+				addCC(e.ValueCodeableConcept)
+			}
+		}
+		for i := range o.ServiceType {
+			addCC(&o.ServiceType[i])
+		}
+		if o.OralDiet != nil {
+			for i := range o.OralDiet.Type {
+				addCC(&o.OralDiet.Type[i])
+			}
+		}
+		if o.EnteralFormula != nil {
+			addCC(o.EnteralFormula.BaseFormulaType)
+		}
+		for _, sp := range o.Supplement {
+			addCC(sp.Type)
+		}
+		for _, p := range o.Payload {
+			addCC(p.ContentCodeableConcept)
+		}
+		for _, l := range o.LensSpecification {
+			addCC(l.Product)
+		}
+		if o.ResourceType == "CommunicationRequest" {
+			for i := range o.Category {
+				addCC(&o.Category[i])
+			}
+		}
+		if o.CodeReference != nil {
+			if raw, ok := c.d.lookup(o.CodeReference.Reference); ok {
+				var dev struct {
+					Type *fhir.CodeableConcept `json:"type"`
+				}
+				if json.Unmarshal(raw, &dev) == nil {
+					addCC(dev.Type)
+				}
+			}
+		}
+		if o.MedicationReference != nil {
+			if raw, ok := c.d.lookup(o.MedicationReference.Reference); ok {
+				var med struct {
+					Code *fhir.CodeableConcept `json:"code"`
+				}
+				if json.Unmarshal(raw, &med) == nil {
+					addCC(med.Code)
+				}
+			}
+		}
+		for i := range o.ReasonCode {
+			for _, cd := range o.ReasonCode[i].Coding {
+				s.Diagnoses = append(s.Diagnoses, coverage.Code{System: cd.System, Code: cd.Code})
+			}
+		}
+		switch {
+		case o.QuantityQuantity != nil:
+			s.Quantity = o.QuantityQuantity.Float()
+		case o.DispenseRequest != nil && o.DispenseRequest.Quantity != nil:
+			s.Quantity = o.DispenseRequest.Quantity.Float()
+		}
+	}
+	addOrder(&t.o)
+	for i := range t.basedOn {
+		addOrder(&t.basedOn[i])
+	}
+	return s
+}
+
+// requesterNPIs are the NPIs of the target's ordering provider and of the
+// hook's user, as far as the prefetched data shows them.
+func (c *call) requesterNPIs(t *target) []string {
+	var out []string
+	var visit func(ref string, depth int)
+	visit = func(ref string, depth int) {
+		raw, ok := c.d.lookup(ref)
+		if !ok || depth > 1 {
+			return
+		}
+		var p fhir.Party
+		if json.Unmarshal(raw, &p) != nil {
+			return
+		}
+		if v := p.IdentifierValue(npiSystem); v != "" {
+			out = append(out, v)
+		}
+		if p.ResourceType == "PractitionerRole" && p.Practitioner != nil {
+			visit(p.Practitioner.Reference, depth+1)
+		}
+	}
+	for _, r := range []*fhir.Reference{t.o.Requester, t.o.Orderer, t.o.Prescriber} {
+		if r != nil {
+			visit(r.Reference, 0)
+		}
+	}
+	if c.hc.UserID != "" {
+		visit(c.hc.UserID, 0)
+	}
+	return out
+}
+
+// assess is the coverage information for one target under the rules.
+func (c *call) assess(t *target, svc coverage.Service) (coverageInfo, coverage.Outcome) {
+	ci := coverageInfo{
+		Coverage:    c.coverageRef(),
+		Date:        c.now.Format(time.DateOnly),
+		AssertionID: newID("crd"),
+	}
+	if covered, reason, text := c.coverageProblem(); covered != "" {
+		ci.Covered = covered
+		ci.Reasons = []fhir.CodeableConcept{reasonCode(reason, text)}
+		ci.normalize(c.version, text)
+		return ci, coverage.Outcome{}
+	}
+	out := c.rules.Decide(svc)
+	var crd coverage.CRD
+	if out.Rule != nil {
+		crd = out.Rule.CRD
+	}
+	action := out.Decision.Action
+	ci.Covered = crd.Covered
+	if ci.Covered == "" {
+		ci.Covered = "covered"
+		if action == coverage.Deny {
+			ci.Covered = "not-covered"
+		}
+	}
+	ci.PANeeded = crd.PANeeded
+	if ci.PANeeded == "" {
+		ci.PANeeded = "auth-needed"
+		if action == coverage.Approve {
+			ci.PANeeded = "no-auth"
+		}
+	}
+	reason := out.Reason
+	if out.Rule == nil {
+		switch action {
+		case coverage.Approve:
+			reason = "No coverage policy restricts this service; it is covered without prior authorization."
+		case coverage.Deny:
+			reason = "No coverage policy covers this service under this plan."
+		default:
+			reason = "No coverage policy names this service; the payer reviews it on a prior authorization request."
+		}
+	}
+	if reason == "" {
+		reason = "Decided by the payer's coverage policy."
+	}
+	if ci.PANeeded != "satisfied" && len(crd.GoldCard) > 0 {
+		for _, npi := range c.requesterNPIs(t) {
+			if slices.Contains(crd.GoldCard, npi) {
+				ci.PANeeded = "satisfied"
+				break
+			}
+		}
+	}
+	if ci.PANeeded == "satisfied" {
+		if c.st.on(typeUnsolicitedDeterm) {
+			ci.Reasons = append(ci.Reasons, reasonCode(reasonGoldCard, "Prior authorization is waived: "+reason))
+			ci.SatisfiedPAID = newID("PA")
+		} else {
+			ci.PANeeded = "auth-needed" // what-if call: no unsolicited determination (found-35)
+		}
+	}
+	if crd.DocNeeded != "" && crd.DocNeeded != "no-doc" {
+		ci.DocNeeded = []string{crd.DocNeeded}
+	}
+	ci.DocPurpose = slices.Clone(crd.DocPurpose)
+	ci.InfoNeeded = slices.Clone(crd.InfoNeeded)
+	ci.Questionnaire = slices.Clone(crd.Questionnaire)
+	if !primary(c.hook) { // hook-19: no documentation asks on secondary hooks
+		ci.DocNeeded, ci.DocPurpose, ci.Questionnaire = nil, nil, nil
+	}
+	for _, code := range svc.Codes {
+		sys := coverage.Canonical(code.System)
+		if (sys == coverage.CPT || sys == coverage.HCPCS) && !slices.ContainsFunc(ci.BillingCodes, func(b fhir.Coding) bool { return b.System == sys && b.Code == code.Code }) {
+			ci.BillingCodes = append(ci.BillingCodes, fhir.Coding{System: sys, Code: code.Code})
+		}
+	}
+	if !slices.ContainsFunc(ci.Reasons, func(r fhir.CodeableConcept) bool { return len(r.Coding) > 0 }) {
+		ci.Reasons = append(ci.Reasons, fhir.CodeableConcept{Text: reason})
+	}
+	if crd.PolicyURL != "" {
+		ci.Details = append(ci.Details, detail{Category: "cat-other", Code: fhir.Coding{System: crdTempSystem, Code: "policy-link"},
+			ValueURL: crd.PolicyURL, Qualification: crd.PolicyTitle})
+	}
+	if out.Decision.Action == coverage.Modify && out.Decision.AuthorizeQuantity > 0 {
+		q := json.Number(formatFloat(out.Decision.AuthorizeQuantity))
+		ci.Details = append(ci.Details, detail{Category: "cat-limitation", Code: fhir.Coding{System: crdTempSystem, Code: "allowed-quantity"},
+			ValueQuantity: &fhir.Quantity{Value: &q}, Qualification: out.Decision.Note})
+	}
+	for _, comp := range crd.Companions {
+		if ref, ok := c.draftWithCode(comp); ok && ref != t.ref {
+			ci.Dependencies = append(ci.Dependencies, fhir.Reference{Reference: ref})
+		}
+	}
+	if crd.Contact != "" {
+		ci.Contacts = []contactDetail{parseContact(c.payerName(), crd.Contact)}
+	}
+	if ci.Covered != "not-covered" {
+		days := out.Decision.AuthorizationDays
+		if days == 0 {
+			days = c.rules.Defaults.AuthorizationDays
+		}
+		if days > 0 {
+			ci.ExpiryDate = c.now.AddDate(0, 0, days).Format(time.DateOnly)
+		}
+	}
+	ci.normalize(c.version, reason)
+	return ci, out
+}
+
+// draftWithCode finds another order of the call with a code.
+func (c *call) draftWithCode(code coverage.Code) (string, bool) {
+	for _, t := range c.targets {
+		for _, sc := range c.service(t).Codes {
+			if coverage.Canonical(sc.System) == coverage.Canonical(code.System) && sc.Code == code.Code {
+				return t.ref, true
+			}
+		}
+	}
+	return "", false
+}
+
+func formatFloat(f float64) string {
+	b, _ := json.Marshal(f)
+	return string(b)
+}
+
+// decision is one target's assessment.
+type decision struct {
+	t   *target
+	svc coverage.Service
+	ci  coverageInfo
+	out coverage.Outcome
+	// annotate is false when no system action is due (the order already
+	// carries the same coverage information, or the hook does not annotate).
+	annotate bool
+}
+
+// respond builds the response and the assertions to store.
+func (c *call) respond(who Caller) (*Response, []store.CoverageAssertion) {
+	resp := &Response{alwaysActions: c.version == crdVersion20 && primary(c.hook)}
+	covInfoOn := c.st.on(typeCoverageInfo)
+	var decisions []*decision
+	for _, t := range c.targets {
+		if t.o.ResourceType == "Encounter" {
+			// Encounter hooks carry no order: only a coverage-level problem
+			// is news worth annotating the encounter with.
+			if covered, _, _ := c.coverageProblem(); covered == "" {
+				continue
+			}
+		}
+		svc := c.service(t)
+		ci, out := c.assess(t, svc)
+		d := &decision{t: t, svc: svc, ci: ci, out: out, annotate: covInfoOn}
+		if sig, ok := existingCoverageInfo(t.o.Extension); ok && sig == ci.signature() {
+			d.annotate = false // resp-35: nothing new
+		}
+		decisions = append(decisions, d)
+	}
+
+	var assertions []store.CoverageAssertion
+	for _, d := range decisions {
+		if !d.annotate {
+			continue
+		}
+		if err := d.ci.check(); err != nil {
+			c.s.log.Error("cds hook: coverage information breaks an invariant", "hook_instance", c.req.HookInstance, "err", err)
+			continue
+		}
+		extJSON, err := json.Marshal(d.ci.extension())
+		if err != nil {
+			continue
+		}
+		res, err := withExtensions(d.t.raw, coverageInfoURL, []json.RawMessage{extJSON})
+		if err != nil {
+			continue
+		}
+		resp.SystemActions = append(resp.SystemActions, Action{
+			Type:        "update",
+			Description: actionDescription(d),
+			Resource:    res,
+		})
+		assertions = append(assertions, c.assertion(d, who))
+	}
+	resp.Cards = c.cards(decisions)
+	return resp, assertions
+}
+
+func actionDescription(d *decision) string {
+	var b strings.Builder
+	b.WriteString("Coverage information for ")
+	b.WriteString(d.t.ref)
+	b.WriteString(": ")
+	b.WriteString(d.ci.Covered)
+	if d.ci.PANeeded != "" {
+		b.WriteString(", prior authorization ")
+		b.WriteString(d.ci.PANeeded)
+	}
+	if len(d.ci.DocNeeded) > 0 {
+		b.WriteString(", documentation ")
+		b.WriteString(strings.Join(d.ci.DocNeeded, "/"))
+	}
+	return b.String()
+}
+
+func (c *call) assertion(d *decision, who Caller) store.CoverageAssertion {
+	a := store.CoverageAssertion{
+		ID: d.ci.AssertionID, Tenant: who.Tenant, Client: who.Client,
+		Hook: c.hook, HookInstance: c.req.HookInstance, FHIRServer: c.req.FHIRServer,
+		Order: d.t.ref, PatientID: c.hc.PatientID, Coverage: d.ci.Coverage.Reference,
+		Covered: d.ci.Covered, PANeeded: d.ci.PANeeded, DocNeeded: d.ci.DocNeeded, InfoNeeded: d.ci.InfoNeeded,
+		PASatisfied: d.ci.PANeeded == "satisfied", SatisfiedPAID: d.ci.SatisfiedPAID,
+		Date: c.now.UTC(),
+	}
+	if d.out.Rule != nil || d.ci.Covered != "indeterminate" {
+		a.RuleID = d.out.RuleID()
+	}
+	if c.cov != nil {
+		a.MemberID = memberID(c.cov)
+	}
+	for _, p := range c.payers {
+		a.PayerIDs = append(a.PayerIDs, p.System+"|"+p.Value)
+	}
+	for _, cd := range d.svc.Codes {
+		a.Codes = append(a.Codes, store.AssertionCode{System: coverage.Canonical(cd.System), Code: cd.Code, Display: cd.Display})
+	}
+	for _, r := range d.ci.Reasons {
+		for _, cd := range r.Coding {
+			a.Reasons = append(a.Reasons, cd.Code)
+		}
+	}
+	if d.ci.ExpiryDate != "" {
+		if t, err := time.Parse(time.DateOnly, d.ci.ExpiryDate); err == nil {
+			a.Expires = t.Add(24*time.Hour - time.Nanosecond) // valid through the expiry date
+		}
+	}
+	return a
+}

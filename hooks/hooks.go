@@ -1,0 +1,427 @@
+// Package hooks is Priora's CDS Hooks service for Da Vinci Coverage
+// Requirements Discovery (CRD STU 2.2.1, with a 2.0.1 mode for the released
+// Inferno kit). It answers discovery, the six CRD hooks and feedback: it
+// decodes a hook call into light structs, completes the prefetch from the
+// EHR's FHIR API when something is missing, asks the coverage rules (the
+// same rules PAS decides with) about every order, and answers with a
+// coverage-information system action per order and the cards the rules
+// call for. Each coverage assertion is stored so that a later PAS $submit
+// citing its id can be linked to it.
+//
+// The package knows nothing of HTTP routing; the server package maps its
+// *Error values to CDS Hooks error responses.
+package hooks
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/priora/priora/coverage"
+	"github.com/priora/priora/store"
+)
+
+// Recorder keeps what CRD must retain: coverage assertions (read back by
+// PAS), a record of every call (CRD found-37) and feedback. *store.Store
+// implements it.
+type Recorder interface {
+	SaveCoverageAssertions(ctx context.Context, as []store.CoverageAssertion) error
+	SaveHookCall(ctx context.Context, c *store.HookCall) error
+	SaveHookFeedback(ctx context.Context, fs []store.HookFeedback) error
+}
+
+// Config wires a Service.
+type Config struct {
+	// Rules returns the coverage rules in force (they may be reloaded).
+	Rules func() *coverage.Rules
+	// Store records assertions, calls and feedback; nil records nothing
+	// (benchmarks).
+	Store Recorder
+	// PayerIDs are the Coverage.payor identifiers this instance serves; when
+	// empty the rules file's payers apply, and when both are empty every
+	// payer is served.
+	PayerIDs []coverage.PayerID
+	// FetchTimeout bounds all EHR queries of one call together (default 2 s).
+	FetchTimeout time.Duration
+	// DefaultVersion is the CRD version answered when a call requests none:
+	// "2.2" (default) or "2.0" (the released Inferno CRD server suite).
+	DefaultVersion string
+	// HTTPClient makes EHR queries; nil uses a client without redirects.
+	HTTPClient *http.Client
+	// MaxFetchBytes caps one EHR answer (default 8 MiB).
+	MaxFetchBytes int64
+	Now           func() time.Time
+	Log           *slog.Logger
+}
+
+// Service answers CDS Hooks calls. It is safe for concurrent use.
+type Service struct {
+	cfg       Config
+	log       *slog.Logger
+	discovery []byte
+}
+
+// New returns a Service. It fails only on a bad configuration.
+func New(cfg Config) (*Service, error) {
+	if cfg.Rules == nil {
+		return nil, errors.New("hooks: rules are required")
+	}
+	if cfg.FetchTimeout <= 0 {
+		cfg.FetchTimeout = 2 * time.Second
+	}
+	switch cfg.DefaultVersion {
+	case "":
+		cfg.DefaultVersion = crdVersion22
+	case crdVersion22, crdVersion20:
+	default:
+		return nil, fmt.Errorf("hooks: CRD version %q must be 2.2 or 2.0", cfg.DefaultVersion)
+	}
+	if cfg.HTTPClient == nil {
+		cfg.HTTPClient = &http.Client{
+			// A token lent for one FHIR server is never sent elsewhere.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		}
+	}
+	if cfg.MaxFetchBytes <= 0 {
+		cfg.MaxFetchBytes = 8 << 20
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	d, err := buildDiscovery()
+	if err != nil {
+		return nil, err
+	}
+	return &Service{cfg: cfg, log: cfg.Log, discovery: d}, nil
+}
+
+// Discovery is the body of GET /cds-services: one service per hook with the
+// standard prefetch, the CRD versions and the configuration options.
+func (s *Service) Discovery() []byte { return s.discovery }
+
+// Caller is who makes a call, once CDS client authentication knows it.
+type Caller struct {
+	Tenant string
+	Client string
+}
+
+// Error is a CDS Hooks call that cannot be answered. Status is the HTTP
+// status (400 bad request or hook-13 coverage problem, 404 unknown service,
+// 412 required data unobtainable, 500 Priora's own failure); Message is
+// safe to show the client.
+type Error struct {
+	Status  int
+	Message string
+	Err     error
+}
+
+func (e *Error) Error() string {
+	if e.Err != nil {
+		return e.Message + ": " + e.Err.Error()
+	}
+	return e.Message
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+func errorf(status int, format string, args ...any) *Error {
+	return &Error{Status: status, Message: fmt.Sprintf(format, args...)}
+}
+
+// Answer is a successful hook response.
+type Answer struct {
+	// Body is the CDS Hooks response JSON.
+	Body []byte
+	// Assertions are the coverage-assertion-ids made.
+	Assertions []string
+}
+
+// Call answers POST /cds-services/{serviceID}. Errors are *Error; every
+// call, answered or not, is recorded and logged without patient data.
+func (s *Service) Call(ctx context.Context, serviceID string, who Caller, body []byte) (ans *Answer, err error) {
+	start := s.cfg.Now()
+	rec := &store.HookCall{ID: newID("hc"), Received: start, Service: serviceID, Tenant: who.Tenant, Client: who.Client}
+	defer func() { s.finish(ctx, rec, start, err) }()
+
+	hook := hookOf(serviceID)
+	if hook == "" {
+		return nil, errorf(http.StatusNotFound, "there is no CDS service %q", serviceID)
+	}
+	t0 := time.Now()
+	c, err := s.decode(hook, body)
+	if err != nil {
+		return nil, err
+	}
+	rec.Hook, rec.HookInstance, rec.Version = hook, c.req.HookInstance, c.version
+	rec.DecodeMicros = time.Since(t0).Microseconds()
+
+	t1 := time.Now()
+	err = c.gather(ctx)
+	rec.Fetched, rec.FetchFailed = c.d.fetched, c.d.fetchFailed
+	rec.PrefetchMicros = time.Since(t1).Microseconds()
+	if err != nil {
+		return nil, err
+	}
+
+	t2 := time.Now()
+	resp, assertions := c.respond(who)
+	rec.DecideMicros = time.Since(t2).Microseconds()
+	rec.Orders, rec.Cards, rec.SystemActions = len(c.targets), len(resp.Cards), len(resp.SystemActions)
+	if c.technical != "" {
+		rec.Outcome = "technical"
+	}
+	ids := make([]string, len(assertions))
+	for i := range assertions {
+		ids[i] = assertions[i].ID
+	}
+	rec.Assertions = ids
+	if s.cfg.Store != nil && len(assertions) > 0 {
+		if err := s.cfg.Store.SaveCoverageAssertions(ctx, assertions); err != nil {
+			return nil, &Error{Status: http.StatusInternalServerError, Message: "internal server error", Err: err}
+		}
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false) // keep the orders' narrative as sent
+	if err := enc.Encode(resp); err != nil {
+		return nil, &Error{Status: http.StatusInternalServerError, Message: "internal server error", Err: err}
+	}
+	return &Answer{Body: bytes.TrimRight(buf.Bytes(), "\n"), Assertions: ids}, nil
+}
+
+// finish completes, stores and logs the call record.
+func (s *Service) finish(ctx context.Context, rec *store.HookCall, start time.Time, err error) {
+	rec.TotalMicros = s.cfg.Now().Sub(start).Microseconds()
+	rec.Status = http.StatusOK
+	if rec.Outcome == "" {
+		rec.Outcome = "ok"
+	}
+	level := slog.LevelInfo
+	if err != nil {
+		var he *Error
+		if !errors.As(err, &he) {
+			he = &Error{Status: http.StatusInternalServerError, Message: "internal server error", Err: err}
+		}
+		rec.Status, rec.Error = he.Status, he.Message
+		rec.Outcome = outcomeOf(he.Status)
+		if he.Status >= 500 {
+			level = slog.LevelError
+		}
+	}
+	attrs := []any{
+		"service", rec.Service, "hook", rec.Hook, "hook_instance", rec.HookInstance, "version", rec.Version,
+		"status", rec.Status, "outcome", rec.Outcome, "orders", rec.Orders, "cards", rec.Cards,
+		"system_actions", rec.SystemActions, "fetched", rec.Fetched, "fetch_failed", rec.FetchFailed,
+		"decode_us", rec.DecodeMicros, "prefetch_us", rec.PrefetchMicros, "decide_us", rec.DecideMicros, "total_us", rec.TotalMicros,
+	}
+	if err != nil {
+		attrs = append(attrs, "err", err.Error())
+	}
+	s.log.Log(ctx, level, "cds hook call", attrs...)
+	if s.cfg.Store == nil {
+		return
+	}
+	// The record is kept even when the client has gone.
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := s.cfg.Store.SaveHookCall(sctx, rec); err != nil {
+		s.log.Error("cds hook call not recorded", "hook_instance", rec.HookInstance, "err", err)
+	}
+}
+
+func outcomeOf(status int) string {
+	switch status {
+	case http.StatusBadRequest:
+		return "invalid"
+	case http.StatusNotFound:
+		return "not-found"
+	case http.StatusPreconditionFailed:
+		return "precondition"
+	case http.StatusUnprocessableEntity:
+		return "unprocessable"
+	}
+	if status >= 500 {
+		return "error"
+	}
+	return "rejected"
+}
+
+// decode reads and checks a hook call; anything malformed is a 400.
+func (s *Service) decode(hook string, body []byte) (*call, error) {
+	c := &call{s: s, hook: hook, d: newData(), rules: s.cfg.Rules(), now: s.cfg.Now()}
+	if err := json.Unmarshal(body, &c.req); err != nil {
+		return nil, errorf(http.StatusBadRequest, "the body is not a CDS Hooks request: %s", jsonProblem(err))
+	}
+	r := &c.req
+	switch {
+	case r.Hook == "":
+		return nil, errorf(http.StatusBadRequest, "hook is required")
+	case r.Hook != hook:
+		return nil, errorf(http.StatusBadRequest, "this service answers %s, not %q", hook, r.Hook)
+	case r.HookInstance == "":
+		return nil, errorf(http.StatusBadRequest, "hookInstance is required")
+	case len(r.Context) == 0 || string(r.Context) == "null":
+		return nil, errorf(http.StatusBadRequest, "context is required")
+	case r.FHIRAuthorization != nil && r.FHIRServer == "":
+		return nil, errorf(http.StatusBadRequest, "fhirServer is required with fhirAuthorization")
+	}
+	if r.FHIRServer != "" {
+		u, err := url.Parse(r.FHIRServer)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			return nil, errorf(http.StatusBadRequest, "fhirServer must be an http(s) URL")
+		}
+	}
+	if err := json.Unmarshal(r.Context, &c.hc); err != nil {
+		return nil, errorf(http.StatusBadRequest, "context does not fit the %s hook: %s", hook, jsonProblem(err))
+	}
+	if err := c.checkContext(); err != nil {
+		return nil, err
+	}
+	c.version = s.cfg.DefaultVersion
+	if v, ok := r.Extension["davinci-crd.requestedVersion"]; ok {
+		var rv string
+		if json.Unmarshal(v, &rv) == nil {
+			switch {
+			case strings.HasPrefix(rv, "2.0"):
+				c.version = crdVersion20
+			case strings.HasPrefix(rv, "2.1"), strings.HasPrefix(rv, "2.2"):
+				c.version = crdVersion22
+			}
+		}
+	}
+	c.st = parseSettings(hook, r.Extension["davinci-crd.configuration"])
+	c.d.loadPrefetch(r.Prefetch)
+	return c, nil
+}
+
+// checkContext requires the context fields Priora needs for the hook.
+func (c *call) checkContext() error {
+	hc := &c.hc
+	if hc.PatientID == "" {
+		return errorf(http.StatusBadRequest, "context.patientId is required")
+	}
+	needBundle := func(name string, b *bundle) error {
+		if b == nil {
+			return errorf(http.StatusBadRequest, "context.%s is required", name)
+		}
+		if b.ResourceType != "Bundle" {
+			return errorf(http.StatusBadRequest, "context.%s must be a Bundle", name)
+		}
+		return nil
+	}
+	switch c.hook {
+	case OrderSign:
+		return needBundle("draftOrders", hc.DraftOrders)
+	case OrderSelect:
+		return needBundle("draftOrders", hc.DraftOrders)
+	case AppointmentBook:
+		return needBundle("appointments", hc.Appointments)
+	case OrderDispatch:
+		if len(hc.DispatchedOrders) == 0 && hc.Order == "" {
+			return errorf(http.StatusBadRequest, "context.dispatchedOrders (or, hook 1.0, context.order) is required")
+		}
+	case EncounterStart, EncounterDischarge:
+		if hc.EncounterID == "" {
+			return errorf(http.StatusBadRequest, "context.encounterId is required")
+		}
+	}
+	return nil
+}
+
+// jsonProblem describes a decoding error without echoing the input.
+func jsonProblem(err error) string {
+	var se *json.SyntaxError
+	var te *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &se):
+		return fmt.Sprintf("invalid JSON at byte %d", se.Offset)
+	case errors.As(err, &te):
+		if te.Field != "" {
+			return fmt.Sprintf("%s must be a JSON %s", te.Field, jsonKind(te.Type.Kind().String()))
+		}
+		return "wrong JSON type"
+	}
+	return "invalid JSON"
+}
+
+func jsonKind(goKind string) string {
+	switch goKind {
+	case "slice", "array":
+		return "array"
+	case "struct", "map", "ptr":
+		return "object"
+	case "int", "int64", "float64":
+		return "number"
+	case "bool":
+		return "boolean"
+	}
+	return goKind
+}
+
+// Feedback stores POST /cds-services/{serviceID}/feedback.
+func (s *Service) Feedback(ctx context.Context, serviceID string, who Caller, body []byte) error {
+	if hookOf(serviceID) == "" {
+		return errorf(http.StatusNotFound, "there is no CDS service %q", serviceID)
+	}
+	var f Feedback
+	if err := json.Unmarshal(body, &f); err != nil {
+		return errorf(http.StatusBadRequest, "the body is not CDS Hooks feedback: %s", jsonProblem(err))
+	}
+	if len(f.Feedback) == 0 {
+		return errorf(http.StatusBadRequest, "feedback must list at least one item")
+	}
+	now := s.cfg.Now()
+	recs := make([]store.HookFeedback, 0, len(f.Feedback))
+	for i, it := range f.Feedback {
+		if it.Card == "" {
+			return errorf(http.StatusBadRequest, "feedback[%d].card is required", i)
+		}
+		if it.Outcome != "accepted" && it.Outcome != "overridden" {
+			return errorf(http.StatusBadRequest, "feedback[%d].outcome must be accepted or overridden", i)
+		}
+		r := store.HookFeedback{ID: newID("fb"), Received: now, Service: serviceID, Tenant: who.Tenant, Client: who.Client,
+			Card: it.Card, Outcome: it.Outcome}
+		for _, a := range it.AcceptedSuggestions {
+			r.AcceptedSuggestions = append(r.AcceptedSuggestions, a.ID)
+		}
+		if o := it.OverrideReason; o != nil {
+			r.UserComment = o.UserComment
+			if o.Reason != nil {
+				r.OverrideReason = o.Reason.System + "|" + o.Reason.Code
+			}
+		}
+		if it.OutcomeTimestamp != "" {
+			if t, err := time.Parse(time.RFC3339, it.OutcomeTimestamp); err == nil {
+				r.OutcomeTimestamp = t
+			}
+		}
+		recs = append(recs, r)
+	}
+	if s.cfg.Store == nil {
+		return nil
+	}
+	if err := s.cfg.Store.SaveHookFeedback(ctx, recs); err != nil {
+		return &Error{Status: http.StatusInternalServerError, Message: "internal server error", Err: err}
+	}
+	s.log.InfoContext(ctx, "cds hook feedback", "service", serviceID, "items", len(recs))
+	return nil
+}
+
+// newID returns a random identifier with a prefix.
+func newID(prefix string) string {
+	var b [10]byte
+	_, _ = rand.Read(b[:])
+	return prefix + "-" + hex.EncodeToString(b[:])
+}

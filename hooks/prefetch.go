@@ -1,0 +1,233 @@
+package hooks
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strings"
+	"sync"
+)
+
+// keyState is what the client said about one prefetch key.
+type keyState int
+
+const (
+	keyAbsent   keyState = iota // not sent: the client did not fetch it
+	keyNull                     // null: the client fetched it and there is no data
+	keyProvided                 // a resource or a Bundle
+	keyError                    // an OperationOutcome: the client's fetch failed
+)
+
+// data is everything known about the call's FHIR resources: what came in
+// prefetch (under any key — clients may use their own key names, CRD
+// found-30) and what was fetched from the EHR.
+type data struct {
+	keys map[string]keyState
+	// byRef indexes resources by "Type/id".
+	byRef map[string]json.RawMessage
+	// keyed holds, per prefetch key, the resources it carried.
+	keyed map[string][]json.RawMessage
+	// fetched and fetchFailed count EHR queries.
+	fetched, fetchFailed int
+}
+
+func newData() *data {
+	return &data{keys: map[string]keyState{}, byRef: map[string]json.RawMessage{}, keyed: map[string][]json.RawMessage{}}
+}
+
+// loadPrefetch indexes the prefetch. A malformed value is treated as not
+// provided, so that the service fetches it itself.
+func (d *data) loadPrefetch(prefetch map[string]json.RawMessage) {
+	for k, raw := range prefetch {
+		raw = bytes.TrimSpace(raw)
+		if len(raw) == 0 || bytes.Equal(raw, []byte("null")) {
+			d.keys[k] = keyNull
+			continue
+		}
+		var head resourceHead
+		if json.Unmarshal(raw, &head) != nil || head.ResourceType == "" {
+			continue
+		}
+		switch head.ResourceType {
+		case "OperationOutcome":
+			d.keys[k] = keyError
+		case "Bundle":
+			var b bundle
+			if json.Unmarshal(raw, &b) != nil {
+				continue
+			}
+			d.keys[k] = keyProvided
+			for _, e := range b.Entry {
+				if h, ok := d.add(e.Resource); ok && h.ResourceType != "OperationOutcome" {
+					d.keyed[k] = append(d.keyed[k], e.Resource)
+				}
+			}
+		default:
+			d.keys[k] = keyProvided
+			if _, ok := d.add(raw); ok {
+				d.keyed[k] = append(d.keyed[k], raw)
+			}
+		}
+	}
+}
+
+// add indexes one resource by type and id.
+func (d *data) add(raw json.RawMessage) (resourceHead, bool) {
+	var h resourceHead
+	if len(raw) == 0 || json.Unmarshal(raw, &h) != nil || h.ResourceType == "" {
+		return h, false
+	}
+	if h.ID != "" {
+		d.byRef[h.ResourceType+"/"+h.ID] = raw
+	}
+	return h, true
+}
+
+// lookup finds a resource by reference: "Type/id", or an absolute URL or
+// versioned reference ending in Type/id[/_history/v].
+func (d *data) lookup(ref string) (json.RawMessage, bool) {
+	if ref == "" {
+		return nil, false
+	}
+	key := relativeRef(ref)
+	r, ok := d.byRef[key]
+	return r, ok
+}
+
+// ofType returns every indexed resource of a type.
+func (d *data) ofType(typ string) []json.RawMessage {
+	var out []json.RawMessage
+	prefix := typ + "/"
+	for k, r := range d.byRef {
+		if strings.HasPrefix(k, prefix) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// relativeRef reduces a reference to "Type/id".
+func relativeRef(ref string) string {
+	if i := strings.Index(ref, "/_history/"); i >= 0 {
+		ref = ref[:i]
+	}
+	parts := strings.Split(strings.TrimRight(ref, "/"), "/")
+	if len(parts) < 2 {
+		return ref
+	}
+	return parts[len(parts)-2] + "/" + parts[len(parts)-1]
+}
+
+var fhirID = regexp.MustCompile(`^[A-Za-z0-9\-.]{1,64}$`)
+
+// splitRef splits "Type/id" into its parts; ok is false for anything else.
+func splitRef(ref string) (typ, id string, ok bool) {
+	typ, id, ok = strings.Cut(relativeRef(ref), "/")
+	if !ok || typ == "" || typ[0] < 'A' || typ[0] > 'Z' || !fhirID.MatchString(id) {
+		return "", "", false
+	}
+	return typ, id, true
+}
+
+// errNotFound is an EHR's 404/410 for a read: the resource does not exist.
+var errNotFound = errors.New("not found on the EHR")
+
+// ehr is a FHIR client for the EHR named in a hook call, using the access
+// token the EHR lent (CDS Hooks: Authorization: Bearer on every call).
+type ehr struct {
+	client *http.Client
+	base   string
+	token  string
+	max    int64
+}
+
+// get fetches a path under the FHIR base. A 404 or 410 is errNotFound; any
+// other failure (network, timeout, 401, 5xx, not JSON) is an error that
+// makes dependent coverage information indeterminate.
+func (e *ehr) get(ctx context.Context, path string) (json.RawMessage, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, e.base+"/"+path, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Accept", "application/fhir+json")
+	if e.token != "" {
+		req.Header.Set("Authorization", "Bearer "+e.token)
+	}
+	resp, err := e.client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, e.max+1))
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusGone:
+		return nil, errNotFound
+	case resp.StatusCode != http.StatusOK:
+		return nil, fmt.Errorf("EHR answered %d", resp.StatusCode)
+	case int64(len(body)) > e.max:
+		return nil, fmt.Errorf("EHR answer is larger than %d bytes", e.max)
+	}
+	var head resourceHead
+	if err := json.Unmarshal(body, &head); err != nil || head.ResourceType == "" {
+		return nil, errors.New("EHR answer is not a FHIR resource")
+	}
+	if head.ResourceType == "OperationOutcome" {
+		return nil, errors.New("EHR answered an OperationOutcome")
+	}
+	return body, nil
+}
+
+// query is one EHR fetch: a read ("Patient/123") or a search
+// ("Coverage?patient=123&status=active").
+type query struct {
+	path string
+	// result
+	body json.RawMessage
+	err  error
+}
+
+// fetchAll runs the queries in parallel and waits for all of them; ctx
+// carries the deadline.
+func (e *ehr) fetchAll(ctx context.Context, qs []*query) {
+	var wg sync.WaitGroup
+	for _, q := range qs {
+		wg.Go(func() { q.body, q.err = e.get(ctx, q.path) })
+	}
+	wg.Wait()
+}
+
+// readPath is the path of a read of Type/id.
+func readPath(typ, id string) string { return typ + "/" + url.PathEscape(id) }
+
+// searchEntries returns the resources of a searchset Bundle (or the
+// resource itself for a read), skipping OperationOutcome entries.
+func searchEntries(body json.RawMessage) []json.RawMessage {
+	var head resourceHead
+	if json.Unmarshal(body, &head) != nil {
+		return nil
+	}
+	if head.ResourceType != "Bundle" {
+		return []json.RawMessage{body}
+	}
+	var b bundle
+	if json.Unmarshal(body, &b) != nil {
+		return nil
+	}
+	out := make([]json.RawMessage, 0, len(b.Entry))
+	for _, e := range b.Entry {
+		var h resourceHead
+		if json.Unmarshal(e.Resource, &h) == nil && h.ResourceType != "" && h.ResourceType != "OperationOutcome" {
+			out = append(out, e.Resource)
+		}
+	}
+	return out
+}
