@@ -70,7 +70,6 @@ func TestInquire(t *testing.T) {
 		{"wrapped in Parameters", []byte(`{"resourceType":"Parameters","parameter":[{"name":"resource","resource":` + string(igInquiry) + `}]}`), 1},
 		{"another member", edit(t, igInquiry, func(b map[string]any) {
 			setIdentifier(b, "Patient", "http://example.org/MIN", "99999999999")
-			setIdentifier(b, "Coverage", "http://example.org/MIN", "99999999999")
 			for _, en := range b["entry"].([]any) {
 				if r := en.(map[string]any)["resource"].(map[string]any); r["resourceType"] == "Coverage" {
 					r["subscriberId"] = "99999999999"
@@ -78,19 +77,21 @@ func TestInquire(t *testing.T) {
 			}
 		}), 0},
 		{"another provider NPI (spec-53)", edit(t, igInquiry, func(b map[string]any) {
-			setIdentifier(b, "Organization", "http://hl7.org/fhir/sid/us-npi", "1111111111")
+			setIdentifier(b, "Organization", "http://hl7.org/fhir/sid/us-npi", "1111111112") // a valid NPI (us-core-17)
 		}), 0},
 		{"a service the request did not ask for", edit(t, igInquiry, func(b map[string]any) {
 			claim(b)["item"] = []any{itemWithCode(claim(b), "http://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets", "E0601")}
 		}), 0},
 		{"not-applicable means any service (spec-43): both requests of this member and provider", edit(t, igInquiry, func(b map[string]any) {
-			claim(b)["item"] = []any{itemWithCode(claim(b), "http://hl7.org/fhir/us/davinci-pas/CodeSystem/PASTempCodes", "not-applicable")}
+			claim(b)["item"] = []any{itemWithCode(claim(b), "http://terminology.hl7.org/CodeSystem/data-absent-reason", "not-applicable")}
 		}), 2},
 		{"unknown authorization number", edit(t, kitInquiry, func(b map[string]any) {
 			c := claim(b)
 			c["item"] = []any{}
 			delete(c, "item")
 			c["extension"] = []any{map[string]any{"url": "http://hl7.org/fhir/us/davinci-pas/StructureDefinition/extension-authorizationNumber", "valueString": "NOPE-1"}}
+			// The kit labels its inquiry a request Bundle, whose Claim needs items.
+			b["meta"] = map[string]any{"profile": []any{"http://hl7.org/fhir/us/davinci-pas/StructureDefinition/profile-pas-inquiry-request-bundle"}}
 		}), 0},
 	}
 	for _, tt := range tests {

@@ -43,6 +43,8 @@ type options struct {
 	now     func() time.Time
 	maxBody int64
 	edit    []func(*app.Config)
+	// noResponseChecks turns off the profile validation of PAS answers.
+	noResponseChecks bool
 }
 
 // Option changes how Start configures Priora.
@@ -70,6 +72,12 @@ func WithMaxBody(n int64) Option { return func(o *options) { o.maxBody = n } }
 
 // WithConfig edits the app configuration before start.
 func WithConfig(f func(*app.Config)) Option { return func(o *options) { o.edit = append(o.edit, f) } }
+
+// WithoutResponseChecks stops Do from validating successful $submit and
+// $inquire answers against the PAS profiles. Only for tests that make
+// Priora accept profile-invalid requests (validation log or off): its
+// answers echo the request's resources, defects included.
+func WithoutResponseChecks() Option { return func(o *options) { o.noResponseChecks = true } }
 
 // Start runs Priora until the test ends.
 func Start(t testing.TB, opts ...Option) *Env {
@@ -182,7 +190,11 @@ func (e *Env) Do(method, path string, body []byte, header ...string) *Response {
 	if err != nil {
 		e.T.Fatalf("read body: %v", err)
 	}
-	return &Response{Status: resp.StatusCode, Header: resp.Header, Body: b}
+	r := &Response{Status: resp.StatusCode, Header: resp.Header, Body: b}
+	if method == http.MethodPost && r.Status/100 == 2 && !e.opts.noResponseChecks {
+		checkPASResponse(e.T, req.URL.Path, r.Body)
+	}
+	return r
 }
 
 // Post sends a FHIR JSON body.

@@ -1,0 +1,74 @@
+package testenv
+
+import (
+	"encoding/json"
+	"strconv"
+	"sync"
+	"testing"
+
+	"github.com/priora/priora/profiles"
+)
+
+var (
+	validatorOnce sync.Once
+	validator     *profiles.Validator
+	validatorErr  error
+)
+
+// Validator returns the profile validator shared by every test of the
+// binary: the registry is loaded, and each definition compiled, once.
+func Validator(t testing.TB) *profiles.Validator {
+	t.Helper()
+	validatorOnce.Do(func() {
+		reg, err := profiles.Load()
+		if err != nil {
+			validatorErr = err
+			return
+		}
+		validator = reg.NewValidator(profiles.Options{})
+	})
+	if validatorErr != nil {
+		t.Fatalf("load profiles: %v", validatorErr)
+	}
+	return validator
+}
+
+// RequireValid fails the test (without stopping it) for every error or
+// fatal issue of res; what names the checked document in the message.
+func RequireValid(t testing.TB, what string, res profiles.Result) {
+	t.Helper()
+	for _, is := range res.Errors() {
+		t.Errorf("%s does not conform: %s %s: %s", what, is.Severity, is.Expression, is.Diagnostics)
+	}
+}
+
+// checkPASResponse validates the successful answer of a PAS operation
+// against the PAS 2.2.1 profiles: a $submit answer against the response
+// Bundle profile, each `return` Bundle of an $inquire answer against the
+// inquiry response Bundle profile. Other paths are not checked here.
+func checkPASResponse(t testing.TB, path string, body []byte) {
+	t.Helper()
+	switch path {
+	case "/fhir/Claim/$submit":
+		RequireValid(t, "$submit response", Validator(t).ValidatePASResponse(body))
+	case "/fhir/Claim/$inquire":
+		var p struct {
+			ResourceType string `json:"resourceType"`
+			Parameter    []struct {
+				Name     string          `json:"name"`
+				Resource json.RawMessage `json:"resource"`
+			} `json:"parameter"`
+		}
+		if err := json.Unmarshal(body, &p); err != nil || p.ResourceType != "Parameters" {
+			t.Errorf("$inquire response is not a Parameters resource (%v)", err)
+			return
+		}
+		for i, part := range p.Parameter {
+			if part.Name != "return" {
+				continue
+			}
+			RequireValid(t, "$inquire response Parameters.parameter["+strconv.Itoa(i)+"].resource",
+				Validator(t).ValidatePASInquiryResponse(part.Resource))
+		}
+	}
+}
