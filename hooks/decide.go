@@ -104,6 +104,13 @@ func (c *call) gather(ctx context.Context) error {
 				c.addTarget(typ+"/"+id, raw)
 				continue
 			}
+			switch c.d.keys[prefetchKey(typ)] {
+			case keyNull, keyProvided:
+				continue // the client looked: no such order
+			case keyError:
+				c.d.fetchFailed++
+				continue
+			}
 			needOrders = true
 			q := &query{path: readPath(typ, id)}
 			orderQs = append(orderQs, q)
@@ -242,10 +249,19 @@ func (c *call) gather(ctx context.Context) error {
 	return c.chooseCoverage(covs)
 }
 
+// prefetchKey is the standard prefetch key of an order type, such as
+// serviceRequests for ServiceRequest.
+func prefetchKey(typ string) string {
+	return strings.ToLower(typ[:1]) + typ[1:] + "s"
+}
+
 func (c *call) addTarget(ref string, raw json.RawMessage) {
 	t := &target{ref: ref, raw: raw}
 	if json.Unmarshal(raw, &t.o) != nil {
-		return
+		// A malformed order still gets coverage information, decided on
+		// what can be read of it (nothing: the rules' default).
+		h, _ := head(raw)
+		t.o = order{ResourceType: h.ResourceType, ID: h.ID}
 	}
 	c.targets = append(c.targets, t)
 }
@@ -253,8 +269,7 @@ func (c *call) addTarget(ref string, raw json.RawMessage) {
 func ofTypeIn(rs []json.RawMessage, typ string) []json.RawMessage {
 	var out []json.RawMessage
 	for _, r := range rs {
-		var h resourceHead
-		if json.Unmarshal(r, &h) == nil && h.ResourceType == typ {
+		if h, _ := head(r); h.ResourceType == typ {
 			out = append(out, r)
 		}
 	}

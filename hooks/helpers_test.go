@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/priora/priora/coverage"
+	"github.com/priora/priora/fhir"
 	"github.com/priora/priora/store"
 )
 
@@ -160,3 +161,12 @@ func (f *fakeEHR) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	_, _ = w.Write(raw)
 }
+
+type (
+	fhirCC     = fhir.CodeableConcept
+	fhirCoding = fhir.Coding
+)
+
+func refTo(ref string) fhir.Reference { return fhir.Reference{Reference: ref} }
+
+func textReasons(text string) []fhir.CodeableConcept { return []fhir.CodeableConcept{{Text: text}} }

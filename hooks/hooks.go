@@ -13,7 +13,6 @@
 package hooks
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -192,13 +191,11 @@ func (s *Service) Call(ctx context.Context, serviceID string, who Caller, body [
 			return nil, &Error{Status: http.StatusInternalServerError, Message: "internal server error", Err: err}
 		}
 	}
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false) // keep the orders' narrative as sent
-	if err := enc.Encode(resp); err != nil {
+	out, err := resp.MarshalJSON()
+	if err != nil {
 		return nil, &Error{Status: http.StatusInternalServerError, Message: "internal server error", Err: err}
 	}
-	return &Answer{Body: bytes.TrimRight(buf.Bytes(), "\n"), Assertions: ids}, nil
+	return &Answer{Body: out, Assertions: ids}, nil
 }
 
 // finish completes, stores and logs the call record.
@@ -272,7 +269,7 @@ func (s *Service) decode(hook string, body []byte) (*call, error) {
 		return nil, errorf(http.StatusBadRequest, "this service answers %s, not %q", hook, r.Hook)
 	case r.HookInstance == "":
 		return nil, errorf(http.StatusBadRequest, "hookInstance is required")
-	case len(r.Context) == 0 || string(r.Context) == "null":
+	case r.Context == nil:
 		return nil, errorf(http.StatusBadRequest, "context is required")
 	case r.FHIRAuthorization != nil && r.FHIRServer == "":
 		return nil, errorf(http.StatusBadRequest, "fhirServer is required with fhirAuthorization")
@@ -283,9 +280,7 @@ func (s *Service) decode(hook string, body []byte) (*call, error) {
 			return nil, errorf(http.StatusBadRequest, "fhirServer must be an http(s) URL")
 		}
 	}
-	if err := json.Unmarshal(r.Context, &c.hc); err != nil {
-		return nil, errorf(http.StatusBadRequest, "context does not fit the %s hook: %s", hook, jsonProblem(err))
-	}
+	c.hc = *r.Context
 	if err := c.checkContext(); err != nil {
 		return nil, err
 	}

@@ -1,6 +1,7 @@
 package hooks
 
 import (
+	"bytes"
 	"encoding/json"
 
 	"github.com/priora/priora/fhir"
@@ -13,7 +14,7 @@ type Request struct {
 	HookInstance      string                     `json:"hookInstance"`
 	FHIRServer        string                     `json:"fhirServer"`
 	FHIRAuthorization *FHIRAuthorization         `json:"fhirAuthorization"`
-	Context           json.RawMessage            `json:"context"`
+	Context           *hookContext               `json:"context"`
 	Prefetch          map[string]json.RawMessage `json:"prefetch"`
 	Extension         map[string]json.RawMessage `json:"extension"`
 }
@@ -86,7 +87,7 @@ type order struct {
 	Requester                 *fhir.Reference        `json:"requester"`   // ordering provider
 	Orderer                   *fhir.Reference        `json:"orderer"`     // NutritionOrder
 	Prescriber                *fhir.Reference        `json:"prescriber"`  // VisionPrescription
-	Insurance                 []fhir.Reference       `json:"insurance"`   // the order's Coverage
+	Insurance                 refs                   `json:"insurance"`   // the order's Coverage
 	QuantityQuantity          *fhir.Quantity         `json:"quantityQuantity"`
 	DispenseRequest           *struct {
 		Quantity *fhir.Quantity `json:"quantity"`
@@ -107,6 +108,24 @@ type order struct {
 	LensSpecification []struct {
 		Product *fhir.CodeableConcept `json:"product"`
 	} `json:"lensSpecification"`
+}
+
+// refs is a list of References that also accepts a single Reference, as
+// some EHRs (and the CRD reference implementation's tests) send.
+type refs []fhir.Reference
+
+func (r *refs) UnmarshalJSON(b []byte) error {
+	var one fhir.Reference
+	if err := json.Unmarshal(b, &one); err == nil {
+		*r = refs{one}
+		return nil
+	}
+	var many []fhir.Reference
+	if err := json.Unmarshal(b, &many); err != nil {
+		return err
+	}
+	*r = many
+	return nil
 }
 
 // codeWithExt is a CodeableConcept that may carry CRD's billing-options
@@ -143,24 +162,52 @@ type Response struct {
 }
 
 // MarshalJSON writes cards (always, possibly empty) and systemActions (when
-// present, or empty in 2.0.1 mode on primary hooks).
+// present, or empty in 2.0.1 mode on primary hooks). System action
+// resources are copied as they are (they are valid JSON by construction),
+// not re-encoded.
 func (r *Response) MarshalJSON() ([]byte, error) {
-	type plain struct {
-		Cards         []Card    `json:"cards"`
-		SystemActions *[]Action `json:"systemActions,omitempty"`
-	}
-	p := plain{Cards: r.Cards}
-	if p.Cards == nil {
-		p.Cards = []Card{}
+	var b bytes.Buffer
+	b.Grow(1024 + 2*len(r.SystemActions)*1024)
+	b.WriteString(`{"cards":`)
+	if len(r.Cards) == 0 {
+		b.WriteString("[]")
+	} else {
+		enc := json.NewEncoder(&b)
+		enc.SetEscapeHTML(false)
+		if err := enc.Encode(r.Cards); err != nil {
+			return nil, err
+		}
+		b.Truncate(b.Len() - 1) // Encode's newline
 	}
 	if len(r.SystemActions) > 0 || r.alwaysActions {
-		sa := r.SystemActions
-		if sa == nil {
-			sa = []Action{}
+		b.WriteString(`,"systemActions":[`)
+		for i, a := range r.SystemActions {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			b.WriteString(`{"type":`)
+			writeString(&b, a.Type)
+			b.WriteString(`,"description":`)
+			writeString(&b, a.Description)
+			if len(a.Resource) > 0 {
+				b.WriteString(`,"resource":`)
+				b.Write(a.Resource)
+			}
+			if a.ResourceID != "" {
+				b.WriteString(`,"resourceId":`)
+				writeString(&b, a.ResourceID)
+			}
+			b.WriteByte('}')
 		}
-		p.SystemActions = &sa
+		b.WriteByte(']')
 	}
-	return json.Marshal(p)
+	b.WriteByte('}')
+	return b.Bytes(), nil
+}
+
+func writeString(b *bytes.Buffer, s string) {
+	q, _ := json.Marshal(s)
+	b.Write(q)
 }
 
 // Card is a CDS Hooks card.

@@ -50,16 +50,16 @@ func (d *data) loadPrefetch(prefetch map[string]json.RawMessage) {
 			d.keys[k] = keyNull
 			continue
 		}
-		var head resourceHead
-		if json.Unmarshal(raw, &head) != nil || head.ResourceType == "" {
+		h, ok := head(raw)
+		if !ok || h.ResourceType == "" {
 			continue
 		}
-		switch head.ResourceType {
+		switch h.ResourceType {
 		case "OperationOutcome":
 			d.keys[k] = keyError
 		case "Bundle":
 			var b bundle
-			if json.Unmarshal(raw, &b) != nil {
+			if b.UnmarshalJSON(raw) != nil { // raw is valid JSON: no second check
 				continue
 			}
 			d.keys[k] = keyProvided
@@ -79,8 +79,8 @@ func (d *data) loadPrefetch(prefetch map[string]json.RawMessage) {
 
 // add indexes one resource by type and id.
 func (d *data) add(raw json.RawMessage) (resourceHead, bool) {
-	var h resourceHead
-	if len(raw) == 0 || json.Unmarshal(raw, &h) != nil || h.ResourceType == "" {
+	h, ok := head(raw)
+	if !ok || h.ResourceType == "" {
 		return h, false
 	}
 	if h.ID != "" {
@@ -230,4 +230,247 @@ func searchEntries(body json.RawMessage) []json.RawMessage {
 		}
 	}
 	return out
+}
+
+// head reads a resource's top-level resourceType and id without decoding
+// the rest. raw must be valid JSON (it comes from an already-parsed
+// document); ok is false when raw is not an object. It is the hot path's
+// replacement for a full json.Unmarshal of every prefetched resource.
+func head(raw []byte) (h resourceHead, ok bool) {
+	i := skipSpace(raw, 0)
+	if i >= len(raw) || raw[i] != '{' {
+		return h, false
+	}
+	i++
+	for {
+		i = skipSpace(raw, i)
+		if i >= len(raw) || raw[i] == '}' {
+			return h, true
+		}
+		if raw[i] == ',' {
+			i++
+			continue
+		}
+		if raw[i] != '"' {
+			return h, false
+		}
+		kEnd := endOfString(raw, i)
+		if kEnd < 0 {
+			return h, false
+		}
+		key := raw[i+1 : kEnd-1]
+		i = skipSpace(raw, kEnd)
+		if i >= len(raw) || raw[i] != ':' {
+			return h, false
+		}
+		i = skipSpace(raw, i+1)
+		vEnd := endOfValue(raw, i)
+		if vEnd < 0 {
+			return h, false
+		}
+		if raw[i] == '"' && (string(key) == "resourceType" || string(key) == "id") {
+			v := raw[i+1 : vEnd-1]
+			var s string
+			if bytes.IndexByte(v, '\\') >= 0 {
+				if json.Unmarshal(raw[i:vEnd], &s) != nil {
+					return h, false
+				}
+			} else {
+				s = string(v)
+			}
+			if key[0] == 'r' {
+				h.ResourceType = s
+			} else {
+				h.ID = s
+			}
+			if h.ResourceType != "" && h.ID != "" {
+				return h, true
+			}
+		}
+		i = vEnd
+	}
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\n' || b[i] == '\t' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// endOfString returns the index just past the string starting at b[i].
+func endOfString(b []byte, i int) int {
+	for j := i + 1; j < len(b); j++ {
+		switch b[j] {
+		case '\\':
+			j++
+		case '"':
+			return j + 1
+		}
+	}
+	return -1
+}
+
+// endOfValue returns the index just past the JSON value starting at b[i].
+func endOfValue(b []byte, i int) int {
+	if i >= len(b) {
+		return -1
+	}
+	switch b[i] {
+	case '"':
+		return endOfString(b, i)
+	case '{', '[':
+		depth := 0
+		for j := i; j < len(b); j++ {
+			switch b[j] {
+			case '"':
+				j = endOfString(b, j) - 1
+				if j < 0 {
+					return -1
+				}
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+				if depth == 0 {
+					return j + 1
+				}
+			}
+		}
+		return -1
+	}
+	j := i
+	for j < len(b) && b[j] != ',' && b[j] != '}' && b[j] != ']' && b[j] != ' ' && b[j] != '\n' && b[j] != '\t' && b[j] != '\r' {
+		j++
+	}
+	return j
+}
+
+// errShape is a JSON value of the wrong kind where a scanner expected an
+// object or an array.
+var errShape = errors.New("unexpected JSON shape")
+
+// eachMember calls fn with each top-level member of a JSON object; raw must
+// be valid JSON. Keys are returned raw (without unescaping), which is
+// enough for the ASCII member names FHIR and CDS Hooks use.
+func eachMember(raw []byte, fn func(key string, val []byte) error) error {
+	i := skipSpace(raw, 0)
+	if i >= len(raw) || raw[i] != '{' {
+		return errShape
+	}
+	i++
+	for {
+		i = skipSpace(raw, i)
+		if i >= len(raw) {
+			return errShape
+		}
+		switch raw[i] {
+		case '}':
+			return nil
+		case ',':
+			i++
+			continue
+		case '"':
+		default:
+			return errShape
+		}
+		kEnd := endOfString(raw, i)
+		if kEnd < 0 {
+			return errShape
+		}
+		key := raw[i+1 : kEnd-1]
+		i = skipSpace(raw, kEnd)
+		if i >= len(raw) || raw[i] != ':' {
+			return errShape
+		}
+		i = skipSpace(raw, i+1)
+		vEnd := endOfValue(raw, i)
+		if vEnd < 0 {
+			return errShape
+		}
+		if err := fn(string(key), raw[i:vEnd]); err != nil {
+			return err
+		}
+		i = vEnd
+	}
+}
+
+// eachElement calls fn with each element of a JSON array; raw must be valid.
+func eachElement(raw []byte, fn func(val []byte) error) error {
+	i := skipSpace(raw, 0)
+	if i >= len(raw) || raw[i] != '[' {
+		return errShape
+	}
+	i++
+	for {
+		i = skipSpace(raw, i)
+		if i >= len(raw) {
+			return errShape
+		}
+		switch raw[i] {
+		case ']':
+			return nil
+		case ',':
+			i++
+			continue
+		}
+		vEnd := endOfValue(raw, i)
+		if vEnd < 0 {
+			return errShape
+		}
+		if err := fn(raw[i:vEnd]); err != nil {
+			return err
+		}
+		i = vEnd
+	}
+}
+
+// UnmarshalJSON reads a Bundle's type and entries with the scanner above:
+// the entries' resources stay raw and are not decoded twice.
+func (b *bundle) UnmarshalJSON(raw []byte) error {
+	if string(bytes.TrimSpace(raw)) == "null" {
+		return nil
+	}
+	raw = bytes.Clone(raw) // the decoder's buffer is not ours to keep
+	*b = bundle{}
+	err := eachMember(raw, func(key string, val []byte) error {
+		switch key {
+		case "resourceType", "type":
+			var s string
+			if json.Unmarshal(val, &s) != nil {
+				return errShape
+			}
+			if key == "type" {
+				b.Type = s
+			} else {
+				b.ResourceType = s
+			}
+		case "entry":
+			if string(val) == "null" {
+				return nil
+			}
+			return eachElement(val, func(ev []byte) error {
+				var e bundleEntry
+				err := eachMember(ev, func(k string, v []byte) error {
+					switch k {
+					case "resource":
+						e.Resource = v
+					case "fullUrl":
+						_ = json.Unmarshal(v, &e.FullURL)
+					}
+					return nil
+				})
+				if err != nil {
+					return err
+				}
+				b.Entry = append(b.Entry, e)
+				return nil
+			})
+		}
+		return nil
+	})
+	if err != nil {
+		return errors.New("a Bundle must be a JSON object whose entry is an array of objects")
+	}
+	return nil
 }

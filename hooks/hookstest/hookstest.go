@@ -91,7 +91,7 @@ func Check(t testing.TB, version, hook string, request, response []byte) *Respon
 				t.Errorf("%s: an update system action must carry coverage information (crd-respci1)", where)
 			}
 			r.CoverageInfo[ref] = append(r.CoverageInfo[ref], cis...)
-			if o, ok := orig[ref]; ok {
+			if o, ok := orig[ref]; ok && o != nil {
 				if d := cmp.Diff(withoutCoverageInfo(o), withoutCoverageInfo(res)); d != "" {
 					t.Errorf("%s: resp-37: %s changed beyond its coverage information (-sent +returned):\n%s", where, ref, d)
 				}
@@ -136,6 +136,9 @@ func noEmpty(t testing.TB, path string, v any, top bool) {
 				if a, ok := e.([]any); ok && len(a) == 0 {
 					continue
 				}
+			}
+			if k == "resource" && strings.HasPrefix(path, "$.systemActions[") {
+				continue // the client's own resource, returned as sent
 			}
 			noEmpty(t, path+"."+k, e, false)
 		}
@@ -256,7 +259,12 @@ func originals(t testing.TB, request []byte) map[string]map[string]any {
 			return
 		}
 		if rt, ok := m["resourceType"].(string); ok {
-			out[fmt.Sprintf("%s/%v", rt, m["id"])] = m
+			ref := fmt.Sprintf("%s/%v", rt, m["id"])
+			if prev, dup := out[ref]; dup && !cmp.Equal(prev, m) {
+				out[ref] = nil // two resources share an id: no telling which came back
+				return
+			}
+			out[ref] = m
 		}
 	}
 	for _, k := range []string{"draftOrders", "appointments"} {
