@@ -22,6 +22,7 @@ func (s *Server) routes() {
 	f.POST("/Claim/$inquire", s.inquire)
 
 	s.reviewRoutes(e.Group("/review"))
+	s.hookRoutes(e)
 }
 
 func (s *Server) healthz(c echo.Context) error {

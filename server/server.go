@@ -18,6 +18,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/priora/priora/fhir"
+	"github.com/priora/priora/hooks"
 	"github.com/priora/priora/pas"
 	"github.com/priora/priora/store"
 )
@@ -33,6 +34,8 @@ type Config struct {
 	Log     *slog.Logger
 	Store   *store.Store
 	PAS     *pas.Service
+	// Hooks answers CDS Hooks (CRD) under /cds-services; nil serves none.
+	Hooks   *hooks.Service
 	Started time.Time
 }
 

@@ -11,7 +11,9 @@ import (
 	"strconv"
 	"strings"
 	"text/tabwriter"
+	"time"
 
+	"github.com/priora/priora/coverage"
 	"github.com/priora/priora/store"
 )
 
@@ -25,6 +27,12 @@ type config struct {
 	MongoURI string
 	LogLevel string
 	MaxBody  int64
+	// CRD (CDS Hooks): payers served, EHR query deadline, default version.
+	PayerIDs         string
+	CRDFetchTimeout  string
+	CRDVersion       string
+	payers           []coverage.PayerID
+	hookFetchTimeout time.Duration
 }
 
 // setting ties a field to its flag, environment variable and default.
@@ -42,6 +50,9 @@ func (c *config) settings() []setting {
 		{"rules", "PRIORA_RULES", "", "coverage rules YAML file (default: the shipped sample)", false, &c.Rules},
 		{"mongodb-uri", "MONGODB_URI", "", "MongoDB URI; empty starts the embedded store", true, &c.MongoURI},
 		{"log-level", "PRIORA_LOG_LEVEL", "info", "debug, info, warn or error", false, &c.LogLevel},
+		{"payer-ids", "PRIORA_PAYER_IDS", "", "Coverage.payor identifiers CRD answers for, comma-separated system|value or bare value (default: the rules file's payers; none = every payer)", false, &c.PayerIDs},
+		{"crd-fetch-timeout", "PRIORA_CRD_FETCH_TIMEOUT", "2s", "deadline for CRD's queries to the EHR's FHIR server per hook call", false, &c.CRDFetchTimeout},
+		{"crd-version", "PRIORA_CRD_VERSION", "2.2", "CRD version answered when a hook call requests none: 2.2, or 2.0 for the released Inferno CRD kit", false, &c.CRDVersion},
 	}
 }
 
@@ -96,6 +107,15 @@ func (c *config) check() error {
 	if _, err := parseLevel(c.LogLevel); err != nil {
 		errs = append(errs, err)
 	}
+	c.payers = parsePayerIDs(c.PayerIDs)
+	if d, err := time.ParseDuration(c.CRDFetchTimeout); err != nil || d <= 0 || d > time.Minute {
+		errs = append(errs, fmt.Errorf("PRIORA_CRD_FETCH_TIMEOUT %q must be a duration such as 2s (at most 1m)", c.CRDFetchTimeout))
+	} else {
+		c.hookFetchTimeout = d
+	}
+	if c.CRDVersion != "2.2" && c.CRDVersion != "2.0" {
+		errs = append(errs, fmt.Errorf("PRIORA_CRD_VERSION %q must be 2.2 or 2.0", c.CRDVersion))
+	}
 	if c.MongoURI == "" && c.DataDir == "" {
 		errs = append(errs, errors.New("PRIORA_DATA_DIR is required for the embedded store"))
 	}
@@ -131,4 +151,21 @@ func (c *config) print(w io.Writer) {
 	}
 	fmt.Fprintf(tw, "  %s\t%d\n", "PRIORA_MAX_BODY", c.MaxBody)
 	tw.Flush()
+}
+
+// parsePayerIDs reads "system|value,value2": a bare value matches any system.
+func parsePayerIDs(s string) []coverage.PayerID {
+	var out []coverage.PayerID
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		if sys, val, ok := strings.Cut(part, "|"); ok {
+			out = append(out, coverage.PayerID{System: strings.TrimSpace(sys), Value: strings.TrimSpace(val)})
+		} else {
+			out = append(out, coverage.PayerID{Value: part})
+		}
+	}
+	return out
 }

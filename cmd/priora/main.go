@@ -83,6 +83,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		MaxBody:   cfg.MaxBody,
 		Version:   version,
 		Log:       log,
+
+		PayerIDs:         cfg.payers,
+		HookFetchTimeout: cfg.hookFetchTimeout,
+		CRDVersion:       cfg.CRDVersion,
 	})
 	if err != nil {
 		return err

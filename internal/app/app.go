@@ -15,6 +15,7 @@ import (
 
 	"github.com/priora/priora/coverage"
 	"github.com/priora/priora/fhir"
+	"github.com/priora/priora/hooks"
 	"github.com/priora/priora/pas"
 	"github.com/priora/priora/server"
 	"github.com/priora/priora/store"
@@ -35,14 +36,25 @@ type Config struct {
 	Log       *slog.Logger
 	// Now overrides the clock (tests).
 	Now func() time.Time
+	// PayerIDs are the Coverage.payor identifiers CRD answers for; empty
+	// uses the rules file's payers (and empty there serves every payer).
+	PayerIDs []coverage.PayerID
+	// HookFetchTimeout bounds CRD's queries to an EHR per hook call
+	// (default 2 s).
+	HookFetchTimeout time.Duration
+	// CRDVersion is the CRD version answered when a hook call requests
+	// none: "2.2" (default) or "2.0" (the released Inferno CRD kit).
+	CRDVersion string
 }
 
 // App is a wired Priora.
 type App struct {
-	Config  Config
-	Log     *slog.Logger
-	Store   *store.Store
-	PAS     *pas.Service
+	Config Config
+	Log    *slog.Logger
+	Store  *store.Store
+	PAS    *pas.Service
+	// Hooks is the CDS Hooks (CRD) service.
+	Hooks   *hooks.Service
 	Handler http.Handler
 
 	rules  *coverage.Rules
@@ -88,6 +100,23 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 		Now:    cfg.Now,
 		Log:    log,
 	})
+	if err := st.EnsureHookIndexes(ctx); err != nil {
+		st.Close(context.Background())
+		return nil, err
+	}
+	a.Hooks, err = hooks.New(hooks.Config{
+		Rules:          a.Rules,
+		Store:          st,
+		PayerIDs:       cfg.PayerIDs,
+		FetchTimeout:   cfg.HookFetchTimeout,
+		DefaultVersion: cfg.CRDVersion,
+		Now:            cfg.Now,
+		Log:            log,
+	})
+	if err != nil {
+		st.Close(context.Background())
+		return nil, err
+	}
 	a.Handler = server.New(server.Config{
 		BaseURL: cfg.BaseURL,
 		MaxBody: cfg.MaxBody,
@@ -95,6 +124,7 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 		Log:     log,
 		Store:   st,
 		PAS:     a.PAS,
+		Hooks:   a.Hooks,
 		Started: cfg.Now(),
 	})
 	return a, nil
