@@ -34,6 +34,7 @@ const (
 	extAdminReferenceNumber  = pasSD + "extension-administrationReferenceNumber"
 	extErrorPath             = pasSD + "extension-errorPath"
 	extServiceLineNumber     = pasSD + "extension-serviceLineNumber"
+	extRequestedService      = pasSD + "extension-requestedService"
 	extErrorElement          = pasSD + "extension-errorElement"
 	extErrorFollowupAction   = pasSD + "extension-errorFollowupAction"
 

@@ -91,6 +91,9 @@ func (s *Service) create(ctx context.Context, who Caller, req *request, key stri
 		}
 		a.Items = append(a.Items, item)
 	}
+	if err := s.applyAssertions(ctx, req, a, now); err != nil {
+		return nil, err
+	}
 	settle(a)
 	a.Expedited = req.expedited()
 	a.DueAt = dueAt(a.Created, a.Expedited)
@@ -615,3 +618,5 @@ func (r *request) refNumbers() []string {
 	}
 	return out
 }
+
+func canonicalSystem(s string) string { return coverage.Canonical(s) }

@@ -145,6 +145,9 @@ func (s *Service) applyUpdate(ctx context.Context, who Caller, a *store.Authoriz
 			}
 		}
 	}
+	if err := s.applyAssertions(ctx, req, a, now); err != nil {
+		return nil, err
+	}
 	s.index(a, req)
 	number := len(a.Responses) + 1
 	a.Submissions = append(a.Submissions, newSubmission(req, key, now, number))

@@ -87,17 +87,20 @@ type Submission struct {
 
 // Item is one requested service line, traced by its Claim.item.sequence.
 type Item struct {
-	Sequence    int        `bson:"sequence"`
-	System      string     `bson:"system"`
-	Code        string     `bson:"code"`
-	Display     string     `bson:"display,omitempty"`
-	Quantity    float64    `bson:"quantity,omitempty"`
-	Unit        string     `bson:"unit,omitempty"`
-	ServiceFrom string     `bson:"serviceFrom,omitempty"`
-	ServiceTo   string     `bson:"serviceTo,omitempty"`
-	Cancelled   bool       `bson:"cancelled"`
-	Decision    Decision   `bson:"decision"`
-	History     []Decision `bson:"history,omitempty"`
+	Sequence    int     `bson:"sequence"`
+	System      string  `bson:"system"`
+	Code        string  `bson:"code"`
+	Display     string  `bson:"display,omitempty"`
+	Quantity    float64 `bson:"quantity,omitempty"`
+	Unit        string  `bson:"unit,omitempty"`
+	ServiceFrom string  `bson:"serviceFrom,omitempty"`
+	ServiceTo   string  `bson:"serviceTo,omitempty"`
+	Cancelled   bool    `bson:"cancelled"`
+	// CoverageAssertion is the CRD coverage-assertion-id the item was
+	// submitted under, when it carried one Priora issued.
+	CoverageAssertion string     `bson:"coverageAssertion,omitempty"`
+	Decision          Decision   `bson:"decision"`
+	History           []Decision `bson:"history,omitempty"`
 	// ItemJSON is the Claim.item as last submitted.
 	ItemJSON string `bson:"itemJson"`
 }
