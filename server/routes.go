@@ -19,6 +19,7 @@ func (s *Server) routes() {
 	f.GET("/metadata", s.metadata)
 	f.GET("/OperationDefinition/:id", s.operationDefinition)
 	f.POST("/Claim/$submit", s.submit)
+	s.subscriptionRoutes(f)
 	f.POST("/Claim/$inquire", s.inquire)
 
 	s.reviewRoutes(e.Group("/review"))

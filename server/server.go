@@ -21,6 +21,7 @@ import (
 	"github.com/priora/priora/hooks"
 	"github.com/priora/priora/pas"
 	"github.com/priora/priora/store"
+	"github.com/priora/priora/subscriptions"
 )
 
 // Config wires the server.
@@ -35,8 +36,10 @@ type Config struct {
 	Store   *store.Store
 	PAS     *pas.Service
 	// Hooks answers CDS Hooks (CRD) under /cds-services; nil serves none.
-	Hooks   *hooks.Service
-	Started time.Time
+	Hooks *hooks.Service
+	// Subscriptions serves the PAS topic Subscriptions.
+	Subscriptions *subscriptions.Service
+	Started       time.Time
 }
 
 // Server is Priora's HTTP handler.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -11,13 +12,24 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
-// Subscription statuses (R4 Subscription.status).
-const (
-	SubRequested = "requested"
-	SubActive    = "active"
-	SubError     = "error"
-	SubOff       = "off"
-)
+// The subscription collections are laid out so that every document has one
+// writer at a time. FerretDB v1 (the embedded engine) runs an update as
+// read, modify, write without isolation: two concurrent conditional updates
+// of one document can both "match", and one's changes are lost. Only an
+// insert into a unique index is atomic there. So:
+//
+//   - subscriptions: the client's configuration; written by its owner only.
+//   - channels: delivery state per subscription; written only by the holder
+//     of the subscription's lease.
+//   - handshakes: one document per configuration version that needs a
+//     handshake; inserted by the owner, deleted by the lease holder.
+//   - notifications: one per (subscription, event); inserted by dispatchers
+//     (a deterministic _id and a unique (subscription, seq) index make that
+//     idempotent and gap-free), then updated by the lease holder only.
+//   - leases: one document per lease generation; taking a lease is inserting
+//     the next generation, so two processes never both hold one.
+//   - dispatches: fan-out progress per authorization; authorizations
+//     themselves are written by the pas package only.
 
 // Notification statuses.
 const (
@@ -28,9 +40,7 @@ const (
 	NoteDropped = "dropped"
 )
 
-// Subscription is one topic subscription with the state of its channel. The
-// client owns the configuration (written with a version guard); delivery
-// workers own the channel state (written only under their lease).
+// Subscription is a topic subscription as its owner configured it.
 type Subscription struct {
 	ID      string    `bson:"_id"`
 	Tenant  string    `bson:"tenant"`
@@ -42,34 +52,38 @@ type Subscription struct {
 	// Resource is the Subscription JSON as the client sent it; id, status,
 	// meta and error are filled in when it is rendered.
 	Resource string `bson:"resource"`
-	Status   string `bson:"status"`
-	// Error explains the error status, in words safe to show the owner.
-	Error    string   `bson:"error,omitempty"`
-	Endpoint string   `bson:"endpoint"`
-	Payload  string   `bson:"payload"`
-	Headers  []string `bson:"headers,omitempty"`
+	// Off is true when the owner set status off: no events, no delivery.
+	Off bool `bson:"off"`
+	// HandshakeVersion is the configuration version whose endpoint must
+	// accept a handshake before events are delivered.
+	HandshakeVersion int      `bson:"handshakeVersion"`
+	Endpoint         string   `bson:"endpoint"`
+	Payload          string   `bson:"payload"`
+	Headers          []string `bson:"headers,omitempty"`
 	// Filters are the org-identifier values; an authorization matches when
 	// any of its sender ids or provider identifiers is among them.
 	Filters   []string      `bson:"filters"`
 	Heartbeat time.Duration `bson:"heartbeat,omitempty"`
 	Timeout   time.Duration `bson:"timeout"`
+}
 
-	// Handshaken is true once the current endpoint accepted a handshake.
-	Handshaken bool `bson:"handshaken"`
-	// Events is the number of events assigned to this subscription so far
-	// (events-since-subscription-start); Delivered the last delivered one.
-	Events    int `bson:"events"`
-	Delivered int `bson:"delivered"`
-	// Backlog is true while some notification may be undelivered.
-	Backlog bool `bson:"backlog"`
-	// Attempts counts failed attempts since the last success; RetryAt is
-	// when the channel may be tried again.
+// Channel is the delivery state of a subscription. Only the holder of the
+// subscription's lease writes it.
+type Channel struct {
+	ID string `bson:"_id"`
+	// Handshaken is the last configuration version whose handshake
+	// succeeded; HandshakeFailed the last one whose handshake failed for good.
+	Handshaken      int `bson:"handshaken"`
+	HandshakeFailed int `bson:"handshakeFailed"`
+	// Attempts counts failures in a row; RetryAt is when to try again.
 	Attempts int       `bson:"attempts"`
 	RetryAt  time.Time `bson:"retryAt"`
+	// Error explains the last failure in words safe to show the owner.
+	Error string `bson:"error,omitempty"`
 	// HeartbeatAt is when a heartbeat is due; nil when none is.
 	HeartbeatAt *time.Time `bson:"heartbeatAt,omitempty"`
-	LeaseOwner  string     `bson:"leaseOwner,omitempty"`
-	LeaseUntil  time.Time  `bson:"leaseUntil"`
+	// Delivered is the number of the last event delivered.
+	Delivered int `bson:"delivered"`
 }
 
 // Notification is one event for one subscription. Its ID is derived from
@@ -87,42 +101,45 @@ type Notification struct {
 	Delivered     time.Time `bson:"deliveredAt,omitempty"`
 }
 
+// Lease is one generation of a lease on a key.
+type Lease struct {
+	ID    string    `bson:"_id"`
+	Key   string    `bson:"key"`
+	Gen   int       `bson:"gen"`
+	Owner string    `bson:"owner"`
+	Until time.Time `bson:"until"`
+}
+
 // SubscriptionQuery selects a tenant's subscriptions; empty fields match all.
 type SubscriptionQuery struct {
 	IDs       []string
 	Endpoints []string
-	Statuses  []string
 }
 
-// ChannelState is what a delivery worker records about a subscription's
-// channel. Nil fields are left as they are.
-type ChannelState struct {
-	Status      *string
-	Error       *string
-	Handshaken  *bool
-	Attempts    *int
-	RetryAt     *time.Time
-	Delivered   *int
-	HeartbeatAt *time.Time
-	// NoHeartbeat removes HeartbeatAt.
-	NoHeartbeat bool
-}
-
-// Subscriptions keeps topic subscriptions and their notifications. Get it
-// from Store.Subscriptions; it is safe for concurrent use.
+// Subscriptions keeps topic subscriptions, their delivery state and their
+// notifications. Get it from Store.Subscriptions; it is safe for
+// concurrent use.
 type Subscriptions struct {
-	subs  *mongo.Collection
-	notes *mongo.Collection
-	auths *mongo.Collection
+	subs       *mongo.Collection
+	channels   *mongo.Collection
+	handshakes *mongo.Collection
+	notes      *mongo.Collection
+	leases     *mongo.Collection
+	dispatches *mongo.Collection
+	auths      *mongo.Collection
 }
 
 // Subscriptions returns the subscription collections, creating their
 // indexes (creating an index that exists is a no-op).
 func (s *Store) Subscriptions(ctx context.Context) (*Subscriptions, error) {
 	ss := &Subscriptions{
-		subs:  s.db.Collection("subscriptions"),
-		notes: s.db.Collection("notifications"),
-		auths: s.authorizations,
+		subs:       s.db.Collection("subscriptions"),
+		channels:   s.db.Collection("subscriptionChannels"),
+		handshakes: s.db.Collection("subscriptionHandshakes"),
+		notes:      s.db.Collection("notifications"),
+		leases:     s.db.Collection("leases"),
+		dispatches: s.db.Collection("dispatches"),
+		auths:      s.authorizations,
 	}
 	idx := []struct {
 		c      *mongo.Collection
@@ -130,9 +147,10 @@ func (s *Store) Subscriptions(ctx context.Context) (*Subscriptions, error) {
 		unique bool
 	}{
 		{ss.subs, bson.D{{Key: "tenant", Value: 1}, {Key: "filters", Value: 1}}, false},
-		{ss.subs, bson.D{{Key: "leaseUntil", Value: 1}}, false},
+		{ss.channels, bson.D{{Key: "heartbeatAt", Value: 1}}, false},
 		{ss.notes, bson.D{{Key: "subscription", Value: 1}, {Key: "seq", Value: 1}}, true},
-		{ss.notes, bson.D{{Key: "subscription", Value: 1}, {Key: "status", Value: 1}, {Key: "seq", Value: 1}}, false},
+		{ss.notes, bson.D{{Key: "status", Value: 1}, {Key: "subscription", Value: 1}}, false},
+		{ss.leases, bson.D{{Key: "key", Value: 1}, {Key: "gen", Value: 1}}, true},
 	}
 	for _, i := range idx {
 		m := mongo.IndexModel{Keys: i.keys}
@@ -146,14 +164,25 @@ func (s *Store) Subscriptions(ctx context.Context) (*Subscriptions, error) {
 	return ss, nil
 }
 
-// Create inserts a new subscription at version 1.
+// Create inserts a new subscription at version 1 and asks for the
+// handshake of that version.
 func (ss *Subscriptions) Create(ctx context.Context, sub *Subscription) error {
-	sub.Version = 1
+	sub.Version, sub.HandshakeVersion = 1, 1
 	if _, err := ss.subs.InsertOne(ctx, sub); err != nil {
 		if isDuplicate(err) {
 			return ErrDuplicate
 		}
 		return fmt.Errorf("store: create subscription: %w", err)
+	}
+	return ss.askHandshake(ctx, sub.ID, 1)
+}
+
+func (ss *Subscriptions) askHandshake(ctx context.Context, id string, version int) error {
+	_, err := ss.handshakes.InsertOne(ctx, bson.D{
+		{Key: "_id", Value: id + "/" + strconv.Itoa(version)}, {Key: "subscription", Value: id}, {Key: "version", Value: version},
+	})
+	if err != nil && !isDuplicate(err) {
+		return fmt.Errorf("store: ask for a handshake: %w", err)
 	}
 	return nil
 }
@@ -177,13 +206,11 @@ func (ss *Subscriptions) Get(ctx context.Context, tenant, id string) (*Subscript
 // Find lists a tenant's subscriptions, oldest first.
 func (ss *Subscriptions) Find(ctx context.Context, tenant string, q SubscriptionQuery) ([]Subscription, error) {
 	f := bson.D{{Key: "tenant", Value: tenant}}
-	for _, c := range []struct {
-		field  string
-		values []string
-	}{{"_id", q.IDs}, {"endpoint", q.Endpoints}, {"status", q.Statuses}} {
-		if len(c.values) > 0 {
-			f = append(f, bson.E{Key: c.field, Value: bson.D{{Key: "$in", Value: c.values}}})
-		}
+	if len(q.IDs) > 0 {
+		f = append(f, bson.E{Key: "_id", Value: bson.D{{Key: "$in", Value: q.IDs}}})
+	}
+	if len(q.Endpoints) > 0 {
+		f = append(f, bson.E{Key: "endpoint", Value: bson.D{{Key: "$in", Value: q.Endpoints}}})
 	}
 	return ss.find(ctx, f)
 }
@@ -197,7 +224,7 @@ func (ss *Subscriptions) Matching(ctx context.Context, tenant string, ids []stri
 	return ss.find(ctx, bson.D{
 		{Key: "tenant", Value: tenant},
 		{Key: "filters", Value: bson.D{{Key: "$in", Value: ids}}},
-		{Key: "status", Value: bson.D{{Key: "$ne", Value: SubOff}}},
+		{Key: "off", Value: false},
 	})
 }
 
@@ -213,47 +240,32 @@ func (ss *Subscriptions) find(ctx context.Context, f bson.D) ([]Subscription, er
 	return out, nil
 }
 
-// Update writes the client-owned fields of sub (configuration, status and
-// error, handshake and retry state) if nobody changed them since sub was
-// read at sub.Version, and bumps the version; the counters and the lease
-// stay as they are. ErrConflict means somebody did.
+// Update replaces a subscription's configuration if it is still at
+// sub.Version, bumps the version, and asks for a handshake when
+// sub.HandshakeVersion is the new version. ErrConflict means another
+// update came first. (On the embedded engine two truly simultaneous
+// updates of one subscription can both succeed; its owner is the only
+// writer, so that is a client racing itself.)
 func (ss *Subscriptions) Update(ctx context.Context, sub *Subscription) error {
 	prev := sub.Version
-	set := bson.D{
-		{Key: "version", Value: prev + 1},
-		{Key: "updated", Value: sub.Updated},
-		{Key: "resource", Value: sub.Resource},
-		{Key: "status", Value: sub.Status},
-		{Key: "error", Value: sub.Error},
-		{Key: "endpoint", Value: sub.Endpoint},
-		{Key: "payload", Value: sub.Payload},
-		{Key: "headers", Value: sub.Headers},
-		{Key: "filters", Value: sub.Filters},
-		{Key: "heartbeat", Value: sub.Heartbeat},
-		{Key: "timeout", Value: sub.Timeout},
-		{Key: "handshaken", Value: sub.Handshaken},
-		{Key: "attempts", Value: sub.Attempts},
-		{Key: "retryAt", Value: sub.RetryAt},
-	}
-	upd := bson.D{{Key: "$set", Value: set}}
-	if sub.HeartbeatAt != nil {
-		set = append(set, bson.E{Key: "heartbeatAt", Value: *sub.HeartbeatAt})
-		upd = bson.D{{Key: "$set", Value: set}}
-	} else {
-		upd = append(upd, bson.E{Key: "$unset", Value: bson.D{{Key: "heartbeatAt", Value: ""}}})
-	}
-	res, err := ss.subs.UpdateOne(ctx, bson.D{{Key: "_id", Value: sub.ID}, {Key: "version", Value: prev}}, upd)
+	next := *sub
+	next.Version = prev + 1
+	res, err := ss.subs.ReplaceOne(ctx, bson.D{{Key: "_id", Value: sub.ID}, {Key: "version", Value: prev}}, &next)
 	if err != nil {
 		return fmt.Errorf("store: update subscription: %w", err)
 	}
 	if res.MatchedCount == 0 {
 		return ErrConflict
 	}
-	sub.Version = prev + 1
+	*sub = next
+	if sub.HandshakeVersion == sub.Version {
+		return ss.askHandshake(ctx, sub.ID, sub.Version)
+	}
 	return nil
 }
 
-// Delete removes a tenant's subscription and its notifications.
+// Delete removes a tenant's subscription with its delivery state and
+// notifications.
 func (ss *Subscriptions) Delete(ctx context.Context, tenant, id string) error {
 	res, err := ss.subs.DeleteOne(ctx, bson.D{{Key: "_id", Value: id}, {Key: "tenant", Value: tenant}})
 	if err != nil {
@@ -262,131 +274,108 @@ func (ss *Subscriptions) Delete(ctx context.Context, tenant, id string) error {
 	if res.DeletedCount == 0 {
 		return ErrNotFound
 	}
-	if _, err := ss.notes.DeleteMany(ctx, bson.D{{Key: "subscription", Value: id}}); err != nil {
-		return fmt.Errorf("store: delete notifications: %w", err)
+	for _, c := range []struct {
+		coll  *mongo.Collection
+		field string
+	}{{ss.notes, "subscription"}, {ss.handshakes, "subscription"}, {ss.channels, "_id"}, {ss.leases, "key"}} {
+		if _, err := c.coll.DeleteMany(ctx, bson.D{{Key: c.field, Value: id}}); err != nil {
+			return fmt.Errorf("store: delete subscription state: %w", err)
+		}
 	}
 	return nil
 }
 
-// Claim leases one subscription whose channel has work due at now — a
-// handshake, undelivered notifications or a heartbeat — to owner until
-// until. Only one owner holds a subscription's lease at a time, across
-// processes; a crashed owner's lease simply expires. ErrNotFound means
-// nothing is due.
-func (ss *Subscriptions) Claim(ctx context.Context, owner string, now, until time.Time) (*Subscription, error) {
-	due := bson.D{{Key: "$lte", Value: now}}
-	f := bson.D{
-		{Key: "leaseUntil", Value: bson.D{{Key: "$lt", Value: now}}},
-		{Key: "status", Value: bson.D{{Key: "$ne", Value: SubOff}}},
-		{Key: "$or", Value: bson.A{
-			bson.D{{Key: "status", Value: SubRequested}, {Key: "retryAt", Value: due}},
-			bson.D{{Key: "handshaken", Value: true}, {Key: "backlog", Value: true}, {Key: "retryAt", Value: due}},
-			bson.D{{Key: "heartbeatAt", Value: due}},
-		}},
+// Channels loads the delivery state of subscriptions; a subscription
+// nobody delivered for yet has none.
+func (ss *Subscriptions) Channels(ctx context.Context, ids []string) (map[string]Channel, error) {
+	out := map[string]Channel{}
+	if len(ids) == 0 {
+		return out, nil
 	}
-	upd := bson.D{{Key: "$set", Value: bson.D{{Key: "leaseOwner", Value: owner}, {Key: "leaseUntil", Value: until}}}}
-	var sub Subscription
-	err := ss.subs.FindOneAndUpdate(ctx, f, upd,
-		options.FindOneAndUpdate().SetReturnDocument(options.After).SetSort(bson.D{{Key: "leaseUntil", Value: 1}})).Decode(&sub)
+	cur, err := ss.channels.Find(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}})
 	if err != nil {
-		if errors.Is(err, mongo.ErrNoDocuments) {
-			return nil, ErrNotFound
+		return nil, fmt.Errorf("store: load channels: %w", err)
+	}
+	var chs []Channel
+	if err := cur.All(ctx, &chs); err != nil {
+		return nil, fmt.Errorf("store: load channels: %w", err)
+	}
+	for _, c := range chs {
+		out[c.ID] = c
+	}
+	return out, nil
+}
+
+// SaveChannel writes a subscription's delivery state. Call it only while
+// holding the subscription's lease.
+func (ss *Subscriptions) SaveChannel(ctx context.Context, ch *Channel) error {
+	_, err := ss.channels.ReplaceOne(ctx, bson.D{{Key: "_id", Value: ch.ID}}, ch, options.Replace().SetUpsert(true))
+	if err != nil && !isDuplicate(err) {
+		return fmt.Errorf("store: save channel: %w", err)
+	}
+	return nil
+}
+
+// HandshakeDone forgets the handshake requests of a subscription up to
+// version. Call it only while holding the subscription's lease.
+func (ss *Subscriptions) HandshakeDone(ctx context.Context, id string, version int) error {
+	_, err := ss.handshakes.DeleteMany(ctx, bson.D{{Key: "subscription", Value: id}, {Key: "version", Value: bson.D{{Key: "$lte", Value: version}}}})
+	if err != nil {
+		return fmt.Errorf("store: forget handshakes: %w", err)
+	}
+	return nil
+}
+
+// Due lists, in no particular order, up to limit subscriptions that may
+// have delivery work at now: a handshake asked for, an undelivered
+// notification or a heartbeat due. The caller checks each under its lease.
+func (ss *Subscriptions) Due(ctx context.Context, now time.Time, limit int) ([]string, error) {
+	seen := map[string]bool{}
+	var out []string
+	add := func(c *mongo.Collection, f bson.D, field string) error {
+		cur, err := c.Find(ctx, f, options.Find().SetLimit(int64(limit)).SetProjection(bson.D{{Key: field, Value: 1}}))
+		if err != nil {
+			return fmt.Errorf("store: due subscriptions: %w", err)
 		}
-		return nil, fmt.Errorf("store: claim subscription: %w", err)
-	}
-	return &sub, nil
-}
-
-// Extend renews owner's lease on a subscription until until. ErrConflict
-// means the lease was lost (it expired and another owner took it, or the
-// subscription was deleted).
-func (ss *Subscriptions) Extend(ctx context.Context, id, owner string, until time.Time) error {
-	return ss.leased(ctx, id, owner, nil, bson.D{{Key: "$set", Value: bson.D{{Key: "leaseUntil", Value: until}}}})
-}
-
-// Release gives up owner's lease on a subscription.
-func (ss *Subscriptions) Release(ctx context.Context, id, owner string) error {
-	return ss.leased(ctx, id, owner, nil, bson.D{
-		{Key: "$set", Value: bson.D{{Key: "leaseUntil", Value: time.Unix(0, 0).UTC()}}},
-		{Key: "$unset", Value: bson.D{{Key: "leaseOwner", Value: ""}}},
-	})
-}
-
-// SetChannel records channel state under owner's lease. When version is
-// not 0 the write also requires the configuration to be unchanged since
-// that version (a status decided for an old endpoint must not stick to a
-// new one). ErrConflict means the lease or the version did not match.
-func (ss *Subscriptions) SetChannel(ctx context.Context, id, owner string, version int, st ChannelState) error {
-	var set bson.D
-	add := func(k string, v any) { set = append(set, bson.E{Key: k, Value: v}) }
-	if st.Status != nil {
-		add("status", *st.Status)
-	}
-	if st.Error != nil {
-		add("error", *st.Error)
-	}
-	if st.Handshaken != nil {
-		add("handshaken", *st.Handshaken)
-	}
-	if st.Attempts != nil {
-		add("attempts", *st.Attempts)
-	}
-	if st.RetryAt != nil {
-		add("retryAt", *st.RetryAt)
-	}
-	if st.Delivered != nil {
-		add("delivered", *st.Delivered)
-	}
-	if st.HeartbeatAt != nil {
-		add("heartbeatAt", *st.HeartbeatAt)
-	}
-	var upd bson.D
-	if len(set) > 0 {
-		upd = append(upd, bson.E{Key: "$set", Value: set})
-	}
-	if st.NoHeartbeat {
-		upd = append(upd, bson.E{Key: "$unset", Value: bson.D{{Key: "heartbeatAt", Value: ""}}})
-	}
-	if len(upd) == 0 {
+		var docs []bson.M
+		if err := cur.All(ctx, &docs); err != nil {
+			return fmt.Errorf("store: due subscriptions: %w", err)
+		}
+		for _, d := range docs {
+			if id, ok := d[field].(string); ok && !seen[id] {
+				seen[id] = true
+				out = append(out, id)
+			}
+		}
 		return nil
 	}
-	var guard bson.D
-	if version != 0 {
-		guard = bson.D{{Key: "version", Value: version}}
+	if err := add(ss.handshakes, bson.D{}, "subscription"); err != nil {
+		return nil, err
 	}
-	return ss.leased(ctx, id, owner, guard, upd)
+	if err := add(ss.notes, bson.D{{Key: "status", Value: NotePending}}, "subscription"); err != nil {
+		return nil, err
+	}
+	if err := add(ss.channels, bson.D{{Key: "heartbeatAt", Value: bson.D{{Key: "$lte", Value: now}}}}, "_id"); err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
-// ClearBacklog marks a subscription as having nothing to deliver, provided
-// owner holds its lease and no event beyond upTo has been assigned to it
-// since. It reports whether it did.
-func (ss *Subscriptions) ClearBacklog(ctx context.Context, id, owner string, upTo int) (bool, error) {
-	err := ss.leased(ctx, id, owner, bson.D{{Key: "events", Value: bson.D{{Key: "$lte", Value: upTo}}}},
-		bson.D{{Key: "$set", Value: bson.D{{Key: "backlog", Value: false}}}})
-	if errors.Is(err, ErrConflict) {
-		return false, nil
-	}
-	return err == nil, err
-}
-
-func (ss *Subscriptions) leased(ctx context.Context, id, owner string, guard, upd bson.D) error {
-	f := append(bson.D{{Key: "_id", Value: id}, {Key: "leaseOwner", Value: owner}}, guard...)
-	res, err := ss.subs.UpdateOne(ctx, f, upd)
+// HandshakeAsked reports whether a handshake of the subscription is asked
+// for and not yet done.
+func (ss *Subscriptions) HandshakeAsked(ctx context.Context, id string) (bool, error) {
+	n, err := ss.handshakes.CountDocuments(ctx, bson.D{{Key: "subscription", Value: id}})
 	if err != nil {
-		return fmt.Errorf("store: update subscription channel: %w", err)
+		return false, fmt.Errorf("store: handshakes: %w", err)
 	}
-	if res.MatchedCount == 0 {
-		return ErrConflict
-	}
-	return nil
+	return n > 0, nil
 }
 
-// AddNotification stores n unless a notification with its ID exists, gives
-// it the next number of its subscription (n.Seq), and flags the subscription
-// as having a backlog. Replaying it is safe: an existing notification keeps
-// its number, and numbers have no gaps because a number is taken only by a
-// successful insert (a unique index on subscription and number arbitrates
-// between concurrent dispatchers).
+// AddNotification stores n unless a notification with its ID exists, and
+// gives it the next number of its subscription (n.Seq). Replaying it is
+// safe: an existing notification keeps its number, and numbers have no
+// gaps because a number is taken only by a successful insert (a unique
+// index on subscription and number arbitrates between dispatchers).
 func (ss *Subscriptions) AddNotification(ctx context.Context, n *Notification) error {
 	const tries = 50
 	for range tries {
@@ -394,38 +383,37 @@ func (ss *Subscriptions) AddNotification(ctx context.Context, n *Notification) e
 		err := ss.notes.FindOne(ctx, bson.D{{Key: "_id", Value: n.ID}}).Decode(&have)
 		if err == nil {
 			n.Seq = have.Seq
-			return ss.bumpEvents(ctx, n.Subscription, have.Seq)
+			return nil
 		}
 		if !errors.Is(err, mongo.ErrNoDocuments) {
 			return fmt.Errorf("store: find notification: %w", err)
 		}
-		var last Notification
-		err = ss.notes.FindOne(ctx, bson.D{{Key: "subscription", Value: n.Subscription}},
-			options.FindOne().SetSort(bson.D{{Key: "seq", Value: -1}}).SetProjection(bson.D{{Key: "seq", Value: 1}})).Decode(&last)
-		if err != nil && !errors.Is(err, mongo.ErrNoDocuments) {
-			return fmt.Errorf("store: last notification: %w", err)
+		last, err := ss.LastSeq(ctx, n.Subscription)
+		if err != nil {
+			return err
 		}
-		n.Seq = last.Seq + 1
+		n.Seq = last + 1
 		if _, err := ss.notes.InsertOne(ctx, n); err != nil {
 			if isDuplicate(err) {
 				continue // this ID or this number was taken meanwhile: look again
 			}
 			return fmt.Errorf("store: add notification: %w", err)
 		}
-		return ss.bumpEvents(ctx, n.Subscription, n.Seq)
+		return nil
 	}
 	return fmt.Errorf("store: add notification %s: no free number after %d tries", n.ID, tries)
 }
 
-func (ss *Subscriptions) bumpEvents(ctx context.Context, sub string, seq int) error {
-	_, err := ss.subs.UpdateOne(ctx, bson.D{{Key: "_id", Value: sub}}, bson.D{
-		{Key: "$max", Value: bson.D{{Key: "events", Value: seq}}},
-		{Key: "$set", Value: bson.D{{Key: "backlog", Value: true}}},
-	})
-	if err != nil {
-		return fmt.Errorf("store: count subscription event: %w", err)
+// LastSeq is the number of the last notification of a subscription (0 when
+// there is none): the number of events since the subscription started.
+func (ss *Subscriptions) LastSeq(ctx context.Context, sub string) (int, error) {
+	var last Notification
+	err := ss.notes.FindOne(ctx, bson.D{{Key: "subscription", Value: sub}},
+		options.FindOne().SetSort(bson.D{{Key: "seq", Value: -1}}).SetProjection(bson.D{{Key: "seq", Value: 1}})).Decode(&last)
+	if err != nil && !errors.Is(err, mongo.ErrNoDocuments) {
+		return 0, fmt.Errorf("store: last notification: %w", err)
 	}
-	return nil
+	return last.Seq, nil
 }
 
 // Pending lists up to limit undelivered notifications of a subscription in
@@ -443,22 +431,10 @@ func (ss *Subscriptions) Pending(ctx context.Context, sub string, limit int) ([]
 	return out, nil
 }
 
-// Notifications lists every notification of a subscription in number order.
-func (ss *Subscriptions) Notifications(ctx context.Context, sub string) ([]Notification, error) {
-	cur, err := ss.notes.Find(ctx, bson.D{{Key: "subscription", Value: sub}}, options.Find().SetSort(bson.D{{Key: "seq", Value: 1}}))
-	if err != nil {
-		return nil, fmt.Errorf("store: notifications: %w", err)
-	}
-	var out []Notification
-	if err := cur.All(ctx, &out); err != nil {
-		return nil, fmt.Errorf("store: notifications: %w", err)
-	}
-	return out, nil
-}
-
-// SetNotificationStatus marks a pending notification delivered or dropped.
+// SetNotificationStatus marks a notification delivered or dropped. Call it
+// only while holding the subscription's lease.
 func (ss *Subscriptions) SetNotificationStatus(ctx context.Context, id, status string, at time.Time) error {
-	_, err := ss.notes.UpdateOne(ctx, bson.D{{Key: "_id", Value: id}, {Key: "status", Value: NotePending}},
+	_, err := ss.notes.UpdateOne(ctx, bson.D{{Key: "_id", Value: id}},
 		bson.D{{Key: "$set", Value: bson.D{{Key: "status", Value: status}, {Key: "deliveredAt", Value: at}}}})
 	if err != nil {
 		return fmt.Errorf("store: mark notification: %w", err)
@@ -466,34 +442,134 @@ func (ss *Subscriptions) SetNotificationStatus(ctx context.Context, id, status s
 	return nil
 }
 
-// Undispatched lists up to limit authorizations with events not yet fanned
-// out to subscriptions.
-func (ss *Subscriptions) Undispatched(ctx context.Context, limit int) ([]Authorization, error) {
-	cur, err := ss.auths.Find(ctx, bson.D{{Key: "undispatched", Value: true}}, options.Find().SetLimit(int64(limit)))
+// EventsSince lists the authorizations that have an event created at or
+// after since (every one with events when since is zero), with only what
+// fan-out needs: ID, tenant, sender and provider identifiers, events.
+//
+// Fan-out progress is kept in a collection of its own (see Dispatched)
+// rather than on the authorization: on the embedded engine a second writer
+// of an authorization document could silently undo a concurrent decision.
+func (ss *Subscriptions) EventsSince(ctx context.Context, since time.Time) ([]Authorization, error) {
+	f := bson.D{{Key: "undispatched", Value: true}}
+	if !since.IsZero() {
+		f = append(f, bson.E{Key: "events.created", Value: bson.D{{Key: "$gte", Value: since}}})
+	}
+	proj := bson.D{{Key: "tenant", Value: 1}, {Key: "senderIds", Value: 1}, {Key: "providerNpis", Value: 1}, {Key: "events", Value: 1}}
+	cur, err := ss.auths.Find(ctx, f, options.Find().SetProjection(proj))
 	if err != nil {
-		return nil, fmt.Errorf("store: undispatched authorizations: %w", err)
+		return nil, fmt.Errorf("store: authorizations with events: %w", err)
 	}
 	var out []Authorization
 	if err := cur.All(ctx, &out); err != nil {
-		return nil, fmt.Errorf("store: undispatched authorizations: %w", err)
+		return nil, fmt.Errorf("store: authorizations with events: %w", err)
 	}
 	return out, nil
 }
 
-// MarkDispatched records that the events of an authorization up to number
-// upTo are fanned out, if the authorization is still at version (so that a
-// concurrent decision, which adds an event, is never overwritten: its
-// writer retries on the bumped version). ErrConflict means it changed.
-func (ss *Subscriptions) MarkDispatched(ctx context.Context, id string, version, upTo int) error {
-	res, err := ss.auths.UpdateOne(ctx, bson.D{{Key: "_id", Value: id}, {Key: "version", Value: version}}, bson.D{
-		{Key: "$set", Value: bson.D{{Key: "dispatched", Value: upTo}, {Key: "undispatched", Value: false}}},
-		{Key: "$inc", Value: bson.D{{Key: "version", Value: 1}}},
-	})
-	if err != nil {
-		return fmt.Errorf("store: mark dispatched: %w", err)
+// Dispatched returns, per authorization, the number of its last event
+// fanned out to subscriptions (absent: none).
+func (ss *Subscriptions) Dispatched(ctx context.Context, ids []string) (map[string]int, error) {
+	out := map[string]int{}
+	if len(ids) == 0 {
+		return out, nil
 	}
-	if res.MatchedCount == 0 {
-		return ErrConflict
+	cur, err := ss.dispatches.Find(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}})
+	if err != nil {
+		return nil, fmt.Errorf("store: dispatch progress: %w", err)
+	}
+	var docs []struct {
+		ID   string `bson:"_id"`
+		UpTo int    `bson:"upTo"`
+	}
+	if err := cur.All(ctx, &docs); err != nil {
+		return nil, fmt.Errorf("store: dispatch progress: %w", err)
+	}
+	for _, d := range docs {
+		out[d.ID] = d.UpTo
+	}
+	return out, nil
+}
+
+// SetDispatched records that an authorization's events up to upTo are
+// fanned out. Dispatchers racing may leave a lower number than the
+// highest written; that only makes a later scan redo idempotent work.
+func (ss *Subscriptions) SetDispatched(ctx context.Context, id string, upTo int) error {
+	_, err := ss.dispatches.ReplaceOne(ctx, bson.D{{Key: "_id", Value: id}},
+		bson.D{{Key: "_id", Value: id}, {Key: "upTo", Value: upTo}}, options.Replace().SetUpsert(true))
+	if err != nil && !isDuplicate(err) {
+		return fmt.Errorf("store: record dispatch: %w", err)
 	}
 	return nil
+}
+
+// Acquire takes the lease on key for owner until until, unless another
+// owner holds an unexpired one (ErrConflict). Taking a lease inserts its
+// next generation under a unique index, so of two processes racing for it
+// exactly one wins, on MongoDB and on the embedded engine alike.
+func (ss *Subscriptions) Acquire(ctx context.Context, key, owner string, now, until time.Time) (*Lease, error) {
+	top, err := ss.topLease(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	gen := 1
+	if top != nil {
+		if top.Until.After(now) {
+			return nil, ErrConflict
+		}
+		gen = top.Gen + 1
+	}
+	l := &Lease{ID: key + "#" + strconv.Itoa(gen), Key: key, Gen: gen, Owner: owner, Until: until}
+	if _, err := ss.leases.InsertOne(ctx, l); err != nil {
+		if isDuplicate(err) {
+			return nil, ErrConflict
+		}
+		return nil, fmt.Errorf("store: take lease: %w", err)
+	}
+	if _, err := ss.leases.DeleteMany(ctx, bson.D{{Key: "key", Value: key}, {Key: "gen", Value: bson.D{{Key: "$lt", Value: gen}}}}); err != nil {
+		return nil, fmt.Errorf("store: forget old leases: %w", err)
+	}
+	return l, nil
+}
+
+// Renew extends a held lease until until. It refuses (ErrConflict) when
+// the lease has less than margin left — so that a holder never revives a
+// lease another process may already be taking over — or when another
+// generation exists.
+func (ss *Subscriptions) Renew(ctx context.Context, l *Lease, now, until time.Time, margin time.Duration) error {
+	if !now.Add(margin).Before(l.Until) {
+		return ErrConflict
+	}
+	if _, err := ss.leases.UpdateOne(ctx, bson.D{{Key: "_id", Value: l.ID}}, bson.D{{Key: "$set", Value: bson.D{{Key: "until", Value: until}}}}); err != nil {
+		return fmt.Errorf("store: renew lease: %w", err)
+	}
+	top, err := ss.topLease(ctx, l.Key)
+	if err != nil {
+		return err
+	}
+	if top == nil || top.ID != l.ID {
+		return ErrConflict
+	}
+	l.Until = until
+	return nil
+}
+
+// Release gives up a held lease.
+func (ss *Subscriptions) Release(ctx context.Context, l *Lease) error {
+	_, err := ss.leases.UpdateOne(ctx, bson.D{{Key: "_id", Value: l.ID}}, bson.D{{Key: "$set", Value: bson.D{{Key: "until", Value: time.Unix(0, 0).UTC()}}}})
+	if err != nil {
+		return fmt.Errorf("store: release lease: %w", err)
+	}
+	return nil
+}
+
+func (ss *Subscriptions) topLease(ctx context.Context, key string) (*Lease, error) {
+	var l Lease
+	err := ss.leases.FindOne(ctx, bson.D{{Key: "key", Value: key}}, options.FindOne().SetSort(bson.D{{Key: "gen", Value: -1}})).Decode(&l)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: read lease: %w", err)
+	}
+	return &l, nil
 }

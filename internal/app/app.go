@@ -19,6 +19,7 @@ import (
 	"github.com/priora/priora/pas"
 	"github.com/priora/priora/server"
 	"github.com/priora/priora/store"
+	"github.com/priora/priora/subscriptions"
 )
 
 // Config is what a running Priora needs, already validated by the caller.
@@ -45,6 +46,8 @@ type Config struct {
 	// CRDVersion is the CRD version answered when a hook call requests
 	// none: "2.2" (default) or "2.0" (the released Inferno CRD kit).
 	CRDVersion string
+	// Subscriptions tunes notification delivery (zero = defaults).
+	Subscriptions subscriptions.Options
 }
 
 // App is a wired Priora.
@@ -56,6 +59,12 @@ type App struct {
 	// Hooks is the CDS Hooks (CRD) service.
 	Hooks   *hooks.Service
 	Handler http.Handler
+
+	// Subscriptions manages PAS Subscriptions; its delivery workers run
+	// from New until Close.
+	Subscriptions *subscriptions.Service
+	stopWorkers   context.CancelFunc
+	workersDone   chan struct{}
 
 	rules  *coverage.Rules
 	mu     sync.Mutex
@@ -117,6 +126,13 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 		st.Close(context.Background())
 		return nil, err
 	}
+	a.Subscriptions, err = subscriptions.New(ctx, subscriptions.Config{
+		Store: st, Parser: parser, BaseURL: cfg.BaseURL, Now: cfg.Now, Log: log, Options: cfg.Subscriptions,
+	})
+	if err != nil {
+		st.Close(context.Background())
+		return nil, err
+	}
 	a.Handler = server.New(server.Config{
 		BaseURL: cfg.BaseURL,
 		MaxBody: cfg.MaxBody,
@@ -126,7 +142,16 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 		PAS:     a.PAS,
 		Hooks:   a.Hooks,
 		Started: cfg.Now(),
+
+		Subscriptions: a.Subscriptions,
 	})
+	wctx, stop := context.WithCancel(context.Background())
+	a.stopWorkers, a.workersDone = stop, make(chan struct{})
+	var workers sync.WaitGroup
+	workers.Add(2)
+	go func() { defer workers.Done(); a.Subscriptions.Run(wctx) }()
+	go func() { defer workers.Done(); a.PAS.RunFinisher(wctx, time.Second) }()
+	go func() { workers.Wait(); close(a.workersDone) }()
 	return a, nil
 }
 
@@ -172,6 +197,8 @@ func (a *App) Close() error {
 		return nil
 	}
 	a.closed = true
+	a.stopWorkers()
+	<-a.workersDone
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	return a.Store.Close(ctx)
