@@ -59,6 +59,7 @@ type embedded struct {
 	uri    string
 	cancel context.CancelFunc
 	done   chan struct{}
+	unlock func() // releases the data directory (lock.go)
 }
 
 // Open connects to MongoDB (starting the embedded engine when opts.URI is
@@ -71,7 +72,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	s := &Store{log: log}
 	uri := opts.URI
 	if uri == "" {
-		e, err := startEmbedded(opts.DataDir, log)
+		e, err := startEmbeddedLocked(opts.DataDir, func() (*embedded, error) { return startEmbedded(opts.DataDir, log) })
 		if err != nil {
 			return nil, err
 		}
@@ -199,6 +200,9 @@ func (s *Store) stopEmbedded() {
 	}
 	s.embedded.cancel()
 	<-s.embedded.done
+	if s.embedded.unlock != nil {
+		s.embedded.unlock()
+	}
 	s.embedded = nil
 }
 
