@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -524,5 +525,85 @@ func TestRestartResumesDelivery(t *testing.T) {
 	got := rcv.waitEvents(t, 2)
 	if diff := cmp.Diff([]int{1, 2}, eventNumbers(t, got)); diff != "" {
 		t.Errorf("event numbers after restart (-want +got):\n%s", diff)
+	}
+}
+
+// TestDelayedDecisionNotifies is the whole way: a pended $submit, the
+// delayed rule's decision made by the pas finisher, and the notification
+// carrying the final PAS response.
+func TestDelayedDecisionNotifies(t *testing.T) {
+	const rules = `version: 1
+defaults:
+  unknownCode: pend
+  authorizationDays: 180
+rules:
+  - id: consult-delayed
+    description: consultations pend, then a rule decides
+    category: professional
+    match:
+      codes:
+        - system: https://codesystem.x12.org/005010/1365
+          codes: ["3"]
+    decision:
+      action: pend
+      reason: review
+      after: 1s
+      then: %s
+`
+	for _, tt := range []struct{ then, want string }{{"approve", "A1"}, {"deny", "A3"}} {
+		t.Run(tt.then, func(t *testing.T) {
+			rcv := newReceiver(t)
+			e := start(t, testenv.WithRules(strings.Replace(rules, "%s", tt.then, 1)))
+			id := subscribe(t, e, rcv.URL(), "org-identifier=8189991234")
+			waitStatus(t, e, id, "active")
+			submitApproval(t, e, "delayed-"+tt.then)
+			got := rcv.waitEvents(t, 1)
+			if diff := cmp.Diff([]int{1}, eventNumbers(t, got)); diff != "" {
+				t.Errorf("event numbers (-want +got):\n%s", diff)
+			}
+			var resp struct {
+				Type  string `json:"type"`
+				Entry []struct {
+					Resource struct {
+						ResourceType string `json:"resourceType"`
+						Item         []struct {
+							Adjudication []struct {
+								Extension []struct {
+									Extension []struct {
+										URL                  string `json:"url"`
+										ValueCodeableConcept struct {
+											Coding []struct{ System, Code string } `json:"coding"`
+										} `json:"valueCodeableConcept"`
+									} `json:"extension"`
+								} `json:"extension"`
+							} `json:"adjudication"`
+						} `json:"item"`
+					} `json:"resource"`
+				} `json:"entry"`
+			}
+			if err := json.Unmarshal(got[0].Note.Entry[1].Resource, &resp); err != nil {
+				t.Fatal(err)
+			}
+			if resp.Type != "collection" || len(resp.Entry) == 0 || resp.Entry[0].Resource.ResourceType != "ClaimResponse" {
+				t.Fatalf("focus is not a PAS Response Bundle starting with a ClaimResponse")
+			}
+			var codes []string
+			for _, it := range resp.Entry[0].Resource.Item {
+				for _, adj := range it.Adjudication {
+					for _, ext := range adj.Extension {
+						for _, sub := range ext.Extension {
+							for _, c := range sub.ValueCodeableConcept.Coding {
+								if c.System == "https://codesystem.x12.org/005010/306" {
+									codes = append(codes, c.Code)
+								}
+							}
+						}
+					}
+				}
+			}
+			if diff := cmp.Diff([]string{tt.want}, slices.Compact(codes)); diff != "" {
+				t.Errorf("review action codes in the notified response (-want +got):\n%s", diff)
+			}
+		})
 	}
 }
