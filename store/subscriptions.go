@@ -361,16 +361,6 @@ func (ss *Subscriptions) Due(ctx context.Context, now time.Time, limit int) ([]s
 	return out, nil
 }
 
-// HandshakeAsked reports whether a handshake of the subscription is asked
-// for and not yet done.
-func (ss *Subscriptions) HandshakeAsked(ctx context.Context, id string) (bool, error) {
-	n, err := ss.handshakes.CountDocuments(ctx, bson.D{{Key: "subscription", Value: id}})
-	if err != nil {
-		return false, fmt.Errorf("store: handshakes: %w", err)
-	}
-	return n > 0, nil
-}
-
 // AddNotification stores n unless a notification with its ID exists, and
 // gives it the next number of its subscription (n.Seq). Replaying it is
 // safe: an existing notification keeps its number, and numbers have no
