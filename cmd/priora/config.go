@@ -27,6 +27,8 @@ type config struct {
 	MongoURI string
 	LogLevel string
 	MaxBody  int64
+	// Validation is the profile validation mode: enforce, log or off.
+	Validation string
 	// CRD (CDS Hooks): payers served, EHR query deadline, default version.
 	PayerIDs         string
 	CRDFetchTimeout  string
@@ -50,6 +52,7 @@ func (c *config) settings() []setting {
 		{"rules", "PRIORA_RULES", "", "coverage rules YAML file (default: the shipped sample)", false, &c.Rules},
 		{"mongodb-uri", "MONGODB_URI", "", "MongoDB URI; empty starts the embedded store", true, &c.MongoURI},
 		{"log-level", "PRIORA_LOG_LEVEL", "info", "debug, info, warn or error", false, &c.LogLevel},
+		{"validation", "PRIORA_VALIDATION", "enforce", "profile validation of PAS requests: enforce (reject errors with 400), log (log counts, accept) or off", false, &c.Validation},
 		{"payer-ids", "PRIORA_PAYER_IDS", "", "Coverage.payor identifiers CRD answers for, comma-separated system|value or bare value (default: the rules file's payers; none = every payer)", false, &c.PayerIDs},
 		{"crd-fetch-timeout", "PRIORA_CRD_FETCH_TIMEOUT", "2s", "deadline for CRD's queries to the EHR's FHIR server per hook call", false, &c.CRDFetchTimeout},
 		{"crd-version", "PRIORA_CRD_VERSION", "2.2", "CRD version answered when a hook call requests none: 2.2, or 2.0 for the released Inferno CRD kit", false, &c.CRDVersion},
@@ -115,6 +118,11 @@ func (c *config) check() error {
 	}
 	if c.CRDVersion != "2.2" && c.CRDVersion != "2.0" {
 		errs = append(errs, fmt.Errorf("PRIORA_CRD_VERSION %q must be 2.2 or 2.0", c.CRDVersion))
+	}
+	switch c.Validation {
+	case "enforce", "log", "off":
+	default:
+		errs = append(errs, fmt.Errorf("PRIORA_VALIDATION %q must be enforce, log or off", c.Validation))
 	}
 	if c.MongoURI == "" && c.DataDir == "" {
 		errs = append(errs, errors.New("PRIORA_DATA_DIR is required for the embedded store"))

@@ -2,6 +2,7 @@
 //
 //	priora            serve (the default)
 //	priora serve      the same
+//	priora validate   validate FHIR JSON files against the profiles
 //	priora version    print the version
 package main
 
@@ -27,7 +28,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
-		if !errors.Is(err, errUsage) {
+		if !errors.Is(err, errUsage) && !errors.Is(err, errInvalid) {
 			fmt.Fprintln(os.Stderr, "priora:", err)
 		}
 		os.Exit(1)
@@ -46,6 +47,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	switch cmd {
 	case "serve":
 		return serve(ctx, args, getenv, stdout, stderr)
+	case "validate":
+		return validate(args, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "priora", version)
 		return nil
@@ -61,6 +64,7 @@ const usage = `Usage: priora [command] [flags]
 
 Commands:
   serve     run the server (default)
+  validate  validate FHIR JSON files against the PAS/CRD profiles (priora validate FILE...)
   version   print the version
   help      this text
 
@@ -84,6 +88,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		Version:   version,
 		Log:       log,
 
+		Validation:       cfg.Validation,
 		PayerIDs:         cfg.payers,
 		HookFetchTimeout: cfg.hookFetchTimeout,
 		CRDVersion:       cfg.CRDVersion,

@@ -17,6 +17,7 @@ import (
 	"github.com/priora/priora/fhir"
 	"github.com/priora/priora/hooks"
 	"github.com/priora/priora/pas"
+	"github.com/priora/priora/profiles"
 	"github.com/priora/priora/server"
 	"github.com/priora/priora/store"
 	"github.com/priora/priora/subscriptions"
@@ -48,6 +49,9 @@ type Config struct {
 	CRDVersion string
 	// Subscriptions tunes notification delivery (zero = defaults).
 	Subscriptions subscriptions.Options
+	// Validation is what profile validation does to PAS requests:
+	// ValidationEnforce ("" too), ValidationLog or ValidationOff.
+	Validation string
 }
 
 // App is a wired Priora.
@@ -59,6 +63,10 @@ type App struct {
 	// Hooks is the CDS Hooks (CRD) service.
 	Hooks   *hooks.Service
 	Handler http.Handler
+	// Validator checks FHIR against the PAS, CRD and US Core profiles; it
+	// is loaded at start whatever Config.Validation says. Use Check to
+	// apply the configured mode to a validation.
+	Validator *profiles.Validator
 
 	// Subscriptions manages PAS Subscriptions; its delivery workers run
 	// from New until Close.
@@ -92,6 +100,10 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 			return nil, err
 		}
 	}
+	validator, err := loadValidator(log, cfg.Validation)
+	if err != nil {
+		return nil, err
+	}
 	st, err := store.Open(ctx, store.Options{URI: cfg.MongoURI, DataDir: cfg.DataDir, Database: cfg.Database, Logger: log})
 	if err != nil {
 		return nil, err
@@ -101,13 +113,14 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 		st.Close(context.Background())
 		return nil, err
 	}
-	a := &App{Config: cfg, Log: log, Store: st, rules: rules}
+	a := &App{Config: cfg, Log: log, Store: st, Validator: validator, rules: rules}
 	a.PAS = pas.New(pas.Config{
-		Store:  st,
-		Rules:  a.Rules,
-		Parser: parser,
-		Now:    cfg.Now,
-		Log:    log,
+		Store:    st,
+		Rules:    a.Rules,
+		Parser:   parser,
+		Validate: a.pasValidate(),
+		Now:      cfg.Now,
+		Log:      log,
 	})
 	if err := st.EnsureHookIndexes(ctx); err != nil {
 		st.Close(context.Background())

@@ -89,6 +89,9 @@ func Start(t testing.TB, opts ...Option) *Env {
 	if o.dataDir == "" {
 		o.dataDir = t.TempDir()
 	}
+	if _, ok := t.(*testing.B); ok {
+		o.noResponseChecks = true // benchmarks time Priora, not the checks
+	}
 	e := &Env{T: t, DataDir: o.dataDir, opts: o, Client: &http.Client{Timeout: 30 * time.Second}}
 	e.start()
 	t.Cleanup(e.Stop)

@@ -1,0 +1,125 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/priora/priora/fhir"
+	"github.com/priora/priora/pas"
+	"github.com/priora/priora/profiles"
+)
+
+// Profile validation modes (Config.Validation, PRIORA_VALIDATION).
+const (
+	// ValidationEnforce rejects requests whose profile validation finds
+	// errors (PAS: 400 with every finding in an OperationOutcome).
+	ValidationEnforce = "enforce"
+	// ValidationLog validates, logs the number of errors and warnings and
+	// where they are, and accepts the request.
+	ValidationLog = "log"
+	// ValidationOff skips profile validation; the base FHIR parse still
+	// rejects what is not R4.
+	ValidationOff = "off"
+)
+
+// maxLoggedExpressions bounds the locations one log line lists.
+const maxLoggedExpressions = 20
+
+// loadValidator checks the validation mode and loads the embedded
+// conformance packages (about 10 ms; definitions compile on first use).
+func loadValidator(log *slog.Logger, mode string) (*profiles.Validator, error) {
+	switch mode {
+	case "", ValidationEnforce, ValidationLog, ValidationOff:
+	default:
+		return nil, fmt.Errorf("validation mode %q: want enforce, log or off", mode)
+	}
+	start := time.Now()
+	reg, err := profiles.Load()
+	if err != nil {
+		return nil, fmt.Errorf("load FHIR profiles: %w", err)
+	}
+	log.Info("FHIR profiles loaded", "duration_ms", float64(time.Since(start).Microseconds())/1000, "validation", modeName(mode))
+	return reg.NewValidator(profiles.Options{}), nil
+}
+
+func modeName(mode string) string {
+	if mode == "" {
+		return ValidationEnforce
+	}
+	return mode
+}
+
+// pasValidate is pas.Config.Validate for the configured mode: nil when
+// validation is off.
+func (a *App) pasValidate() func(raw []byte, profile string) []fhir.Issue {
+	if a.Config.Validation == ValidationOff {
+		return nil
+	}
+	return func(raw []byte, profile string) []fhir.Issue {
+		return a.Check(profile, func() profiles.Result {
+			if profile == pas.ProfileInquiryRequestBundle {
+				return a.Validator.ValidatePASInquiry(raw)
+			}
+			return a.Validator.ValidatePASRequest(raw)
+		})
+	}
+}
+
+// Check runs validate under the configured validation mode. Under enforce
+// it returns the error and warning issues as fhir.Issues (the caller
+// rejects the request when any is an error). Under log it logs the
+// counts and the FHIRPath locations of the errors (never diagnostics,
+// which may quote patient data) and returns nil. Under off it does not
+// run validate. what names the check in the log (a profile URL, or e.g.
+// "crd-hook"). CRD hooks and Subscriptions use it the way PAS does:
+//
+//	issues := a.Check("crd-hook", func() profiles.Result {
+//		return a.Validator.ValidateCRDHookRequest(body)
+//	})
+func (a *App) Check(what string, validate func() profiles.Result) []fhir.Issue {
+	if a.Config.Validation == ValidationOff {
+		return nil
+	}
+	start := time.Now()
+	res := validate()
+	if a.Config.Validation != ValidationLog {
+		return fhirIssues(res)
+	}
+	errs := res.Count(profiles.SeverityError) + res.Count(profiles.SeverityFatal)
+	attrs := []any{
+		"profile", what,
+		"errors", errs,
+		"warnings", res.Count(profiles.SeverityWarning),
+		"duration_ms", float64(time.Since(start).Microseconds()) / 1000,
+	}
+	var where []string
+	for _, is := range res.Errors() {
+		if len(where) == maxLoggedExpressions {
+			break
+		}
+		where = append(where, is.Expression)
+	}
+	level := slog.LevelInfo
+	if errs > 0 {
+		level = slog.LevelWarn
+		attrs = append(attrs, "error_expressions", where)
+	}
+	a.Log.Log(context.Background(), level, "profile validation (log only, request accepted)", attrs...)
+	return nil
+}
+
+// fhirIssues converts the error, fatal and warning issues of a result;
+// information issues (codes from licensed systems that could not be
+// checked) are left out of answers.
+func fhirIssues(res profiles.Result) []fhir.Issue {
+	var out []fhir.Issue
+	for _, is := range res.Issues {
+		if is.Severity == profiles.SeverityInformation {
+			continue
+		}
+		out = append(out, fhir.Issue{Severity: is.Severity, Code: is.Code, Diagnostics: is.Diagnostics, Expression: is.Expression})
+	}
+	return out
+}
