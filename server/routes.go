@@ -24,6 +24,11 @@ func (s *Server) routes() {
 
 	s.reviewRoutes(e.Group("/review"))
 	s.hookRoutes(e)
+	if s.cfg.Desk != nil {
+		desk := echo.WrapHandler(s.cfg.Desk)
+		e.Any("/desk", desk)
+		e.Any("/desk/*", desk)
+	}
 }
 
 func (s *Server) healthz(c echo.Context) error {

@@ -40,6 +40,10 @@ type Config struct {
 	// Subscriptions serves the PAS topic Subscriptions.
 	Subscriptions *subscriptions.Service
 	Started       time.Time
+
+	// Desk serves the reviewer desk under /desk/ (its own sign-in and
+	// error pages); nil serves none.
+	Desk http.Handler
 }
 
 // Server is Priora's HTTP handler.

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/priora/priora/coverage"
+	"github.com/priora/priora/desk"
 	"github.com/priora/priora/fhir"
 	"github.com/priora/priora/hooks"
 	"github.com/priora/priora/pas"
@@ -63,6 +64,8 @@ type App struct {
 	// Hooks is the CDS Hooks (CRD) service.
 	Hooks   *hooks.Service
 	Handler http.Handler
+	// Desk is the reviewer desk (web pages under /desk/).
+	Desk *desk.Desk
 	// Validator checks FHIR against the PAS, CRD and US Core profiles; it
 	// is loaded at start whatever Config.Validation says. Use Check to
 	// apply the configured mode to a validation.
@@ -146,6 +149,11 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 		st.Close(context.Background())
 		return nil, err
 	}
+	a.Desk, err = desk.New(desk.Config{Store: st, PAS: a.PAS, BaseURL: cfg.BaseURL, Log: log, Now: cfg.Now})
+	if err != nil {
+		st.Close(context.Background())
+		return nil, err
+	}
 	a.Handler = server.New(server.Config{
 		BaseURL: cfg.BaseURL,
 		MaxBody: cfg.MaxBody,
@@ -157,6 +165,7 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 		Started: cfg.Now(),
 
 		Subscriptions: a.Subscriptions,
+		Desk:          a.Desk,
 	})
 	wctx, stop := context.WithCancel(context.Background())
 	a.stopWorkers, a.workersDone = stop, make(chan struct{})
@@ -164,6 +173,8 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 	workers.Add(2)
 	go func() { defer workers.Done(); a.Subscriptions.Run(wctx) }()
 	go func() { defer workers.Done(); a.PAS.RunFinisher(wctx, time.Second) }()
+	workers.Add(1)
+	go func() { defer workers.Done(); a.Desk.RunSweeper(wctx, 5*time.Minute) }()
 	go func() { workers.Wait(); close(a.workersDone) }()
 	return a, nil
 }

@@ -1,0 +1,161 @@
+package desk
+
+import (
+	"cmp"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/priora/priora/fhir"
+	"github.com/priora/priora/pas"
+	"github.com/priora/priora/store"
+)
+
+// queueSorts are the queue's sort keys, each with the order it starts in.
+var queueSorts = []struct{ Key, Label string }{
+	{"age", "Received"},
+	{"due", "Due"},
+	{"urgency", "Urgency"},
+	{"service", "Service"},
+}
+
+// queuePageData is the work queue.
+type queuePageData struct {
+	Title   string
+	Session *session
+	// View is pended (the default: work to do) or complete (decided).
+	View    string
+	Sort    string
+	Desc    bool
+	Tasks   []queueRow
+	Columns []sortColumn
+	Overdue int
+	Flash   string
+	Now     time.Time
+}
+
+type queueRow struct {
+	pas.TaskSummary
+	Age     string
+	DueIn   string
+	Service string
+}
+
+// sortColumn is a sortable header: its link and its aria-sort state.
+type sortColumn struct {
+	Key, Label, Href, AriaSort string
+}
+
+func (d *Desk) queuePage(w http.ResponseWriter, r *http.Request, s *session) error {
+	q := r.URL.Query()
+	data := &queuePageData{Title: "Work queue", Session: s, View: "pended", Sort: "age", Now: d.cfg.Now()}
+	switch v := q.Get("view"); v {
+	case "", "pended":
+	case "complete":
+		data.View, data.Sort, data.Desc = v, "age", true
+	default:
+		return fhir.Errorf(fhir.Invalid, "There is no such view of the queue.")
+	}
+	if k := q.Get("sort"); k != "" {
+		if !slices.ContainsFunc(queueSorts, func(c struct{ Key, Label string }) bool { return c.Key == k }) {
+			return fhir.Errorf(fhir.Invalid, "The queue cannot be sorted that way.")
+		}
+		data.Sort = k
+		data.Desc = q.Get("dir") == "desc"
+	}
+	tasks, err := d.cfg.PAS.Queue(r.Context(), store.ReviewFilter{Status: data.View, Sort: "age", Limit: 500})
+	if err != nil {
+		return err
+	}
+	sortTasks(tasks, data.Sort, data.Desc)
+	for _, t := range tasks {
+		row := queueRow{TaskSummary: t, Age: since(data.Now, t.Received), Service: strings.Join(t.Services, ", ")}
+		if data.View == "pended" {
+			row.DueIn = until(data.Now, t.DueAt)
+			if t.Overdue {
+				data.Overdue++
+			}
+		}
+		data.Tasks = append(data.Tasks, row)
+	}
+	for _, c := range queueSorts {
+		col := sortColumn{Key: c.Key, Label: c.Label, AriaSort: "none"}
+		desc := false
+		if c.Key == data.Sort {
+			col.AriaSort = map[bool]string{false: "ascending", true: "descending"}[data.Desc]
+			desc = !data.Desc
+		}
+		col.Href = "/desk/?view=" + data.View + "&sort=" + c.Key
+		if desc {
+			col.Href += "&dir=desc"
+		}
+		data.Columns = append(data.Columns, col)
+	}
+	if id := q.Get("decided"); id != "" && validID(id) {
+		data.Flash = "Your decision on " + id + " was recorded and sent to the provider."
+	}
+	d.render(w, r, http.StatusOK, "queue", data)
+	return nil
+}
+
+// sortTasks orders the queue. Ascending age is oldest first; urgency puts
+// expedited requests first; every order breaks ties by due time, then id.
+func sortTasks(ts []pas.TaskSummary, key string, desc bool) {
+	slices.SortStableFunc(ts, func(a, b pas.TaskSummary) int {
+		var c int
+		switch key {
+		case "age":
+			c = a.Received.Compare(b.Received)
+		case "due":
+			c = a.DueAt.Compare(b.DueAt)
+		case "urgency":
+			c = -cmp.Compare(boolInt(a.Expedited), boolInt(b.Expedited))
+		case "service":
+			c = cmp.Compare(strings.ToLower(strings.Join(a.Services, ",")), strings.ToLower(strings.Join(b.Services, ",")))
+		}
+		if desc {
+			c = -c
+		}
+		if c == 0 {
+			c = a.DueAt.Compare(b.DueAt)
+		}
+		if c == 0 {
+			c = cmp.Compare(a.ID, b.ID)
+		}
+		return c
+	})
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// since says how long ago t was, coarsely ("3 h", "2 d").
+func since(now, t time.Time) string { return span(now.Sub(t)) + " ago" }
+
+// until says how long until t, or how long past it.
+func until(now, t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	if d := t.Sub(now); d >= 0 {
+		return "in " + span(d)
+	}
+	return span(now.Sub(t)) + " overdue"
+}
+
+func span(d time.Duration) string {
+	switch {
+	case d < time.Minute:
+		return "under a minute"
+	case d < time.Hour:
+		return itoa(int(d.Minutes())) + " min"
+	case d < 48*time.Hour:
+		return itoa(int(d.Hours())) + " h"
+	}
+	return itoa(int(d.Hours()/24)) + " d"
+}

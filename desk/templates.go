@@ -1,0 +1,82 @@
+package desk
+
+import (
+	"fmt"
+	"html/template"
+	"strings"
+	"time"
+
+	"github.com/priora/priora/pas"
+)
+
+// pageNames are the pages; each is parsed with layout.html.
+var pageNames = []string{"login", "queue", "task", "metrics", "error"}
+
+// errorPage is the page for anything that went wrong.
+type errorPage struct {
+	Title   string
+	Session *session
+	Message string
+}
+
+func parsePages() (map[string]*template.Template, error) {
+	funcs := template.FuncMap{
+		"when":       when,
+		"percent":    percent,
+		"hours":      hours,
+		"monthLabel": monthLabel,
+		"actions":    func() any { return itemActions },
+		"join":       strings.Join,
+		"decision":   decisionLabel,
+		"num":        formatNumber,
+		"f1":         func(f float64) string { return fmt.Sprintf("%.1f", f) },
+		"chartArgs": func(id, title, desc string, c chart) any {
+			return struct {
+				ID, Title, Desc string
+				Chart           chart
+			}{id, title, desc, c}
+		},
+		"breakdownArgs": func(key string, rows []pas.Breakdown) any {
+			return struct {
+				Key  string
+				Rows []pas.Breakdown
+			}{key, rows}
+		},
+		"slice3": func(a, b, c partyView) []partyView { return []partyView{a, b, c} },
+		"idify":  func(s string) string { return strings.ToLower(strings.ReplaceAll(s, " ", "-")) },
+	}
+	pages := map[string]*template.Template{}
+	for _, name := range pageNames {
+		t, err := template.New(name).Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/"+name+".html")
+		if err != nil {
+			return nil, fmt.Errorf("desk: parse %s: %w", name, err)
+		}
+		pages[name] = t
+	}
+	return pages, nil
+}
+
+// when renders an instant for reviewers: UTC, to the minute.
+func when(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format("2006-01-02 15:04 UTC")
+}
+
+// decisionLabel names an item decision's action for people.
+func decisionLabel(action string) string {
+	switch action {
+	case "approve":
+		return "Approved"
+	case "deny":
+		return "Denied"
+	case "pend":
+		return "Pended"
+	case "modify":
+		return "Approved with changes"
+	case "cancel":
+		return "Cancelled"
+	}
+	return action
+}
