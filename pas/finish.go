@@ -52,6 +52,10 @@ func (s *Service) finishDue(ctx context.Context) {
 				changed = true
 			}
 			if !changed {
+				// A stale schedule entry (the chain moved on): put it right.
+				if err := s.cfg.Store.SyncSchedule(ctx, a); err != nil {
+					return nil, err
+				}
 				return nil, errNoChange
 			}
 			return nil, nil

@@ -52,6 +52,10 @@ type Store struct {
 	log      *slog.Logger
 
 	authorizations *mongo.Collection
+	revisions      *mongo.Collection
+	keys           *mongo.Collection
+	members        *mongo.Collection
+	schedule       *mongo.Collection
 	bundles        *mongo.Collection
 }
 
@@ -107,6 +111,10 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	s.db = client.Database(name)
 	s.authorizations = s.db.Collection("authorizations")
 	s.bundles = s.db.Collection("bundles")
+	s.revisions = s.db.Collection("revisions")
+	s.keys = s.db.Collection("keys")
+	s.members = s.db.Collection("members")
+	s.schedule = s.db.Collection("schedule")
 	if err := s.ensureIndexes(ctx); err != nil {
 		s.Close(context.Background())
 		return nil, err

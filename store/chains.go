@@ -1,0 +1,378 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+)
+
+// How authorizations are kept
+//
+// The embedded engine (FerretDB v1 on SQLite) has no transactions, pushes
+// down only filters that are exactly {_id: <string>} (anything else scans
+// the whole collection), and does not make a conditional update such as
+// {_id, version: n} atomic under concurrency. Only an insert under a unique
+// _id is. So every change of a chain is an insert:
+//
+//   - revisions holds each version of a chain under _id "<id>@<version>".
+//     Inserting version n+1 is the compare-and-swap: of two writers that
+//     read version n, exactly one inserts n+1; the other gets ErrConflict,
+//     reads again and redoes its change. A revision is never changed.
+//   - authorizations holds the head: a copy of the latest revision, written
+//     after the revision (by _id). A reader rolls forward past a stale head
+//     by probing "<id>@<version+1>", so a crash between the two writes loses
+//     nothing. Scans (review queue, dispatch) read heads.
+//   - keys maps what clients find chains by (submission keys, Claim
+//     identifiers and fullUrls) to chain ids, members maps patient member
+//     ids to chains (one small document per pair, for $inquire), and
+//     schedule lists chains a delayed rule will finish. All three are
+//     derived from the chain, written idempotently before its revision, and
+//     only ever lead a reader to a chain it then loads and checks.
+
+type revision struct {
+	ID  string        `bson:"_id"`
+	Doc Authorization `bson:"doc"`
+}
+
+type chainKey struct {
+	ID    string    `bson:"_id"`
+	Auth  string    `bson:"auth"`
+	Since time.Time `bson:"since"`
+}
+
+type memberKey struct {
+	ID     string `bson:"_id"`
+	Member string `bson:"member"`
+	Auth   string `bson:"auth"`
+}
+
+type scheduled struct {
+	ID      string    `bson:"_id"`
+	At      time.Time `bson:"at"`
+	Version int       `bson:"version"`
+}
+
+func revisionID(id string, version int) string { return fmt.Sprintf("%s@%08d", id, version) }
+
+func (s *Store) ensureIndexes(ctx context.Context) error {
+	idx := []struct {
+		c    *mongo.Collection
+		keys bson.D
+	}{
+		// Used by a real MongoDB; the embedded engine scans regardless.
+		{s.authorizations, bson.D{{Key: "status", Value: 1}, {Key: "dueAt", Value: 1}}},
+		{s.authorizations, bson.D{{Key: "undispatched", Value: 1}}},
+		{s.members, bson.D{{Key: "member", Value: 1}}},
+		{s.schedule, bson.D{{Key: "at", Value: 1}}},
+	}
+	for _, i := range idx {
+		if _, err := i.c.Indexes().CreateOne(ctx, mongo.IndexModel{Keys: i.keys}); err != nil {
+			return fmt.Errorf("store: create index on %s: %w", i.c.Name(), err)
+		}
+	}
+	return nil
+}
+
+// SaveRequestBundle stores a request body under its submission key. Saving
+// the same key again is a no-op, so a retried request can replay it.
+func (s *Store) SaveRequestBundle(ctx context.Context, b *RequestBundle) error {
+	_, err := s.bundles.InsertOne(ctx, b)
+	if err != nil && !isDuplicate(err) {
+		return fmt.Errorf("store: save request bundle: %w", err)
+	}
+	return nil
+}
+
+// RequestBundle loads a stored request body.
+func (s *Store) RequestBundle(ctx context.Context, key string) (*RequestBundle, error) {
+	var b RequestBundle
+	if err := s.bundles.FindOne(ctx, bson.D{{Key: "_id", Value: key}}).Decode(&b); err != nil {
+		if errors.Is(err, mongo.ErrNoDocuments) {
+			return nil, ErrNotFound
+		}
+		return nil, fmt.Errorf("store: load request bundle: %w", err)
+	}
+	return &b, nil
+}
+
+// CreateAuthorization stores a new chain at version 1. ErrDuplicate means a
+// chain with that ID exists already: the same submission was stored before.
+func (s *Store) CreateAuthorization(ctx context.Context, a *Authorization) error {
+	a.Version = 1
+	return s.commit(ctx, a, ErrDuplicate)
+}
+
+// UpdateAuthorization stores the next version of a chain read at
+// a.Version. ErrConflict means another writer stored that version first:
+// read the chain again and redo the change.
+func (s *Store) UpdateAuthorization(ctx context.Context, a *Authorization) error {
+	prev := a.Version
+	a.Version = prev + 1
+	if err := s.commit(ctx, a, ErrConflict); err != nil {
+		a.Version = prev
+		return err
+	}
+	return nil
+}
+
+// commit writes the derived index entries, then the revision (the atomic
+// step), then the head.
+func (s *Store) commit(ctx context.Context, a *Authorization, lost error) error {
+	if err := s.writeKeys(ctx, a); err != nil {
+		return err
+	}
+	if _, err := s.revisions.InsertOne(ctx, revision{ID: revisionID(a.ID, a.Version), Doc: *a}); err != nil {
+		if isDuplicate(err) {
+			return lost
+		}
+		return fmt.Errorf("store: write revision: %w", err)
+	}
+	s.writeHead(ctx, a)
+	return nil
+}
+
+// writeHead copies a revision to the head unless the head is newer. A
+// failure only leaves the head stale, which readers repair.
+func (s *Store) writeHead(ctx context.Context, a *Authorization) {
+	f := bson.D{{Key: "_id", Value: a.ID}, {Key: "version", Value: bson.D{{Key: "$lt", Value: a.Version}}}}
+	_, err := s.authorizations.ReplaceOne(ctx, f, a, options.Replace().SetUpsert(true))
+	if err != nil && !isDuplicate(err) {
+		s.log.WarnContext(ctx, "store: head not updated; readers will roll forward", "authorization", a.ID, "err", err)
+	}
+}
+
+// writeKeys records, idempotently, how the chain is found again.
+func (s *Store) writeKeys(ctx context.Context, a *Authorization) error {
+	upsert := options.Replace().SetUpsert(true)
+	put := func(id string) error {
+		_, err := s.keys.ReplaceOne(ctx, bson.D{{Key: "_id", Value: id}}, chainKey{ID: id, Auth: a.ID, Since: a.Updated}, upsert)
+		if err != nil && !isDuplicate(err) {
+			return fmt.Errorf("store: write key: %w", err)
+		}
+		return nil
+	}
+	for _, k := range a.SubmissionKeys {
+		if err := put(submissionKeyID(a.Tenant, k)); err != nil {
+			return err
+		}
+	}
+	for _, k := range a.ClaimKeys {
+		if err := put(claimKeyID(a.Tenant, k)); err != nil {
+			return err
+		}
+	}
+	for _, m := range a.MemberIDs {
+		id := m + "|" + a.ID
+		_, err := s.members.ReplaceOne(ctx, bson.D{{Key: "_id", Value: id}}, memberKey{ID: id, Member: m, Auth: a.ID}, upsert)
+		if err != nil && !isDuplicate(err) {
+			return fmt.Errorf("store: write member key: %w", err)
+		}
+	}
+	return s.SyncSchedule(ctx, a)
+}
+
+// SyncSchedule makes the schedule entry of a chain match its NextAuto.
+func (s *Store) SyncSchedule(ctx context.Context, a *Authorization) error {
+	if a.NextAuto.IsZero() {
+		_, err := s.schedule.DeleteOne(ctx, bson.D{{Key: "_id", Value: a.ID}})
+		if err != nil {
+			return fmt.Errorf("store: unschedule: %w", err)
+		}
+		return nil
+	}
+	_, err := s.schedule.ReplaceOne(ctx, bson.D{{Key: "_id", Value: a.ID}},
+		scheduled{ID: a.ID, At: a.NextAuto, Version: a.Version}, options.Replace().SetUpsert(true))
+	if err != nil && !isDuplicate(err) {
+		return fmt.Errorf("store: schedule: %w", err)
+	}
+	return nil
+}
+
+func submissionKeyID(tenant, key string) string { return "sub|" + tenant + "|" + key }
+func claimKeyID(tenant, key string) string      { return "claim|" + tenant + "|" + key }
+
+// Authorization loads the latest version of a chain within a tenant (""
+// = any tenant).
+func (s *Store) Authorization(ctx context.Context, tenant, id string) (*Authorization, error) {
+	a, err := s.latest(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if tenant != "" && a.Tenant != tenant {
+		return nil, ErrNotFound
+	}
+	return a, nil
+}
+
+// latest reads the head and rolls forward over newer revisions, repairing
+// the head when it was stale.
+func (s *Store) latest(ctx context.Context, id string) (*Authorization, error) {
+	var a Authorization
+	err := s.authorizations.FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&a)
+	switch {
+	case errors.Is(err, mongo.ErrNoDocuments):
+		a = Authorization{} // the first revision may exist without a head
+	case err != nil:
+		return nil, fmt.Errorf("store: load authorization: %w", err)
+	}
+	stale := false
+	for {
+		var r revision
+		err := s.revisions.FindOne(ctx, bson.D{{Key: "_id", Value: revisionID(id, a.Version+1)}}).Decode(&r)
+		if errors.Is(err, mongo.ErrNoDocuments) {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("store: load revision: %w", err)
+		}
+		a, stale = r.Doc, true
+	}
+	if a.Version == 0 {
+		return nil, ErrNotFound
+	}
+	if stale {
+		s.writeHead(ctx, &a)
+	}
+	return &a, nil
+}
+
+// AuthorizationBySubmission finds the chain a submission key belongs to.
+func (s *Store) AuthorizationBySubmission(ctx context.Context, tenant, key string) (*Authorization, error) {
+	return s.byKey(ctx, tenant, submissionKeyID(tenant, key))
+}
+
+// AuthorizationByClaimKey finds the chain holding the first of keys that
+// any chain holds (the newest chain for a key reused across requests).
+func (s *Store) AuthorizationByClaimKey(ctx context.Context, tenant string, keys []string) (*Authorization, error) {
+	for _, k := range keys {
+		a, err := s.byKey(ctx, tenant, claimKeyID(tenant, k))
+		if errors.Is(err, ErrNotFound) {
+			continue
+		}
+		return a, err
+	}
+	return nil, ErrNotFound
+}
+
+func (s *Store) byKey(ctx context.Context, tenant, id string) (*Authorization, error) {
+	var k chainKey
+	err := s.keys.FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&k)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: load key: %w", err)
+	}
+	return s.Authorization(ctx, tenant, k.Auth)
+}
+
+// AuthorizationsByMember finds chains of any tenant whose patient carries one
+// of the member identifiers, newest first. PAS inquiries may come from
+// systems other than the submitter (spec-52); callers must still require a
+// provider match (spec-53) before showing anything.
+func (s *Store) AuthorizationsByMember(ctx context.Context, memberIDs []string, limit int64) ([]*Authorization, error) {
+	if len(memberIDs) == 0 {
+		return nil, nil
+	}
+	cur, err := s.members.Find(ctx, bson.D{{Key: "member", Value: bson.D{{Key: "$in", Value: memberIDs}}}})
+	if err != nil {
+		return nil, fmt.Errorf("store: find by member: %w", err)
+	}
+	var keys []memberKey
+	if err := cur.All(ctx, &keys); err != nil {
+		return nil, fmt.Errorf("store: find by member: %w", err)
+	}
+	seen := map[string]bool{}
+	var out []*Authorization
+	for _, k := range keys {
+		if seen[k.Auth] {
+			continue
+		}
+		seen[k.Auth] = true
+		a, err := s.latest(ctx, k.Auth)
+		if errors.Is(err, ErrNotFound) {
+			continue // its first revision was never written
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, a)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Created.After(out[j].Created) })
+	if int64(len(out)) > limit {
+		out = out[:limit]
+	}
+	return out, nil
+}
+
+// DueAutomaticDecisions returns chains whose delayed rules are due at now.
+// An entry may be stale; callers load the chain and check (SyncSchedule
+// puts the entry right).
+func (s *Store) DueAutomaticDecisions(ctx context.Context, now time.Time, limit int64) ([]*Authorization, error) {
+	cur, err := s.schedule.Find(ctx, bson.D{{Key: "at", Value: bson.D{{Key: "$lte", Value: now}}}},
+		options.Find().SetSort(bson.D{{Key: "at", Value: 1}}).SetLimit(limit))
+	if err != nil {
+		return nil, fmt.Errorf("store: due decisions: %w", err)
+	}
+	var due []scheduled
+	if err := cur.All(ctx, &due); err != nil {
+		return nil, fmt.Errorf("store: due decisions: %w", err)
+	}
+	var out []*Authorization
+	for _, d := range due {
+		a, err := s.latest(ctx, d.ID)
+		if errors.Is(err, ErrNotFound) {
+			_, _ = s.schedule.DeleteOne(ctx, bson.D{{Key: "_id", Value: d.ID}})
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, a)
+	}
+	return out, nil
+}
+
+// ReviewFilter selects chains for the review queue.
+type ReviewFilter struct {
+	// Status is pended, complete, cancelled, or "" for all.
+	Status string
+	Tenant string
+	Limit  int64
+	// Sort is "due" (default: earliest deadline first) or "age" (oldest first).
+	Sort string
+}
+
+// ReviewQueue lists chains for reviewers, from the heads.
+func (s *Store) ReviewQueue(ctx context.Context, f ReviewFilter) ([]*Authorization, error) {
+	q := bson.D{}
+	if f.Status != "" {
+		q = append(q, bson.E{Key: "status", Value: f.Status})
+	}
+	if f.Tenant != "" {
+		q = append(q, bson.E{Key: "tenant", Value: f.Tenant})
+	}
+	sort := bson.D{{Key: "dueAt", Value: 1}, {Key: "_id", Value: 1}}
+	if f.Sort == "age" {
+		sort = bson.D{{Key: "created", Value: 1}, {Key: "_id", Value: 1}}
+	}
+	if f.Limit <= 0 || f.Limit > 500 {
+		f.Limit = 100
+	}
+	cur, err := s.authorizations.Find(ctx, q, options.Find().SetSort(sort).SetLimit(f.Limit).
+		SetProjection(bson.D{{Key: "responses", Value: 0}, {Key: "echo", Value: 0}, {Key: "latestClaim", Value: 0}}))
+	if err != nil {
+		return nil, fmt.Errorf("store: review queue: %w", err)
+	}
+	var out []*Authorization
+	if err := cur.All(ctx, &out); err != nil {
+		return nil, fmt.Errorf("store: review queue: %w", err)
+	}
+	return out, nil
+}
