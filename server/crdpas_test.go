@@ -2,10 +2,12 @@ package server_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/priora/priora/hooks/hookstest"
 	"github.com/priora/priora/internal/testenv"
 	"github.com/priora/priora/store"
 )
@@ -89,5 +91,94 @@ func TestGoldCardAssertionApprovesWithoutReview(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestCRDThenPAS is the whole path: a CRD order-sign says prior
+// authorization is satisfied for the order; the EHR then submits it to
+// PAS carrying the assertion, and PAS approves without review what its
+// rules would otherwise pend.
+func TestCRDThenPAS(t *testing.T) {
+	rules := `
+version: 1
+rules:
+  - id: pt-eval
+    match: {codes: [{system: "http://www.ama-assn.org/go/cpt", codes: ["97161"]}]}
+    decision: {action: pend, reason: needs review unless gold-carded}
+    crd: {covered: covered, paNeeded: satisfied}
+`
+	e := testenv.Start(t, testenv.WithRules(rules))
+	hook := edit(t, testenv.Fixture(t, "crd/ig/CRDServiceRequest.json"), func(b map[string]any) {
+		orders := b["context"].(map[string]any)["draftOrders"].(map[string]any)["entry"].([]any)
+		for _, o := range orders {
+			r := o.(map[string]any)["resource"].(map[string]any)
+			if r["resourceType"] == "ServiceRequest" {
+				r["code"] = map[string]any{"coding": []any{map[string]any{"system": "http://www.ama-assn.org/go/cpt", "code": "97161"}}}
+			}
+		}
+	})
+	r := e.Post("/cds-services/order-sign-crd", hook, "Content-Type", "application/json")
+	if r.Status != 200 {
+		t.Fatalf("order-sign: %d %s", r.Status, r.Body)
+	}
+	got := hookstest.Check(t, "2.2", "order-sign", hook, r.Body)
+	var assertion string
+	for _, cis := range got.CoverageInfo {
+		for _, ci := range cis {
+			if ci.PANeeded == "satisfied" {
+				assertion = ci.AssertionID
+			}
+		}
+	}
+	if assertion == "" {
+		t.Fatalf("CRD did not say prior authorization is satisfied: %s", r.Body)
+	}
+	submit := func(withAssertion bool) map[int]itemResult {
+		body := edit(t, testenv.Fixture(t, "pas/kit/approval_pa_submit_request_payload.json"), func(b map[string]any) {
+			b["identifier"].(map[string]any)["value"] = fmt.Sprintf("crd-then-pas-%v", withAssertion)
+			for _, it := range claim(b)["item"].([]any) {
+				it.(map[string]any)["productOrService"] = map[string]any{"coding": []any{map[string]any{"system": "http://www.ama-assn.org/go/cpt", "code": "97161"}}}
+			}
+			for _, en := range b["entry"].([]any) {
+				res := en.(map[string]any)["resource"].(map[string]any)
+				switch res["resourceType"] {
+				case "Coverage":
+					res["subscriberId"] = "888009335" // the member CRD answered for
+				case "ServiceRequest":
+					var exts []any
+					for _, x := range res["extension"].([]any) {
+						if x.(map[string]any)["url"] != "http://hl7.org/fhir/us/davinci-crd/StructureDefinition/ext-coverage-information" {
+							exts = append(exts, x)
+						}
+					}
+					if withAssertion {
+						exts = append(exts, map[string]any{
+							"url": "http://hl7.org/fhir/us/davinci-crd/StructureDefinition/ext-coverage-information",
+							"extension": []any{
+								map[string]any{"url": "coverage", "valueReference": map[string]any{"reference": "Coverage/InsuranceExample"}},
+								map[string]any{"url": "covered", "valueCode": "covered"},
+								map[string]any{"url": "pa-needed", "valueCode": "satisfied"},
+								map[string]any{"url": "date", "valueDate": "2026-11-01"},
+								map[string]any{"url": "coverage-assertion-id", "valueString": assertion},
+								map[string]any{"url": "satisfied-pa-id", "valueString": "SAT-1"},
+							},
+						})
+					}
+					res["extension"] = exts
+				}
+			}
+		})
+		r := e.Post(submitPath, body)
+		if r.Status != 200 {
+			t.Fatalf("submit: %d %s", r.Status, r.Body)
+		}
+		_, items := checkPASResponse(t, r.Body)
+		return items
+	}
+	if items := submit(false); items[1].ReviewAction != "A4" {
+		t.Fatalf("without the assertion item 1 = %s, want the rule's pend", items[1].ReviewAction)
+	}
+	if items := submit(true); items[1].ReviewAction != "A1" || items[2].ReviewAction != "A1" {
+		t.Errorf("with the CRD assertion items = %+v, want both approved without review", items)
 	}
 }
