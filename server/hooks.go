@@ -22,7 +22,7 @@ func (s *Server) hookRoutes(e *echo.Echo) {
 	if s.cfg.Hooks == nil {
 		return
 	}
-	g := e.Group("/cds-services", s.cdsCORS)
+	g := e.Group("/cds-services", s.cdsCORS, s.audit, s.cdsAuth)
 	g.GET("", s.cdsDiscovery)
 	g.POST("/:id", s.cdsCall)
 	g.POST("/:id/feedback", s.cdsFeedback)

@@ -15,14 +15,17 @@ func (s *Server) routes() {
 	e.GET("/healthz", s.healthz)
 	e.GET("/readyz", s.readyz)
 
-	f := e.Group("/fhir")
+	f := e.Group("/fhir", s.audit, s.authenticate)
 	f.GET("/metadata", s.metadata)
+	f.GET("/.well-known/smart-configuration", s.smartConfiguration)
 	f.GET("/OperationDefinition/:id", s.operationDefinition)
 	f.POST("/Claim/$submit", s.submit)
 	s.subscriptionRoutes(f)
 	f.POST("/Claim/$inquire", s.inquire)
 
-	s.reviewRoutes(e.Group("/review"))
+	s.reviewRoutes(e.Group("/review", s.audit, s.authenticate))
+	s.authRoutes(e)
+	s.adminRoutes(e.Group("/admin", s.audit, s.authenticate))
 	s.hookRoutes(e)
 	if s.cfg.Desk != nil {
 		desk := echo.WrapHandler(s.cfg.Desk)

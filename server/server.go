@@ -17,6 +17,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/priora/priora/auth"
 	"github.com/priora/priora/fhir"
 	"github.com/priora/priora/hooks"
 	"github.com/priora/priora/pas"
@@ -44,13 +45,29 @@ type Config struct {
 	// Desk serves the reviewer desk under /desk/ (its own sign-in and
 	// error pages); nil serves none.
 	Desk http.Handler
+
+	// Auth issues and verifies tokens (server/auth.go). With InsecureDev
+	// unset, every protected route needs a token; a nil Auth then refuses
+	// them all.
+	Auth *auth.Service
+	// InsecureDev turns authentication off (development on loopback only).
+	InsecureDev bool
+	// RateLimit is requests per second per client (per address before
+	// authentication), with bursts of RateBurst; 0 is no limit.
+	RateLimit float64
+	RateBurst int
+	// TLS says Priora is served over TLS (adds HSTS).
+	TLS bool
+	// AuditRetention is how long audit records are kept (default 6 years).
+	AuditRetention time.Duration
 }
 
 // Server is Priora's HTTP handler.
 type Server struct {
-	cfg  Config
-	echo *echo.Echo
-	log  *slog.Logger
+	cfg     Config
+	echo    *echo.Echo
+	log     *slog.Logger
+	limiter *limiter
 }
 
 // New builds the server and registers every route.
@@ -64,9 +81,12 @@ func New(cfg Config) *Server {
 	cfg.BaseURL = strings.TrimRight(cfg.BaseURL, "/")
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
-	s := &Server{cfg: cfg, echo: e, log: cfg.Log}
+	if cfg.AuditRetention <= 0 {
+		cfg.AuditRetention = 6 * 365 * 24 * time.Hour
+	}
+	s := &Server{cfg: cfg, echo: e, log: cfg.Log, limiter: newLimiter(cfg.RateLimit, cfg.RateBurst)}
 	e.HTTPErrorHandler = s.renderError
-	e.Use(s.requestID, s.accessLog, s.recover, s.securityHeaders)
+	e.Use(s.requestID, s.accessLog, s.recover, s.securityHeaders, s.transportSecurity)
 	s.routes()
 	return s
 }
@@ -102,6 +122,9 @@ func (s *Server) readFHIR(c echo.Context) ([]byte, error) {
 			return nil, fhir.Errorf(fhir.TooLarge, "the request body is larger than %d bytes", s.cfg.MaxBody)
 		}
 		return nil, fhir.Errorf(fhir.Invalid, "the request body could not be read")
+	}
+	if err := checkDepth(body, maxJSONDepth); err != nil {
+		return nil, err
 	}
 	return body, nil
 }
@@ -148,7 +171,7 @@ func (s *Server) renderError(err error, c echo.Context) {
 	if kind == fhir.Internal {
 		s.log.ErrorContext(c.Request().Context(), "request failed", "request_id", requestID(c), "err", err)
 	}
-	if kind == fhir.Unauthorized {
+	if kind == fhir.Unauthorized && c.Response().Header().Get("WWW-Authenticate") == "" {
 		c.Response().Header().Set("WWW-Authenticate", `Bearer realm="priora"`)
 	}
 	_ = writeFHIR(c, status, fhir.OperationOutcome(fhir.IssuesOf(err)))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -294,26 +295,41 @@ func (s *Store) Audit(ctx context.Context, f AuditFilter) ([]AuditRecord, error)
 	return out, nil
 }
 
-// EnsureAuthIndexes creates the security collections' indexes. On MongoDB
-// TTL indexes expire JWT IDs and audit records; the embedded engine has no
-// TTL indexes, so there SweepExpired does it.
+// EnsureAuthIndexes creates the security collections' indexes on MongoDB:
+// TTL indexes expire JWT IDs and audit records, and the audit trail is
+// indexed by time and client. The embedded engine gets none: it has no TTL
+// indexes (SweepExpired does their work), uses no index for a filter other
+// than {_id: <string>}, and FerretDB v1 fails re-creating some indexes.
+// FerretDB reached through a URI answers NotImplemented to TTL indexes;
+// then no index is made either.
 func (s *Store) EnsureAuthIndexes(ctx context.Context) error {
-	_, embedded := s.Embedded()
-	audit := []mongo.IndexModel{
-		{Keys: bson.D{{Key: "time", Value: -1}}},
-		{Keys: bson.D{{Key: "client", Value: 1}, {Key: "time", Value: -1}}},
+	if _, embedded := s.Embedded(); embedded {
+		return nil
 	}
-	if !embedded {
-		ttl := options.Index().SetExpireAfterSeconds(0)
-		audit = append(audit, mongo.IndexModel{Keys: bson.D{{Key: "expires", Value: 1}}, Options: ttl})
-		if _, err := s.db.Collection(collJTIs).Indexes().CreateOne(ctx, mongo.IndexModel{Keys: bson.D{{Key: "expires", Value: 1}}, Options: ttl}); err != nil {
-			return fmt.Errorf("store: jti index: %w", err)
+	ttl := options.Index().SetExpireAfterSeconds(0)
+	if _, err := s.db.Collection(collJTIs).Indexes().CreateOne(ctx, mongo.IndexModel{Keys: bson.D{{Key: "expires", Value: 1}}, Options: ttl}); err != nil {
+		if notImplemented(err) {
+			return nil // FerretDB reached by URI: the sweeper expires documents
 		}
+		return fmt.Errorf("store: jti index: %w", err)
+	}
+	audit := []mongo.IndexModel{
+		{Keys: bson.D{{Key: "expires", Value: 1}}, Options: ttl},
+		{Keys: bson.D{{Key: "time", Value: 1}}},
+		{Keys: bson.D{{Key: "client", Value: 1}, {Key: "time", Value: 1}}},
 	}
 	if _, err := s.db.Collection(collAudit).Indexes().CreateMany(ctx, audit); err != nil {
 		return fmt.Errorf("store: audit indexes: %w", err)
 	}
 	return nil
+}
+
+func notImplemented(err error) bool {
+	var ce mongo.CommandError
+	if errors.As(err, &ce) && ce.Name == "NotImplemented" {
+		return true
+	}
+	return strings.Contains(err.Error(), "NotImplemented")
 }
 
 // SweepExpired deletes JWT IDs that expired before now and, when audit is

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/priora/priora/coverage"
+	"github.com/priora/priora/internal/app"
 	"github.com/priora/priora/store"
 )
 
@@ -35,6 +36,13 @@ type config struct {
 	CRDVersion       string
 	payers           []coverage.PayerID
 	hookFetchTimeout time.Duration
+	// Security (security.go).
+	InsecureDev string
+	ClientsFile string
+	TLSCert     string
+	TLSKey      string
+	RateLimit   string
+	security    app.Security
 }
 
 // setting ties a field to its flag, environment variable and default.
@@ -52,6 +60,11 @@ func (c *config) settings() []setting {
 		{"rules", "PRIORA_RULES", "", "coverage rules YAML file (default: the shipped sample)", false, &c.Rules},
 		{"mongodb-uri", "MONGODB_URI", "", "MongoDB URI; empty starts the embedded store", true, &c.MongoURI},
 		{"log-level", "PRIORA_LOG_LEVEL", "info", "debug, info, warn or error", false, &c.LogLevel},
+		{"insecure-dev", "PRIORA_INSECURE_DEV", "", "1 turns authentication OFF for development; refused unless the listen address is loopback", false, &c.InsecureDev},
+		{"clients-file", "PRIORA_CLIENTS_FILE", "", "YAML file of clients registered (or replaced) at start", false, &c.ClientsFile},
+		{"tls-cert", "PRIORA_TLS_CERT", "", "TLS certificate (PEM); with PRIORA_TLS_KEY Priora serves HTTPS only, TLS 1.2+", false, &c.TLSCert},
+		{"tls-key", "PRIORA_TLS_KEY", "", "TLS private key (PEM)", false, &c.TLSKey},
+		{"rate-limit", "PRIORA_RATE_LIMIT", "20,40", "requests per second per client and burst, RATE[,BURST]; 0 = no limit", false, &c.RateLimit},
 		{"validation", "PRIORA_VALIDATION", "enforce", "profile validation of PAS requests: enforce (reject errors with 400), log (log counts, accept) or off", false, &c.Validation},
 		{"payer-ids", "PRIORA_PAYER_IDS", "", "Coverage.payor identifiers CRD answers for, comma-separated system|value or bare value (default: the rules file's payers; none = every payer)", false, &c.PayerIDs},
 		{"crd-fetch-timeout", "PRIORA_CRD_FETCH_TIMEOUT", "2s", "deadline for CRD's queries to the EHR's FHIR server per hook call", false, &c.CRDFetchTimeout},
@@ -101,7 +114,7 @@ func (c *config) check() error {
 			host = "localhost"
 		}
 		_, port, _ := net.SplitHostPort(c.Addr)
-		c.BaseURL = "http://" + net.JoinHostPort(host, port)
+		c.BaseURL = c.scheme() + "://" + net.JoinHostPort(host, port)
 	}
 	c.BaseURL = strings.TrimRight(c.BaseURL, "/")
 	if u, err := url.Parse(c.BaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Path != "" {
@@ -124,6 +137,7 @@ func (c *config) check() error {
 	default:
 		errs = append(errs, fmt.Errorf("PRIORA_VALIDATION %q must be enforce, log or off", c.Validation))
 	}
+	errs = append(errs, c.checkSecurity(host))
 	if c.MongoURI == "" && c.DataDir == "" {
 		errs = append(errs, errors.New("PRIORA_DATA_DIR is required for the embedded store"))
 	}

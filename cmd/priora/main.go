@@ -49,6 +49,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return serve(ctx, args, getenv, stdout, stderr)
 	case "validate":
 		return validate(args, stdout, stderr)
+	case "clients":
+		return clientsCmd(ctx, args, getenv, stdout, stderr)
+	case "keys":
+		return keysCmd(ctx, args, getenv, stdout, stderr)
+	case "audit":
+		return auditCmd(ctx, args, getenv, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "priora", version)
 		return nil
@@ -65,6 +71,9 @@ const usage = `Usage: priora [command] [flags]
 Commands:
   serve     run the server (default)
   validate  validate FHIR JSON files against the PAS/CRD profiles (priora validate FILE...)
+  clients   manage registered clients (priora clients add|list|disable|enable)
+  keys      rotate Priora's token signing key (priora keys rotate)
+  audit     print the audit trail (priora audit [-client ID] [-since T] [-limit N])
   version   print the version
   help      this text
 
@@ -91,6 +100,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		Validation:       cfg.Validation,
 		PayerIDs:         cfg.payers,
 		HookFetchTimeout: cfg.hookFetchTimeout,
+		Security:         cfg.security,
 		CRDVersion:       cfg.CRDVersion,
 	})
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/priora/priora/auth"
 	"github.com/priora/priora/coverage"
 	"github.com/priora/priora/desk"
 	"github.com/priora/priora/fhir"
@@ -53,6 +54,8 @@ type Config struct {
 	// Validation is what profile validation does to PAS requests:
 	// ValidationEnforce ("" too), ValidationLog or ValidationOff.
 	Validation string
+	// Security is authentication, TLS, rate limits and audit (security.go).
+	Security Security
 }
 
 // App is a wired Priora.
@@ -64,6 +67,9 @@ type App struct {
 	// Hooks is the CDS Hooks (CRD) service.
 	Hooks   *hooks.Service
 	Handler http.Handler
+	// Auth is the SMART Backend Services authorization server and the
+	// verifier of access tokens and CDS Hooks JWTs.
+	Auth *auth.Service
 	// Desk is the reviewer desk (web pages under /desk/).
 	Desk *desk.Desk
 	// Validator checks FHIR against the PAS, CRD and US Core profiles; it
@@ -129,6 +135,10 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 		st.Close(context.Background())
 		return nil, err
 	}
+	if err := a.startAuth(ctx); err != nil {
+		st.Close(context.Background())
+		return nil, err
+	}
 	a.Hooks, err = hooks.New(hooks.Config{
 		Rules:          a.Rules,
 		Store:          st,
@@ -166,6 +176,13 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 
 		Subscriptions: a.Subscriptions,
 		Desk:          a.Desk,
+
+		Auth:           a.Auth,
+		InsecureDev:    cfg.Security.InsecureDev,
+		RateLimit:      cfg.Security.RateLimit,
+		RateBurst:      cfg.Security.RateBurst,
+		TLS:            cfg.Security.TLSCert != "",
+		AuditRetention: cfg.Security.AuditRetention,
 	})
 	wctx, stop := context.WithCancel(context.Background())
 	a.stopWorkers, a.workersDone = stop, make(chan struct{})
@@ -173,6 +190,8 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 	workers.Add(2)
 	go func() { defer workers.Done(); a.Subscriptions.Run(wctx) }()
 	go func() { defer workers.Done(); a.PAS.RunFinisher(wctx, time.Second) }()
+	workers.Add(1)
+	go func() { defer workers.Done(); a.runSweeper(wctx, time.Minute) }()
 	workers.Add(1)
 	go func() { defer workers.Done(); a.Desk.RunSweeper(wctx, 5*time.Minute) }()
 	go func() { workers.Wait(); close(a.workersDone) }()
@@ -194,8 +213,11 @@ func (a *App) Serve(ctx context.Context, ln net.Listener, drain time.Duration) e
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(a.Log.Handler(), slog.LevelWarn),
 	}
+	if err := a.checkListener(ln); err != nil {
+		return err
+	}
 	errc := make(chan error, 1)
-	go func() { errc <- hs.Serve(ln) }()
+	go func() { errc <- a.serve(hs, ln) }()
 	select {
 	case err := <-errc:
 		return err

@@ -43,6 +43,9 @@ type options struct {
 	now     func() time.Time
 	maxBody int64
 	edit    []func(*app.Config)
+	// auth turns authentication on (WithAuth); off, Priora runs with
+	// InsecureDev on its loopback listener.
+	auth bool
 	// noResponseChecks turns off the profile validation of PAS answers.
 	noResponseChecks bool
 }
@@ -115,6 +118,7 @@ func (e *Env) start() {
 		Log:     slog.New(slog.NewJSONHandler(e.Logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Now:     e.opts.now,
 	}
+	cfg.Security.InsecureDev = !e.opts.auth
 	for _, f := range e.opts.edit {
 		f(&cfg)
 	}

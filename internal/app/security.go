@@ -1,0 +1,130 @@
+package app
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/priora/priora/auth"
+)
+
+// Security configures authentication, TLS, rate limits and the audit
+// trail. The zero value is secure: authentication on, no rate limit.
+type Security struct {
+	// InsecureDev turns authentication off. It is refused unless Priora
+	// listens on a loopback address, and logged loudly.
+	InsecureDev bool
+	// ClientsFile is a YAML file of clients registered (or replaced) at
+	// start (auth.LoadClients).
+	ClientsFile string
+	// TLSCert and TLSKey are PEM files; set, Priora serves HTTPS only
+	// (TLS 1.2 or later).
+	TLSCert, TLSKey string
+	// RateLimit is requests per second per client (per address before
+	// authentication), RateBurst the bucket size; 0 is no limit.
+	RateLimit float64
+	RateBurst int
+	// AuditRetention is how long audit records are kept (default 6 years).
+	AuditRetention time.Duration
+	// JWKSClient fetches client JWK Sets (default: 5 s timeout).
+	JWKSClient *http.Client
+}
+
+// startAuth builds the auth service (creating Priora's first signing key
+// when there is none), the security indexes, and registers the clients
+// file's clients.
+func (a *App) startAuth(ctx context.Context) error {
+	sec := a.Config.Security
+	if sec.InsecureDev {
+		a.Log.Warn("!!! PRIORA_INSECURE_DEV is on: AUTHENTICATION IS OFF; every caller is the default tenant. Never use this outside development. !!!")
+	}
+	if err := a.Store.EnsureAuthIndexes(ctx); err != nil {
+		return err
+	}
+	svc, err := auth.New(ctx, auth.Config{
+		Store:      a.Store,
+		BaseURL:    a.Config.BaseURL,
+		HTTPClient: sec.JWKSClient,
+		Now:        a.Config.Now,
+		Log:        a.Log,
+	})
+	if err != nil {
+		return err
+	}
+	a.Auth = svc
+	if sec.ClientsFile == "" {
+		return nil
+	}
+	clients, err := auth.LoadClients(sec.ClientsFile)
+	if err != nil {
+		return err
+	}
+	now := a.Config.Now()
+	for i := range clients {
+		c := &clients[i]
+		c.Created, c.Updated = now, now
+		if err := a.Store.PutClient(ctx, c); err != nil {
+			return err
+		}
+	}
+	a.Log.Info("clients registered from file", "file", sec.ClientsFile, "clients", len(clients))
+	return nil
+}
+
+// runSweeper deletes expired JWT IDs every interval and expired audit
+// records every hour, and reloads Priora's signing keys (a rotation by
+// `priora keys rotate` takes effect here), until ctx ends.
+func (a *App) runSweeper(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	var lastAudit time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		now := a.Config.Now()
+		audit := now.Sub(lastAudit) >= time.Hour
+		if audit {
+			lastAudit = now
+		}
+		if _, err := a.Store.SweepExpired(ctx, now, audit); err != nil && ctx.Err() == nil {
+			a.Log.Warn("sweep of expired jtis and audit records failed", "err", err)
+		}
+		if err := a.Auth.Sweep(ctx); err != nil && ctx.Err() == nil {
+			a.Log.Warn("signing key refresh failed", "err", err)
+		}
+	}
+}
+
+// checkListener refuses to serve without authentication anywhere but on
+// loopback.
+func (a *App) checkListener(ln net.Listener) error {
+	if !a.Config.Security.InsecureDev {
+		return nil
+	}
+	tcp, ok := ln.Addr().(*net.TCPAddr)
+	if !ok || !tcp.IP.IsLoopback() {
+		return fmt.Errorf("PRIORA_INSECURE_DEV is refused: %s is not a loopback address", ln.Addr())
+	}
+	return nil
+}
+
+// serve runs hs on ln, with TLS 1.2 or later when a certificate is
+// configured.
+func (a *App) serve(hs *http.Server, ln net.Listener) error {
+	sec := a.Config.Security
+	if sec.TLSCert == "" && sec.TLSKey == "" {
+		return hs.Serve(ln)
+	}
+	if sec.TLSCert == "" || sec.TLSKey == "" {
+		return errors.New("TLS needs both a certificate and a key")
+	}
+	hs.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	return hs.ServeTLS(ln, sec.TLSCert, sec.TLSKey)
+}

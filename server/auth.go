@@ -1,0 +1,470 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"mime"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/priora/priora/auth"
+	"github.com/priora/priora/fhir"
+	"github.com/priora/priora/pas"
+	"github.com/priora/priora/store"
+)
+
+// Authentication and authorization at the HTTP edge.
+//
+// Every /fhir route except the public ones (metadata, SMART configuration,
+// OperationDefinitions), every /review and /admin route needs an access
+// token from POST /auth/token (SMART Backend Services). A missing or bad
+// token is 401 with WWW-Authenticate; a token whose scopes do not cover the
+// route is 403. The token's client and organization become the caller
+// (pas.Caller), so every handler reads and writes only that tenant's data;
+// another tenant's resource is answered 404, as if it did not exist, so
+// that ids of other organizations cannot be probed. CDS Hooks calls carry
+// the EHR's own JWT instead (cdsAuth).
+
+const ctxAccess = "priora.access"
+
+// requirement decides whether granted scopes allow a route.
+type requirement func(auth.Scopes) bool
+
+func needs(resource string, p auth.Perm) requirement {
+	return func(s auth.Scopes) bool { return s.Allows(resource, p) }
+}
+
+func needsScope(name string) requirement {
+	return func(s auth.Scopes) bool { return s.Has(name) }
+}
+
+func anyOf(rs ...requirement) requirement {
+	return func(s auth.Scopes) bool {
+		for _, r := range rs {
+			if r(s) {
+				return true
+			}
+		}
+		return false
+	}
+}
+
+// publicRoutes need no token.
+var publicRoutes = map[string]bool{
+	"/fhir/metadata":                         true,
+	"/fhir/.well-known/smart-configuration":  true,
+	"/fhir/OperationDefinition/:id":          true,
+	"/fhir/StructureDefinition/:id":          true,
+	"/fhir/SubscriptionTopic/:id":            true,
+	"/fhir/SearchParameter/:id":              true,
+	"/fhir/CapabilityStatement/:id":          true,
+	"/fhir/ImplementationGuide/:id":          true,
+	"/fhir/.well-known/udap":                 true,
+	"/fhir/.well-known/openid-configuration": true,
+}
+
+// routeNeeds is the scope each protected FHIR route needs, by method and
+// route. Operations must be listed; plain REST routes not listed here need
+// the SMART permission their method implies (scopeForREST). Anything else
+// is refused: a new route is closed until it is given a scope.
+var routeNeeds = map[string]requirement{
+	"POST /fhir/Claim/$submit":  needs("Claim", auth.Create),
+	"POST /fhir/Claim/$inquire": anyOf(needs("ClaimResponse", auth.Read), needs("Claim", auth.Read)),
+
+	"POST /fhir/Subscription":                needs("Subscription", auth.Create),
+	"GET /fhir/Subscription":                 needs("Subscription", auth.Search),
+	"GET /fhir/Subscription/:id":             needs("Subscription", auth.Read),
+	"PUT /fhir/Subscription/:id":             needs("Subscription", auth.Update),
+	"DELETE /fhir/Subscription/:id":          needs("Subscription", auth.Delete),
+	"GET /fhir/Subscription/$status":         needs("Subscription", auth.Read),
+	"POST /fhir/Subscription/$status":        needs("Subscription", auth.Read),
+	"GET /fhir/Subscription/:id/$status":     needs("Subscription", auth.Read),
+	"POST /fhir/Subscription/:id/$status":    needs("Subscription", auth.Read),
+	"GET /fhir/Subscription/:id/$events":     needs("Subscription", auth.Read),
+	"POST /fhir/Subscription/:id/$events":    needs("Subscription", auth.Read),
+	"GET /fhir/Subscription/:id/_history/:v": needs("Subscription", auth.Read),
+}
+
+// requirementFor is what the matched route needs; nil for routes that do
+// not exist (they answer 404 to an authenticated caller).
+func requirementFor(c echo.Context) (requirement, bool) {
+	path := c.Path()
+	if path == "" || strings.HasSuffix(path, "/*") || path == "/fhir" || path == "/review" || path == "/admin" {
+		return nil, false
+	}
+	switch {
+	case strings.HasPrefix(path, "/review/"):
+		return needsScope(auth.ScopeReview), true
+	case strings.HasPrefix(path, "/admin/"):
+		return needsScope(auth.ScopeAdmin), true
+	}
+	if r, ok := routeNeeds[c.Request().Method+" "+path]; ok {
+		return r, true
+	}
+	return scopeForREST(c.Request().Method, path), true
+}
+
+// scopeForREST maps a plain FHIR REST route (/fhir/Type, /fhir/Type/:id) to
+// the SMART permission of its method; operations and other shapes are
+// refused.
+func scopeForREST(method, path string) requirement {
+	deny := func(auth.Scopes) bool { return false }
+	parts := strings.Split(strings.TrimPrefix(path, "/fhir/"), "/")
+	if strings.Contains(path, "$") || len(parts) > 2 || (len(parts) == 2 && parts[1] != ":id") {
+		return deny
+	}
+	typ := parts[0]
+	switch {
+	case method == http.MethodGet && len(parts) == 1:
+		return needs(typ, auth.Search)
+	case method == http.MethodGet:
+		return needs(typ, auth.Read)
+	case method == http.MethodPost && len(parts) == 1:
+		return needs(typ, auth.Create)
+	case method == http.MethodPut && len(parts) == 2:
+		return needs(typ, auth.Update)
+	case method == http.MethodDelete && len(parts) == 2:
+		return needs(typ, auth.Delete)
+	}
+	return deny
+}
+
+// authenticate guards a route group: it verifies the access token, makes
+// its client the caller and checks the route's scope. With InsecureDev
+// every request passes as the "default" tenant.
+func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if publicRoutes[c.Path()] {
+			return next(c)
+		}
+		if s.cfg.InsecureDev {
+			if err := s.allow(c, ipKey(c)); err != nil {
+				return err
+			}
+			return next(c)
+		}
+		if s.cfg.Auth == nil {
+			return errors.New("server: authentication is on but no auth service is configured")
+		}
+		raw, ok := auth.BearerToken(c.Request().Header.Get(echo.HeaderAuthorization))
+		if !ok {
+			if err := s.allow(c, ipKey(c)); err != nil {
+				return err
+			}
+			return unauthorized(c, "", "send Authorization: Bearer <access token> (SMART Backend Services, token endpoint "+s.cfg.Auth.TokenURL()+")")
+		}
+		acc, err := s.cfg.Auth.VerifyAccess(c.Request().Context(), raw)
+		if err != nil {
+			var ae *auth.AuthnError
+			if !errors.As(err, &ae) {
+				return err
+			}
+			if err := s.allow(c, ipKey(c)); err != nil {
+				return err
+			}
+			return unauthorized(c, "invalid_token", ae.Reason)
+		}
+		if err := s.allow(c, "client:"+acc.Client.ID); err != nil {
+			return err
+		}
+		c.Set(ctxCaller, pas.Caller{Tenant: acc.Tenant, Client: acc.Client.ID})
+		c.Set(ctxAccess, acc)
+		if req, ok := requirementFor(c); ok && !req(acc.Scopes) {
+			c.Response().Header().Set("WWW-Authenticate", `Bearer realm="priora", error="insufficient_scope"`)
+			return fhir.Errorf(fhir.Forbidden, "the access token's scopes do not allow %s %s", c.Request().Method, c.Path())
+		}
+		return next(c)
+	}
+}
+
+// unauthorized is a 401 whose WWW-Authenticate says why (RFC 6750 §3).
+func unauthorized(c echo.Context, code, reason string) error {
+	v := `Bearer realm="priora"`
+	if code != "" {
+		v += `, error="` + code + `", error_description="` + headerSafe(reason) + `"`
+	}
+	c.Response().Header().Set("WWW-Authenticate", v)
+	return fhir.Errorf(fhir.Unauthorized, "%s", reason)
+}
+
+func headerSafe(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r > 0x7e || r == '"' || r == '\\' {
+			return ' '
+		}
+		return r
+	}, s)
+}
+
+// access is the verified token of the request, nil without one.
+func access(c echo.Context) *auth.Access {
+	a, _ := c.Get(ctxAccess).(*auth.Access)
+	return a
+}
+
+// AuthClient is the registered client of the request (its NPI, sender id),
+// nil when authentication is off.
+func AuthClient(c echo.Context) *store.Client {
+	if a := access(c); a != nil {
+		return a.Client
+	}
+	return nil
+}
+
+// cdsAuth verifies the JWT of CDS Hooks service calls and feedback (CDS
+// Hooks 2.0 "Trusting CDS Clients"): aud must be the exact URL of the
+// endpoint called. Discovery (GET) and CORS preflights pass; so does every
+// call with InsecureDev. Failures are 401 in the CDS Hooks error shape.
+func (s *Server) cdsAuth(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		m := c.Request().Method
+		if m == http.MethodOptions || m == http.MethodGet || m == http.MethodHead {
+			return next(c)
+		}
+		if s.cfg.InsecureDev {
+			return next(c)
+		}
+		if s.cfg.Auth == nil {
+			return writeCDSError(c, http.StatusInternalServerError, "internal server error")
+		}
+		endpoint := s.cfg.BaseURL + strings.Replace(c.Path(), ":id", c.Param("id"), 1)
+		client, err := s.cfg.Auth.VerifyHook(c.Request().Context(), c.Request().Header.Get(echo.HeaderAuthorization), endpoint)
+		if err != nil {
+			var ae *auth.AuthnError
+			if !errors.As(err, &ae) {
+				s.log.ErrorContext(c.Request().Context(), "cds auth failed", "request_id", requestID(c), "err", err)
+				return writeCDSError(c, http.StatusInternalServerError, "internal server error")
+			}
+			if rl := s.allow(c, ipKey(c)); rl != nil {
+				return writeCDSError(c, http.StatusTooManyRequests, "too many requests")
+			}
+			c.Response().Header().Set("WWW-Authenticate", `Bearer realm="priora", error="invalid_token", error_description="`+headerSafe(ae.Reason)+`"`)
+			return writeCDSError(c, http.StatusUnauthorized, ae.Reason)
+		}
+		if rl := s.allow(c, "client:"+client.ID); rl != nil {
+			return writeCDSError(c, http.StatusTooManyRequests, "too many requests")
+		}
+		c.Set(ctxCaller, pas.Caller{Tenant: client.Org, Client: client.ID})
+		c.Set(ctxAccess, &auth.Access{Client: client, Tenant: client.Org})
+		return next(c)
+	}
+}
+
+// authRoutes serves the SMART configuration, the token endpoint and
+// Priora's public JWK Set.
+func (s *Server) authRoutes(e *echo.Echo) {
+	e.GET("/.well-known/smart-configuration", s.smartConfiguration)
+	e.POST(auth.TokenPath, s.token, s.audit)
+	e.GET(auth.JWKSPath, s.jwks)
+}
+
+// smartConfiguration is GET [/fhir]/.well-known/smart-configuration
+// (SMART App Launch 2 "Metadata"): always application/json.
+func (s *Server) smartConfiguration(c echo.Context) error {
+	algs := []string{"RS384", "ES384"}
+	if s.cfg.Auth != nil {
+		algs = s.cfg.Auth.Algs()
+	}
+	return c.JSON(http.StatusOK, map[string]any{
+		"issuer":                                s.cfg.BaseURL,
+		"jwks_uri":                              s.cfg.BaseURL + auth.JWKSPath,
+		"token_endpoint":                        s.cfg.BaseURL + auth.TokenPath,
+		"grant_types_supported":                 []string{"client_credentials"},
+		"token_endpoint_auth_methods_supported": []string{"private_key_jwt"},
+		"token_endpoint_auth_signing_alg_values_supported": algs,
+		"scopes_supported": []string{
+			"system/Claim.c", "system/Claim.r", "system/ClaimResponse.r", "system/ClaimResponse.rs",
+			"system/Subscription.cruds", "system/Subscription.rs",
+			"system/Claim.write", "system/Claim.read", "system/ClaimResponse.read", "system/Subscription.read",
+			"system/Subscription.write", "system/Subscription.*",
+			auth.ScopeReview, auth.ScopeAdmin,
+		},
+		"response_types_supported":         []string{"token"},
+		"capabilities":                     []string{"client-confidential-asymmetric", "permission-v2", "permission-v1"},
+		"code_challenge_methods_supported": []string{"S256"},
+	})
+}
+
+// jwks is GET /auth/jwks: the keys that verify Priora's access tokens.
+func (s *Server) jwks(c echo.Context) error {
+	if s.cfg.Auth == nil {
+		return fhir.Errorf(fhir.NotFound, "no such endpoint")
+	}
+	b, err := s.cfg.Auth.JWKS()
+	if err != nil {
+		return err
+	}
+	return c.JSONBlob(http.StatusOK, b)
+}
+
+// token is POST /auth/token (SMART Backend Services, client_credentials
+// with a private_key_jwt client assertion). Errors follow RFC 6749 §5.2.
+func (s *Server) token(c echo.Context) error {
+	h := c.Response().Header()
+	h.Set("Cache-Control", "no-store")
+	h.Set("Pragma", "no-cache")
+	if err := s.allow(c, ipKey(c)); err != nil {
+		return writeOAuthError(c, http.StatusTooManyRequests, "slow_down", "too many requests")
+	}
+	if s.cfg.Auth == nil {
+		return writeOAuthError(c, http.StatusServiceUnavailable, "temporarily_unavailable", "the authorization server is not configured")
+	}
+	r := c.Request()
+	mt, _, _ := mime.ParseMediaType(r.Header.Get(echo.HeaderContentType))
+	if mt != "application/x-www-form-urlencoded" {
+		return writeOAuthError(c, http.StatusBadRequest, "invalid_request", "send application/x-www-form-urlencoded")
+	}
+	r.Body = http.MaxBytesReader(c.Response(), r.Body, 64<<10)
+	if err := r.ParseForm(); err != nil {
+		return writeOAuthError(c, http.StatusBadRequest, "invalid_request", "the form could not be read")
+	}
+	issued, err := s.cfg.Auth.IssueToken(r.Context(), r.PostForm)
+	if err != nil {
+		var oe *auth.Error
+		if !errors.As(err, &oe) {
+			s.log.ErrorContext(r.Context(), "token request failed", "request_id", requestID(c), "err", err)
+			return writeOAuthError(c, http.StatusInternalServerError, "server_error", "internal server error")
+		}
+		logAttrs(c, "oauth_error", oe.Code)
+		if oe.Status() == http.StatusUnauthorized {
+			h.Set("WWW-Authenticate", `Bearer realm="priora", error="invalid_client"`)
+		}
+		return writeOAuthError(c, oe.Status(), oe.Code, oe.Description)
+	}
+	c.Set(ctxCaller, pas.Caller{Tenant: issued.Tenant, Client: issued.Client})
+	logAttrs(c, "client", issued.Client, "scope", issued.Response.Scope)
+	return c.JSON(http.StatusOK, issued.Response)
+}
+
+func writeOAuthError(c echo.Context, status int, code, desc string) error {
+	b, _ := json.Marshal(map[string]string{"error": code, "error_description": desc})
+	return c.JSONBlob(status, b)
+}
+
+// audit records every access to a protected route or CDS Hooks call as an
+// AuditEvent-shaped store.AuditRecord: who (client, tenant, address), what
+// (route, method, the authorizations or subscriptions involved), when, the
+// status and outcome, the request id. Rejected attempts are recorded too.
+// The record is written after the response, synchronously; a failed write is
+// logged as an error (the response cannot be taken back).
+func (s *Server) audit(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		m := c.Request().Method
+		p := c.Path()
+		if publicRoutes[p] || m == http.MethodOptions || m == http.MethodHead || strings.HasSuffix(p, "/*") ||
+			(strings.HasPrefix(p, "/cds-services") && m == http.MethodGet) {
+			return next(c)
+		}
+		start := time.Now()
+		if err := next(c); err != nil {
+			c.Error(err)
+		}
+		s.writeAudit(c, start)
+		return nil
+	}
+}
+
+func (s *Server) writeAudit(c echo.Context, start time.Time) {
+	if s.cfg.Store == nil {
+		return
+	}
+	r := c.Request()
+	status := c.Response().Status
+	rec := &store.AuditRecord{
+		ID:        start.UTC().Format("20060102T150405.000000000Z") + "-" + requestID(c),
+		Time:      start.UTC(),
+		RequestID: requestID(c),
+		Type:      auditType(c.Path()),
+		Action:    auditAction(r.Method, c.Path()),
+		Method:    r.Method,
+		Route:     c.Path(),
+		Status:    status,
+		Outcome:   "0",
+		Source:    remoteIP(c),
+	}
+	rec.Expires = rec.Time.Add(s.cfg.AuditRetention)
+	switch {
+	case status >= 500:
+		rec.Outcome = "8"
+	case status >= 400:
+		rec.Outcome = "4"
+	}
+	if who, ok := c.Get(ctxCaller).(pas.Caller); ok {
+		rec.Client, rec.Tenant = who.Client, who.Tenant
+	} else if s.cfg.InsecureDev {
+		who := caller(c)
+		rec.Client, rec.Tenant = who.Client, who.Tenant
+	}
+	if kv, ok := c.Get(ctxLogAttrs).([]any); ok {
+		for i := 0; i+1 < len(kv); i += 2 {
+			k, _ := kv[i].(string)
+			switch k {
+			case "authorization", "subscription", "task":
+				if v, ok := kv[i+1].(string); ok && v != "" {
+					rec.Entities = append(rec.Entities, k+"/"+v)
+				}
+			case "outcome", "result", "oauth_error":
+				rec.Detail = strings.TrimSpace(rec.Detail + " " + toString(kv[i+1]))
+			}
+		}
+	}
+	if id := c.Param("id"); id != "" && validID(id) && strings.HasPrefix(c.Path(), "/review/tasks/") {
+		rec.Entities = append(rec.Entities, "authorization/"+id)
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 5*time.Second)
+	defer cancel()
+	if err := s.cfg.Store.AddAudit(ctx, rec); err != nil {
+		s.log.ErrorContext(ctx, "audit record not written", "request_id", requestID(c), "err", err)
+	}
+}
+
+func toString(v any) string {
+	switch v := v.(type) {
+	case string:
+		return v
+	case interface{ String() string }:
+		return v.String()
+	}
+	b, _ := json.Marshal(v)
+	return string(b)
+}
+
+func auditType(path string) string {
+	switch {
+	case strings.HasPrefix(path, "/fhir/"):
+		return "rest"
+	case strings.HasPrefix(path, "/review/"):
+		return "review"
+	case strings.HasPrefix(path, "/cds-services"):
+		return "cds-hook"
+	case strings.HasPrefix(path, "/admin/"):
+		return "admin"
+	case path == auth.TokenPath:
+		return "token"
+	}
+	return "other"
+}
+
+// auditAction is AuditEvent.action: E for operations and hook calls, else
+// by method.
+func auditAction(method, path string) string {
+	if strings.Contains(path, "$") || strings.HasPrefix(path, "/cds-services") || path == auth.TokenPath {
+		return "E"
+	}
+	switch method {
+	case http.MethodPost:
+		if strings.HasSuffix(path, "/decision") {
+			return "U"
+		}
+		return "C"
+	case http.MethodPut, http.MethodPatch:
+		return "U"
+	case http.MethodDelete:
+		return "D"
+	}
+	return "R"
+}

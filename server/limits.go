@@ -1,0 +1,140 @@
+package server
+
+import (
+	"math"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"golang.org/x/time/rate"
+
+	"github.com/priora/priora/fhir"
+)
+
+// maxJSONDepth bounds how deeply a request's JSON may nest. FHIR bundles
+// and nested QuestionnaireResponse items stay far below it; a body built to
+// exhaust a recursive decoder does not.
+const maxJSONDepth = 100
+
+// checkDepth refuses JSON nested deeper than max. It scans the bytes once,
+// skipping strings, and does not validate anything else.
+func checkDepth(body []byte, max int) error {
+	depth, inString, escaped := 0, false, false
+	for _, b := range body {
+		if inString {
+			switch {
+			case escaped:
+				escaped = false
+			case b == '\\':
+				escaped = true
+			case b == '"':
+				inString = false
+			}
+			continue
+		}
+		switch b {
+		case '"':
+			inString = true
+		case '{', '[':
+			depth++
+			if depth > max {
+				return fhir.InvalidAt("structure", "", "the JSON nesting is deeper than %d levels", max)
+			}
+		case '}', ']':
+			depth--
+		}
+	}
+	return nil
+}
+
+// limiter is a token bucket per key (a client id, or an address for
+// requests not yet authenticated).
+type limiter struct {
+	every rate.Limit
+	burst int
+
+	mu   sync.Mutex
+	m    map[string]*bucket
+	tick int
+}
+
+type bucket struct {
+	l    *rate.Limiter
+	seen time.Time
+}
+
+func newLimiter(perSecond float64, burst int) *limiter {
+	if perSecond <= 0 {
+		return nil
+	}
+	if burst < 1 {
+		burst = max(1, int(math.Ceil(perSecond)))
+	}
+	return &limiter{every: rate.Limit(perSecond), burst: burst, m: map[string]*bucket{}}
+}
+
+// allow takes a token for key; when there is none it reports how long to
+// wait.
+func (l *limiter) allow(key string, now time.Time) (bool, time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b := l.m[key]
+	if b == nil {
+		b = &bucket{l: rate.NewLimiter(l.every, l.burst)}
+		l.m[key] = b
+	}
+	b.seen = now
+	if l.tick++; l.tick%1024 == 0 {
+		for k, v := range l.m {
+			if now.Sub(v.seen) > 10*time.Minute {
+				delete(l.m, k)
+			}
+		}
+	}
+	if b.l.AllowN(now, 1) {
+		return true, 0
+	}
+	r := b.l.ReserveN(now, 1)
+	wait := r.DelayFrom(now)
+	r.CancelAt(now)
+	return false, wait
+}
+
+// allow applies the rate limit to key: nil, or a 429 with Retry-After.
+func (s *Server) allow(c echo.Context, key string) error {
+	if s.limiter == nil {
+		return nil
+	}
+	ok, wait := s.limiter.allow(key, time.Now())
+	if ok {
+		return nil
+	}
+	secs := int(math.Ceil(wait.Seconds()))
+	c.Response().Header().Set("Retry-After", strconv.Itoa(max(1, secs)))
+	return fhir.Errorf(fhir.TooMany, "too many requests; retry after %d s", max(1, secs))
+}
+
+// ipKey keys unauthenticated requests by the connection's address. Headers
+// such as X-Forwarded-For are not trusted: behind a proxy, every request
+// shares the proxy's bucket.
+func ipKey(c echo.Context) string { return "ip:" + remoteIP(c) }
+
+func remoteIP(c echo.Context) string {
+	host, _, err := net.SplitHostPort(c.Request().RemoteAddr)
+	if err != nil {
+		return c.Request().RemoteAddr
+	}
+	return host
+}
+
+// transportSecurity adds HSTS when Priora is served over TLS.
+func (s *Server) transportSecurity(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if s.cfg.TLS {
+			c.Response().Header().Set("Strict-Transport-Security", "max-age=31536000")
+		}
+		return next(c)
+	}
+}
