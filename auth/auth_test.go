@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/priora/priora/store"
@@ -333,4 +334,107 @@ func TestCheckClient(t *testing.T) {
 			t.Errorf("registered JWKS keeps a private member: %s", c.JWKS)
 		}
 	})
+}
+
+// TestTokenLifecycle issues a token, verifies it, rotates Priora's signing
+// key and checks that old and new tokens verify and both keys are published.
+func TestTokenLifecycle(t *testing.T) {
+	ctx := context.Background()
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	client := store.Client{ID: "ehr-a", Org: "org-a", JWKS: string(fixture(t, "ES384.public.json")), Scopes: []string{"system/Claim.c"}}
+	st := newMemStore(client)
+	svc, err := New(ctx, Config{Store: st, BaseURL: "https://pa.example", Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	issue := func() string {
+		t.Helper()
+		tok, err := svc.keys.sign(ctx, accessClaims{
+			RegisteredClaims: jwtClaims("https://pa.example", "ehr-a", now),
+			ClientID:         "ehr-a", Tenant: "org-a", Scope: "system/Claim.c",
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	old := issue()
+	if a, err := svc.VerifyAccess(ctx, old); err != nil || a.Tenant != "org-a" || !a.Scopes.Allows("Claim", Create) {
+		t.Fatalf("VerifyAccess = %+v, %v", a, err)
+	}
+	if _, err := svc.RotateKey(ctx); err != nil {
+		t.Fatal(err)
+	}
+	fresh := issue()
+	for name, tok := range map[string]string{"old": old, "new": fresh} {
+		if _, err := svc.VerifyAccess(ctx, tok); err != nil {
+			t.Errorf("%s token after rotation: %v", name, err)
+		}
+	}
+	jwks, _ := svc.JWKS()
+	var pub struct{ Keys []map[string]any }
+	json.Unmarshal(jwks, &pub)
+	if len(pub.Keys) != 2 || bytes.Contains(jwks, []byte(`"d"`)) {
+		t.Errorf("JWKS after rotation: %s", jwks)
+	}
+	// Disabling the client, then letting the cache expire, stops its tokens.
+	st.clients["ehr-a"].Disabled = true
+	now = now.Add(time.Minute)
+	if _, err := svc.VerifyAccess(ctx, issue()); err == nil {
+		t.Errorf("a disabled client's token verified")
+	}
+}
+
+func TestLoadClients(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "a.jwks.json"), fixture(t, "ES384.public.json"), 0o600)
+	good := `clients:
+  - id: ehr-a
+    org: org-a
+    npi: "1234567893"
+    jwksFile: a.jwks.json
+    scopes: [system/Claim.c, system/ClaimResponse.r]
+  - id: https://ehr.example.org/cds
+    org: org-a
+    jwksUrl: https://ehr.example.org/jwks.json
+    jkuAllow: [https://ehr.example.org/jwks.json]
+    scopes: [system/Claim.c]
+`
+	tests := []struct {
+		name, yaml string
+		want       []string // client ids
+		wantErr    string
+	}{
+		{"good", good, []string{"ehr-a", "https://ehr.example.org/cds"}, ""},
+		{"unknown field", "clients:\n  - id: a\n    orgg: x\n", nil, "orgg"},
+		{"no key", "clients:\n  - id: a\n    org: o\n    scopes: [system/Claim.c]\n", nil, "exactly one"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := filepath.Join(dir, tt.name+".yaml")
+			os.WriteFile(f, []byte(tt.yaml), 0o600)
+			cs, err := LoadClients(f)
+			if tt.wantErr != "" {
+				if err == nil || !bytes.Contains([]byte(err.Error()), []byte(tt.wantErr)) {
+					t.Errorf("err = %v, want %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			var ids []string
+			for _, c := range cs {
+				ids = append(ids, c.ID)
+			}
+			if diff := cmp.Diff(tt.want, ids); diff != "" {
+				t.Errorf("(-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func jwtClaims(iss, sub string, now time.Time) jwt.RegisteredClaims {
+	return jwt.RegisteredClaims{Issuer: iss, Subject: sub, Audience: jwt.ClaimStrings{iss},
+		ExpiresAt: jwt.NewNumericDate(now.Add(5 * time.Minute)), IssuedAt: jwt.NewNumericDate(now), ID: randomID()}
 }

@@ -171,6 +171,9 @@ func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 		if err := s.allow(c, "client:"+acc.Client.ID); err != nil {
 			return err
 		}
+		if acc.Tenant == "" { // "" means every tenant to the store: never a caller's
+			return fhir.Errorf(fhir.Forbidden, "the client has no organization")
+		}
 		c.Set(ctxCaller, pas.Caller{Tenant: acc.Tenant, Client: acc.Client.ID})
 		c.Set(ctxAccess, acc)
 		if req, ok := requirementFor(c); ok && !req(acc.Scopes) {
@@ -247,6 +250,9 @@ func (s *Server) cdsAuth(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		if rl := s.allow(c, "client:"+client.ID); rl != nil {
 			return writeCDSError(c, http.StatusTooManyRequests, "too many requests")
+		}
+		if client.Org == "" {
+			return writeCDSError(c, http.StatusForbidden, "the client has no organization")
 		}
 		c.Set(ctxCaller, pas.Caller{Tenant: client.Org, Client: client.ID})
 		c.Set(ctxAccess, &auth.Access{Client: client, Tenant: client.Org})

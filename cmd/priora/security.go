@@ -17,10 +17,12 @@ func (c *config) scheme() string {
 	return "http"
 }
 
-// checkSecurity checks the security settings and fills c.security. host is
-// the listen address's host.
-func (c *config) checkSecurity(host string) error {
+// checkSecurity checks the security settings and fills c.security. It
+// reads the listen host from c.Addr itself (its argument may have been
+// rewritten for the base URL).
+func (c *config) checkSecurity(string) error {
 	var errs []error
+	host, _, _ := net.SplitHostPort(c.Addr)
 	sec := &c.security
 	switch strings.ToLower(c.InsecureDev) {
 	case "", "0", "false", "no":
