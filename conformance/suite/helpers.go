@@ -1,0 +1,137 @@
+package suite
+
+import (
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/priora/priora/profiles"
+)
+
+// Generic JSON access: the suite reads answers as decoded JSON, never
+// trusting them to have any shape.
+
+func obj(v any) map[string]any {
+	m, _ := v.(map[string]any)
+	return m
+}
+
+func arr(v any) []any {
+	a, _ := v.([]any)
+	return a
+}
+
+func str(m map[string]any, k string) string {
+	s, _ := m[k].(string)
+	return s
+}
+
+func decodeObject(b []byte) (map[string]any, error) {
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, err
+	}
+	if m == nil {
+		return nil, fmt.Errorf("not a JSON object")
+	}
+	return m, nil
+}
+
+func mustJSON(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+// clone deep-copies decoded JSON.
+func clone(m map[string]any) map[string]any {
+	var out map[string]any
+	_ = json.Unmarshal(mustJSON(m), &out)
+	return out
+}
+
+// extensions returns the extensions of m whose url ends with suffix.
+func extensions(m map[string]any, suffix string) []map[string]any {
+	var out []map[string]any
+	for _, e := range arr(m["extension"]) {
+		em := obj(e)
+		if u := str(em, "url"); u != "" && (u == suffix || strings.HasSuffix(u, "/"+suffix)) {
+			out = append(out, em)
+		}
+	}
+	return out
+}
+
+// number reads a JSON number as an int.
+func number(v any) (int, bool) {
+	switch x := v.(type) {
+	case float64:
+		return int(x), true
+	case string:
+		n, err := strconv.Atoi(x)
+		return n, err == nil
+	}
+	return 0, false
+}
+
+// issues renders a validation result's errors for a message: at most max
+// lines, each with its location.
+func issues(r profiles.Result, max int) string {
+	errs := r.Errors()
+	var b strings.Builder
+	for i, is := range errs {
+		if i == max {
+			fmt.Fprintf(&b, "\n  … and %d more", len(errs)-max)
+			break
+		}
+		fmt.Fprintf(&b, "\n  %s: %s", is.Expression, is.Diagnostics)
+	}
+	return b.String()
+}
+
+// warnings renders a result's warnings the same way.
+func warnings(r profiles.Result, max int) (int, string) {
+	var b strings.Builder
+	n := 0
+	for _, is := range r.Issues {
+		if is.Severity != profiles.SeverityWarning {
+			continue
+		}
+		if n < max {
+			fmt.Fprintf(&b, "\n  %s: %s", is.Expression, is.Diagnostics)
+		}
+		n++
+	}
+	return n, b.String()
+}
+
+func joinInts(s []int) string {
+	sort.Ints(s)
+	parts := make([]string, len(s))
+	for i, n := range s {
+		parts[i] = strconv.Itoa(n)
+	}
+	return strings.Join(parts, ", ")
+}
+
+// codings returns the (system, code) pairs of a CodeableConcept.
+func codes(cc any) []string {
+	var out []string
+	for _, c := range arr(obj(cc)["coding"]) {
+		out = append(out, str(obj(c), "code"))
+	}
+	return out
+}
+
+func firstCoding(cc any) (system, code string) {
+	cs := arr(obj(cc)["coding"])
+	if len(cs) == 0 {
+		return "", ""
+	}
+	c := obj(cs[0])
+	return str(c, "system"), str(c, "code")
+}
