@@ -2,13 +2,23 @@ package server_test
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"log/slog"
+	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -604,4 +614,57 @@ func TestRateLimit(t *testing.T) {
 	if r := s.Get("/fhir/Subscription", testenv.Bearer(s.Token(s.keyA, clientA, scopesAll))...); r.Status != 200 {
 		t.Errorf("another client: %d %s", r.Status, r.Body)
 	}
+}
+
+// TestTLS serves HTTPS from a certificate and key: TLS 1.1 is refused,
+// TLS 1.2 answers, and responses carry HSTS.
+func TestTLS(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile := selfSigned(t, dir)
+	e := testenv.Start(t, testenv.WithAuth(), testenv.WithConfig(func(c *app.Config) {
+		c.Security.TLSCert, c.Security.TLSKey = certFile, keyFile
+	}))
+	host := strings.TrimPrefix(e.URL, "http://")
+	if _, err := tls.Dial("tcp", host, &tls.Config{InsecureSkipVerify: true, MaxVersion: tls.VersionTLS11}); err == nil {
+		t.Errorf("a TLS 1.1 handshake succeeded")
+	}
+	c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12, MaxVersion: tls.VersionTLS12}}}
+	r, err := c.Get("https://" + host + "/fhir/metadata")
+	if err != nil {
+		t.Fatalf("TLS 1.2: %v", err)
+	}
+	r.Body.Close()
+	if r.StatusCode != 200 || r.Header.Get("Strict-Transport-Security") == "" {
+		t.Errorf("status %d, HSTS %q", r.StatusCode, r.Header.Get("Strict-Transport-Security"))
+	}
+	// Go's TLS server answers plain HTTP with a 400, never with data.
+	if r, err := http.Get("http://" + host + "/fhir/metadata"); err == nil {
+		r.Body.Close()
+		if r.StatusCode == 200 {
+			t.Errorf("plain HTTP answered 200")
+		}
+	}
+}
+
+// selfSigned writes a self-signed certificate for 127.0.0.1.
+func selfSigned(t *testing.T, dir string) (string, string) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "127.0.0.1"},
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+		NotBefore:   time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, _ := x509.MarshalPKCS8PrivateKey(key)
+	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o600)
+	return certFile, keyFile
 }
