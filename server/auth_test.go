@@ -668,3 +668,23 @@ func selfSigned(t *testing.T, dir string) (string, string) {
 	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o600)
 	return certFile, keyFile
 }
+
+// TestClientsFileAndInsecureDev: clients listed in PRIORA_CLIENTS_FILE are
+// registered at start; InsecureDev (the testenv default) is logged loudly.
+func TestClientsFileAndInsecureDev(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "a.json"), testenv.Fixture(t, "auth/ES384.public.json"), 0o600)
+	os.WriteFile(filepath.Join(dir, "clients.yaml"), []byte("clients:\n  - id: seeded\n    org: org-s\n    jwksFile: a.json\n    scopes: [system/Subscription.rs]\n"), 0o600)
+	e := testenv.Start(t, testenv.WithAuth(), testenv.WithConfig(func(c *app.Config) { c.Security.ClientsFile = filepath.Join(dir, "clients.yaml") }))
+	tok := e.Token(testenv.LoadKey(t, "auth/ES384.private.json", ""), "seeded", "system/Subscription.rs")
+	if r := e.Get("/fhir/Subscription", testenv.Bearer(tok)...); r.Status != 200 {
+		t.Errorf("seeded client: %d %s", r.Status, r.Body)
+	}
+	if strings.Contains(e.Logs.String(), "INSECURE_DEV") {
+		t.Errorf("insecure dev logged with authentication on")
+	}
+	dev := testenv.Start(t)
+	if !strings.Contains(dev.Logs.String(), `"level":"WARN","msg":"!!! PRIORA_INSECURE_DEV is on: AUTHENTICATION IS OFF`) {
+		t.Errorf("insecure dev is not logged loudly:\n%s", dev.Logs.String())
+	}
+}
