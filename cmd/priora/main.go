@@ -58,6 +58,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	case "version":
 		fmt.Fprintln(stdout, "priora", version)
 		return nil
+	case "conform":
+		return conform(ctx, args, getenv, stdout, stderr)
 	case "help":
 		fmt.Fprint(stdout, usage)
 		return nil
@@ -75,6 +77,7 @@ Commands:
   keys      rotate Priora's token signing key (priora keys rotate)
   audit     print the audit trail (priora audit [-client ID] [-since T] [-limit N])
   version   print the version
+  conform   run the PAS/CRD conformance suite against a server (priora conform --base URL)
   help      this text
 
 Run "priora serve -h" for the server's flags; each has a PRIORA_* variable.

@@ -93,22 +93,6 @@ func issues(r profiles.Result, max int) string {
 	return b.String()
 }
 
-// warnings renders a result's warnings the same way.
-func warnings(r profiles.Result, max int) (int, string) {
-	var b strings.Builder
-	n := 0
-	for _, is := range r.Issues {
-		if is.Severity != profiles.SeverityWarning {
-			continue
-		}
-		if n < max {
-			fmt.Fprintf(&b, "\n  %s: %s", is.Expression, is.Diagnostics)
-		}
-		n++
-	}
-	return n, b.String()
-}
-
 func joinInts(s []int) string {
 	sort.Ints(s)
 	parts := make([]string, len(s))
