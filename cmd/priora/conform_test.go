@@ -31,7 +31,7 @@ func TestConform(t *testing.T) {
 		}
 	}
 	var rep struct {
-		Counts struct{ Pass, Fail int }
+		Counts  struct{ Pass, Fail int }
 		Results []struct{ ID, Status string }
 	}
 	b, err := os.ReadFile(reports[0])
