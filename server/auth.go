@@ -2,6 +2,8 @@ package server
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"mime"
@@ -381,7 +383,7 @@ func (s *Server) writeAudit(c echo.Context, start time.Time) {
 	r := c.Request()
 	status := c.Response().Status
 	rec := &store.AuditRecord{
-		ID:        start.UTC().Format("20060102T150405.000000000Z") + "-" + requestID(c),
+		ID:        start.UTC().Format("20060102T150405.000000000Z") + "-" + auditSuffix(),
 		Time:      start.UTC(),
 		RequestID: requestID(c),
 		Type:      auditType(c.Path()),
@@ -426,6 +428,14 @@ func (s *Server) writeAudit(c echo.Context, start time.Time) {
 	if err := s.cfg.Store.AddAudit(ctx, rec); err != nil {
 		s.log.ErrorContext(ctx, "audit record not written", "request_id", requestID(c), "err", err)
 	}
+}
+
+// auditSuffix makes audit record ids unique (request ids come from clients
+// and may repeat).
+func auditSuffix() string {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }
 
 func toString(v any) string {
