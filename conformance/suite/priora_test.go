@@ -11,6 +11,7 @@ import (
 	"github.com/priora/priora/conformance/suite"
 	"github.com/priora/priora/internal/testenv"
 	"github.com/priora/priora/profiles"
+	"github.com/priora/priora/store"
 )
 
 var (
@@ -29,15 +30,11 @@ func registry(t testing.TB) *profiles.Registry {
 	return reg
 }
 
-// progress is where a run's live output goes: the test log, or stdout
-// with -v for a human to read.
-func progress(t *testing.T) *strings.Builder { return &strings.Builder{} }
-
 // TestPrioraPassesAllGroups is CI's conformance gate: Priora on the
 // embedded store with its sample rules must pass every PAS and CRD group.
 func TestPrioraPassesAllGroups(t *testing.T) {
 	e := testenv.Start(t, testenv.WithoutResponseChecks())
-	out := progress(t)
+	out := &strings.Builder{}
 	rep, err := suite.Run(context.Background(), suite.Config{
 		Base:                e.URL,
 		Registry:            registry(t),
@@ -48,7 +45,9 @@ func TestPrioraPassesAllGroups(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Log(out.String())
+	if testing.Verbose() {
+		t.Log(out.String())
+	}
 	for _, r := range rep.Results {
 		if r.Status == suite.Fail {
 			t.Errorf("%s %s failed:\n%s", r.ID, r.Name, strings.Join(r.Messages, "\n"))
@@ -62,4 +61,50 @@ func only() []string {
 		return strings.Split(v, ",")
 	}
 	return nil
+}
+
+// TestPrioraWithAuth runs the suite the way a registered EHR would reach
+// a production Priora: a SMART Backend Services token fetched with a
+// signed client assertion for the FHIR API, and a signed JWT on every CDS
+// Hooks call.
+func TestPrioraWithAuth(t *testing.T) {
+	e := testenv.Start(t, testenv.WithAuth(), testenv.WithoutResponseChecks())
+	raw := testenv.Fixture(t, "auth/ES384.private.json")
+	tk := testenv.LoadKey(t, "auth/ES384.private.json", "")
+	e.RegisterClient(store.Client{ID: "conformance-ehr", Org: "umo-example", NPI: "8189991234", Scopes: []string{"system/*.cruds"}}, tk)
+	key, err := suite.ParseSigningKey(raw, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := &strings.Builder{}
+	rep, err := suite.Run(context.Background(), suite.Config{
+		Base: e.URL, ClientID: "conformance-ehr", Key: key, Registry: registry(t), Progress: out,
+		NotificationTimeout: 30 * time.Second, Only: cmpOnly([]string{"pas-1", "pas-2.1", "pas-2.2", "pas-2.3", "pas-3.2", "pas-4", "crd-1", "crd-3.6"}),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if testing.Verbose() {
+		t.Log(out.String())
+	}
+	for _, r := range rep.Results {
+		if r.Status == suite.Fail {
+			t.Errorf("%s %s failed:\n%s", r.ID, r.Name, strings.Join(r.Messages, "\n"))
+		}
+	}
+	// Without credentials the same server refuses the EHR.
+	rep, err = suite.Run(context.Background(), suite.Config{Base: e.URL, Registry: registry(t), Only: []string{"pas-2.1.1.02"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, _ := rep.Result("pas-2.1.1.02"); r.Status != suite.Fail || !strings.Contains(strings.Join(r.Messages, " "), "HTTP 401") {
+		t.Errorf("without credentials: got %s %v, want a 401 failure", r.Status, r.Messages)
+	}
+}
+
+func cmpOnly(def []string) []string {
+	if o := only(); o != nil {
+		return o
+	}
+	return def
 }
