@@ -224,7 +224,9 @@ func (d *Desk) metricsPage(w http.ResponseWriter, r *http.Request, s *session) e
 	}
 	data := &metricsPageData{Title: "Metrics", Session: s, Report: rep,
 		FromMonth: from.Format("2006-01"), ToMonth: to.AddDate(0, 0, -1).Format("2006-01"),
-		Rows: figureRows(rep.PA), Decisions: decisionsChart(rep.PA.ByMonth), Times: timesChart(rep.PA.ByMonth)}
+		Rows: figureRows(rep.PA)}
+	months := everyMonth(rep.PA.ByMonth, from, to)
+	data.Decisions, data.Times = decisionsChart(months), timesChart(months)
 	d.render(w, r, http.StatusOK, "metrics", data)
 	return nil
 }
@@ -331,19 +333,52 @@ const (
 	plotW, plotH      float64 = chartW - padLeft - padRight, chartH - padTop - padBottom
 )
 
+// everyMonth lists each month of [from, to), with the breakdowns of the
+// months that had requests and empty ones for the others, so that a chart's
+// time axis has no gaps. It keeps at most the last 24 months.
+func everyMonth(have []pas.Breakdown, from, to time.Time) []pas.Breakdown {
+	byMonth := map[string]pas.Breakdown{}
+	for _, b := range have {
+		byMonth[b.Month] = b
+	}
+	var out []pas.Breakdown
+	for m := from; m.Before(to); m = m.AddDate(0, 1, 0) {
+		key := m.Format("2006-01")
+		b, ok := byMonth[key]
+		if !ok {
+			b = pas.Breakdown{Month: key}
+		}
+		out = append(out, b)
+	}
+	if len(out) > 24 {
+		out = out[len(out)-24:]
+	}
+	return out
+}
+
+// niceTop rounds a chart's top value up to a multiple of 4 (at least 4),
+// so that its four grid steps are whole numbers.
+func niceTop(v float64) float64 {
+	return math.Max(4, math.Ceil(v/4)*4)
+}
+
 // decisionsChart stacks each month's requests by outcome.
 func decisionsChart(months []pas.Breakdown) chart {
 	c := chart{Width: chartW, Height: chartH, Empty: len(months) == 0,
 		Legend: []legendItem{{"approved", "Approved"}, {"partial", "Partially approved"}, {"denied", "Denied"}, {"pended", "Pended now"}}}
-	maxTotal := 1
+	maxTotal, seen := 0, false
 	for _, m := range months {
 		f := m.All
 		maxTotal = max(maxTotal, f.Approved+f.PartiallyApproved+f.Denied+f.Pended)
+		seen = seen || f.Received > 0
 	}
+	c.Empty = !seen
+	top := niceTop(float64(maxTotal))
 	step := plotW / float64(max(len(months), 1))
 	for i, m := range months {
 		f := m.All
-		x := padLeft + float64(i)*step + step*0.15
+		w := math.Min(step*0.7, 48)
+		x := padLeft + float64(i)*step + (step-w)/2
 		y := float64(padTop) + plotH
 		for _, part := range []struct {
 			n     int
@@ -352,14 +387,14 @@ func decisionsChart(months []pas.Breakdown) chart {
 			if part.n == 0 {
 				continue
 			}
-			h := plotH * float64(part.n) / float64(maxTotal)
+			h := plotH * float64(part.n) / top
 			y -= h
-			c.Bars = append(c.Bars, bar{X: x, Y: y, W: step * 0.7, H: h, Class: part.class,
+			c.Bars = append(c.Bars, bar{X: x, Y: y, W: w, H: h, Class: part.class,
 				Title: fmt.Sprintf("%s: %d %s", monthLabel(m.Month), part.n, part.class)})
 		}
-		c.Labels = append(c.Labels, tick{X: padLeft + float64(i)*step + step/2, Y: chartH - padBottom + 18, Label: monthLabel(m.Month)})
+		c.Labels = append(c.Labels, axisLabel(i, len(months), step, m.Month))
 	}
-	c.Ticks = yTicks(float64(maxTotal), func(v float64) string { return fmt.Sprintf("%.0f", v) })
+	c.Ticks = yTicks(top, func(v float64) string { return fmt.Sprintf("%.0f", v) })
 	return c
 }
 
@@ -368,7 +403,7 @@ func decisionsChart(months []pas.Breakdown) chart {
 func timesChart(months []pas.Breakdown) chart {
 	c := chart{Width: chartW, Height: chartH, Empty: true,
 		Legend: []legendItem{{"standard", "Standard (median)"}, {"expedited", "Expedited (median)"}}}
-	top := 1.0
+	top := 0.0
 	for _, m := range months {
 		for _, h := range []*float64{m.Standard.DecisionHoursMedian, m.Expedited.DecisionHoursMedian} {
 			if h != nil {
@@ -376,6 +411,7 @@ func timesChart(months []pas.Breakdown) chart {
 			}
 		}
 	}
+	top = niceTop(top)
 	step := plotW / float64(max(len(months), 1))
 	for _, series := range []struct {
 		class string
@@ -398,10 +434,29 @@ func timesChart(months []pas.Breakdown) chart {
 		c.Lines = append(c.Lines, l)
 	}
 	for i, m := range months {
-		c.Labels = append(c.Labels, tick{X: padLeft + float64(i)*step + step/2, Y: chartH - padBottom + 18, Label: monthLabel(m.Month)})
+		c.Labels = append(c.Labels, axisLabel(i, len(months), step, m.Month))
 	}
 	c.Ticks = yTicks(top, func(v float64) string { return fmt.Sprintf("%.0f h", v) })
 	return c
+}
+
+// axisLabel labels a month on the time axis; with many months only every
+// third is labelled, so that labels do not overlap.
+func axisLabel(i, n int, step float64, month string) tick {
+	t := tick{X: padLeft + float64(i)*step + step/2, Y: chartH - padBottom + 22}
+	if n <= 6 || i%3 == (n-1)%3 {
+		t.Label = shortMonth(month)
+	}
+	return t
+}
+
+// shortMonth turns 2026-03 into "Mar 26".
+func shortMonth(m string) string {
+	t, err := time.Parse("2006-01", m)
+	if err != nil {
+		return m
+	}
+	return t.Format("Jan 06")
 }
 
 func yTicks(top float64, label func(float64) string) []tick {

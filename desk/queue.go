@@ -70,7 +70,7 @@ func (d *Desk) queuePage(w http.ResponseWriter, r *http.Request, s *session) err
 	}
 	sortTasks(tasks, data.Sort, data.Desc)
 	for _, t := range tasks {
-		row := queueRow{TaskSummary: t, Age: since(data.Now, t.Received), Service: strings.Join(t.Services, ", ")}
+		row := queueRow{TaskSummary: t, Age: since(data.Now, t.Received), Service: strings.Join(slices.Compact(slices.Clone(t.Services)), ", ")}
 		if data.View == "pended" {
 			row.DueIn = until(data.Now, t.DueAt)
 			if t.Overdue {
@@ -137,7 +137,7 @@ func boolInt(b bool) int {
 // since says how long ago t was, coarsely ("3 h", "2 d").
 func since(now, t time.Time) string { return span(now.Sub(t)) + " ago" }
 
-// until says how long until t, or how long past it.
+// until says how long until t ("in 5 h"), or how long past it ("5 h").
 func until(now, t time.Time) string {
 	if t.IsZero() {
 		return ""
@@ -145,7 +145,7 @@ func until(now, t time.Time) string {
 	if d := t.Sub(now); d >= 0 {
 		return "in " + span(d)
 	}
-	return span(now.Sub(t)) + " overdue"
+	return span(now.Sub(t))
 }
 
 func span(d time.Duration) string {

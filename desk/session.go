@@ -144,14 +144,18 @@ func (d *Desk) clearCookie(w http.ResponseWriter, name string) {
 
 // sameOrigin reports whether a POST comes from the desk's own pages. A
 // browser sends Origin with every form POST; it must name this server
-// (the configured base URL, or the host the request was sent to). Without
-// Origin, Sec-Fetch-Site must not say cross-site; a client that sends
-// neither is not a browser and still needs the CSRF token.
+// (the configured base URL, or the host the request was sent to). When
+// Origin is absent or "null" (a privacy setting may hide it), the
+// browser's Sec-Fetch-Site must say same-origin; a client that sends
+// neither header is not a browser and still needs the CSRF token.
 func (d *Desk) sameOrigin(r *http.Request) bool {
+	site := r.Header.Get("Sec-Fetch-Site")
+	if site != "" && site != "same-origin" && site != "none" {
+		return false
+	}
 	o := r.Header.Get("Origin")
-	if o == "" {
-		site := r.Header.Get("Sec-Fetch-Site")
-		return site == "" || site == "same-origin" || site == "none"
+	if o == "" || o == "null" {
+		return site != "" || o == ""
 	}
 	if d.origin != "" && o == d.origin {
 		return true
@@ -202,6 +206,8 @@ func (d *Desk) login(w http.ResponseWriter, r *http.Request) error {
 	}
 	c, err := r.Cookie(d.loginCookie)
 	if !d.sameOrigin(r) || err != nil || !equal(r.PostFormValue("csrf"), c.Value) {
+		d.log.InfoContext(r.Context(), "desk sign-in form refused", "request_id", requestID(w),
+			"cross_origin", !d.sameOrigin(r), "login_cookie", err == nil)
 		return fhir.Errorf(fhir.Forbidden, "This sign-in form has expired or was sent from another site. Reload the page and try again.")
 	}
 	username := normalizeUsername(r.PostFormValue("username"))

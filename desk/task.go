@@ -81,7 +81,8 @@ func (d *Desk) loadTask(r *http.Request, s *session, id string) (*taskPageData, 
 	}
 	now := d.cfg.Now()
 	data := &taskPageData{Title: "Request " + t.ID, Session: s, Task: t, Age: since(now, t.Received),
-		requestParties: parties(t.Request), Supporting: supportViews(t.ID, t.SupportingInfo), Diagnoses: t.Diagnoses}
+		requestParties: parties(t.Request), Supporting: supportViews(t.ID, t.SupportingInfo, claimSupporting(t.Request)),
+		Diagnoses: t.Diagnoses}
 	if t.Status == "pended" {
 		data.DueIn = until(now, t.DueAt)
 	}

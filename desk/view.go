@@ -289,8 +289,44 @@ type qrItem struct {
 // inlineTextLimit is the most attachment text shown in the page.
 const inlineTextLimit = 64 << 10
 
-// supportViews renders the task's supporting information.
-func supportViews(taskID string, infos []pas.SupportingInfo) []supportView {
+// claimSupporting returns the request Claim's supportingInfo entries by
+// sequence: the values that are not resources (a message, dates) are read
+// from there.
+func claimSupporting(raw []byte) map[int]fhir.ClaimSupporting {
+	out := map[int]fhir.ClaimSupporting{}
+	b, err := fhir.DecodeBundle(raw)
+	if err != nil || len(b.Entry) == 0 {
+		return out
+	}
+	var c fhir.Claim
+	if json.Unmarshal(b.Entry[0].Resource, &c) != nil {
+		return out
+	}
+	for _, si := range c.SupportingInfo {
+		out[si.Sequence] = si
+	}
+	return out
+}
+
+// humanize turns a camelCase code into words: admissionDates → Admission dates.
+func humanize(code string) string {
+	var b strings.Builder
+	for i, r := range code {
+		if i > 0 && r >= 'A' && r <= 'Z' {
+			b.WriteByte(' ')
+			r += 'a' - 'A'
+		}
+		if i == 0 && r >= 'a' && r <= 'z' {
+			r -= 'a' - 'A'
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+// supportViews renders the task's supporting information; claim holds the
+// Claim's entries by sequence (see claimSupporting).
+func supportViews(taskID string, infos []pas.SupportingInfo, claim map[int]fhir.ClaimSupporting) []supportView {
 	var out []supportView
 	for _, si := range infos {
 		v := supportView{Sequence: si.Sequence, Category: si.Category, Type: si.Type}
@@ -319,7 +355,23 @@ func supportViews(taskID string, infos []pas.SupportingInfo) []supportView {
 			v.Details = appendIf(v.Details, "Authored", qr.Authored)
 			v.Questions = questions(qr.Item)
 		case "":
-			v.Title = "Not included in the request"
+			v.Title = first(humanize(si.Category), "Information")
+			c := claim[si.Sequence]
+			if cd, ok := c.Code.Code(""); ok {
+				v.Details = appendIf(v.Details, "Code", first(cd.Display, cd.Code))
+			}
+			if c.ValueString != nil {
+				v.Details = appendIf(v.Details, "Value", *c.ValueString)
+			}
+			if c.TimingDate != nil {
+				v.Details = appendIf(v.Details, "Date", *c.TimingDate)
+			}
+			if c.TimingPeriod != nil {
+				v.Details = appendIf(v.Details, "Period", dateRange(c.TimingPeriod.Start, c.TimingPeriod.End))
+			}
+			if c.ValueReference != nil {
+				v.Details = appendIf(v.Details, "Reference", c.ValueReference.Reference+" (not included in the request)")
+			}
 		default:
 			v.Title = si.Type
 			var buf bytes.Buffer
