@@ -51,6 +51,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return validate(args, stdout, stderr)
 	case "clients":
 		return clientsCmd(ctx, args, getenv, stdout, stderr)
+	case "reviewers":
+		return reviewersCmd(ctx, args, getenv, os.Stdin, stdout, stderr)
 	case "keys":
 		return keysCmd(ctx, args, getenv, stdout, stderr)
 	case "audit":
@@ -74,6 +76,7 @@ Commands:
   serve     run the server (default)
   validate  validate FHIR JSON files against the PAS/CRD profiles (priora validate FILE...)
   clients   manage registered clients (priora clients add|list|disable|enable)
+  reviewers manage reviewer desk accounts (priora reviewers add|list|disable|enable)
   keys      rotate Priora's token signing key (priora keys rotate)
   audit     print the audit trail (priora audit [-client ID] [-since T] [-limit N])
   version   print the version
