@@ -12,7 +12,6 @@ import (
 
 const (
 	extProductOrServiceCodeEnd = pasSD + "extension-productOrServiceCodeEnd"
-	sysPASTempCodes            = "http://hl7.org/fhir/us/davinci-pas/CodeSystem/PASTempCodes"
 	// maxInquiryResults bounds one inquiry's answer.
 	maxInquiryResults = 50
 )

@@ -70,6 +70,7 @@ func (s *Store) ensureIndexes(ctx context.Context) error {
 		{s.authorizations, bson.D{{Key: "undispatched", Value: 1}}},
 		{s.members, bson.D{{Key: "member", Value: 1}}},
 		{s.schedule, bson.D{{Key: "at", Value: 1}}},
+		{s.outbox, bson.D{{Key: "created", Value: 1}}},
 	}
 	for _, i := range idx {
 		if _, err := i.c.Indexes().CreateOne(ctx, mongo.IndexModel{Keys: i.keys}); err != nil {
@@ -137,11 +138,22 @@ func (s *Store) commit(ctx context.Context, a *Authorization, lost error) error 
 	return nil
 }
 
-// writeHead copies a revision to the head unless the head is newer. A
-// failure only leaves the head stale, which readers repair.
+// writeHead copies a revision to the head unless the head is newer. The
+// filter is {_id} alone — the only filter the embedded engine does not
+// answer by scanning the collection — so the version check is a read
+// before the write: two writers finishing out of order can still leave an
+// older head, which the next reader rolls forward and repairs. A failure
+// likewise only leaves the head stale.
 func (s *Store) writeHead(ctx context.Context, a *Authorization) {
-	f := bson.D{{Key: "_id", Value: a.ID}, {Key: "version", Value: bson.D{{Key: "$lt", Value: a.Version}}}}
-	_, err := s.authorizations.ReplaceOne(ctx, f, a, options.Replace().SetUpsert(true))
+	var cur struct {
+		Version int `bson:"version"`
+	}
+	err := s.authorizations.FindOne(ctx, bson.D{{Key: "_id", Value: a.ID}},
+		options.FindOne().SetProjection(bson.D{{Key: "version", Value: 1}})).Decode(&cur)
+	if err == nil && cur.Version >= a.Version {
+		return
+	}
+	_, err = s.authorizations.ReplaceOne(ctx, bson.D{{Key: "_id", Value: a.ID}}, a, options.Replace().SetUpsert(true))
 	if err != nil && !isDuplicate(err) {
 		s.log.WarnContext(ctx, "store: head not updated; readers will roll forward", "authorization", a.ID, "err", err)
 	}
@@ -174,7 +186,61 @@ func (s *Store) writeKeys(ctx context.Context, a *Authorization) error {
 			return fmt.Errorf("store: write member key: %w", err)
 		}
 	}
+	if n := len(a.Events); n > 0 {
+		ev := a.Events[n-1]
+		id := fmt.Sprintf("%s#%08d", a.ID, ev.Number)
+		_, err := s.outbox.ReplaceOne(ctx, bson.D{{Key: "_id", Value: id}},
+			outboxEntry{ID: id, Auth: a.ID, Created: ev.Created}, upsert)
+		if err != nil && !isDuplicate(err) {
+			return fmt.Errorf("store: write outbox: %w", err)
+		}
+	}
 	return s.SyncSchedule(ctx, a)
+}
+
+// outboxEntry says a chain has a notification event (from Created on).
+// It is written before the revision that holds the event, so no event is
+// ever missing from the outbox; an entry whose revision lost its race
+// leads the dispatcher to a chain without that event, which it skips.
+type outboxEntry struct {
+	ID      string    `bson:"_id"`
+	Auth    string    `bson:"auth"`
+	Created time.Time `bson:"created"`
+}
+
+// ChainsWithEvents returns the latest version of every chain with an
+// event created at or after since (every chain with events when since is
+// zero). It scans the outbox, which holds one small entry per event.
+func (s *Store) ChainsWithEvents(ctx context.Context, since time.Time) ([]Authorization, error) {
+	f := bson.D{}
+	if !since.IsZero() {
+		f = bson.D{{Key: "created", Value: bson.D{{Key: "$gte", Value: since}}}}
+	}
+	cur, err := s.outbox.Find(ctx, f)
+	if err != nil {
+		return nil, fmt.Errorf("store: outbox: %w", err)
+	}
+	var entries []outboxEntry
+	if err := cur.All(ctx, &entries); err != nil {
+		return nil, fmt.Errorf("store: outbox: %w", err)
+	}
+	seen := map[string]bool{}
+	var out []Authorization
+	for _, e := range entries {
+		if seen[e.Auth] {
+			continue
+		}
+		seen[e.Auth] = true
+		a, err := s.latest(ctx, e.Auth)
+		if errors.Is(err, ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, *a)
+	}
+	return out, nil
 }
 
 // SyncSchedule makes the schedule entry of a chain match its NextAuto.

@@ -56,11 +56,13 @@ type Store struct {
 	keys           *mongo.Collection
 	members        *mongo.Collection
 	schedule       *mongo.Collection
+	outbox         *mongo.Collection
 	bundles        *mongo.Collection
 }
 
 type embedded struct {
 	uri    string
+	dir    string
 	cancel context.CancelFunc
 	done   chan struct{}
 	unlock func() // releases the data directory (lock.go)
@@ -115,7 +117,18 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	s.keys = s.db.Collection("keys")
 	s.members = s.db.Collection("members")
 	s.schedule = s.db.Collection("schedule")
+	s.outbox = s.db.Collection("outbox")
+	for _, c := range []*mongo.Collection{s.authorizations, s.revisions, s.keys, s.members, s.schedule, s.outbox, s.bundles} {
+		if err := s.db.CreateCollection(ctx, c.Name()); err != nil && !isNamespaceExists(err) {
+			s.Close(context.Background())
+			return nil, fmt.Errorf("store: create collection %s: %w", c.Name(), err)
+		}
+	}
 	if err := s.ensureIndexes(ctx); err != nil {
+		s.Close(context.Background())
+		return nil, err
+	}
+	if err := s.indexEmbeddedIDs(ctx); err != nil {
 		s.Close(context.Background())
 		return nil, err
 	}
@@ -147,7 +160,7 @@ func startEmbedded(dataDir string, log *slog.Logger) (*embedded, error) {
 		return nil, fmt.Errorf("store: start embedded engine: %w", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	e := &embedded{uri: f.MongoDBURI(), cancel: cancel, done: make(chan struct{})}
+	e := &embedded{uri: f.MongoDBURI(), dir: dir, cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(e.done)
 		if err := f.Run(ctx); err != nil {
@@ -238,4 +251,10 @@ func ptr[T any](v T) *T { return &v }
 
 func isDuplicate(err error) bool {
 	return mongo.IsDuplicateKeyError(err) || (err != nil && strings.Contains(err.Error(), "E11000"))
+}
+
+// isNamespaceExists reports the error of creating a collection that exists.
+func isNamespaceExists(err error) bool {
+	var ce mongo.CommandError
+	return errors.As(err, &ce) && (ce.Code == 48 || ce.Name == "NamespaceExists")
 }

@@ -126,7 +126,7 @@ type Subscriptions struct {
 	notes      *mongo.Collection
 	leases     *mongo.Collection
 	dispatches *mongo.Collection
-	auths      *mongo.Collection
+	store      *Store
 }
 
 // Subscriptions returns the subscription collections, creating their
@@ -139,7 +139,7 @@ func (s *Store) Subscriptions(ctx context.Context) (*Subscriptions, error) {
 		notes:      s.db.Collection("notifications"),
 		leases:     s.db.Collection("leases"),
 		dispatches: s.db.Collection("dispatches"),
-		auths:      s.authorizations,
+		store:      s,
 	}
 	idx := []struct {
 		c      *mongo.Collection
@@ -432,28 +432,14 @@ func (ss *Subscriptions) SetNotificationStatus(ctx context.Context, id, status s
 	return nil
 }
 
-// EventsSince lists the authorizations that have an event created at or
-// after since (every one with events when since is zero), with only what
-// fan-out needs: ID, tenant, sender and provider identifiers, events.
+// EventsSince lists the latest version of every authorization with an
+// event created at or after since (every one with events when since is
+// zero), found through the outbox rather than by scanning the chains.
 //
 // Fan-out progress is kept in a collection of its own (see Dispatched)
-// rather than on the authorization: on the embedded engine a second writer
-// of an authorization document could silently undo a concurrent decision.
+// rather than on the authorization, which only pas writes.
 func (ss *Subscriptions) EventsSince(ctx context.Context, since time.Time) ([]Authorization, error) {
-	f := bson.D{{Key: "undispatched", Value: true}}
-	if !since.IsZero() {
-		f = append(f, bson.E{Key: "events.created", Value: bson.D{{Key: "$gte", Value: since}}})
-	}
-	proj := bson.D{{Key: "tenant", Value: 1}, {Key: "senderIds", Value: 1}, {Key: "providerNpis", Value: 1}, {Key: "events", Value: 1}}
-	cur, err := ss.auths.Find(ctx, f, options.Find().SetProjection(proj))
-	if err != nil {
-		return nil, fmt.Errorf("store: authorizations with events: %w", err)
-	}
-	var out []Authorization
-	if err := cur.All(ctx, &out); err != nil {
-		return nil, fmt.Errorf("store: authorizations with events: %w", err)
-	}
-	return out, nil
+	return ss.store.ChainsWithEvents(ctx, since)
 }
 
 // Dispatched returns, per authorization, the number of its last event

@@ -1,0 +1,67 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"net/url"
+	"path/filepath"
+	"regexp"
+
+	_ "modernc.org/sqlite" // the SQLite driver FerretDB itself uses
+)
+
+// The embedded engine answers a filter of exactly {_id: value} with
+//
+//	SELECT … FROM <table> WHERE _ferretdb_sjson->'$._id' = ?
+//
+// but indexes _id on the expression _ferretdb_sjson->"_id", which SQLite
+// does not recognise as the same: every lookup by _id reads and parses the
+// JSON of every row. indexEmbeddedIDs adds, to each collection table, an
+// index on the very expression the query uses, which turns those lookups
+// (and the updates and deletes that start with them) into index searches.
+// It is idempotent, and SQLite keeps the index up to date on its own; a
+// collection created later gets its index at the next call.
+func (s *Store) indexEmbeddedIDs(ctx context.Context) error {
+	if s.embedded == nil {
+		return nil
+	}
+	file := filepath.Join(s.embedded.dir, s.db.Name()+".sqlite")
+	dsn := (&url.URL{Scheme: "file", Path: file, RawQuery: "_pragma=busy_timeout(10000)"}).String()
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return fmt.Errorf("store: open %s: %w", file, err)
+	}
+	defer db.Close()
+	rows, err := db.QueryContext(ctx, `SELECT table_name FROM "_ferretdb_collections"`)
+	if err != nil {
+		return fmt.Errorf("store: list embedded tables: %w", err)
+	}
+	var tables []string
+	for rows.Next() {
+		var t string
+		if err := rows.Scan(&t); err != nil {
+			rows.Close()
+			return fmt.Errorf("store: list embedded tables: %w", err)
+		}
+		tables = append(tables, t)
+	}
+	rows.Close()
+	for _, t := range tables {
+		if !tableName.MatchString(t) {
+			continue
+		}
+		q := fmt.Sprintf(`CREATE INDEX IF NOT EXISTS %q ON %q (_ferretdb_sjson->'$._id')`, t+"_priora_id", t)
+		if _, err := db.ExecContext(ctx, q); err != nil {
+			return fmt.Errorf("store: index %s: %w", t, err)
+		}
+	}
+	return nil
+}
+
+var tableName = regexp.MustCompile(`^[A-Za-z0-9_]+$`)
+
+// IndexCollections makes lookups by _id fast on the embedded engine for
+// every collection that exists now. Packages that create collections after
+// Open call it once they have; it is cheap and idempotent.
+func (s *Store) IndexCollections(ctx context.Context) error { return s.indexEmbeddedIDs(ctx) }
