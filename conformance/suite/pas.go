@@ -163,6 +163,7 @@ var decisionName = map[string]string{"A1": "an approval (A1)", "A3": "a denial (
 
 func (s *session) pasTests() []Test {
 	var tests []Test
+	tests = append(tests, s.capabilityTest())
 	tests = append(tests, s.subscriptionTests()...)
 	tests = append(tests, s.workflow("2.1", "Successful Approval", "approval", "pas/approval.json", "A1")...)
 	tests = append(tests, s.workflow("2.2", "Successful Denial", "denial", "pas/denial.json", "A3")...)
@@ -788,4 +789,61 @@ func (s *session) errorTests() []Test {
 		{ID: "pas-4.01", Group: g, Name: "Claim/$submit refuses an empty Bundle with a 4xx OperationOutcome", Run: func(t *T) { check(t, submitPath) }},
 		{ID: "pas-4.02", Group: g, Name: "Claim/$inquire refuses an empty Bundle with a 4xx OperationOutcome", Run: func(t *T) { check(t, inquirePath) }},
 	}
+}
+
+// capabilityTest reads the CapabilityStatement: the PAS operations and
+// the Subscription support PAS requires servers to declare.
+func (s *session) capabilityTest() Test {
+	return Test{ID: "pas-0.01", Group: "PAS 0 Capability Statement", Name: "CapabilityStatement declares $submit, $inquire and PAS Subscriptions", Run: func(t *T) {
+		r, err := s.c.fhir(t.Context(), http.MethodGet, "/metadata", nil)
+		if err != nil {
+			t.Fatalf("GET %s/metadata: %v", s.c.fhirBase, err)
+		}
+		cs, err := decodeObject(r.Body)
+		if r.Status != http.StatusOK || err != nil || str(cs, "resourceType") != "CapabilityStatement" {
+			t.Fatalf("FHIR R4 capabilities: GET /metadata answered HTTP %d without a CapabilityStatement: %s", r.Status, snippet(r.Body))
+		}
+		ops := map[string]bool{}
+		var sub map[string]any
+		for _, rest := range arr(cs["rest"]) {
+			for _, rv := range arr(obj(rest)["resource"]) {
+				res := obj(rv)
+				switch str(res, "type") {
+				case "Claim":
+					for _, o := range arr(res["operation"]) {
+						ops[str(obj(o), "name")] = true
+						def := str(obj(o), "definition")
+						ops[def[strings.LastIndex(def, "/")+1:]] = true
+					}
+				case "Subscription":
+					sub = res
+				}
+			}
+		}
+		if !ops["submit"] && !ops["Claim-submit"] {
+			t.Failf("PAS R1: the CapabilityStatement declares no Claim $submit operation")
+		}
+		if !ops["inquire"] && !ops["Claim-inquiry"] {
+			t.Failf("PAS R2: the CapabilityStatement declares no Claim $inquire operation")
+		}
+		if sub == nil {
+			t.Fatalf("PAS spec-55: the CapabilityStatement declares no Subscription resource")
+		}
+		have := map[string]bool{}
+		for _, in := range arr(sub["interaction"]) {
+			have[str(obj(in), "code")] = true
+		}
+		for _, code := range []string{"create", "update", "delete"} {
+			if !have[code] {
+				t.Failf("PAS spec-55/R4: the CapabilityStatement's Subscription lacks the %s interaction", code)
+			}
+		}
+		topic := false
+		for _, e := range extensions(sub, "capabilitystatement-subscriptiontopic-canonical") {
+			topic = topic || str(e, "valueCanonical") == pasTopic
+		}
+		if !topic {
+			t.Warnf("backport 57/R11: the Subscription resource should name %s in a capabilitystatement-subscriptiontopic-canonical extension", pasTopic)
+		}
+	}}
 }
