@@ -1,7 +1,8 @@
 // Package conformance holds what Priora declares about itself — the
 // CapabilityStatement, the PAS OperationDefinitions and SubscriptionTopic —
-// and a suite that checks any PAS or CRD server over HTTP. The suite
-// imports nothing of Priora's server side, so it can test anyone's server.
+// and the default inputs of the conformance suite (package
+// conformance/suite, command "priora conform"), which checks any PAS or
+// CRD server over HTTP and imports nothing of Priora's server side.
 package conformance
 
 import (

@@ -60,7 +60,7 @@ func conform(ctx context.Context, args []string, getenv func(string) string, std
 	var reports, only listFlag
 	var keyFile, kid string
 	var insecure bool
-	fs.StringVar(&cfg.Base, "base", "", "server root URL (required unless --fhir-base and --cds-base are both set)")
+	fs.StringVar(&cfg.Base, "base", "", "server root URL (or --fhir-base for PAS and --cds-base for CRD)")
 	fs.StringVar(&cfg.FHIRBase, "fhir-base", "", "FHIR base for PAS (default BASE/fhir)")
 	fs.StringVar(&cfg.CDSBase, "cds-base", "", "CDS Hooks base; discovery is CDS-BASE/cds-services (default BASE)")
 	fs.StringVar(&cfg.Suite, "suite", "all", "pas, crd or all")
@@ -83,7 +83,7 @@ func conform(ctx context.Context, args []string, getenv func(string) string, std
 		}
 		return errUsage
 	}
-	if fs.NArg() > 0 || cfg.Base == "" && (cfg.FHIRBase == "" || cfg.CDSBase == "") {
+	if fs.NArg() > 0 || cfg.Base == "" && cfg.FHIRBase == "" && cfg.CDSBase == "" {
 		fs.Usage()
 		return errUsage
 	}

@@ -1,6 +1,7 @@
 package suite
 
 import (
+	"cmp"
 	"fmt"
 	"net/http"
 	"regexp"
@@ -63,7 +64,7 @@ func (s *session) prepare(t *T, input string) ([]byte, []int) {
 		t.Skipf("input %s is not a JSON object: %v", input, err)
 	}
 	if id := obj(b["identifier"]); id != nil {
-		id["value"] = fmt.Sprintf("%s-%s-%s", cmpOr(str(id, "value"), "conformance"), s.runID, newID()[:6])
+		id["value"] = fmt.Sprintf("%s-%s-%s", cmp.Or(str(id, "value"), "conformance"), s.runID, newID()[:6])
 	}
 	b["timestamp"] = time.Now().UTC().Format(time.RFC3339)
 	var seqs []int
@@ -409,7 +410,7 @@ func (s *session) notificationTests() []Test {
 			e := resolveEntry(n.Bundle, st.Events[0].Focus)
 			b := obj(e["resource"])
 			if str(b, "resourceType") != "Bundle" || str(b, "type") != "collection" {
-				t.Fatalf("PAS spec-61: the focus %q is a %s (type %q), want the PAS Response Bundle (a collection with a ClaimResponse first)", st.Events[0].Focus, cmpOr(str(b, "resourceType"), "missing resource"), str(b, "type"))
+				t.Fatalf("PAS spec-61: the focus %q is a %s (type %q), want the PAS Response Bundle (a collection with a ClaimResponse first)", st.Events[0].Focus, cmp.Or(str(b, "resourceType"), "missing resource"), str(b, "type"))
 			}
 			var seqs []int
 			if p := s.pas.subs["pended"]; p != nil {
@@ -644,7 +645,7 @@ func (s *session) mustSupportTests() []Test {
 					continue
 				}
 				if rt := str(m, "resourceType"); rt != "Parameters" {
-					t.Failf("PAS R2 (FHIR-55394): $inquire answered a %s, want Parameters with 0..* \"return\" Inquiry Response Bundles (PAS 2.2 changed the output from a Bundle)", cmpOr(rt, "resource without resourceType"))
+					t.Failf("PAS R2 (FHIR-55394): $inquire answered a %s, want Parameters with 0..* \"return\" Inquiry Response Bundles (PAS 2.2 changed the output from a Bundle)", cmp.Or(rt, "resource without resourceType"))
 					continue
 				}
 				for i, p := range arr(m["parameter"]) {
@@ -654,7 +655,7 @@ func (s *session) mustSupportTests() []Test {
 					}
 					res := obj(pm["resource"])
 					if str(res, "resourceType") != "Bundle" {
-						t.Failf("PAS R2: Parameters.parameter[%d] carries a %s, want a Bundle", i, cmpOr(str(res, "resourceType"), "no resource"))
+						t.Failf("PAS R2: Parameters.parameter[%d] carries a %s, want a Bundle", i, cmp.Or(str(res, "resourceType"), "no resource"))
 						continue
 					}
 					s.pas.inq = append(s.pas.inq, &pasResponse{Bundle: res})

@@ -1,6 +1,7 @@
 package suite
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"strings"
@@ -34,7 +35,7 @@ type pasResponse struct {
 func (r *pasResponse) reviewActions() []string {
 	var out []string
 	for _, it := range r.Items {
-		out = append(out, fmt.Sprintf("%d:%s", it.Sequence, cmpOr(it.ReviewAction, "none")))
+		out = append(out, fmt.Sprintf("%d:%s", it.Sequence, cmp.Or(it.ReviewAction, "none")))
 	}
 	return out
 }
@@ -66,7 +67,7 @@ func readResponse(body []byte) (*pasResponse, error) {
 
 func readBundle(b map[string]any) (*pasResponse, error) {
 	if rt := str(b, "resourceType"); rt != "Bundle" {
-		return nil, fmt.Errorf("the answer is a %s, want a Bundle", cmpOr(rt, "JSON object without resourceType"))
+		return nil, fmt.Errorf("the answer is a %s, want a Bundle", cmp.Or(rt, "JSON object without resourceType"))
 	}
 	r := &pasResponse{Bundle: b}
 	entries := arr(b["entry"])
@@ -75,7 +76,7 @@ func readBundle(b map[string]any) (*pasResponse, error) {
 	}
 	cr := obj(obj(entries[0])["resource"])
 	if str(cr, "resourceType") != "ClaimResponse" {
-		return nil, fmt.Errorf("PAS spec-30: the first entry is a %s, want a ClaimResponse", cmpOr(str(cr, "resourceType"), "entry without resource"))
+		return nil, fmt.Errorf("PAS spec-30: the first entry is a %s, want a ClaimResponse", cmp.Or(str(cr, "resourceType"), "entry without resource"))
 	}
 	r.ClaimResponse = cr
 	for _, iv := range arr(cr["item"]) {

@@ -1,6 +1,7 @@
 package suite
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -98,7 +99,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if len(cfg.Only) > 0 {
 		tests = filter(tests, cfg.Only)
 	}
-	rep := &Report{Suite: cmpOr(cfg.Suite, "all"), Target: s.c.fhirBase, CDSBase: s.c.cdsBase, Started: time.Now()}
+	rep := &Report{Suite: cmp.Or(cfg.Suite, "all"), Target: s.c.fhirBase, CDSBase: s.c.cdsBase, Started: time.Now()}
 	p := &progress{w: cfg.Progress}
 	if p.w != nil {
 		fmt.Fprintf(p.w, "Priora conformance suite (%s) against %s", rep.Suite, s.c.fhirBase)
@@ -131,19 +132,13 @@ func filter(tests []Test, prefixes []string) []Test {
 	return out
 }
 
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
-}
-
 func newSession(cfg Config) (*session, error) {
 	base := strings.TrimRight(cfg.Base, "/")
-	fhirBase := strings.TrimRight(cmpOr(cfg.FHIRBase, base+"/fhir"), "/")
-	cdsBase := strings.TrimRight(cmpOr(cfg.CDSBase, base), "/")
-	if base == "" && (cfg.FHIRBase == "" || cfg.CDSBase == "") && cfg.Suite != "pas" && cfg.Suite != "crd" {
-		return nil, errors.New("a base URL is required")
+	fhirBase := strings.TrimRight(cmp.Or(cfg.FHIRBase, base+"/fhir"), "/")
+	cdsBase := strings.TrimRight(cmp.Or(cfg.CDSBase, base), "/")
+	needFHIR, needCDS := cfg.Suite != "crd", cfg.Suite != "pas"
+	if base == "" && (needFHIR && cfg.FHIRBase == "" || needCDS && cfg.CDSBase == "") {
+		return nil, errors.New("a base URL is required (or --fhir-base for PAS and --cds-base for CRD)")
 	}
 	if cfg.NotificationTimeout <= 0 {
 		cfg.NotificationTimeout = 60 * time.Second
@@ -177,7 +172,7 @@ func newSession(cfg Config) (*session, error) {
 	return &session{
 		cfg: cfg,
 		c: &client{http: hc, fhirBase: fhirBase, cdsBase: cdsBase, token: cfg.Token,
-			clientID: cfg.ClientID, key: cfg.Key, scope: cmpOr(cfg.Scope, "system/*.cruds")},
+			clientID: cfg.ClientID, key: cfg.Key, scope: cmp.Or(cfg.Scope, "system/*.cruds")},
 		reg:    reg,
 		v:      reg.NewValidator(profiles.Options{}),
 		v22:    reg.NewValidator(profiles.Options{CRDVersion: "2.2.0"}),
