@@ -12,6 +12,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/priora/priora/desk"
+	"github.com/priora/priora/internal/app"
 	"github.com/priora/priora/internal/testenv"
 	"github.com/priora/priora/store"
 )
@@ -340,8 +341,9 @@ func TestDecideAndQueue(t *testing.T) {
 		t.Errorf("the response does not name the reviewer, or no event was recorded (%d)", len(a.Events))
 	}
 	// Deciding again is refused: nothing is pended any more.
-	if again := b.post("/desk/tasks/"+oldest+"/decision", url.Values{"csrf": {token}, "action-1": {"deny"}, "note-1": {"x"}}); again.Status == http.StatusSeeOther {
-		t.Errorf("a second decision on a decided request was accepted")
+	if again := b.post("/desk/tasks/"+oldest+"/decision", url.Values{"csrf": {token}, "action-1": {"deny"}, "note-1": {"x"}}); again.Status != http.StatusConflict ||
+		!strings.Contains(again.Body, "decided meanwhile") {
+		t.Errorf("a second decision on a decided request: %d, want 409 saying it was decided meanwhile", again.Status)
 	}
 	assertNoPatientDataInLogs(t, e)
 }
@@ -445,6 +447,55 @@ func TestMetricsAPI(t *testing.T) {
 	for _, bad := range []string{"?from=2026-13", "?from=junk", "?from=2026-05&to=2026-01", "?from=2000-01&to=2026-01"} {
 		if r := b.get("/desk/api/metrics" + bad); r.Status != http.StatusBadRequest {
 			t.Errorf("%s: %d, want 400", bad, r.Status)
+		}
+	}
+}
+
+// TestSecureCookies: behind https the cookies are Secure, with the
+// __Host- prefix (Path=/, no Domain), and posts must come from the
+// https origin.
+func TestSecureCookies(t *testing.T) {
+	const base = "https://pa.payer.example"
+	e := start(t, testenv.WithConfig(func(c *app.Config) { c.BaseURL = base }))
+	b := newBrowser(t, e)
+	login := b.get("/desk/login")
+	var loginCookie string
+	for _, c := range login.Header.Values("Set-Cookie") {
+		if strings.HasPrefix(c, "__Host-priora_desk_login=") {
+			loginCookie = strings.SplitN(c, ";", 2)[0]
+			for _, attr := range []string{"Secure", "HttpOnly", "SameSite=Strict", "Path=/;"} {
+				if !strings.Contains(c+";", attr) {
+					t.Errorf("login cookie %q lacks %s", c, attr)
+				}
+			}
+		}
+	}
+	if loginCookie == "" {
+		t.Fatalf("no __Host- login cookie: %v", login.Header.Values("Set-Cookie"))
+	}
+	form := url.Values{"csrf": {csrf(t, login)}, "username": {reviewerUser}, "password": {reviewerPassword}}
+	for _, tt := range []struct {
+		origin string
+		status int
+	}{{e.URL, http.StatusForbidden}, {base, http.StatusSeeOther}} {
+		b.origin = tt.origin
+		p := b.do(http.MethodPost, "/desk/login", form, "Cookie", loginCookie)
+		if p.Status != tt.status {
+			t.Fatalf("sign-in from %s: %d, want %d", tt.origin, p.Status, tt.status)
+		}
+		if p.Status != http.StatusSeeOther {
+			continue
+		}
+		var session string
+		for _, c := range p.Header.Values("Set-Cookie") {
+			if strings.HasPrefix(c, "__Host-priora_desk=") {
+				session = c
+			}
+		}
+		for _, attr := range []string{"Secure", "HttpOnly", "SameSite=Strict", "Path=/;"} {
+			if !strings.Contains(session+";", attr) {
+				t.Errorf("session cookie %q lacks %s", session, attr)
+			}
 		}
 	}
 }

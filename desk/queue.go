@@ -12,6 +12,10 @@ import (
 	"github.com/priora/priora/store"
 )
 
+// queueLimit is the most requests one queue page lists (oldest first
+// before sorting), the review store's own cap.
+const queueLimit = 500
+
 // queueSorts are the queue's sort keys, each with the order it starts in.
 var queueSorts = []struct{ Key, Label string }{
 	{"age", "Received"},
@@ -31,8 +35,10 @@ type queuePageData struct {
 	Tasks   []queueRow
 	Columns []sortColumn
 	Overdue int
-	Flash   string
-	Now     time.Time
+	// Truncated is true when the queue holds more than the page shows.
+	Truncated bool
+	Flash     string
+	Now       time.Time
 }
 
 type queueRow struct {
@@ -64,10 +70,11 @@ func (d *Desk) queuePage(w http.ResponseWriter, r *http.Request, s *session) err
 		data.Sort = k
 		data.Desc = q.Get("dir") == "desc"
 	}
-	tasks, err := d.cfg.PAS.Queue(r.Context(), store.ReviewFilter{Status: data.View, Sort: "age", Limit: 500})
+	tasks, err := d.cfg.PAS.Queue(r.Context(), store.ReviewFilter{Status: data.View, Sort: "age", Limit: queueLimit})
 	if err != nil {
 		return err
 	}
+	data.Truncated = len(tasks) == queueLimit
 	sortTasks(tasks, data.Sort, data.Desc)
 	for _, t := range tasks {
 		row := queueRow{TaskSummary: t, Age: since(data.Now, t.Received), Service: strings.Join(slices.Compact(slices.Clone(t.Services)), ", ")}

@@ -111,6 +111,11 @@ func (d *Desk) decide(w http.ResponseWriter, r *http.Request, s *session) error 
 	if err != nil {
 		return err
 	}
+	if data.Pended == 0 {
+		data.Errors = append(data.Errors, formError{"items-title", "Nothing in this request awaits a decision any more: it was decided meanwhile."})
+		d.render(w, r, http.StatusConflict, "task", data)
+		return nil
+	}
 	decision := pas.ReviewDecision{Reviewer: s.reviewer()}
 	var order []int // data.Items index of each decided item, in decision order
 	for i := range data.Items {
