@@ -58,6 +58,10 @@ type Config struct {
 	HTTPClient *http.Client
 	// MaxFetchBytes caps one EHR answer (default 8 MiB).
 	MaxFetchBytes int64
+	// Validate, when set, checks the FHIR resources of a call (context and
+	// prefetch) against the CRD profiles and returns the violations of
+	// CRD-specific rules; any makes the call unprocessable (422, hook-13).
+	Validate func(body []byte) []string
 	Now           func() time.Time
 	Log           *slog.Logger
 }
@@ -164,6 +168,11 @@ func (s *Service) Call(ctx context.Context, serviceID string, who Caller, body [
 		return nil, err
 	}
 	rec.Hook, rec.HookInstance, rec.Version = hook, c.req.HookInstance, c.version
+	if s.cfg.Validate != nil {
+		if found := s.cfg.Validate(body); len(found) > 0 {
+			return nil, errorf(http.StatusUnprocessableEntity, "the request's FHIR resources break CRD profile rules: %s", strings.Join(firstN(found, 5), "; "))
+		}
+	}
 	rec.DecodeMicros = time.Since(t0).Microseconds()
 
 	t1 := time.Now()
@@ -419,4 +428,11 @@ func newID(prefix string) string {
 	var b [10]byte
 	_, _ = rand.Read(b[:])
 	return prefix + "-" + hex.EncodeToString(b[:])
+}
+
+func firstN(list []string, n int) []string {
+	if len(list) > n {
+		return append(list[:n:n], fmt.Sprintf("and %d more", len(list)-n))
+	}
+	return list
 }

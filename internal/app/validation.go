@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/priora/priora/fhir"
@@ -79,12 +80,17 @@ func (a *App) pasValidate() func(raw []byte, profile string) []fhir.Issue {
 //		return a.Validator.ValidateCRDHookRequest(body)
 //	})
 func (a *App) Check(what string, validate func() profiles.Result) []fhir.Issue {
-	if a.Config.Validation == ValidationOff {
+	return a.check(a.Config.Validation, what, validate)
+}
+
+// check is Check under an explicit mode.
+func (a *App) check(mode, what string, validate func() profiles.Result) []fhir.Issue {
+	if mode == ValidationOff {
 		return nil
 	}
 	start := time.Now()
 	res := validate()
-	if a.Config.Validation != ValidationLog {
+	if mode != ValidationLog {
 		return fhirIssues(res)
 	}
 	errs := res.Count(profiles.SeverityError) + res.Count(profiles.SeverityFatal)
@@ -122,4 +128,42 @@ func fhirIssues(res profiles.Result) []fhir.Issue {
 		out = append(out, fhir.Issue{Severity: is.Severity, Code: is.Code, Diagnostics: is.Diagnostics, Expression: is.Expression})
 	}
 	return out
+}
+
+// crdCanonical prefixes the CRD profiles' canonical URLs.
+const crdCanonical = "http://hl7.org/fhir/us/davinci-crd/"
+
+// crdValidate is hooks.Config.Validate for Config.CRDValidation: the
+// violations of CRD profile rules by a call's FHIR resources (base FHIR and
+// US Core findings do not make a call unprocessable), or nil when CRD
+// validation is off — its default, because it sits on the order-sign path
+// (about 1 ms per call against a 0.4 ms answer), because orders at sign
+// time are drafts that CRD must still answer for (resp-42: missing data is
+// not an error), and because the IG's own example calls and the released
+// conformance kit's bodies break the profiles.
+func (a *App) crdValidate() func(body []byte) []string {
+	mode := a.Config.CRDValidation
+	if mode == "" || mode == ValidationOff {
+		return nil
+	}
+	return func(body []byte) []string {
+		found := a.check(mode, "crd-hook", func() profiles.Result {
+			r := a.Validator.ValidateCRDHookRequest(body)
+			keep := r.Issues[:0]
+			for _, is := range r.Issues {
+				if strings.HasPrefix(is.Source, crdCanonical) {
+					keep = append(keep, is)
+				}
+			}
+			r.Issues = keep
+			return r
+		})
+		var out []string
+		for _, is := range found {
+			if is.Severity == "error" || is.Severity == "fatal" {
+				out = append(out, is.Expression+": "+is.Diagnostics)
+			}
+		}
+		return out
+	}
 }
