@@ -33,7 +33,7 @@ func (s *Service) finishDue(ctx context.Context) {
 		return
 	}
 	for _, a := range due {
-		_, err := s.change(ctx, "", a.ID, func(a *store.Authorization, now time.Time) (*store.Decision, error) {
+		_, err := s.change(ctx, "", a.ID, func(a *store.Authorization, now time.Time) error {
 			changed := false
 			for k := range a.Items {
 				d := a.Items[k].Decision
@@ -54,11 +54,11 @@ func (s *Service) finishDue(ctx context.Context) {
 			if !changed {
 				// A stale schedule entry (the chain moved on): put it right.
 				if err := s.cfg.Store.SyncSchedule(ctx, a); err != nil {
-					return nil, err
+					return err
 				}
-				return nil, errNoChange
+				return errNoChange
 			}
-			return nil, nil
+			return nil
 		})
 		if err != nil && ctx.Err() == nil {
 			s.log.ErrorContext(ctx, "finisher: apply delayed rule", "authorization", a.ID, "err", err)

@@ -35,6 +35,7 @@ type claimResponse struct {
 	PreAuthPeriod        *fhir.Period          `json:"preAuthPeriod,omitempty"`
 	Item                 []crItem              `json:"item,omitempty"`
 	AddItem              []crAddItem           `json:"addItem,omitempty"`
+	Adjudication         []adjudication        `json:"adjudication,omitempty"`
 	ProcessNote          []crNote              `json:"processNote,omitempty"`
 	CommunicationRequest []fhir.Reference      `json:"communicationRequest,omitempty"`
 	Error                []crError             `json:"error,omitempty"`
@@ -48,14 +49,16 @@ type crItem struct {
 }
 
 type crAddItem struct {
-	Extension        []fhir.Extension      `json:"extension,omitempty"`
-	ItemSequence     []int                 `json:"itemSequence"`
-	ProductOrService *fhir.CodeableConcept `json:"productOrService"`
-	ServicedDate     *string               `json:"servicedDate,omitempty"`
-	ServicedPeriod   *fhir.Period          `json:"servicedPeriod,omitempty"`
-	Quantity         *fhir.Quantity        `json:"quantity,omitempty"`
-	NoteNumber       []int                 `json:"noteNumber,omitempty"`
-	Adjudication     []adjudication        `json:"adjudication"`
+	Extension               []fhir.Extension      `json:"extension,omitempty"`
+	ItemSequence            []int                 `json:"itemSequence"`
+	Provider                []fhir.Reference      `json:"provider,omitempty"`
+	ProductOrService        *fhir.CodeableConcept `json:"productOrService"`
+	ServicedDate            *string               `json:"servicedDate,omitempty"`
+	ServicedPeriod          *fhir.Period          `json:"servicedPeriod,omitempty"`
+	LocationCodeableConcept *fhir.CodeableConcept `json:"locationCodeableConcept,omitempty"`
+	Quantity                *fhir.Quantity        `json:"quantity,omitempty"`
+	NoteNumber              []int                 `json:"noteNumber,omitempty"`
+	Adjudication            []adjudication        `json:"adjudication"`
 }
 
 type adjudication struct {
@@ -102,8 +105,6 @@ type responseInput struct {
 	number   int
 	// businessErrors, when set, make the outcome "error".
 	businessErrors []businessError
-	// reviewer is set when a person made the latest decisions.
-	reviewer *store.Decision
 	// authDays is the default approval validity.
 	authDays int
 }
@@ -144,9 +145,7 @@ func buildResponse(in responseInput) ([]byte, string, error) {
 	if ext, ok := fhir.FindExtension(in.claim.Extension, extTransmissionIDs); ok {
 		cr.Extension = append(cr.Extension, swapTransmissionIDs(ext))
 	}
-	if in.reviewer != nil {
-		cr.Extension = append(cr.Extension, reviewerExtension(in.reviewer))
-	}
+	cr.Extension = append(cr.Extension, reviewerExtension(a.Items))
 
 	var notes []crNote
 	addNote := func(text string) int {
@@ -192,8 +191,14 @@ func buildResponse(in responseInput) ([]byte, string, error) {
 				lastEnd = period.End
 			}
 		}
+		if d.ReviewNumber != "" {
+			ci.Extension = append(ci.Extension, fhir.Extension{URL: extAdminReferenceNumber, ValueString: fhir.Ptr(d.ReviewNumber)})
+		}
 		if provider != nil {
 			ci.Extension = append(ci.Extension, authorizedProviderExtension(provider))
+		}
+		if authorized {
+			ci.Extension = append(ci.Extension, authorizedDetail(it, d))
 		}
 		if d.Note != "" {
 			ci.NoteNumber = []int{addNote(d.Note)}
@@ -201,7 +206,7 @@ func buildResponse(in responseInput) ([]byte, string, error) {
 		ci.Adjudication = []adjudication{reviewAdjudication(d.ReviewAction, d.ReviewNumber, d.ReasonCodes)}
 		cr.Item = append(cr.Item, ci)
 		if d.Action == "modify" {
-			cr.AddItem = append(cr.AddItem, modifiedItem(it, d, in.authDays))
+			cr.AddItem = append(cr.AddItem, modifiedItem(it, d, in.authDays, provider, echo))
 		}
 	}
 	var infoRequests []bundleEntry
@@ -214,6 +219,15 @@ func buildResponse(in responseInput) ([]byte, string, error) {
 			cr.CommunicationRequest = append(cr.CommunicationRequest, fhir.Reference{Reference: e.FullURL})
 			infoRequests = append(infoRequests, e)
 		}
+	}
+	if provider != nil {
+		// On the ClaimResponse itself (PAS profile slice authorizedProvider)
+		// without providerType, whose context stops at ClaimResponse.item.
+		cr.Extension = append(cr.Extension, fhir.Extension{URL: extItemAuthorizedProv, Extension: []fhir.Extension{
+			{URL: "provider", ValueReference: &fhir.Reference{Reference: provider.FullURL}}}})
+	}
+	if code := commonReviewAction(a.Items); code != "" {
+		cr.Adjudication = []adjudication{reviewAdjudication(code, a.ID, nil)}
 	}
 	if firstApproved != "" {
 		cr.PreAuthRef = a.ID
@@ -325,21 +339,42 @@ func requestedPeriod(it fhir.ClaimItem) *fhir.Period {
 
 // modifiedItem is the addItem that says what a modify decision authorizes
 // (PAS spec-36/37): same service, the authorized quantity, certified A1.
-func modifiedItem(it store.Item, d store.Decision, days int) crAddItem {
+func modifiedItem(it store.Item, d store.Decision, days int, provider *store.EchoEntry, echo *echoSet) crAddItem {
 	var src fhir.ClaimItem
 	_ = json.Unmarshal([]byte(it.ItemJSON), &src)
 	period := authPeriod(it, d, days)
 	issued := d.At.UTC().Format("2006-01-02")
 	ai := crAddItem{
-		ItemSequence:     []int{it.Sequence},
-		ProductOrService: src.ProductOrService,
-		ServicedPeriod:   src.ServicedPeriod,
-		ServicedDate:     src.ServicedDate,
-		Extension: []fhir.Extension{
-			{URL: extItemPreAuthIssueDate, ValueDate: &issued},
-			{URL: extItemPreAuthPeriod, ValuePeriod: period},
-		},
-		Adjudication: []adjudication{reviewAdjudication("A1", d.ReviewNumber, nil)},
+		ItemSequence:            []int{it.Sequence},
+		ProductOrService:        src.ProductOrService,
+		ServicedPeriod:          src.ServicedPeriod,
+		ServicedDate:            src.ServicedDate,
+		LocationCodeableConcept: src.LocationCodeableConcept,
+		Adjudication:            []adjudication{reviewAdjudication("A1", d.ReviewNumber, nil)},
+	}
+	// What the provider sent about the item carries over to what is
+	// authorized: its trace number, the order it requests, the request and
+	// certification types.
+	for _, url := range []string{extItemTraceNumber, extServiceItemRequestType, extCertificationType} {
+		if e, ok := fhir.FindExtension(src.Extension, url); ok {
+			ai.Extension = append(ai.Extension, e)
+		}
+	}
+	if rs, ok := fhir.FindExtension(src.Extension, extRequestedService); ok && rs.ValueReference != nil {
+		if ref := echo.ref(rs.ValueReference, ""); ref != nil && ref.Reference != "" {
+			ai.Extension = append(ai.Extension, fhir.Extension{URL: extRequestedService, ValueReference: ref})
+		}
+	}
+	if d.ReviewNumber != "" {
+		ai.Extension = append(ai.Extension, fhir.Extension{URL: extAdminReferenceNumber, ValueString: fhir.Ptr(d.ReviewNumber)})
+	}
+	ai.Extension = append(ai.Extension,
+		fhir.Extension{URL: extItemPreAuthIssueDate, ValueDate: &issued},
+		fhir.Extension{URL: extItemPreAuthPeriod, ValuePeriod: period})
+	if provider != nil {
+		ai.Provider = []fhir.Reference{{Reference: provider.FullURL, Extension: []fhir.Extension{{
+			URL: extAuthorizedProvType, ValueCodeableConcept: &fhir.CodeableConcept{
+				Coding: []fhir.Coding{{System: sysX12EntityID, Code: "SJ", Display: "Service Provider"}}}}}}}
 	}
 	if ai.ProductOrService == nil {
 		ai.ProductOrService = &fhir.CodeableConcept{Coding: []fhir.Coding{{System: it.System, Code: it.Code, Display: it.Display}}}
@@ -347,14 +382,59 @@ func modifiedItem(it store.Item, d store.Decision, days int) crAddItem {
 	if d.AuthorizedFrom != "" {
 		ai.ServicedDate, ai.ServicedPeriod = nil, &fhir.Period{Start: d.AuthorizedFrom, End: d.AuthorizedTo}
 	}
-	if d.AuthorizedQuantity > 0 {
-		q := &fhir.Quantity{Value: fhir.Ptr(numberOf(d.AuthorizedQuantity))}
-		if src.Quantity != nil {
-			q.Unit, q.System, q.Code = src.Quantity.Unit, src.Quantity.System, src.Quantity.Code
-		}
+	if q := authorizedQuantity(src, d); q != nil {
 		ai.Quantity = q
 	}
 	return ai
+}
+
+// authorizedQuantity is what a decision authorizes: the modified quantity,
+// or the requested one.
+func authorizedQuantity(src fhir.ClaimItem, d store.Decision) *fhir.Quantity {
+	if d.AuthorizedQuantity <= 0 {
+		return src.Quantity
+	}
+	q := &fhir.Quantity{Value: fhir.Ptr(numberOf(d.AuthorizedQuantity))}
+	if src.Quantity != nil {
+		q.Unit, q.System, q.Code = src.Quantity.Unit, src.Quantity.System, src.Quantity.Code
+	}
+	return q
+}
+
+// authorizedDetail states what an approved or modified item authorizes
+// (extension-itemAuthorizedDetail): the service code and quantity.
+func authorizedDetail(it store.Item, d store.Decision) fhir.Extension {
+	var src fhir.ClaimItem
+	_ = json.Unmarshal([]byte(it.ItemJSON), &src)
+	code := src.ProductOrService
+	if code == nil {
+		code = &fhir.CodeableConcept{Coding: []fhir.Coding{{System: it.System, Code: it.Code, Display: it.Display}}}
+	}
+	ext := fhir.Extension{URL: extItemAuthorizedDetail, Extension: []fhir.Extension{
+		{URL: "productOrServiceCode", ValueCodeableConcept: code},
+	}}
+	if q := authorizedQuantity(src, d); q != nil && q.Value != nil {
+		ext.Extension = append(ext.Extension, fhir.Extension{URL: "quantity", ValueQuantity: q})
+	}
+	return ext
+}
+
+// commonReviewAction is the header-level review action when every live
+// item has the same one (A1, A3, A4 or A6), else "".
+func commonReviewAction(items []store.Item) string {
+	code := ""
+	for _, it := range items {
+		if it.Decision.Action == "cancel" {
+			continue
+		}
+		switch {
+		case code == "":
+			code = it.Decision.ReviewAction
+		case code != it.Decision.ReviewAction:
+			return ""
+		}
+	}
+	return code
 }
 
 func numberOf(f float64) json.Number {
@@ -397,13 +477,22 @@ func swapTransmissionIDs(ext fhir.Extension) fhir.Extension {
 	return out
 }
 
-func reviewerExtension(d *store.Decision) fhir.Extension {
+// reviewerExtension says whether a person reviewed the request and, if so,
+// who last decided (claimResponseReviewer; wasHumanReviewedFlag is 1..1).
+func reviewerExtension(items []store.Item) fhir.Extension {
+	var human *store.Decision
+	for i := range items {
+		d := &items[i].Decision
+		if strings.HasPrefix(d.By, "reviewer:") && (human == nil || d.At.After(human.At)) {
+			human = d
+		}
+	}
 	ext := fhir.Extension{URL: extClaimResponseReviewer, Extension: []fhir.Extension{
-		{URL: "wasHumanReviewedFlag", ValueBoolean: fhir.Ptr(true)},
+		{URL: "wasHumanReviewedFlag", ValueBoolean: fhir.Ptr(human != nil)},
 	}}
-	if d.ReviewerNPI != "" {
+	if human != nil && human.ReviewerNPI != "" {
 		ext.Extension = append(ext.Extension, fhir.Extension{URL: "reviewerNPI",
-			ValueIdentifier: &fhir.Identifier{System: sysNPI, Value: d.ReviewerNPI}})
+			ValueIdentifier: &fhir.Identifier{System: sysNPI, Value: human.ReviewerNPI}})
 	}
 	return ext
 }

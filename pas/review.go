@@ -129,9 +129,9 @@ func isNPI(s string) bool {
 // version, and an event that notifies subscribed EHRs, written together.
 // tenant "" allows any tenant (administrators).
 func (s *Service) Decide(ctx context.Context, tenant, id string, d ReviewDecision) (*Answer, error) {
-	return s.change(ctx, tenant, id, func(a *store.Authorization, now time.Time) (*store.Decision, error) {
+	return s.change(ctx, tenant, id, func(a *store.Authorization, now time.Time) error {
 		if err := d.check(a); err != nil {
-			return nil, err
+			return err
 		}
 		who := d.Reviewer.NPI
 		if who == "" {
@@ -166,7 +166,7 @@ func (s *Service) Decide(ctx context.Context, tenant, id string, d ReviewDecisio
 				setDecision(item, nd)
 			}
 		}
-		return &human, nil
+		return nil
 	})
 }
 
@@ -192,7 +192,7 @@ var errNoChange = errors.New("pas: nothing to change")
 // change runs one state change on a chain: load, apply, build the new
 // response version, record the event, write with the version guard, and
 // redo the whole thing if another writer got there first.
-func (s *Service) change(ctx context.Context, tenant, id string, apply func(*store.Authorization, time.Time) (*store.Decision, error)) (*Answer, error) {
+func (s *Service) change(ctx context.Context, tenant, id string, apply func(*store.Authorization, time.Time) error) (*Answer, error) {
 	for attempt := 0; attempt < 8; attempt++ {
 		a, err := s.cfg.Store.Authorization(ctx, tenant, id)
 		if errors.Is(err, store.ErrNotFound) {
@@ -202,17 +202,14 @@ func (s *Service) change(ctx context.Context, tenant, id string, apply func(*sto
 			return nil, err
 		}
 		now := s.cfg.Now().UTC().Truncate(time.Millisecond)
-		reviewer, err := apply(a, now)
+		err = apply(a, now)
 		if errors.Is(err, errNoChange) {
 			return nil, nil
 		}
 		if err != nil {
 			return nil, err
 		}
-		if reviewer != nil && reviewer.ReviewerNPI == "" && reviewer.ReviewerName == "" {
-			reviewer = nil
-		}
-		answer, err := s.publish(ctx, a, now, reviewer)
+		answer, err := s.publish(ctx, a, now)
 		if errors.Is(err, store.ErrConflict) {
 			continue
 		}
@@ -223,14 +220,14 @@ func (s *Service) change(ctx context.Context, tenant, id string, apply func(*sto
 
 // publish builds the next response version of a changed chain, records
 // the event announcing it, and writes the chain.
-func (s *Service) publish(ctx context.Context, a *store.Authorization, now time.Time, reviewer *store.Decision) (*Answer, error) {
+func (s *Service) publish(ctx context.Context, a *store.Authorization, now time.Time) (*Answer, error) {
 	settle(a)
 	a.Updated = now
 	in, err := latestInput(a)
 	if err != nil {
 		return nil, err
 	}
-	in.now, in.number, in.reviewer = now, len(a.Responses)+1, reviewer
+	in.now, in.number = now, len(a.Responses)+1
 	in.authDays = s.cfg.Rules().Defaults.AuthorizationDays
 	body, outcome, err := buildResponse(in)
 	if err != nil {

@@ -515,6 +515,13 @@ func (r *request) echoEntries() []store.EchoEntry {
 			add(i, "provider")
 		}
 	}
+	// The orders the items request, echoed when a modified item's addItem
+	// points at them.
+	for _, it := range r.claim.Item {
+		if rs, ok := fhir.FindExtension(it.Extension, extRequestedService); ok && rs.ValueReference != nil {
+			add(r.bundle.Resolve(rs.ValueReference.Reference, r.claimFullURL()), "service")
+		}
+	}
 	return out
 }
 

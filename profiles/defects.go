@@ -29,6 +29,8 @@ var contextDefects = []struct {
 		"PAS profile-claim-base marks modifierextension-infoCancelled on Claim.supportingInfo, but its context lists Claim.item only"},
 	{"http://hl7.org/fhir/us/davinci-pas/StructureDefinition/extension-itemAuthorizedProvider", "ClaimResponse",
 		"PAS profile-claimresponse places extension-itemAuthorizedProvider on the ClaimResponse root, outside its declared context"},
+	{"http://hl7.org/fhir/us/davinci-pas/StructureDefinition/extension-reviewActionCode", "ClaimResponse.adjudication.extension",
+		"PAS 2.2.1 allows extension-reviewAction on ClaimResponse.adjudication (header-level review action) but the context of its reviewActionCode part omits it; the IG's CI build adds it"},
 	{"http://hl7.org/fhir/us/davinci-pas/StructureDefinition/extension-certificationType", "ClaimResponse.addItem",
 		"PAS profile-claimresponse places extension-certificationType on ClaimResponse.addItem, outside its declared context"},
 	{"http://hl7.org/fhir/us/davinci-pas/StructureDefinition/extension-serviceItemRequestType", "ClaimResponse.addItem",
