@@ -62,6 +62,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return nil
 	case "conform":
 		return conform(ctx, args, getenv, stdout, stderr)
+	case "load":
+		return loadCmd(ctx, args, getenv, stdout, stderr)
 	case "help":
 		fmt.Fprint(stdout, usage)
 		return nil
@@ -81,6 +83,7 @@ Commands:
   audit     print the audit trail (priora audit [-client ID] [-since T] [-limit N])
   version   print the version
   conform   run the PAS/CRD conformance suite against a server (priora conform --base URL)
+  load      drive CRD and PAS load at a server and report latency (priora load -h)
   help      this text
 
 Run "priora serve -h" for the server's flags; each has a PRIORA_* variable.
