@@ -34,11 +34,12 @@ func (c *CodeableConcept) Code(system string) (Coding, bool) {
 }
 
 type Identifier struct {
-	Use      string           `json:"use,omitempty"`
-	Type     *CodeableConcept `json:"type,omitempty"`
-	System   string           `json:"system,omitempty"`
-	Value    string           `json:"value,omitempty"`
-	Assigner *Reference       `json:"assigner,omitempty"`
+	Extension []Extension      `json:"extension,omitempty"`
+	Use       string           `json:"use,omitempty"`
+	Type      *CodeableConcept `json:"type,omitempty"`
+	System    string           `json:"system,omitempty"`
+	Value     string           `json:"value,omitempty"`
+	Assigner  *Reference       `json:"assigner,omitempty"`
 }
 
 // Key is the identifier as "system|value".
@@ -93,6 +94,22 @@ type Extension struct {
 	ValueIdentifier      *Identifier      `json:"valueIdentifier,omitempty"`
 	ValuePeriod          *Period          `json:"valuePeriod,omitempty"`
 	ValueQuantity        *Quantity        `json:"valueQuantity,omitempty"`
+	ValueDecimal         *json.Number     `json:"valueDecimal,omitempty"`
+	ValueUnsignedInt     *int             `json:"valueUnsignedInt,omitempty"`
+	ValueInstant         *string          `json:"valueInstant,omitempty"`
+	ValueTime            *string          `json:"valueTime,omitempty"`
+	ValueID              *string          `json:"valueId,omitempty"`
+	ValueMarkdown        *string          `json:"valueMarkdown,omitempty"`
+	ValueMoney           json.RawMessage  `json:"valueMoney,omitempty"`
+	ValueAttachment      json.RawMessage  `json:"valueAttachment,omitempty"`
+	ValueRange           json.RawMessage  `json:"valueRange,omitempty"`
+	ValueRatio           json.RawMessage  `json:"valueRatio,omitempty"`
+	ValueTiming          json.RawMessage  `json:"valueTiming,omitempty"`
+	ValueAddress         json.RawMessage  `json:"valueAddress,omitempty"`
+	ValueHumanName       json.RawMessage  `json:"valueHumanName,omitempty"`
+	ValueContactPoint    json.RawMessage  `json:"valueContactPoint,omitempty"`
+	ValueDuration        *Quantity        `json:"valueDuration,omitempty"`
+	ValueAge             *Quantity        `json:"valueAge,omitempty"`
 }
 
 // FindExtension returns the first extension with url.

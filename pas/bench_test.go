@@ -80,8 +80,8 @@ func BenchmarkBuildResponse(b *testing.B) {
 	now := time.Now()
 	a := &store.Authorization{ID: "PA0123456789abcdef0123"}
 	(&Service{}).index(a, req)
-	for _, it := range req.claim.Item {
-		rec := itemRecord(it)
+	for i, it := range req.claim.Item {
+		rec := itemRecord(it, req.rawItems[i])
 		rec.Decision = decide(rules, req.serviceContext(), req, it, a.ID, now)
 		a.Items = append(a.Items, rec)
 	}

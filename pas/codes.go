@@ -53,6 +53,17 @@ const (
 	sysIdentifierType  = "http://terminology.hl7.org/CodeSystem/v2-0203"
 	sysPOS             = "https://www.cms.gov/Medicare/Coding/place-of-service-codes/Place_of_Service_Code_Set"
 	sysCoverageClass   = "http://terminology.hl7.org/CodeSystem/coverage-class"
+	sysPASTempCodes    = "http://hl7.org/fhir/us/davinci-pas/CodeSystem/PASTempCodes"
+
+	extCommunicatedDiagnosis   = pasSD + "extension-communicatedDiagnosis"
+	extAdmissionDates          = pasSD + "extension-admissionDates"
+	extDischargeDate           = pasSD + "extension-dischargeDate"
+	extEPSDTIndicator          = pasSD + "extension-epsdtIndicator"
+	extNursingHomeResidential  = pasSD + "extension-nursingHomeResidentialStatus"
+	extNursingHomeLevelOfCare  = pasSD + "extension-nursingHomeLevelOfCare"
+	extProductOrServiceCodeEnd = pasSD + "extension-productOrServiceCodeEnd"
+	extRevenueUnitRateLimit    = pasSD + "extension-revenueUnitRateLimit"
+	extRevenueCode             = pasSD + "extension-revenueCode"
 )
 
 // reviewActionDisplay is the X12 306 display for the codes Priora sends.

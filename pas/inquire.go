@@ -11,7 +11,6 @@ import (
 )
 
 const (
-	extProductOrServiceCodeEnd = pasSD + "extension-productOrServiceCodeEnd"
 	// maxInquiryResults bounds one inquiry's answer.
 	maxInquiryResults = 50
 )

@@ -15,6 +15,8 @@ type request struct {
 	raw    []byte
 	bundle *fhir.Bundle
 	claim  *fhir.Claim
+	// rawItems are the Claim's items as sent, kept byte for byte.
+	rawItems []json.RawMessage
 	// claimEntry is the Claim's index in the Bundle (always 0 after intake).
 	claimEntry int
 	// prior is the Claim an update replaces (nil for a new request).
@@ -155,6 +157,11 @@ func parseRequest(raw []byte) (*request, error) {
 		return nil, is.err("the PAS request Bundle is not processable")
 	}
 	r.claim = &c
+	var items struct {
+		Item []json.RawMessage `json:"item"`
+	}
+	_ = json.Unmarshal(b.Entry[0].Resource, &items) // cannot fail: the Claim decoded above
+	r.rawItems = items.Item
 	at := "Bundle.entry[0].resource"
 	if c.Use != "preauthorization" {
 		is.add("value", at+".use", "Claim.use must be preauthorization, not %q", c.Use)

@@ -49,16 +49,18 @@ type crItem struct {
 }
 
 type crAddItem struct {
-	Extension               []fhir.Extension      `json:"extension,omitempty"`
-	ItemSequence            []int                 `json:"itemSequence"`
-	Provider                []fhir.Reference      `json:"provider,omitempty"`
-	ProductOrService        *fhir.CodeableConcept `json:"productOrService"`
-	ServicedDate            *string               `json:"servicedDate,omitempty"`
-	ServicedPeriod          *fhir.Period          `json:"servicedPeriod,omitempty"`
-	LocationCodeableConcept *fhir.CodeableConcept `json:"locationCodeableConcept,omitempty"`
-	Quantity                *fhir.Quantity        `json:"quantity,omitempty"`
-	NoteNumber              []int                 `json:"noteNumber,omitempty"`
-	Adjudication            []adjudication        `json:"adjudication"`
+	Extension               []fhir.Extension       `json:"extension,omitempty"`
+	ItemSequence            []int                  `json:"itemSequence"`
+	Provider                []fhir.Reference       `json:"provider,omitempty"`
+	ProductOrService        *fhir.CodeableConcept  `json:"productOrService"`
+	ServicedDate            *string                `json:"servicedDate,omitempty"`
+	ServicedPeriod          *fhir.Period           `json:"servicedPeriod,omitempty"`
+	LocationCodeableConcept *fhir.CodeableConcept  `json:"locationCodeableConcept,omitempty"`
+	Modifier                []fhir.CodeableConcept `json:"modifier,omitempty"`
+	UnitPrice               json.RawMessage        `json:"unitPrice,omitempty"`
+	Quantity                *fhir.Quantity         `json:"quantity,omitempty"`
+	NoteNumber              []int                  `json:"noteNumber,omitempty"`
+	Adjudication            []adjudication         `json:"adjudication"`
 }
 
 type adjudication struct {
@@ -175,8 +177,18 @@ func buildResponse(in responseInput) ([]byte, string, error) {
 				if p := requestedPeriod(src); p != nil {
 					ci.Extension = append(ci.Extension, fhir.Extension{URL: extItemRequestedSvcDate, ValuePeriod: p})
 				}
+				// The provider's previous authorization number (REF-BB) comes back
+				// as previousAuthorizationNumber; the diagnoses the item points
+				// at as communicatedDiagnosis.
+				if e, ok := fhir.FindExtension(src.Extension, extAuthorizationNumber); ok {
+					ci.Extension = append(ci.Extension, e)
+				}
+				for _, dx := range itemDiagnoses(in.claim, src.DiagnosisSequence) {
+					ci.Extension = append(ci.Extension, fhir.Extension{URL: extCommunicatedDiagnosis, ValueCodeableConcept: dx})
+				}
 			}
 		}
+		ci.Extension = append(ci.Extension, stayExtensions(in.claim)...)
 		authorized := d.Action == "approve" || d.Action == "modify"
 		if authorized {
 			issued := d.At.UTC().Format("2006-01-02")
@@ -206,7 +218,9 @@ func buildResponse(in responseInput) ([]byte, string, error) {
 		ci.Adjudication = []adjudication{reviewAdjudication(d.ReviewAction, d.ReviewNumber, d.ReasonCodes)}
 		cr.Item = append(cr.Item, ci)
 		if d.Action == "modify" {
-			cr.AddItem = append(cr.AddItem, modifiedItem(it, d, in.authDays, provider, echo))
+			ai := modifiedItem(it, d, in.authDays, provider, echo)
+			ai.Extension = append(ai.Extension, stayExtensions(in.claim)...)
+			cr.AddItem = append(cr.AddItem, ai)
 		}
 	}
 	var infoRequests []bundleEntry
@@ -355,11 +369,17 @@ func modifiedItem(it store.Item, d store.Decision, days int, provider *store.Ech
 	// What the provider sent about the item carries over to what is
 	// authorized: its trace number, the order it requests, the request and
 	// certification types.
-	for _, url := range []string{extItemTraceNumber, extServiceItemRequestType, extCertificationType} {
+	for _, url := range []string{extItemTraceNumber, extServiceItemRequestType, extCertificationType,
+		extAuthorizationNumber, extEPSDTIndicator, extNursingHomeResidential, extNursingHomeLevelOfCare,
+		extProductOrServiceCodeEnd, extRevenueUnitRateLimit} {
 		if e, ok := fhir.FindExtension(src.Extension, url); ok {
 			ai.Extension = append(ai.Extension, e)
 		}
 	}
+	if src.Revenue != nil {
+		ai.Extension = append(ai.Extension, fhir.Extension{URL: extRevenueCode, ValueCodeableConcept: src.Revenue})
+	}
+	ai.Modifier, ai.UnitPrice = src.Modifier, src.UnitPrice
 	if rs, ok := fhir.FindExtension(src.Extension, extRequestedService); ok && rs.ValueReference != nil {
 		if ref := echo.ref(rs.ValueReference, ""); ref != nil && ref.Reference != "" {
 			ai.Extension = append(ai.Extension, fhir.Extension{URL: extRequestedService, ValueReference: ref})
@@ -617,4 +637,43 @@ func communicationRequest(a *store.Authorization, it store.Item, loinc string, e
 		r.Recipient = []fhir.Reference{{Reference: p.FullURL}}
 	}
 	return bundleEntry{FullURL: "urn:uuid:" + uuid.NewString(), Resource: r}
+}
+
+// itemDiagnoses are the coded diagnoses an item points at.
+func itemDiagnoses(c *fhir.Claim, sequences []int) []*fhir.CodeableConcept {
+	var out []*fhir.CodeableConcept
+	for _, d := range c.Diagnosis {
+		if d.DiagnosisCodeableConcept != nil && containsInt(sequences, d.Sequence) {
+			out = append(out, d.DiagnosisCodeableConcept)
+		}
+	}
+	return out
+}
+
+// stayExtensions carry the admission and discharge dates the provider gave
+// as supportingInfo (PASTempCodes admissionDates / dischargeDates) onto an
+// item of the response.
+func stayExtensions(c *fhir.Claim) []fhir.Extension {
+	var out []fhir.Extension
+	for _, si := range c.SupportingInfo {
+		cd, ok := si.Category.Code(sysPASTempCodes)
+		if !ok {
+			continue
+		}
+		switch cd.Code {
+		case "admissionDates":
+			if p := si.TimingPeriod; p != nil {
+				out = append(out, fhir.Extension{URL: extAdmissionDates, ValuePeriod: p})
+			} else if si.TimingDate != nil {
+				out = append(out, fhir.Extension{URL: extAdmissionDates, ValuePeriod: &fhir.Period{Start: *si.TimingDate}})
+			}
+		case "dischargeDates":
+			if si.TimingDate != nil {
+				out = append(out, fhir.Extension{URL: extDischargeDate, ValueDate: si.TimingDate})
+			} else if p := si.TimingPeriod; p != nil && p.End != "" {
+				out = append(out, fhir.Extension{URL: extDischargeDate, ValueDate: fhir.Ptr(p.End[:min(10, len(p.End))])})
+			}
+		}
+	}
+	return out
 }

@@ -84,7 +84,7 @@ func (s *Service) create(ctx context.Context, who Caller, req *request, key stri
 	svc := req.serviceContext()
 	for i := range req.claim.Item {
 		it := req.claim.Item[i]
-		item := itemRecord(it)
+		item := itemRecord(it, req.rawItems[i])
 		item.Decision = decide(rules, svc, req, it, a.ID, now)
 		if req.claimCancelled() || item.Cancelled {
 			item.Decision = cancelled(now, a.ID, it.Sequence)
@@ -286,7 +286,7 @@ func dueAt(received time.Time, expedited bool) time.Time {
 	return received.AddDate(0, 0, 7)
 }
 
-func itemRecord(it fhir.ClaimItem) store.Item {
+func itemRecord(it fhir.ClaimItem, raw json.RawMessage) store.Item {
 	rec := store.Item{Sequence: it.Sequence, Quantity: it.Quantity.Float()}
 	if it.Quantity != nil {
 		rec.Unit = it.Quantity.Unit
@@ -302,9 +302,7 @@ func itemRecord(it fhir.ClaimItem) store.Item {
 		rec.ServiceFrom, rec.ServiceTo = *it.ServicedDate, *it.ServicedDate
 	}
 	rec.Cancelled = itemCancelled(it)
-	if b, err := json.Marshal(it); err == nil {
-		rec.ItemJSON = string(b)
-	}
+	rec.ItemJSON = string(raw)
 	return rec
 }
 

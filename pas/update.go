@@ -86,8 +86,8 @@ func (s *Service) rejectUpdate(req *request, be businessError) (*Answer, error) 
 	now := s.cfg.Now().UTC()
 	a := &store.Authorization{ID: "PA-rejected", Created: now}
 	s.index(a, req)
-	for _, it := range req.claim.Item {
-		rec := itemRecord(it)
+	for i, it := range req.claim.Item {
+		rec := itemRecord(it, req.rawItems[i])
 		rec.Decision = store.Decision{Action: "deny", ReviewAction: "A3", At: now}
 		a.Items = append(a.Items, rec)
 	}
@@ -111,8 +111,8 @@ func (s *Service) applyUpdate(ctx context.Context, who Caller, a *store.Authoriz
 	for i, it := range a.Items {
 		bySeq[it.Sequence] = i
 	}
-	for _, it := range req.claim.Item {
-		rec := itemRecord(it)
+	for n, it := range req.claim.Item {
+		rec := itemRecord(it, req.rawItems[n])
 		i, known := bySeq[it.Sequence]
 		change, _ := fhir.FindExtension(it.Extension, extInfoChanged)
 		changed := change.ValueCode != nil
