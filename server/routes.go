@@ -19,6 +19,7 @@ func (s *Server) routes() {
 	f.GET("/metadata", s.metadata)
 	f.GET("/.well-known/smart-configuration", s.smartConfiguration)
 	f.GET("/OperationDefinition/:id", s.operationDefinition)
+	f.GET("/SubscriptionTopic/:id", s.subscriptionTopic)
 	f.POST("/Claim/$submit", s.submit)
 	s.subscriptionRoutes(f)
 	f.POST("/Claim/$inquire", s.inquire)
@@ -53,6 +54,15 @@ func (s *Server) metadata(c echo.Context) error {
 	return writeFHIR(c, http.StatusOK, conformance.CapabilityStatement(conformance.Server{
 		BaseURL: s.cfg.BaseURL, Version: s.cfg.Version, Started: s.cfg.Started,
 	}))
+}
+
+// subscriptionTopic serves the PAS SubscriptionTopic, an R5 resource that
+// R4 packages carry as Basic (Subscriptions R5 Backport).
+func (s *Server) subscriptionTopic(c echo.Context) error {
+	if c.Param("id") != "PASSubscriptionTopic" {
+		return fhir.Errorf(fhir.NotFound, "SubscriptionTopic/%s is not known", c.Param("id"))
+	}
+	return writeFHIR(c, http.StatusOK, conformance.SubscriptionTopic())
 }
 
 func (s *Server) operationDefinition(c echo.Context) error {

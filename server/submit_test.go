@@ -488,3 +488,14 @@ func countAuthorizations(t *testing.T, e *testenv.Env) int64 {
 	}
 	return n
 }
+
+func TestSubscriptionTopicServed(t *testing.T) {
+	e := testenv.Start(t)
+	r := e.Get("/fhir/SubscriptionTopic/PASSubscriptionTopic")
+	if r.Status != 200 || !strings.Contains(string(r.Body), `"id":"PASSubscriptionTopic"`) {
+		t.Fatalf("topic: %d %.200s", r.Status, r.Body)
+	}
+	if r := e.Get("/fhir/SubscriptionTopic/other"); r.Status != 404 {
+		t.Errorf("unknown topic status %d", r.Status)
+	}
+}
