@@ -29,7 +29,8 @@ type config struct {
 	LogLevel string
 	MaxBody  int64
 	// Validation is the profile validation mode: enforce, log or off.
-	Validation string
+	Validation    string
+	CRDValidation string
 	// CRD (CDS Hooks): payers served, EHR query deadline, default version.
 	PayerIDs         string
 	CRDFetchTimeout  string
@@ -60,15 +61,16 @@ func (c *config) settings() []setting {
 		{"rules", "PRIORA_RULES", "", "coverage rules YAML file (default: the shipped sample)", false, &c.Rules},
 		{"mongodb-uri", "MONGODB_URI", "", "MongoDB URI; empty starts the embedded store", true, &c.MongoURI},
 		{"log-level", "PRIORA_LOG_LEVEL", "info", "debug, info, warn or error", false, &c.LogLevel},
+		{"payer-ids", "PRIORA_PAYER_IDS", "", "Coverage.payor identifiers CRD answers for, comma-separated system|value or bare value (default: the rules file's payers; none = every payer)", false, &c.PayerIDs},
+		{"crd-fetch-timeout", "PRIORA_CRD_FETCH_TIMEOUT", "2s", "deadline for CRD's queries to the EHR's FHIR server per hook call", false, &c.CRDFetchTimeout},
+		{"crd-version", "PRIORA_CRD_VERSION", "2.2", "CRD version answered when a hook call requests none: 2.2, or 2.0 for the released Inferno CRD kit", false, &c.CRDVersion},
 		{"insecure-dev", "PRIORA_INSECURE_DEV", "", "1 turns authentication OFF for development; refused unless the listen address is loopback", false, &c.InsecureDev},
 		{"clients-file", "PRIORA_CLIENTS_FILE", "", "YAML file of clients registered (or replaced) at start", false, &c.ClientsFile},
 		{"tls-cert", "PRIORA_TLS_CERT", "", "TLS certificate (PEM); with PRIORA_TLS_KEY Priora serves HTTPS only, TLS 1.2+", false, &c.TLSCert},
 		{"tls-key", "PRIORA_TLS_KEY", "", "TLS private key (PEM)", false, &c.TLSKey},
 		{"rate-limit", "PRIORA_RATE_LIMIT", "20,40", "requests per second per client and burst, RATE[,BURST]; 0 = no limit", false, &c.RateLimit},
 		{"validation", "PRIORA_VALIDATION", "enforce", "profile validation of PAS requests: enforce (reject errors with 400), log (log counts, accept) or off", false, &c.Validation},
-		{"payer-ids", "PRIORA_PAYER_IDS", "", "Coverage.payor identifiers CRD answers for, comma-separated system|value or bare value (default: the rules file's payers; none = every payer)", false, &c.PayerIDs},
-		{"crd-fetch-timeout", "PRIORA_CRD_FETCH_TIMEOUT", "2s", "deadline for CRD's queries to the EHR's FHIR server per hook call", false, &c.CRDFetchTimeout},
-		{"crd-version", "PRIORA_CRD_VERSION", "2.2", "CRD version answered when a hook call requests none: 2.2, or 2.0 for the released Inferno CRD kit", false, &c.CRDVersion},
+		{"crd-validation", "PRIORA_CRD_VALIDATION", "off", "profile validation of CDS Hooks calls: off, log, or enforce (422 for CRD profile violations)", false, &c.CRDValidation},
 	}
 }
 
@@ -136,6 +138,11 @@ func (c *config) check() error {
 	case "enforce", "log", "off":
 	default:
 		errs = append(errs, fmt.Errorf("PRIORA_VALIDATION %q must be enforce, log or off", c.Validation))
+	}
+	switch c.CRDValidation {
+	case "enforce", "log", "off":
+	default:
+		errs = append(errs, fmt.Errorf("PRIORA_CRD_VALIDATION %q must be enforce, log or off", c.CRDValidation))
 	}
 	errs = append(errs, c.checkSecurity(host))
 	if c.MongoURI == "" && c.DataDir == "" {

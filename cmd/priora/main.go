@@ -60,6 +60,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	case "version":
 		fmt.Fprintln(stdout, "priora", version)
 		return nil
+	case "healthcheck":
+		return healthcheck(ctx, args, stdout, stderr)
 	case "conform":
 		return conform(ctx, args, getenv, stdout, stderr)
 	case "load":
@@ -82,6 +84,7 @@ Commands:
   keys      rotate Priora's token signing key (priora keys rotate)
   audit     print the audit trail (priora audit [-client ID] [-since T] [-limit N])
   version   print the version
+  healthcheck  probe /readyz (for container healthchecks)
   conform   run the PAS/CRD conformance suite against a server (priora conform --base URL)
   load      drive CRD and PAS load at a server and report latency (priora load -h)
   help      this text
@@ -98,15 +101,16 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	level, _ := parseLevel(cfg.LogLevel)
 	log := slog.New(slog.NewJSONHandler(stdout, &slog.HandlerOptions{Level: level}))
 	a, err := app.New(ctx, app.Config{
-		BaseURL:   cfg.BaseURL,
-		DataDir:   cfg.DataDir,
-		MongoURI:  cfg.MongoURI,
-		RulesFile: cfg.Rules,
-		MaxBody:   cfg.MaxBody,
-		Version:   version,
-		Log:       log,
+		BaseURL:       cfg.BaseURL,
+		DataDir:       cfg.DataDir,
+		MongoURI:      cfg.MongoURI,
+		RulesFile:     cfg.Rules,
+		MaxBody:       cfg.MaxBody,
+		Version:       version,
+		Log:           log,
+		Validation:    cfg.Validation,
+		CRDValidation: cfg.CRDValidation,
 
-		Validation:       cfg.Validation,
 		PayerIDs:         cfg.payers,
 		HookFetchTimeout: cfg.hookFetchTimeout,
 		Security:         cfg.security,

@@ -40,6 +40,15 @@ type Config struct {
 	Log       *slog.Logger
 	// Now overrides the clock (tests).
 	Now func() time.Time
+	// Subscriptions tunes notification delivery (zero = defaults).
+	Subscriptions subscriptions.Options
+	// Validation is what profile validation does to PAS requests:
+	// ValidationEnforce ("" too), ValidationLog or ValidationOff.
+	Validation string
+	// CRDValidation is what profile validation does to CDS Hooks calls:
+	// ValidationOff ("" too), ValidationLog, or ValidationEnforce (422 for
+	// CRD profile violations, hook-13).
+	CRDValidation string
 	// PayerIDs are the Coverage.payor identifiers CRD answers for; empty
 	// uses the rules file's payers (and empty there serves every payer).
 	PayerIDs []coverage.PayerID
@@ -49,11 +58,6 @@ type Config struct {
 	// CRDVersion is the CRD version answered when a hook call requests
 	// none: "2.2" (default) or "2.0" (the released Inferno CRD kit).
 	CRDVersion string
-	// Subscriptions tunes notification delivery (zero = defaults).
-	Subscriptions subscriptions.Options
-	// Validation is what profile validation does to PAS requests:
-	// ValidationEnforce ("" too), ValidationLog or ValidationOff.
-	Validation string
 	// Security is authentication, TLS, rate limits and audit (security.go).
 	Security Security
 }
@@ -67,11 +71,11 @@ type App struct {
 	// Hooks is the CDS Hooks (CRD) service.
 	Hooks   *hooks.Service
 	Handler http.Handler
+	// Desk is the reviewer desk (web pages under /desk/).
+	Desk *desk.Desk
 	// Auth is the SMART Backend Services authorization server and the
 	// verifier of access tokens and CDS Hooks JWTs.
 	Auth *auth.Service
-	// Desk is the reviewer desk (web pages under /desk/).
-	Desk *desk.Desk
 	// Validator checks FHIR against the PAS, CRD and US Core profiles; it
 	// is loaded at start whatever Config.Validation says. Use Check to
 	// apply the configured mode to a validation.
@@ -131,6 +135,13 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 		Now:      cfg.Now,
 		Log:      log,
 	})
+	a.Subscriptions, err = subscriptions.New(ctx, subscriptions.Config{
+		Store: st, Parser: parser, BaseURL: cfg.BaseURL, Now: cfg.Now, Log: log, Options: cfg.Subscriptions,
+	})
+	if err != nil {
+		st.Close(context.Background())
+		return nil, err
+	}
 	if err := st.EnsureHookIndexes(ctx); err != nil {
 		st.Close(context.Background())
 		return nil, err
@@ -145,15 +156,9 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 		PayerIDs:       cfg.PayerIDs,
 		FetchTimeout:   cfg.HookFetchTimeout,
 		DefaultVersion: cfg.CRDVersion,
+		Validate:       a.crdValidate(),
 		Now:            cfg.Now,
 		Log:            log,
-	})
-	if err != nil {
-		st.Close(context.Background())
-		return nil, err
-	}
-	a.Subscriptions, err = subscriptions.New(ctx, subscriptions.Config{
-		Store: st, Parser: parser, BaseURL: cfg.BaseURL, Now: cfg.Now, Log: log, Options: cfg.Subscriptions,
 	})
 	if err != nil {
 		st.Close(context.Background())
@@ -191,9 +196,14 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 	go func() { defer workers.Done(); a.Subscriptions.Run(wctx) }()
 	go func() { defer workers.Done(); a.PAS.RunFinisher(wctx, time.Second) }()
 	workers.Add(1)
-	go func() { defer workers.Done(); a.runSweeper(wctx, time.Minute) }()
-	workers.Add(1)
 	go func() { defer workers.Done(); a.Desk.RunSweeper(wctx, 5*time.Minute) }()
+	workers.Add(1)
+	go func() { defer workers.Done(); a.runSweeper(wctx, time.Minute) }()
+	// Every package has created its collections by now: index them for
+	// lookups by _id on the embedded engine (a no-op on MongoDB).
+	if err := st.IndexCollections(ctx); err != nil {
+		log.Warn("store: _id indexes not created", "err", err)
+	}
 	go func() { workers.Wait(); close(a.workersDone) }()
 	return a, nil
 }
