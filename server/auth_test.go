@@ -222,6 +222,8 @@ func TestSMARTConfiguration(t *testing.T) {
 	}
 	if r := s.Get("/fhir/metadata"); r.Status != 200 {
 		t.Errorf("metadata must stay public: %d", r.Status)
+	} else if !bytes.Contains(r.Body, []byte(`"SMART-on-FHIR"`)) || !bytes.Contains(r.Body, []byte(s.URL+`/auth/token`)) {
+		t.Errorf("CapabilityStatement does not declare SMART with the token endpoint: %.300s", r.Body)
 	}
 	if r := s.Get("/auth/jwks"); r.Status != 200 || !bytes.Contains(r.Body, []byte(`"ES384"`)) || bytes.Contains(r.Body, []byte(`"d"`)) {
 		t.Errorf("jwks: %d %s", r.Status, r.Body)

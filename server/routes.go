@@ -51,8 +51,10 @@ func (s *Server) metadata(c echo.Context) error {
 	if err := acceptsJSON(c.Request()); err != nil {
 		return err
 	}
+	smart := s.cfg.Auth != nil && !s.cfg.InsecureDev
 	return writeFHIR(c, http.StatusOK, conformance.CapabilityStatement(conformance.Server{
 		BaseURL: s.cfg.BaseURL, Version: s.cfg.Version, Started: s.cfg.Started,
+		SMART: smart, TokenURL: s.cfg.BaseURL + "/auth/token",
 	}))
 }
 
