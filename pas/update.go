@@ -27,11 +27,6 @@ func (s *Service) update(ctx context.Context, who Caller, req *request, key stri
 			keys = append(keys, "claim|"+id.Key())
 		}
 	}
-	if err := s.cfg.Store.SaveRequestBundle(ctx, &store.RequestBundle{
-		Key: key, Tenant: who.Tenant, Received: s.cfg.Now().UTC(), Body: string(req.raw),
-	}); err != nil {
-		return nil, err
-	}
 	for attempt := 0; attempt < 8; attempt++ {
 		a, err := s.cfg.Store.AuthorizationByClaimKey(ctx, who.Tenant, keys[:1])
 		if errors.Is(err, store.ErrNotFound) {
@@ -57,6 +52,11 @@ func (s *Service) update(ctx context.Context, who Caller, req *request, key stri
 				Note: "This prior authorization request was " + map[bool]string{true: "cancelled", false: "denied"}[a.Status == "cancelled"] +
 					" and cannot be updated. Submit a new prior authorization request.",
 			})
+		}
+		if err := s.cfg.Store.SaveRequestBundle(ctx, &store.RequestBundle{
+			Key: key, Tenant: who.Tenant, Authorization: a.ID, Received: s.cfg.Now().UTC(), Body: string(req.raw),
+		}); err != nil {
+			return nil, err
 		}
 		answer, err := s.applyUpdate(ctx, who, a, req, key)
 		if errors.Is(err, store.ErrConflict) {
