@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"fmt"
+	"sync/atomic"
 	"testing"
 
 	"github.com/priora/priora/internal/testenv"
@@ -42,4 +43,47 @@ func replaceOnce(s, old, new []byte) []byte {
 		}
 	}
 	panic("marker not found")
+}
+
+// BenchmarkOrderSignHTTP is a whole CRD order-sign over HTTP on loopback:
+// the IG example with its full prefetch and a fresh hookInstance, the
+// coverage assertions and the call record stored, the audit record
+// written. It runs several calls in parallel, as EHRs do, so that the
+// store's group commits show.
+func BenchmarkOrderSignHTTP(b *testing.B) {
+	e := testenv.Start(b)
+	base := testenv.Fixture(b, "crd/ig/CRDServiceRequest.json")
+	marker := []byte(`"hookInstance": "d5a80646-7ef5-4edf-ade9-72407ca28c76"`)
+	var n atomic.Int64
+	b.ReportAllocs()
+	b.SetParallelism(4)
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			id := fmt.Sprintf(`"hookInstance": "d5a80646-7ef5-4edf-ade9-%012d"`, n.Add(1))
+			if r := e.Post("/cds-services/order-sign-crd", replaceOnce(base, marker, []byte(id))); r.Status != 200 {
+				b.Errorf("status %d: %s", r.Status, r.Body)
+				return
+			}
+		}
+	})
+}
+
+// BenchmarkSubmitHTTPParallel is BenchmarkSubmitHTTP with several
+// submissions in flight, as a payer's bursts are.
+func BenchmarkSubmitHTTPParallel(b *testing.B) {
+	e := testenv.Start(b, testenv.WithoutResponseChecks())
+	base := testenv.Fixture(b, "pas/kit/approval_pa_submit_request_payload.json")
+	marker := []byte(`"value": "A12345"`)
+	var n atomic.Int64
+	b.ReportAllocs()
+	b.SetParallelism(4)
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			body := replaceOnce(base, marker, []byte(fmt.Sprintf(`"value": "BENCHP-%d"`, n.Add(1))))
+			if r := e.Post(submitPath, body); r.Status != 200 {
+				b.Errorf("status %d: %s", r.Status, r.Body)
+				return
+			}
+		}
+	})
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"sync"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -83,7 +84,7 @@ func (s *Store) ensureIndexes(ctx context.Context) error {
 // SaveRequestBundle stores a request body under its submission key. Saving
 // the same key again is a no-op, so a retried request can replay it.
 func (s *Store) SaveRequestBundle(ctx context.Context, b *RequestBundle) error {
-	_, err := s.bundles.InsertOne(ctx, b)
+	err := s.insert(ctx, s.bundles, b)
 	if err != nil && !isDuplicate(err) {
 		return fmt.Errorf("store: save request bundle: %w", err)
 	}
@@ -123,12 +124,13 @@ func (s *Store) UpdateAuthorization(ctx context.Context, a *Authorization) error
 }
 
 // commit writes the derived index entries, then the revision (the atomic
-// step), then the head.
+// step), then the head. Inserts go through group commit (group.go): the
+// revision insert is still a single-document insert under a unique _id.
 func (s *Store) commit(ctx context.Context, a *Authorization, lost error) error {
 	if err := s.writeKeys(ctx, a); err != nil {
 		return err
 	}
-	if _, err := s.revisions.InsertOne(ctx, revision{ID: revisionID(a.ID, a.Version), Doc: *a}); err != nil {
+	if err := s.insert(ctx, s.revisions, revision{ID: revisionID(a.ID, a.Version), Doc: *a}); err != nil {
 		if isDuplicate(err) {
 			return lost
 		}
@@ -145,6 +147,19 @@ func (s *Store) commit(ctx context.Context, a *Authorization, lost error) error 
 // older head, which the next reader rolls forward and repairs. A failure
 // likewise only leaves the head stale.
 func (s *Store) writeHead(ctx context.Context, a *Authorization) {
+	if a.Version == 1 {
+		// A new chain has no head yet: insert it. A duplicate means a
+		// head exists (from an earlier attempt or a newer version); fall
+		// through to the version check.
+		err := s.insert(ctx, s.authorizations, a)
+		if err == nil {
+			return
+		}
+		if !isDuplicate(err) {
+			s.log.WarnContext(ctx, "store: head not written; readers will roll forward", "authorization", a.ID, "err", err)
+			return
+		}
+	}
 	var cur struct {
 		Version int `bson:"version"`
 	}
@@ -159,43 +174,122 @@ func (s *Store) writeHead(ctx context.Context, a *Authorization) {
 	}
 }
 
-// writeKeys records, idempotently, how the chain is found again.
+// writeKeys records, idempotently, how the chain is found again: the
+// submission keys, the Claim keys, the member entries, the outbox entry
+// of its newest event and its schedule entry, all in parallel.
+//
+// The submission keys and member entries of a new chain are simply
+// inserted, together with the concurrent requests' (group commit,
+// group.go): they are derived from the chain, so an existing one already
+// says the same and a duplicate is success. Claim keys, and every entry of
+// a later version, are read first: an entry that already leads to this
+// chain is left alone, a Claim key that leads to another chain is moved
+// here (the newest chain for a reused key, as before), a missing one is
+// inserted. Reading first keeps the (rare) duplicates out of the grouped
+// inserts, where one would make FerretDB retry the whole batch one
+// document at a time. A new chain with no delayed rule has no schedule
+// entry to remove (a stale one would only lead the finisher to a chain it
+// loads and checks), so none is written.
 func (s *Store) writeKeys(ctx context.Context, a *Authorization) error {
-	upsert := options.Replace().SetUpsert(true)
-	put := func(id string) error {
-		_, err := s.keys.ReplaceOne(ctx, bson.D{{Key: "_id", Value: id}}, chainKey{ID: id, Auth: a.ID, Since: a.Updated}, upsert)
-		if err != nil && !isDuplicate(err) {
-			return fmt.Errorf("store: write key: %w", err)
-		}
-		return nil
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []error
+	)
+	do := func(f func() error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(); err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		}()
 	}
+	fresh := a.Version == 1
+	var subs, members []any
 	for _, k := range a.SubmissionKeys {
-		if err := put(submissionKeyID(a.Tenant, k)); err != nil {
-			return err
-		}
-	}
-	for _, k := range a.ClaimKeys {
-		if err := put(claimKeyID(a.Tenant, k)); err != nil {
-			return err
+		doc := chainKey{ID: submissionKeyID(a.Tenant, k), Auth: a.ID, Since: a.Updated}
+		if fresh {
+			subs = append(subs, doc)
+		} else {
+			do(func() error { return s.ensureKey(ctx, s.keys, doc.ID, a.ID, doc, false) })
 		}
 	}
 	for _, m := range a.MemberIDs {
-		id := m + "|" + a.ID
-		_, err := s.members.ReplaceOne(ctx, bson.D{{Key: "_id", Value: id}}, memberKey{ID: id, Member: m, Auth: a.ID}, upsert)
-		if err != nil && !isDuplicate(err) {
-			return fmt.Errorf("store: write member key: %w", err)
+		doc := memberKey{ID: m + "|" + a.ID, Member: m, Auth: a.ID}
+		if fresh {
+			members = append(members, doc)
+		} else {
+			do(func() error { return s.ensureKey(ctx, s.members, doc.ID, a.ID, doc, false) })
 		}
 	}
-	if n := len(a.Events); n > 0 {
-		ev := a.Events[n-1]
-		id := fmt.Sprintf("%s#%08d", a.ID, ev.Number)
-		_, err := s.outbox.ReplaceOne(ctx, bson.D{{Key: "_id", Value: id}},
-			outboxEntry{ID: id, Auth: a.ID, Created: ev.Created}, upsert)
-		if err != nil && !isDuplicate(err) {
-			return fmt.Errorf("store: write outbox: %w", err)
-		}
+	for _, k := range a.ClaimKeys {
+		doc := chainKey{ID: claimKeyID(a.Tenant, k), Auth: a.ID, Since: a.Updated}
+		do(func() error { return s.ensureKey(ctx, s.keys, doc.ID, a.ID, doc, true) })
 	}
-	return s.SyncSchedule(ctx, a)
+	for _, g := range []struct {
+		c    *mongo.Collection
+		docs []any
+	}{{s.keys, subs}, {s.members, members}} {
+		if len(g.docs) == 0 {
+			continue
+		}
+		do(func() error {
+			if err := s.insert(ctx, g.c, g.docs...); err != nil && !isDuplicate(err) {
+				return fmt.Errorf("store: write %s: %w", g.c.Name(), err)
+			}
+			return nil
+		})
+	}
+	do(func() error {
+		if n := len(a.Events); n > 0 {
+			ev := a.Events[n-1]
+			id := fmt.Sprintf("%s#%08d", a.ID, ev.Number)
+			_, err := s.outbox.ReplaceOne(ctx, bson.D{{Key: "_id", Value: id}},
+				outboxEntry{ID: id, Auth: a.ID, Created: ev.Created}, options.Replace().SetUpsert(true))
+			if err != nil && !isDuplicate(err) {
+				return fmt.Errorf("store: write outbox: %w", err)
+			}
+		}
+		if fresh && a.NextAuto.IsZero() {
+			return nil
+		}
+		return s.SyncSchedule(ctx, a)
+	})
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// ensureKey makes the entry id of c lead to chain auth: left alone when it
+// does, inserted when missing, and — when movable — replaced when it leads
+// to another chain. Every access is by _id.
+func (s *Store) ensureKey(ctx context.Context, c *mongo.Collection, id, auth string, doc any, movable bool) error {
+	var cur struct {
+		Auth string `bson:"auth"`
+	}
+	err := c.FindOne(ctx, bson.D{{Key: "_id", Value: id}}, options.FindOne().SetProjection(bson.D{{Key: "auth", Value: 1}})).Decode(&cur)
+	switch {
+	case err == nil && (cur.Auth == auth || !movable):
+		return nil
+	case err == nil:
+	case errors.Is(err, mongo.ErrNoDocuments):
+		err = s.insert(ctx, c, doc)
+		if err == nil || (isDuplicate(err) && !movable) {
+			return nil
+		}
+		if !isDuplicate(err) {
+			return fmt.Errorf("store: write %s: %w", c.Name(), err)
+		}
+	default:
+		return fmt.Errorf("store: read %s: %w", c.Name(), err)
+	}
+	_, err = c.ReplaceOne(ctx, bson.D{{Key: "_id", Value: id}}, doc, options.Replace().SetUpsert(true))
+	if err != nil && !isDuplicate(err) {
+		return fmt.Errorf("store: write %s: %w", c.Name(), err)
+	}
+	return nil
 }
 
 // outboxEntry says a chain has a notification event (from Created on).

@@ -254,7 +254,7 @@ type AuditRecord struct {
 
 // AddAudit inserts an audit record.
 func (s *Store) AddAudit(ctx context.Context, r *AuditRecord) error {
-	if _, err := s.db.Collection(collAudit).InsertOne(ctx, r); err != nil {
+	if err := s.insert(ctx, s.db.Collection(collAudit), r); err != nil {
 		return fmt.Errorf("store: audit: %w", err)
 	}
 	return nil

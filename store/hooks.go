@@ -167,7 +167,7 @@ func (s *Store) SaveCoverageAssertions(ctx context.Context, as []CoverageAsserti
 	for i := range as {
 		docs[i] = &as[i]
 	}
-	if _, err := s.db.Collection(coverageAssertions).InsertMany(ctx, docs); err != nil {
+	if err := s.insert(ctx, s.db.Collection(coverageAssertions), docs...); err != nil {
 		if isDuplicate(err) {
 			return ErrDuplicate
 		}
@@ -192,7 +192,7 @@ func (s *Store) CoverageAssertion(ctx context.Context, id string) (*CoverageAsse
 
 // SaveHookCall appends a hook call record.
 func (s *Store) SaveHookCall(ctx context.Context, c *HookCall) error {
-	if _, err := s.db.Collection(hookCalls).InsertOne(ctx, c); err != nil {
+	if err := s.insert(ctx, s.db.Collection(hookCalls), c); err != nil {
 		return fmt.Errorf("store: save hook call: %w", err)
 	}
 	return nil

@@ -58,6 +58,8 @@ type Store struct {
 	schedule       *mongo.Collection
 	outbox         *mongo.Collection
 	bundles        *mongo.Collection
+
+	group groupInserts // group.go
 }
 
 type embedded struct {
