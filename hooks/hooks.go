@@ -62,8 +62,8 @@ type Config struct {
 	// prefetch) against the CRD profiles and returns the violations of
 	// CRD-specific rules; any makes the call unprocessable (422, hook-13).
 	Validate func(body []byte) []string
-	Now           func() time.Time
-	Log           *slog.Logger
+	Now      func() time.Time
+	Log      *slog.Logger
 }
 
 // Service answers CDS Hooks calls. It is safe for concurrent use.
@@ -267,7 +267,7 @@ func outcomeOf(status int) string {
 // decode reads and checks a hook call; anything malformed is a 400.
 func (s *Service) decode(hook string, body []byte) (*call, error) {
 	c := &call{s: s, hook: hook, d: newData(), rules: s.cfg.Rules(), now: s.cfg.Now()}
-	if err := json.Unmarshal(body, &c.req); err != nil {
+	if err := decodeRequest(body, &c.req); err != nil {
 		return nil, errorf(http.StatusBadRequest, "the body is not a CDS Hooks request: %s", jsonProblem(err))
 	}
 	r := &c.req

@@ -59,7 +59,7 @@ func (d *data) loadPrefetch(prefetch map[string]json.RawMessage) {
 			d.keys[k] = keyError
 		case "Bundle":
 			var b bundle
-			if b.UnmarshalJSON(raw) != nil { // raw is valid JSON: no second check
+			if b.read(raw) != nil { // raw is valid JSON and stays ours: no check, no copy
 				continue
 			}
 			d.keys[k] = keyProvided
@@ -431,7 +431,11 @@ func (b *bundle) UnmarshalJSON(raw []byte) error {
 	if string(bytes.TrimSpace(raw)) == "null" {
 		return nil
 	}
-	raw = bytes.Clone(raw) // the decoder's buffer is not ours to keep
+	return b.read(bytes.Clone(raw)) // the decoder's buffer is not ours to keep
+}
+
+// read is UnmarshalJSON on bytes the bundle may keep referring to.
+func (b *bundle) read(raw []byte) error {
 	*b = bundle{}
 	err := eachMember(raw, func(key string, val []byte) error {
 		switch key {

@@ -9,57 +9,59 @@ import (
 // withExtensions returns the resource with its top-level extension array
 // replaced by: its existing extensions minus those with url drop, plus add.
 // Every other byte of the resource is kept as sent, so the update changes
-// nothing but the coverage-information extensions (CRD resp-37).
+// nothing but the coverage-information extensions (CRD resp-37). raw must be
+// valid JSON (it comes from a validated request or EHR answer); it is
+// scanned, not decoded.
 func withExtensions(raw json.RawMessage, drop string, add []json.RawMessage) (json.RawMessage, error) {
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+	open := skipSpace(raw, 0)
+	if open >= len(raw) || raw[open] != '{' {
 		return nil, errors.New("resource is not a JSON object")
 	}
-	open := int(dec.InputOffset()) // just after '{'
+	open++ // just after '{'
 	start, end := -1, -1
-	var existing []json.RawMessage
-	for dec.More() {
-		t, err := dec.Token()
-		if err != nil {
-			return nil, err
-		}
-		key, _ := t.(string)
-		keyEnd := int(dec.InputOffset())
-		var v json.RawMessage
-		if err := dec.Decode(&v); err != nil {
-			return nil, err
-		}
+	var existing [][]byte
+	err := eachMember(raw, func(key string, val []byte) error {
 		if key != "extension" {
-			continue
+			return nil
 		}
-		end = int(dec.InputOffset())
-		// The value starts after the colon that follows the key.
-		colon := bytes.IndexByte(raw[keyEnd:end], ':')
-		if colon < 0 {
-			return nil, errors.New("malformed extension member")
+		at := cap(raw) - cap(val) // val is raw[at:end]
+		end = at + len(val)
+		// The replaced value starts just after the colon.
+		start = bytes.LastIndexByte(raw[:at], ':') + 1
+		existing = existing[:0]
+		if string(val) == "null" {
+			return nil
 		}
-		start = keyEnd + colon + 1
-		if err := json.Unmarshal(v, &existing); err != nil {
+		return eachElement(val, func(e []byte) error {
+			existing = append(existing, e)
+			return nil
+		})
+	})
+	if err != nil {
+		if start >= 0 {
 			return nil, errors.New("extension is not an array")
 		}
-	}
-	kept := existing[:0]
-	for _, e := range existing {
-		var h struct {
-			URL string `json:"url"`
-		}
-		if json.Unmarshal(e, &h) == nil && h.URL == drop {
-			continue
-		}
-		kept = append(kept, e)
+		return nil, errors.New("resource is not a JSON object")
 	}
 	var arr bytes.Buffer
 	arr.WriteByte('[')
-	for i, e := range append(kept, add...) {
-		if i > 0 {
+	n := 0
+	for _, e := range existing {
+		if extensionURL(e) == drop {
+			continue
+		}
+		if n > 0 {
 			arr.WriteByte(',')
 		}
 		arr.Write(e)
+		n++
+	}
+	for _, e := range add {
+		if n > 0 {
+			arr.WriteByte(',')
+		}
+		arr.Write(e)
+		n++
 	}
 	arr.WriteByte(']')
 
@@ -79,6 +81,22 @@ func withExtensions(raw json.RawMessage, drop string, add []json.RawMessage) (js
 	}
 	out = append(out, raw[open:]...)
 	return out, nil
+}
+
+// extensionURL is the url of an extension object ("" when it has none).
+func extensionURL(e []byte) string {
+	var url string
+	_ = eachMember(e, func(key string, val []byte) error {
+		if key == "url" && len(val) > 0 && val[0] == '"' {
+			if bytes.IndexByte(val, '\\') < 0 {
+				url = string(val[1 : len(val)-1])
+			} else {
+				_ = json.Unmarshal(val, &url)
+			}
+		}
+		return nil
+	})
+	return url
 }
 
 // replaceMembers returns a copy of a JSON object with some top-level

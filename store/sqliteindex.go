@@ -26,6 +26,13 @@ func (s *Store) indexEmbeddedIDs(ctx context.Context) error {
 	if s.embedded == nil {
 		return nil
 	}
+	// Collections created by their first insert would have no index until
+	// the next start: create the ones read by _id now.
+	for _, name := range []string{coverageAssertions, collAudit, collJTIs} {
+		if err := s.db.CreateCollection(ctx, name); err != nil && !isNamespaceExists(err) {
+			return fmt.Errorf("store: create collection %s: %w", name, err)
+		}
+	}
 	file := filepath.Join(s.embedded.dir, s.db.Name()+".sqlite")
 	dsn := (&url.URL{Scheme: "file", Path: file, RawQuery: "_pragma=busy_timeout(10000)"}).String()
 	db, err := sql.Open("sqlite", dsn)
