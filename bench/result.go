@@ -35,6 +35,9 @@ type Result struct {
 	ErrorKinds map[string]int64 `json:"error_kinds,omitempty"`
 	Throughput float64          `json:"throughput_per_s"` // 2xx answers per second
 	Latency    Latency          `json:"latency_ms"`
+	// ClientCPUSeconds is the CPU the load tool itself used: on a shared
+	// machine it is taken from the server.
+	ClientCPUSeconds float64 `json:"load_tool_cpu_s"`
 	// MaxLagMS is how late the open-loop sender was at worst: large values
 	// mean the load tool itself could not keep the rate.
 	MaxLagMS float64 `json:"max_send_lag_ms,omitempty"`
@@ -44,8 +47,9 @@ type Result struct {
 	// Windows are one-second slices of the run, for the plot.
 	Windows []Window `json:"windows"`
 
-	targets []*target
-	recs    []record
+	targets    []*target
+	recs       []record
+	clientCPU0 float64
 }
 
 // Machine describes where the run happened; the load average matters on a
@@ -116,14 +120,21 @@ func newResult(cfg Config, targets []*target) *Result {
 func (r *Result) begin() {
 	r.Started = time.Now().UTC()
 	r.Machine.LoadAvgBefore = loadAvg()
+	r.clientCPU0, _ = readCPU(os.Getpid())
 }
 
 func (r *Result) finish(recs []record, elapsed time.Duration, rss *RSS, lag time.Duration) {
 	r.Machine.LoadAvgAfter = loadAvg()
+	if c, err := readCPU(os.Getpid()); err == nil {
+		r.ClientCPUSeconds = round(c-r.clientCPU0, 2)
+	}
 	r.Duration = round(elapsed.Seconds(), 3)
 	r.recs = recs
 	r.RSS = rss
 	r.MaxLagMS = ms(lag)
+	if rss != nil && len(recs) > 0 {
+		rss.CPUMSPerRequest = round(rss.CPUSeconds*1000/float64(len(recs)), 3)
+	}
 	slices.SortFunc(recs, func(a, b record) int { return int(a.at - b.at) })
 	all := make([]time.Duration, 0, len(recs))
 	per := make([][]time.Duration, len(r.targets))
@@ -261,8 +272,9 @@ func (r *Result) Summary(w io.Writer) {
 		if r.RSS.DriftPct != nil {
 			fmt.Fprintf(w, "  drift %+.1f%% (last tenth vs second tenth)", *r.RSS.DriftPct)
 		}
-		fmt.Fprintln(w)
+		fmt.Fprintf(w, "\n  server CPU %.2f s, %.3f ms per request\n", r.RSS.CPUSeconds, r.RSS.CPUMSPerRequest)
 	}
+	fmt.Fprintf(w, "  load tool CPU %.2f s\n", r.ClientCPUSeconds)
 	fmt.Fprintf(w, "  machine: %d CPUs %s, load average before %v after %v\n", r.Machine.CPUs, r.Machine.CPUModel, r.Machine.LoadAvgBefore, r.Machine.LoadAvgAfter)
 }
 

@@ -24,6 +24,12 @@ type RSS struct {
 	// of the second tenth (the first is warm-up): the "flat" of a soak.
 	DriftPct *float64    `json:"drift_pct,omitempty"`
 	Samples  []RSSSample `json:"samples"`
+	// CPUSeconds is the CPU time (user + system) the server process used
+	// during the run, and CPUMSPerRequest that divided by the requests
+	// answered: what a request costs the server (with the embedded store,
+	// which runs in the same process), whatever else runs on the machine.
+	CPUSeconds      float64 `json:"cpu_s"`
+	CPUMSPerRequest float64 `json:"cpu_ms_per_request,omitempty"`
 }
 
 // RSSSample is one reading.
@@ -50,6 +56,7 @@ func (r *RSS) at(t float64) float64 {
 type rssSampler struct {
 	pid     int
 	start   time.Time
+	cpu0    float64
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 	mu      sync.Mutex
@@ -62,6 +69,7 @@ func startRSS(ctx context.Context, pid int) *rssSampler {
 	if pid <= 0 {
 		return s
 	}
+	s.cpu0, _ = readCPU(pid)
 	ctx, s.cancel = context.WithCancel(ctx)
 	s.wg.Add(1)
 	go func() {
@@ -105,12 +113,14 @@ func (s *rssSampler) stop() *RSS {
 		s.samples = append(s.samples, RSSSample{T: round(time.Since(s.start).Seconds(), 2), MiB: round(mib, 1)})
 		s.mu.Unlock()
 	}
+	cpu1, _ := readCPU(s.pid)
 	s.cancel()
 	s.wg.Wait()
 	if len(s.samples) == 0 {
 		return nil
 	}
 	r := &RSS{PID: s.pid, Samples: s.samples, StartMiB: s.samples[0].MiB, EndMiB: s.samples[len(s.samples)-1].MiB}
+	r.CPUSeconds = round(cpu1-s.cpu0, 2)
 	r.MinMiB, r.MaxMiB = r.StartMiB, r.StartMiB
 	for _, x := range s.samples {
 		r.MinMiB, r.MaxMiB = min(r.MinMiB, x.MiB), max(r.MaxMiB, x.MiB)
@@ -152,6 +162,26 @@ func readRSS(pid int) (float64, error) {
 	}
 	return 0, fmt.Errorf("no VmRSS for pid %d", pid)
 }
+
+// readCPU reads the user + system CPU seconds of pid (/proc/PID/stat).
+func readCPU(pid int) (float64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// The command name may hold spaces: fields start after its ')'.
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(f) < 13 {
+		return 0, fmt.Errorf("short /proc/%d/stat", pid)
+	}
+	ut, _ := strconv.ParseFloat(f[11], 64)
+	st, _ := strconv.ParseFloat(f[12], 64)
+	return (ut + st) / clockTicks, nil
+}
+
+// clockTicks is USER_HZ, 100 on every Linux Priora runs on.
+const clockTicks = 100
 
 // findListener finds the local process listening on base's port (Linux,
 // processes of the same user); 0 when it cannot.
