@@ -76,7 +76,7 @@ func BenchmarkSubmitHTTPParallel(b *testing.B) {
 	marker := []byte(`"value": "A12345"`)
 	var n atomic.Int64
 	b.ReportAllocs()
-	b.SetParallelism(4)
+	b.SetParallelism(benchParallelism / 4)
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			body := replaceOnce(base, marker, []byte(fmt.Sprintf(`"value": "BENCHP-%d"`, n.Add(1))))
