@@ -36,9 +36,16 @@ var errDuplicateKey = fmt.Errorf("%w: E11000 duplicate key error", ErrDuplicate)
 type groupInserts struct {
 	mu     sync.Mutex
 	queues map[string]*insertQueue // by collection name
+	// serial makes the queues take turns to write (the embedded engine):
+	// SQLite has one writer, and a writer that finds the database locked
+	// sleeps and retries, so queues that write at once only slow each
+	// other down; waiting here instead lets their next batches grow.
+	serial  bool
+	writing sync.Mutex
 }
 
 type insertQueue struct {
+	g       *groupInserts
 	coll    *mongo.Collection
 	mu      sync.Mutex
 	pending []*insertReq
@@ -60,7 +67,7 @@ func (g *groupInserts) queue(c *mongo.Collection) *insertQueue {
 	}
 	q := g.queues[c.Name()]
 	if q == nil {
-		q = &insertQueue{coll: c}
+		q = &insertQueue{g: g, coll: c}
 		g.queues[c.Name()] = q
 	}
 	return q
@@ -117,7 +124,13 @@ func (q *insertQueue) drain() {
 			return
 		}
 		q.mu.Unlock()
+		if q.g.serial {
+			q.g.writing.Lock()
+		}
 		q.write(batch)
+		if q.g.serial {
+			q.g.writing.Unlock()
+		}
 	}
 }
 

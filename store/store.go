@@ -104,6 +104,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("store: connect: %w", err)
 	}
 	s.client = client
+	s.group.serial = s.embedded != nil
 	if err := client.Ping(ctx, nil); err != nil {
 		s.Close(context.Background())
 		return nil, fmt.Errorf("store: ping %s: %w", redactURI(uri), err)
