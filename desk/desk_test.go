@@ -345,6 +345,25 @@ func TestDecideAndQueue(t *testing.T) {
 		!strings.Contains(again.Body, "decided meanwhile") {
 		t.Errorf("a second decision on a decided request: %d, want 409 saying it was decided meanwhile", again.Status)
 	}
+	// The reviewer's accesses are in the audit trail: the decision as an
+	// update of that request, the refused second try as a minor failure.
+	recs, err := e.App.Store.Audit(context.Background(), store.AuditFilter{Limit: 200})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var decided, refused bool
+	for _, r := range recs {
+		if r.Type != "desk" || r.Client == "" || !strings.HasPrefix(r.Client, "reviewer:") {
+			continue
+		}
+		if r.Route == "/desk/tasks/"+oldest+"/decision" && r.Action == "U" {
+			decided = decided || r.Outcome == "0"
+			refused = refused || (r.Status == http.StatusConflict && r.Outcome == "4")
+		}
+	}
+	if !decided || !refused {
+		t.Errorf("audit trail lacks the reviewer's decision (%v) or the refused retry (%v)", decided, refused)
+	}
 	assertNoPatientDataInLogs(t, e)
 }
 
