@@ -2,18 +2,14 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"regexp"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -35,11 +31,7 @@ func TestCrashSafety(t *testing.T) {
 		workers = 8  // for the checks after the restart
 	)
 	deadline := time.Now().Add(150 * time.Second)
-	bin := filepath.Join(t.TempDir(), "priora")
-	build := exec.Command("go", "build", "-o", bin, ".")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildPriora(t)
 	data := t.TempDir()
 	addr := freeAddr(t)
 	base := "http://" + addr
@@ -218,65 +210,4 @@ func snip(b []byte) string {
 		return string(b[:300]) + "…"
 	}
 	return string(b)
-}
-
-// child is a Priora process.
-type child struct {
-	cmd  *exec.Cmd
-	log  *syncBuffer
-	done chan struct{}
-}
-
-// startChild starts the binary on addr and data and waits until /readyz
-// answers 200.
-func startChild(t *testing.T, bin, addr, data string, deadline time.Time) *child {
-	t.Helper()
-	c := &child{log: &syncBuffer{}, done: make(chan struct{})}
-	c.cmd = exec.Command(bin, "serve")
-	c.cmd.Env = append(os.Environ(),
-		"PRIORA_INSECURE_DEV=1", "PRIORA_RATE_LIMIT=0", "PRIORA_LOG_LEVEL=warn",
-		"PRIORA_ADDR="+addr, "PRIORA_DATA_DIR="+data, "MONGODB_URI=", "PRIORA_BASE_URL=")
-	c.cmd.Stdout, c.cmd.Stderr = c.log, c.log
-	if err := c.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = c.cmd.Wait(); close(c.done) }()
-	ctx, cancel := context.WithDeadline(context.Background(), deadline)
-	defer cancel()
-	for {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/readyz", nil)
-		if resp, err := http.DefaultClient.Do(req); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return c
-			}
-		}
-		select {
-		case <-c.done:
-			t.Fatalf("priora exited before it was ready:\n%s", c.log.String())
-		case <-ctx.Done():
-			c.kill(t)
-			t.Fatalf("priora was not ready in time:\n%s", c.log.String())
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-}
-
-func (c *child) kill(t *testing.T) {
-	if err := c.cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Logf("kill: %v", err)
-	}
-	<-c.done
-}
-
-func (c *child) stop(t *testing.T) {
-	_ = c.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-c.done:
-	case <-time.After(30 * time.Second):
-		c.kill(t)
-	}
-	if t.Failed() {
-		t.Logf("priora's log:\n%s", c.log.String())
-	}
 }
