@@ -66,7 +66,8 @@ func (s *Store) ensureIndexes(ctx context.Context) error {
 		c    *mongo.Collection
 		keys bson.D
 	}{
-		// Used by a real MongoDB; the embedded engine scans regardless.
+		// For a real MongoDB: the embedded engine scans regardless, and
+		// createIndexes makes none there.
 		{s.authorizations, bson.D{{Key: "status", Value: 1}, {Key: "dueAt", Value: 1}}},
 		{s.authorizations, bson.D{{Key: "undispatched", Value: 1}}},
 		{s.members, bson.D{{Key: "member", Value: 1}}},
@@ -74,8 +75,8 @@ func (s *Store) ensureIndexes(ctx context.Context) error {
 		{s.outbox, bson.D{{Key: "created", Value: 1}}},
 	}
 	for _, i := range idx {
-		if _, err := i.c.Indexes().CreateOne(ctx, mongo.IndexModel{Keys: i.keys}); err != nil {
-			return fmt.Errorf("store: create index on %s: %w", i.c.Name(), err)
+		if err := s.createIndexes(ctx, i.c, mongo.IndexModel{Keys: i.keys}); err != nil {
+			return err
 		}
 	}
 	return nil

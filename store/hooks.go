@@ -149,8 +149,8 @@ func (s *Store) EnsureHookIndexes(ctx context.Context) error {
 		{hookFeedback, bson.D{{Key: "card", Value: 1}}},
 	}
 	for _, i := range idx {
-		if _, err := s.db.Collection(i.coll).Indexes().CreateOne(ctx, mongo.IndexModel{Keys: i.keys}); err != nil {
-			return fmt.Errorf("store: create index on %s: %w", i.coll, err)
+		if err := s.createIndexes(ctx, s.db.Collection(i.coll), mongo.IndexModel{Keys: i.keys}); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -50,6 +50,10 @@ type Store struct {
 	db       *mongo.Database
 	embedded *embedded
 	log      *slog.Logger
+	// ferret is true on FerretDB (the embedded engine, or another
+	// Priora's reached by URI): one SQLite writer, and no index is used
+	// for a filter other than exactly {_id} (sqliteindex.go, group.go).
+	ferret bool
 
 	authorizations *mongo.Collection
 	revisions      *mongo.Collection
@@ -104,11 +108,12 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("store: connect: %w", err)
 	}
 	s.client = client
-	s.group.serial = s.embedded != nil
 	if err := client.Ping(ctx, nil); err != nil {
 		s.Close(context.Background())
 		return nil, fmt.Errorf("store: ping %s: %w", redactURI(uri), err)
 	}
+	s.ferret = s.embedded != nil || isFerretDB(ctx, client)
+	s.group.serial = s.ferret
 	name := opts.Database
 	if name == "" {
 		name = "priora"

@@ -157,8 +157,8 @@ func (s *Store) Subscriptions(ctx context.Context) (*Subscriptions, error) {
 		if i.unique {
 			m.Options = options.Index().SetUnique(true)
 		}
-		if _, err := i.c.Indexes().CreateOne(ctx, m); err != nil {
-			return nil, fmt.Errorf("store: create index on %s: %w", i.c.Name(), err)
+		if err := s.createIndexes(ctx, i.c, m); err != nil {
+			return nil, err
 		}
 	}
 	return ss, nil
