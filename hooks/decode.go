@@ -49,7 +49,7 @@ func fastDecode(body []byte, r *Request) bool {
 		case "fhirAuthorization":
 			err = json.Unmarshal(val, &r.FHIRAuthorization)
 		case "context":
-			err = json.Unmarshal(val, &r.Context)
+			r.Context, ok = fastContext(val)
 		case "prefetch":
 			r.Prefetch, ok = rawMembers(val)
 		case "extension":
@@ -86,4 +86,90 @@ func rawMembers(val []byte) (map[string]json.RawMessage, bool) {
 		return nil
 	})
 	return m, err == nil
+}
+
+// contextMembers are the members of hookContext, as json.Unmarshal matches
+// them.
+var contextMembers = []string{"userId", "patientId", "encounterId", "selections", "draftOrders", "appointments",
+	"dispatchedOrders", "order", "performer", "fulfillmentTasks", "fulfillment-tasks", "task"}
+
+// fastContext decodes a hook context like json.Unmarshal, with its Bundles
+// read in place (bundle.read). ok is false where json.Unmarshal must
+// decide (and word the error).
+func fastContext(val []byte) (*hookContext, bool) {
+	if bytes.Equal(val, []byte("null")) {
+		return nil, true
+	}
+	hc := &hookContext{}
+	seen := map[string]bool{}
+	ok := true
+	err := eachMember(val, func(key string, v []byte) error {
+		if seen[key] || strings.IndexByte(key, '\\') >= 0 {
+			return errShape
+		}
+		seen[key] = true
+		var err error
+		switch key {
+		case "userId":
+			err = json.Unmarshal(v, &hc.UserID)
+		case "patientId":
+			err = json.Unmarshal(v, &hc.PatientID)
+		case "encounterId":
+			err = json.Unmarshal(v, &hc.EncounterID)
+		case "order":
+			err = json.Unmarshal(v, &hc.Order)
+		case "selections":
+			err = json.Unmarshal(v, &hc.Selections)
+		case "dispatchedOrders":
+			err = json.Unmarshal(v, &hc.DispatchedOrders)
+		case "draftOrders":
+			hc.DraftOrders, err = readBundle(v)
+		case "appointments":
+			hc.Appointments, err = readBundle(v)
+		case "performer":
+			hc.Performer = v
+		case "task":
+			hc.Task = v
+		case "fulfillmentTasks":
+			hc.FulfillmentTasks, err = rawElements(v)
+		case "fulfillment-tasks":
+			hc.KebabTasks, err = rawElements(v)
+		default:
+			for _, m := range contextMembers {
+				if strings.EqualFold(key, m) {
+					return errShape
+				}
+			}
+		}
+		return err
+	})
+	if err != nil {
+		ok = false
+	}
+	return hc, ok
+}
+
+// readBundle is json.Unmarshal into a *bundle, in place.
+func readBundle(v []byte) (*bundle, error) {
+	if bytes.Equal(v, []byte("null")) {
+		return nil, nil
+	}
+	b := &bundle{}
+	if err := b.read(v); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// rawElements is json.Unmarshal into a []json.RawMessage, in place.
+func rawElements(v []byte) ([]json.RawMessage, error) {
+	if bytes.Equal(v, []byte("null")) {
+		return nil, nil
+	}
+	var out []json.RawMessage
+	err := eachElement(v, func(e []byte) error {
+		out = append(out, e)
+		return nil
+	})
+	return out, err
 }

@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"reflect"
 	"testing"
 )
 
@@ -40,6 +41,49 @@ func TestValidJSON(t *testing.T) {
 	for _, c := range cases {
 		if got, want := validJSON([]byte(c)), json.Valid([]byte(c)); got != want {
 			t.Errorf("validJSON(%.80q) = %v, json.Valid = %v", c, got, want)
+		}
+	}
+}
+
+// TestDecodeRequestMatchesUnmarshal checks the fast decoding of hook calls
+// against json.Unmarshal on every CDS Hooks fixture and on variants with
+// the unusual shapes it hands over to json.Unmarshal.
+func TestDecodeRequestMatchesUnmarshal(t *testing.T) {
+	files, _ := filepath.Glob("../testdata/crd/*/*.json")
+	more, _ := filepath.Glob("../conformance/inputs/crd/*.json")
+	var bodies [][]byte
+	for _, f := range append(files, more...) {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		bodies = append(bodies, b)
+	}
+	for _, s := range []string{
+		`{"hook":"order-sign","Hook":"x","context":{"patientId":"1"}}`,
+		`{"hook":"order-sign","context":{"patientId":"1","PatientId":"2"}}`,
+		`{"hook":"order-sign","context":{"patientId":"1"},"context":{"userId":"u"}}`,
+		`{"hook":1}`,
+		`{"hook":"a\u0062","context":{"draftOrders":null,"fulfillmentTasks":[{"a":1},2],"performer":null}}`,
+		`{"hook":"x","context":{"draftOrders":{"resourceType":"Bundle","entry":[{"fullUrl":"u","resource":{"id":"1"}}]}}}`,
+		`{"hook":"x","context":{"draftOrders":[]}}`,
+		`{"hook":"x","prefetch":{"a":null,"a":{}}}`,
+		`{"hook":"x","prefetch":[]}`,
+		`{"hook":"x","extension":{"k\u0065y":1}}`,
+		`null`, `[]`, `{"hook":"x",}`,
+	} {
+		bodies = append(bodies, []byte(s))
+	}
+	for _, b := range bodies {
+		var fast, slow Request
+		errFast := decodeRequest(b, &fast)
+		errSlow := json.Unmarshal(b, &slow)
+		if (errFast == nil) != (errSlow == nil) || (errFast != nil && errFast.Error() != errSlow.Error()) {
+			t.Errorf("%.60s: errors %v / %v", b, errFast, errSlow)
+			continue
+		}
+		if errFast == nil && !reflect.DeepEqual(fast, slow) {
+			t.Errorf("%.60s: decoded differently:\nfast %+v\nslow %+v", b, fast, slow)
 		}
 	}
 }

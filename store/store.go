@@ -162,7 +162,7 @@ func startEmbedded(dataDir string, log *slog.Logger) (*embedded, error) {
 		Listener:  ferretdb.ListenerConfig{TCP: "127.0.0.1:0"},
 		Handler:   "sqlite",
 		SQLiteURL: sqliteURL,
-		Logger:    slog.New(levelFloor{fdbLog.Handler(), slog.LevelError}),
+		Logger:    slog.New(levelFloor{Handler: fdbLog.Handler(), min: slog.LevelError}),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("store: start embedded engine: %w", err)
@@ -179,22 +179,34 @@ func startEmbedded(dataDir string, log *slog.Logger) (*embedded, error) {
 }
 
 // levelFloor drops records below a level; FerretDB logs every failed command
-// (such as an expected duplicate-key insert) at WARN.
+// (such as an expected duplicate-key insert) at WARN. FerretDB also makes
+// a logger with attributes for every connection and command, which a
+// handler formats at once; levelFloor only remembers them and applies
+// them to the few records that pass the floor.
 type levelFloor struct {
 	slog.Handler
-	min slog.Level
+	min  slog.Level
+	with []func(slog.Handler) slog.Handler // pending WithAttrs and WithGroup
 }
 
 func (l levelFloor) Enabled(ctx context.Context, lv slog.Level) bool {
 	return lv >= l.min && l.Handler.Enabled(ctx, lv)
 }
 
+func (l levelFloor) Handle(ctx context.Context, r slog.Record) error {
+	h := l.Handler
+	for _, w := range l.with {
+		h = w(h)
+	}
+	return h.Handle(ctx, r)
+}
+
 func (l levelFloor) WithAttrs(as []slog.Attr) slog.Handler {
-	return levelFloor{l.Handler.WithAttrs(as), l.min}
+	return levelFloor{l.Handler, l.min, append(l.with[:len(l.with):len(l.with)], func(h slog.Handler) slog.Handler { return h.WithAttrs(as) })}
 }
 
 func (l levelFloor) WithGroup(g string) slog.Handler {
-	return levelFloor{l.Handler.WithGroup(g), l.min}
+	return levelFloor{l.Handler, l.min, append(l.with[:len(l.with):len(l.with)], func(h slog.Handler) slog.Handler { return h.WithGroup(g) })}
 }
 
 // Embedded reports whether the store runs the in-process engine, and its URI.
