@@ -160,6 +160,11 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		tr.DisableCompression = true
 		client = &http.Client{Transport: tr, Timeout: cfg.Timeout}
 	}
+	for _, b := range cfg.Bases {
+		if err := reachable(ctx, client, b); err != nil {
+			return nil, err
+		}
+	}
 	if cfg.Auth != nil {
 		if err := cfg.Auth.start(ctx, client, cfg.Bases[0]); err != nil {
 			return nil, err
@@ -171,6 +176,23 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		pid = findListener(cfg.Bases[0])
 	}
 	return r.run(ctx, pid)
+}
+
+// reachable checks that a server answers at base before the run, so that a
+// wrong address fails at once instead of as a run of refused requests.
+func reachable(ctx context.Context, c *http.Client, base string) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/healthz", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return fmt.Errorf("load: %s does not answer: %w", base, err)
+	}
+	resp.Body.Close()
+	return nil
 }
 
 // expandWeights turns weights into a repeating schedule of target indexes,
