@@ -116,7 +116,7 @@ func (s *Store) SetClientDisabled(ctx context.Context, id string, disabled bool,
 // UseJTI records a JWT ID until it expires. ErrDuplicate means it was seen
 // before: a replay. key should name the issuer too (iss + "|" + jti).
 func (s *Store) UseJTI(ctx context.Context, key string, expires time.Time) error {
-	_, err := s.db.Collection(collJTIs).InsertOne(ctx, bson.D{{Key: "_id", Value: key}, {Key: "expires", Value: expires}})
+	err := s.insert(ctx, s.db.Collection(collJTIs), bson.D{{Key: "_id", Value: key}, {Key: "expires", Value: expires}})
 	if isDuplicate(err) {
 		return ErrDuplicate
 	}
