@@ -107,6 +107,10 @@ func (r *Result) WriteSVG(w io.Writer) error {
 	}
 	slices.Sort(lat)
 	p3 := panel{x: 70, y: 540, w: 800, h: 170, x0: 0, x1: 4, log: true, y0: p1.y0, y1: p1.y1}
+	if len(lat) > 0 {
+		p3.y0 = math.Pow(10, math.Floor(math.Log10(math.Max(ms(lat[0]), 0.01))))
+		p3.y1 = math.Pow(10, math.Ceil(math.Log10(math.Max(ms(lat[len(lat)-1]), p3.y0*10))))
+	}
 	p3.frame(&b, "latency by percentile (ms, log)", "")
 	for i, lbl := range []string{"0%", "90%", "99%", "99.9%", "99.99%"} {
 		x, _ := p3.at(float64(i), p3.y0)
