@@ -97,14 +97,7 @@ func (s *Store) SaveRequestBundle(ctx context.Context, b *RequestBundle) error {
 
 // RequestBundle loads a stored request body.
 func (s *Store) RequestBundle(ctx context.Context, key string) (*RequestBundle, error) {
-	var b RequestBundle
-	if err := s.bundles.FindOne(ctx, bson.D{{Key: "_id", Value: key}}).Decode(&b); err != nil {
-		if errors.Is(err, mongo.ErrNoDocuments) {
-			return nil, ErrNotFound
-		}
-		return nil, fmt.Errorf("store: load request bundle: %w", err)
-	}
-	return &b, nil
+	return byID[RequestBundle](ctx, s.bundles, key, "request bundle")
 }
 
 // CreateAuthorization stores a new chain at version 1. ErrDuplicate means a

@@ -75,15 +75,7 @@ func (s *Store) PutClient(ctx context.Context, c *Client) error {
 
 // Client loads a client by ID; ErrNotFound when there is none.
 func (s *Store) Client(ctx context.Context, id string) (*Client, error) {
-	var c Client
-	err := s.db.Collection(collClients).FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&c)
-	if errors.Is(err, mongo.ErrNoDocuments) {
-		return nil, ErrNotFound
-	}
-	if err != nil {
-		return nil, fmt.Errorf("store: client: %w", err)
-	}
-	return &c, nil
+	return byID[Client](ctx, s.db.Collection(collClients), id, "client")
 }
 
 // Clients lists every registered client, by ID.

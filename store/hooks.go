@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -179,15 +178,7 @@ func (s *Store) SaveCoverageAssertions(ctx context.Context, as []CoverageAsserti
 // CoverageAssertion returns the assertion with a coverage-assertion-id, or
 // ErrNotFound.
 func (s *Store) CoverageAssertion(ctx context.Context, id string) (*CoverageAssertion, error) {
-	var a CoverageAssertion
-	err := s.db.Collection(coverageAssertions).FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&a)
-	if errors.Is(err, mongo.ErrNoDocuments) {
-		return nil, ErrNotFound
-	}
-	if err != nil {
-		return nil, fmt.Errorf("store: load coverage assertion: %w", err)
-	}
-	return &a, nil
+	return byID[CoverageAssertion](ctx, s.db.Collection(coverageAssertions), id, "coverage assertion")
 }
 
 // SaveHookCall appends a hook call record.

@@ -2,12 +2,10 @@ package store
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
@@ -67,15 +65,7 @@ func (s *Store) CreateReviewer(ctx context.Context, r *Reviewer) error {
 
 // Reviewer loads an account by username, or returns ErrNotFound.
 func (s *Store) Reviewer(ctx context.Context, username string) (*Reviewer, error) {
-	var r Reviewer
-	err := s.db.Collection(reviewers).FindOne(ctx, bson.D{{Key: "_id", Value: username}}).Decode(&r)
-	if errors.Is(err, mongo.ErrNoDocuments) {
-		return nil, ErrNotFound
-	}
-	if err != nil {
-		return nil, fmt.Errorf("store: load reviewer: %w", err)
-	}
-	return &r, nil
+	return byID[Reviewer](ctx, s.db.Collection(reviewers), username, "reviewer")
 }
 
 // Reviewers lists every account by username (a full scan; for the CLI).
@@ -132,18 +122,14 @@ func (s *Store) CreateSession(ctx context.Context, sess *Session) error {
 // for an unknown session and for one that expired at now (the sweeper may
 // not have removed it yet).
 func (s *Store) Session(ctx context.Context, id string, now time.Time) (*Session, error) {
-	var sess Session
-	err := s.db.Collection(deskSessions).FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&sess)
-	if errors.Is(err, mongo.ErrNoDocuments) {
-		return nil, ErrNotFound
-	}
+	sess, err := byID[Session](ctx, s.db.Collection(deskSessions), id, "session")
 	if err != nil {
-		return nil, fmt.Errorf("store: load session: %w", err)
+		return nil, err
 	}
 	if !now.Before(sess.Expires) {
 		return nil, ErrNotFound
 	}
-	return &sess, nil
+	return sess, nil
 }
 
 // ExtendSession moves a session's expiry to expires.
