@@ -253,7 +253,11 @@ type fpParser struct {
 	i    int
 }
 
-func parseFHIRPath(src string) (*fpNode, error) {
+func parseFHIRPath(src string) (*fpNode, error) { return parseFHIRPathWith(src, nil) }
+
+// parseFHIRPathWith parses src allowing, besides the built-in functions,
+// those for which extra reports true.
+func parseFHIRPathWith(src string, extra func(name string) bool) (*fpNode, error) {
 	toks, err := lexFHIRPath(src)
 	if err != nil {
 		return nil, err
@@ -266,7 +270,7 @@ func parseFHIRPath(src string) (*fpNode, error) {
 	if p.peek().kind != 'e' {
 		return nil, fmt.Errorf("unexpected %q", p.peek().s)
 	}
-	if err := checkFuncs(n); err != nil {
+	if err := checkFuncs(n, extra); err != nil {
 		return nil, err
 	}
 	return n, nil
@@ -465,12 +469,22 @@ func (p *fpParser) term() (*fpNode, error) {
 			u := p.next()
 			return &fpNode{op: "lit", lit: fpValue{k: fpQty, n: f, unit: u.s}}, nil
 		}
+		if u, ok := calendarUnits[p.peek().s]; ok && p.peek().kind == 'i' { // 18 years
+			p.next()
+			return &fpNode{op: "lit", lit: fpValue{k: fpQty, n: f, unit: u}}, nil
+		}
 		return &fpNode{op: "lit", lit: fpValue{k: k, n: f, s: t.s}}, nil
 	case 'd':
 		p.next()
 		return &fpNode{op: "lit", lit: fpValue{k: fpStr, s: strings.TrimPrefix(t.s, "T")}}, nil
 	case 'v':
 		p.next()
+		if p.peek().kind == 'o' && p.peek().s == "(" {
+			// %name(args): an environment function (see ExprOptions.Funcs).
+			p.i--
+			p.toks[p.i].kind = 'i' // the token list is this parse's own
+			return p.invocation()
+		}
 		return &fpNode{op: "var", name: t.s}, nil
 	case 'i':
 		switch t.s {
@@ -520,22 +534,22 @@ var fpFuncs = map[string]bool{
 	"highBoundary": true, "toChars": true,
 }
 
-func checkFuncs(n *fpNode) error {
+func checkFuncs(n *fpNode, extra func(string) bool) error {
 	if n == nil {
 		return nil
 	}
-	if n.op == "call" && !fpFuncs[n.name] {
+	if n.op == "call" && !fpFuncs[n.name] && (extra == nil || !extra(n.name)) {
 		return fmt.Errorf("unsupported function %s()", n.name)
 	}
 	for _, a := range n.args {
-		if err := checkFuncs(a); err != nil {
+		if err := checkFuncs(a, extra); err != nil {
 			return err
 		}
 	}
-	if err := checkFuncs(n.l); err != nil {
+	if err := checkFuncs(n.l, extra); err != nil {
 		return err
 	}
-	return checkFuncs(n.r)
+	return checkFuncs(n.r, extra)
 }
 
 // ---- evaluation ----
@@ -549,6 +563,25 @@ type fpEnv struct {
 	this     []fpValue
 	index    int
 	total    []fpValue
+	// vars and funcs are the caller's environment variables and functions
+	// (Expr.Eval); seen, when set, collects the elements the expression
+	// compared or tested outside iterations (the evidence it used).
+	vars  map[string][]fpValue
+	funcs map[string]ExprFunc
+	seen  *[]*elem
+	depth int
+}
+
+// note records the elements of c as evidence (see fpEnv.seen).
+func (env *fpEnv) note(c []fpValue) {
+	if env.seen == nil || env.depth > 0 {
+		return
+	}
+	for _, v := range c {
+		if v.k == fpElem && v.e != nil {
+			*env.seen = append(*env.seen, v.e)
+		}
+	}
 }
 
 var errFP = fmt.Errorf("FHIRPath evaluation error")
@@ -569,6 +602,9 @@ func (env *fpEnv) eval(n *fpNode, in []fpValue) ([]fpValue, error) {
 	case "total":
 		return env.total, nil
 	case "var":
+		if v, ok := env.vars[n.name]; ok {
+			return v, nil
+		}
 		switch n.name {
 		case "resource":
 			return []fpValue{{e: env.resource}}, nil
@@ -755,6 +791,11 @@ func (env *fpEnv) binary(n *fpNode, in []fpValue) ([]fpValue, error) {
 		return nil, err
 	}
 	switch n.name {
+	case "in", "contains", "=", "!=", "~", "!~", "<", ">", "<=", ">=":
+		env.note(l)
+		env.note(r)
+	}
+	switch n.name {
 	case "|":
 		return union(l, r), nil
 	case "in":
@@ -823,6 +864,15 @@ func (env *fpEnv) binary(n *fpNode, in []fpValue) ([]fpValue, error) {
 			return nil, nil
 		}
 	}
+	if (n.name == "+" || n.name == "-") && a.k == fpStr && b.k == fpQty && looksTemporal(a.s) {
+		if n.name == "-" {
+			b.n = -b.n
+		}
+		if d, ok := dateAdd(a.s, b); ok {
+			return []fpValue{{k: fpStr, s: d}}, nil
+		}
+		return nil, nil
+	}
 	switch n.name {
 	case "&":
 		return []fpValue{{k: fpStr, s: a.s + b.s}}, nil
@@ -867,6 +917,49 @@ func (env *fpEnv) binary(n *fpNode, in []fpValue) ([]fpValue, error) {
 		}
 	}
 	return nil, fmt.Errorf("unsupported operator %s", n.name)
+}
+
+// calendarUnits are the FHIRPath calendar duration keywords (18 years).
+var calendarUnits = map[string]string{
+	"year": "year", "years": "year", "month": "month", "months": "month",
+	"week": "week", "weeks": "week", "day": "day", "days": "day",
+}
+
+// dateAdd adds a calendar quantity (whole years, months, weeks or days;
+// UCUM a, mo, wk, d too) to a date or dateTime string, keeping its
+// precision. Units finer than the date's precision are refused.
+func dateAdd(date string, q fpValue) (string, bool) {
+	if q.n != math.Trunc(q.n) {
+		return "", false
+	}
+	n := int(q.n)
+	var y, m, d int
+	switch q.unit {
+	case "year", "a":
+		y = n
+	case "month", "mo":
+		m = n
+	case "week", "wk":
+		d = 7 * n
+	case "day", "d":
+		d = n
+	default:
+		return "", false
+	}
+	layout, rest := "2006-01-02", ""
+	switch {
+	case len(date) == 4:
+		layout = "2006"
+	case len(date) == 7:
+		layout = "2006-01"
+	case len(date) > 10:
+		date, rest = date[:10], date[10:]
+	}
+	t, err := time.Parse(layout, date)
+	if err != nil || (layout == "2006" && (m != 0 || d != 0)) || (layout == "2006-01" && d != 0) {
+		return "", false
+	}
+	return t.AddDate(y, m, d).Format(layout) + rest, true
 }
 
 func quantityOf(v fpValue) fpValue {
@@ -998,7 +1091,9 @@ func union(l, r []fpValue) []fpValue {
 func (env *fpEnv) withThis(v fpValue, i int, f func() ([]fpValue, error)) ([]fpValue, error) {
 	saved, savedI := env.this, env.index
 	env.this, env.index = []fpValue{v}, i
+	env.depth++
 	out, err := f()
+	env.depth--
 	env.this, env.index = saved, savedI
 	return out, err
 }
@@ -1077,11 +1172,24 @@ func typeMatches(v fpValue, t string) bool {
 }
 
 func (env *fpEnv) call(n *fpNode, in []fpValue) ([]fpValue, error) {
+	if f := env.funcs[n.name]; f != nil {
+		args := make([]string, len(n.args))
+		for i := range n.args {
+			args[i], _ = env.argStr(n, i)
+		}
+		var out []fpValue
+		for _, e := range f(args) {
+			out = append(out, fpValue{e: e.e})
+		}
+		return out, nil
+	}
 	switch n.name {
 	case "empty":
+		env.note(in)
 		return boolVal(len(in) == 0), nil
 	case "exists":
 		if len(n.args) == 0 {
+			env.note(in)
 			return boolVal(len(in) > 0), nil
 		}
 		for i, v := range in {
@@ -1090,6 +1198,7 @@ func (env *fpEnv) call(n *fpNode, in []fpValue) ([]fpValue, error) {
 				return nil, err
 			}
 			if b, ok := toBool(r); ok && b {
+				env.note([]fpValue{v})
 				return boolVal(true), nil
 			}
 		}
@@ -1125,6 +1234,7 @@ func (env *fpEnv) call(n *fpNode, in []fpValue) ([]fpValue, error) {
 		}
 		return boolVal(!any), nil
 	case "count":
+		env.note(in)
 		return []fpValue{{k: fpInt, n: float64(len(in))}}, nil
 	case "isDistinct":
 		return boolVal(len(union(in, nil)) == len(in)), nil
