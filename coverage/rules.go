@@ -7,9 +7,15 @@ package coverage
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
+	"regexp"
+	"slices"
+	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -54,7 +60,11 @@ func (a Action) valid() bool {
 type Rules struct {
 	Payers   []PayerID
 	Defaults Defaults
-	rules    []*Rule
+	// Version identifies the rule set on every decision and coverage
+	// assertion: the file's own label, "@", and the start of the SHA-256
+	// of its bytes ("2026.12@3f2a9c1b0d4e"); the hash alone without label.
+	Version string
+	rules   []*Rule
 	// byCode indexes rules by "system|code" for the common exact-code case;
 	// wildcard rules (code prefixes or no code) are in scan.
 	byCode map[string][]*Rule
@@ -89,13 +99,30 @@ type Defaults struct {
 // and every other condition given holds; the first matching rule in file
 // order wins.
 type Rule struct {
-	ID          string   `yaml:"id"`
-	Description string   `yaml:"description"`
-	Category    string   `yaml:"category"`
-	Match       Match    `yaml:"match"`
-	Decision    Decision `yaml:"decision"`
-	CRD         CRD      `yaml:"crd"`
-	order       int
+	ID          string `yaml:"id"`
+	Description string `yaml:"description"`
+	Category    string `yaml:"category"`
+	// Source cites the public coverage policy the rule is modeled on.
+	Source string `yaml:"source"`
+	// ValidFrom and ValidTo (YYYY-MM-DD, inclusive, either optional)
+	// bound the dates on which the rule applies.
+	ValidFrom string `yaml:"validFrom"`
+	ValidTo   string `yaml:"validTo"`
+	Match     Match  `yaml:"match"`
+	// Criteria, when given, decide the matched service: all met gives
+	// Decision; any unknown pends and asks for the documentation; not met
+	// gives OnNotMet.
+	Criteria *Criterion `yaml:"criteria"`
+	// OnNotMet is pend (default: clinical review) or deny. A denial
+	// happens only when every criterion not met is administrative.
+	OnNotMet Action `yaml:"onNotMet"`
+	// DenyReasonCode and DenyNote go with a denial for criteria not met.
+	DenyReasonCode string   `yaml:"denyReasonCode"`
+	DenyNote       string   `yaml:"denyNote"`
+	Decision       Decision `yaml:"decision"`
+	CRD            CRD      `yaml:"crd"`
+	order          int
+	line           int
 }
 
 // Match is the condition part of a rule.
@@ -202,7 +229,10 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 }
 
 type file struct {
-	Version  int       `yaml:"version"`
+	Version int `yaml:"version"`
+	// Label is the file's own version label (e.g. 2026.12), recorded with
+	// the content hash on every decision.
+	Label    string    `yaml:"label"`
 	Payers   []PayerID `yaml:"payers"`
 	Defaults Defaults  `yaml:"defaults"`
 	Rules    []*Rule   `yaml:"rules"`
@@ -221,41 +251,121 @@ func Load(path string) (*Rules, error) {
 	return r, nil
 }
 
+// Problem is one finding of a rules file check, at a line of the file (0
+// when it has no single place).
+type Problem struct {
+	Line    int
+	Message string
+}
+
+func (p Problem) String() string {
+	if p.Line > 0 {
+		return fmt.Sprintf("line %d: %s", p.Line, p.Message)
+	}
+	return p.Message
+}
+
+// ProblemsError is the error of a rules file that does not load: every
+// problem found, in file order.
+type ProblemsError []Problem
+
+func (e ProblemsError) Error() string {
+	s := make([]string, len(e))
+	for i, p := range e {
+		s[i] = p.String()
+	}
+	return strings.Join(s, "\n")
+}
+
 // Parse validates and compiles rules from YAML. Unknown keys are errors, so
-// that a typo never silently disables a rule.
+// that a typo never silently disables a rule. The error is a ProblemsError
+// listing every problem with its line.
 func Parse(b []byte) (*Rules, error) {
+	r, probs := parse(b)
+	if len(probs) > 0 {
+		return nil, ProblemsError(probs)
+	}
+	return r, nil
+}
+
+// Check validates a rules file without keeping it: every problem with its
+// line (what `priora rules check` prints).
+func Check(b []byte) []Problem {
+	_, probs := parse(b)
+	return probs
+}
+
+var yamlLine = regexp.MustCompile(`^line (\d+): (.*)$`)
+
+func parse(b []byte) (*Rules, []Problem) {
 	var f file
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	if err := dec.Decode(&f); err != nil {
-		return nil, err
+		var te *yaml.TypeError
+		if errors.As(err, &te) {
+			var probs []Problem
+			for _, m := range te.Errors {
+				probs = append(probs, yamlProblem(m))
+			}
+			return nil, probs
+		}
+		return nil, []Problem{yamlProblem(strings.TrimPrefix(err.Error(), "yaml: "))}
 	}
+	var root yaml.Node
+	_ = yaml.Unmarshal(b, &root)
+	ruleNodes := rulesNodes(&root)
+	var probs []Problem
 	if f.Version != 1 {
-		return nil, fmt.Errorf("version must be 1, got %d", f.Version)
+		probs = append(probs, Problem{Line: keyLine(&root, "version"), Message: fmt.Sprintf("version must be 1, got %d", f.Version)})
 	}
 	if f.Defaults.UnknownCode == "" {
 		f.Defaults.UnknownCode = Pend
 	}
 	if !f.Defaults.UnknownCode.valid() || f.Defaults.UnknownCode == Modify {
-		return nil, fmt.Errorf("defaults.unknownCode must be approve, deny or pend")
+		probs = append(probs, Problem{Line: keyLine(&root, "defaults"), Message: "defaults.unknownCode must be approve, deny or pend"})
 	}
 	if f.Defaults.AuthorizationDays == 0 {
 		f.Defaults.AuthorizationDays = 180
 	}
-	r := &Rules{Payers: f.Payers, Defaults: f.Defaults, byCode: map[string][]*Rule{}}
-	seen := map[string]bool{}
-	var errs []error
+	sum := sha256.Sum256(b)
+	version := hex.EncodeToString(sum[:6])
+	if f.Label != "" {
+		version = f.Label + "@" + version
+	}
+	r := &Rules{Payers: f.Payers, Defaults: f.Defaults, Version: version, byCode: map[string][]*Rule{}}
+	seen := map[string]int{}
 	for i, rule := range f.Rules {
 		rule.order = i
-		if err := rule.check(); err != nil {
-			errs = append(errs, fmt.Errorf("rule %d (%s): %w", i+1, rule.ID, err))
+		var node *yaml.Node
+		if i < len(ruleNodes) {
+			node = ruleNodes[i]
+			rule.line = node.Line
+		}
+		name := fmt.Sprintf("rule %d (%s)", i+1, rule.ID)
+		bad := false
+		for _, err := range rule.check() {
+			probs = append(probs, Problem{Line: rule.line, Message: name + ": " + err.Error()})
+			bad = true
+		}
+		if rule.Criteria != nil {
+			for _, p := range rule.Criteria.compile("criteria", valueOf(node, "criteria"), map[string]bool{}) {
+				p.Message = name + ": " + p.Message
+				if p.Line == 0 {
+					p.Line = rule.line
+				}
+				probs = append(probs, p)
+				bad = true
+			}
+		}
+		if first, dup := seen[rule.ID]; dup && rule.ID != "" {
+			probs = append(probs, Problem{Line: rule.line, Message: fmt.Sprintf("%s: id %q is used twice (first at line %d)", name, rule.ID, first)})
+			bad = true
+		}
+		seen[rule.ID] = rule.line
+		if bad {
 			continue
 		}
-		if seen[rule.ID] {
-			errs = append(errs, fmt.Errorf("rule %d: id %q is used twice", i+1, rule.ID))
-			continue
-		}
-		seen[rule.ID] = true
 		r.rules = append(r.rules, rule)
 		exact := true
 		for _, cs := range rule.Match.Codes {
@@ -274,18 +384,59 @@ func Parse(b []byte) (*Rules, error) {
 			}
 		}
 	}
-	if err := errors.Join(errs...); err != nil {
-		return nil, err
-	}
-	return r, nil
+	sort.SliceStable(probs, func(i, j int) bool { return probs[i].Line < probs[j].Line })
+	return r, probs
 }
 
-func (r *Rule) check() error {
+func yamlProblem(msg string) Problem {
+	if m := yamlLine.FindStringSubmatch(msg); m != nil {
+		n, _ := strconv.Atoi(m[1])
+		return Problem{Line: n, Message: m[2]}
+	}
+	return Problem{Message: msg}
+}
+
+// rulesNodes returns the YAML nodes of the rules list, in order.
+func rulesNodes(root *yaml.Node) []*yaml.Node {
+	if root.Kind != yaml.DocumentNode || len(root.Content) == 0 {
+		return nil
+	}
+	if n := valueOf(root.Content[0], "rules"); n != nil && n.Kind == yaml.SequenceNode {
+		return n.Content
+	}
+	return nil
+}
+
+// valueOf returns the value node of key in mapping node m.
+func valueOf(m *yaml.Node, key string) *yaml.Node {
+	if m == nil || m.Kind != yaml.MappingNode {
+		return nil
+	}
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if m.Content[i].Value == key {
+			return m.Content[i+1]
+		}
+	}
+	return nil
+}
+
+func keyLine(root *yaml.Node, key string) int {
+	if root.Kind == yaml.DocumentNode && len(root.Content) > 0 {
+		if n := valueOf(root.Content[0], key); n != nil {
+			return n.Line
+		}
+	}
+	return 0
+}
+
+func (r *Rule) check() []error {
+	var errs []error
+	add := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
 	if r.ID == "" {
-		return errors.New("id is required")
+		add("id is required")
 	}
 	if len(r.Match.Codes) == 0 {
-		return errors.New("match.codes is required")
+		add("match.codes is required")
 	}
 	canon := func(sets []CodeSet) {
 		for i := range sets {
@@ -296,43 +447,127 @@ func (r *Rule) check() error {
 	canon(r.Match.Diagnoses)
 	for _, cs := range r.Match.Codes {
 		if cs.System == "" {
-			return errors.New("every match.codes entry needs a system")
+			add("every match.codes entry needs a system")
+		} else if !KnownSystem(cs.System) {
+			add("match.codes system %q is not a code system Priora knows (see coverage/systems.go)", cs.System)
 		}
 		if len(cs.Codes) == 0 && len(cs.Prefixes) == 0 {
-			return fmt.Errorf("match.codes for %s lists no codes or prefixes", cs.System)
+			add("match.codes for %s lists no codes or prefixes", cs.System)
+		}
+	}
+	for _, cs := range r.Match.Diagnoses {
+		if !KnownSystem(cs.System) {
+			add("match.diagnoses system %q is not a code system Priora knows", cs.System)
+		}
+	}
+	for _, c := range append(slices.Clone(r.CRD.Companions), derefCode(r.CRD.Alternative)...) {
+		if !KnownSystem(Canonical(c.System)) {
+			add("crd code system %q is not a code system Priora knows", c.System)
 		}
 	}
 	d := r.Decision
 	if !d.Action.valid() {
-		return fmt.Errorf("decision.action %q must be approve, deny, pend or modify", d.Action)
+		add("decision.action %q must be approve, deny, pend or modify", d.Action)
 	}
 	if d.Action == Modify && d.AuthorizeQuantity <= 0 {
-		return errors.New("a modify decision needs authorizeQuantity > 0")
+		add("a modify decision needs authorizeQuantity > 0")
 	}
 	if d.Then != "" {
 		if d.Action != Pend {
-			return errors.New("decision.then is only for pend decisions")
+			add("decision.then is only for pend decisions")
 		}
 		if !d.Then.valid() || d.Then == Pend || d.Then == Modify {
-			return fmt.Errorf("decision.then %q must be approve or deny", d.Then)
+			add("decision.then %q must be approve or deny", d.Then)
 		}
 		if d.After.Duration <= 0 {
-			return errors.New("decision.then needs decision.after, e.g. 30s")
+			add("decision.then needs decision.after, e.g. 30s")
 		}
 	}
 	if d.Action == Deny && d.ReasonCode == "" && d.Note == "" {
-		return errors.New("a deny decision needs a reasonCode or a note")
+		add("a deny decision needs a reasonCode or a note")
+	}
+	for _, rc := range []string{d.ReasonCode, r.DenyReasonCode} {
+		if rc != "" && !KnownReasonCode(rc) {
+			add("reason code %q is not in the shipped X12 review decision reason list (coverage/x12.go)", rc)
+		}
+	}
+	for _, code := range d.RequestInfo {
+		if !looksLOINC(code) {
+			add("decision.requestInfo %q is not a LOINC code", code)
+		}
+	}
+	switch r.OnNotMet {
+	case "", Pend:
+	case Deny:
+		if r.Criteria == nil || !r.Criteria.hasAdministrative() {
+			add("onNotMet: deny needs at least one administrative criterion (clinical criteria never deny)")
+		}
+		if r.DenyReasonCode == "" {
+			add("onNotMet: deny needs denyReasonCode")
+		}
+	default:
+		add("onNotMet %q must be pend or deny", r.OnNotMet)
+	}
+	if r.OnNotMet != "" && r.Criteria == nil {
+		add("onNotMet goes with criteria")
+	}
+	for _, v := range []struct{ key, val string }{{"validFrom", r.ValidFrom}, {"validTo", r.ValidTo}} {
+		if v.val == "" {
+			continue
+		}
+		if _, err := time.Parse("2006-01-02", v.val); err != nil {
+			add("%s %q is not a date (YYYY-MM-DD)", v.key, v.val)
+		}
+	}
+	if r.ValidFrom != "" && r.ValidTo != "" && r.ValidTo < r.ValidFrom {
+		add("validTo %s is before validFrom %s", r.ValidTo, r.ValidFrom)
+	}
+	for _, npi := range r.CRD.GoldCard {
+		if !ValidNPI(npi) {
+			add("crd.goldCard %q is not an NPI (10 digits with a valid check digit)", npi)
+		}
 	}
 	if c := r.CRD; c.Covered != "" && !oneOf(c.Covered, "covered", "not-covered", "conditional") {
-		return fmt.Errorf("crd.covered %q must be covered, not-covered or conditional", c.Covered)
+		add("crd.covered %q must be covered, not-covered or conditional", c.Covered)
 	}
 	if c := r.CRD; c.PANeeded != "" && !oneOf(c.PANeeded, "auth-needed", "no-auth", "satisfied", "performpa", "conditional") {
-		return fmt.Errorf("crd.paNeeded %q is not a CRD pa-needed code", c.PANeeded)
+		add("crd.paNeeded %q is not a CRD pa-needed code", c.PANeeded)
 	}
 	if c := r.CRD; c.DocNeeded != "" && !oneOf(c.DocNeeded, "clinical", "admin", "patient", "conditional", "no-doc") {
-		return fmt.Errorf("crd.docNeeded %q is not a CRD doc-needed code", c.DocNeeded)
+		add("crd.docNeeded %q is not a CRD doc-needed code", c.DocNeeded)
 	}
-	return nil
+	return errs
+}
+
+func derefCode(c *Code) []Code {
+	if c == nil {
+		return nil
+	}
+	return []Code{*c}
+}
+
+// ValidNPI checks an NPI's form and Luhn check digit (computed with the
+// 80840 prefix, as CMS's NPI standard says).
+func ValidNPI(npi string) bool {
+	if len(npi) != 10 {
+		return false
+	}
+	sum := 24 // the prefix 80840 contributes 24
+	for i := 0; i < 9; i++ {
+		ch := npi[8-i]
+		if ch < '0' || ch > '9' {
+			return false
+		}
+		d := int(ch - '0')
+		if i%2 == 0 {
+			d *= 2
+			if d > 9 {
+				d -= 9
+			}
+		}
+		sum += d
+	}
+	return npi[9] >= '0' && npi[9] <= '9' && int(npi[9]-'0') == (10-sum%10)%10
 }
 
 func oneOf(s string, opts ...string) bool {
@@ -355,6 +590,15 @@ type Service struct {
 	Payers []PayerID
 	// Plan is the plan identifier from Coverage.class.
 	Plan string
+	// Today (YYYY-MM-DD) selects the rules in effect (validFrom/validTo)
+	// and is %today in criteria; empty ignores effective dates.
+	Today string
+	// Providers are the NPIs of the ordering and requesting providers: a
+	// rule's gold-card NPIs among them approve without criteria (PAS).
+	Providers []string
+	// Request is the data criteria read; nil leaves every criterion
+	// unknown.
+	Request *Request
 }
 
 // Outcome is the rules' answer for one service.
@@ -364,6 +608,24 @@ type Outcome struct {
 	Decision Decision
 	// Reason explains the outcome for reviewers and logs.
 	Reason string
+	// Criteria are the rule's leaf criteria with their findings, in file
+	// order (empty for rules without criteria or a gold-carded provider).
+	Criteria []CriterionResult
+	// GoldCard is the gold-carded provider NPI the approval rests on.
+	GoldCard string
+	// Version is the rules version that decided.
+	Version string
+}
+
+// Unknown returns the criteria whose data is absent.
+func (o Outcome) Unknown() []CriterionResult {
+	var out []CriterionResult
+	for _, c := range o.Criteria {
+		if c.Finding == Unknown {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 // RuleID is the matched rule's id, or "default".
@@ -378,18 +640,89 @@ func (o Outcome) RuleID() string {
 func (r *Rules) Decide(s Service) Outcome {
 	s.Codes, s.Diagnoses = canonical(s.Codes), canonical(s.Diagnoses)
 	if rule := r.match(s); rule != nil {
-		reason := rule.Decision.Reason
-		if reason == "" {
-			reason = rule.Description
-		}
-		return Outcome{Rule: rule, Decision: rule.Decision, Reason: reason}
+		out := rule.decide(s)
+		out.Version = r.Version
+		return out
 	}
 	d := Decision{Action: r.Defaults.UnknownCode}
 	reason := "no coverage rule names this code; default action " + string(d.Action)
 	if d.Action == Deny {
 		d.Note = "The requested service is not covered by any coverage policy of this plan."
 	}
-	return Outcome{Decision: d, Reason: reason}
+	return Outcome{Decision: d, Reason: reason, Version: r.Version}
+}
+
+// decide is a matched rule's outcome: gold card, then criteria.
+func (rule *Rule) decide(s Service) Outcome {
+	reason := rule.Decision.Reason
+	if reason == "" {
+		reason = rule.Description
+	}
+	out := Outcome{Rule: rule, Decision: rule.Decision, Reason: reason}
+	if rule.Decision.Action != Deny {
+		for _, npi := range s.Providers {
+			if slices.Contains(rule.CRD.GoldCard, npi) {
+				out.GoldCard = npi
+				out.Decision = Decision{Action: Approve, AuthorizationDays: rule.Decision.AuthorizationDays,
+					Note: "Approved without review: the provider is gold-carded for this service."}
+				out.Reason = "gold-carded provider " + npi
+				return out
+			}
+		}
+	}
+	if rule.Criteria == nil {
+		return out
+	}
+	var req Request
+	if s.Request != nil {
+		req = *s.Request
+	}
+	req.Today = s.Today
+	found := rule.Criteria.evaluate(rule, &req, req.env(), &out.Criteria)
+	var unknown, notMet []string
+	var info []string
+	clinicalNotMet := false
+	for _, c := range out.Criteria {
+		switch c.Finding {
+		case Unknown:
+			unknown = append(unknown, c.Description)
+			for _, code := range c.RequestInfo {
+				if !slices.Contains(info, code) {
+					info = append(info, code)
+				}
+			}
+		case NotMet:
+			notMet = append(notMet, c.Description)
+			if !c.Administrative {
+				clinicalNotMet = true
+			}
+		}
+	}
+	switch found {
+	case Met:
+		out.Reason = "all criteria met: " + reason
+		if out.Decision.Note == "" && out.Decision.Action == Approve {
+			out.Decision.Note = "Approved: every coverage criterion of policy " + rule.ID + " is met."
+		}
+	case Unknown:
+		out.Decision = Decision{Action: Pend, RequestInfo: info}
+		out.Reason = "documentation needed: " + strings.Join(unknown, "; ")
+		out.Decision.Note = "Pended: please send documentation showing: " + strings.Join(unknown, "; ") + "."
+	case NotMet:
+		if rule.OnNotMet == Deny && !clinicalNotMet {
+			out.Decision = Decision{Action: Deny, ReasonCode: rule.DenyReasonCode, Note: rule.DenyNote}
+			if out.Decision.Note == "" {
+				out.Decision.Note = "Denied: " + strings.Join(notMet, "; ") + " — not met."
+			}
+			out.Reason = "administrative criteria not met: " + strings.Join(notMet, "; ")
+			break
+		}
+		out.Decision = Decision{Action: Pend, RequestInfo: info}
+		out.Reason = "criteria not met, clinical review: " + strings.Join(notMet, "; ")
+		out.Decision.Note = "Pended for clinical review: not met — " + strings.Join(notMet, "; ") + "."
+	}
+	out.Decision.Reason = out.Reason
+	return out
 }
 
 func (r *Rules) match(s Service) *Rule {
@@ -468,6 +801,9 @@ func (r *Rule) holds(s Service) bool {
 		return false
 	}
 	if len(m.Plans) > 0 && !oneOf(s.Plan, m.Plans...) {
+		return false
+	}
+	if s.Today != "" && ((r.ValidFrom != "" && s.Today < r.ValidFrom) || (r.ValidTo != "" && s.Today > r.ValidTo)) {
 		return false
 	}
 	return true

@@ -67,16 +67,16 @@ func TestFirstMatchWinsAcrossIndexes(t *testing.T) {
 version: 1
 rules:
   - id: prefix-first
-    match: {codes: [{system: s, prefixes: ["7"]}]}
+    match: {codes: [{system: "http://www.ama-assn.org/go/cpt", prefixes: ["7"]}]}
     decision: {action: pend}
   - id: exact-second
-    match: {codes: [{system: s, codes: ["72148"]}]}
+    match: {codes: [{system: "http://www.ama-assn.org/go/cpt", codes: ["72148"]}]}
     decision: {action: approve}
 `))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := r.Decide(Service{Codes: []Code{{System: "s", Code: "72148"}}}).RuleID(); got != "prefix-first" {
+	if got := r.Decide(Service{Codes: []Code{{System: CPT, Code: "72148"}}}).RuleID(); got != "prefix-first" {
 		t.Errorf("rule = %s, want prefix-first (file order)", got)
 	}
 }
@@ -86,13 +86,13 @@ func TestParseRejects(t *testing.T) {
 		{"unknown key", "version: 1\nrules:\n  - id: a\n    mach: {}\n", "field mach not found"},
 		{"bad version", "version: 2\n", "version must be 1"},
 		{"no codes", "version: 1\nrules:\n  - id: a\n    decision: {action: approve}\n", "match.codes is required"},
-		{"bad action", "version: 1\nrules:\n  - id: a\n    match: {codes: [{system: s, codes: [x]}]}\n    decision: {action: maybe}\n", `decision.action "maybe"`},
-		{"modify without quantity", "version: 1\nrules:\n  - id: a\n    match: {codes: [{system: s, codes: [x]}]}\n    decision: {action: modify}\n", "authorizeQuantity"},
-		{"deny without reason", "version: 1\nrules:\n  - id: a\n    match: {codes: [{system: s, codes: [x]}]}\n    decision: {action: deny}\n", "reasonCode or a note"},
-		{"then without after", "version: 1\nrules:\n  - id: a\n    match: {codes: [{system: s, codes: [x]}]}\n    decision: {action: pend, then: approve}\n", "decision.after"},
-		{"bad duration", "version: 1\nrules:\n  - id: a\n    match: {codes: [{system: s, codes: [x]}]}\n    decision: {action: pend, after: soon, then: approve}\n", "not a duration"},
-		{"duplicate id", "version: 1\nrules:\n  - id: a\n    match: {codes: [{system: s, codes: [x]}]}\n    decision: {action: approve}\n  - id: a\n    match: {codes: [{system: s, codes: [y]}]}\n    decision: {action: approve}\n", "used twice"},
-		{"bad crd code", "version: 1\nrules:\n  - id: a\n    match: {codes: [{system: s, codes: [x]}]}\n    decision: {action: approve}\n    crd: {paNeeded: maybe}\n", "pa-needed"},
+		{"bad action", "version: 1\nrules:\n  - id: a\n    match: {codes: [{system: http://www.ama-assn.org/go/cpt, codes: [x]}]}\n    decision: {action: maybe}\n", `decision.action "maybe"`},
+		{"modify without quantity", "version: 1\nrules:\n  - id: a\n    match: {codes: [{system: http://www.ama-assn.org/go/cpt, codes: [x]}]}\n    decision: {action: modify}\n", "authorizeQuantity"},
+		{"deny without reason", "version: 1\nrules:\n  - id: a\n    match: {codes: [{system: http://www.ama-assn.org/go/cpt, codes: [x]}]}\n    decision: {action: deny}\n", "reasonCode or a note"},
+		{"then without after", "version: 1\nrules:\n  - id: a\n    match: {codes: [{system: http://www.ama-assn.org/go/cpt, codes: [x]}]}\n    decision: {action: pend, then: approve}\n", "decision.after"},
+		{"bad duration", "version: 1\nrules:\n  - id: a\n    match: {codes: [{system: http://www.ama-assn.org/go/cpt, codes: [x]}]}\n    decision: {action: pend, after: soon, then: approve}\n", "not a duration"},
+		{"duplicate id", "version: 1\nrules:\n  - id: a\n    match: {codes: [{system: http://www.ama-assn.org/go/cpt, codes: [x]}]}\n    decision: {action: approve}\n  - id: a\n    match: {codes: [{system: http://www.ama-assn.org/go/cpt, codes: [y]}]}\n    decision: {action: approve}\n", "used twice"},
+		{"bad crd code", "version: 1\nrules:\n  - id: a\n    match: {codes: [{system: http://www.ama-assn.org/go/cpt, codes: [x]}]}\n    decision: {action: approve}\n    crd: {paNeeded: maybe}\n", "pa-needed"},
 		{"bad default", "version: 1\ndefaults: {unknownCode: modify}\n", "defaults.unknownCode"},
 	}
 	for _, tt := range tests {

@@ -33,3 +33,16 @@ func Canonical(system string) string {
 	}
 	return system
 }
+
+// systemPOS is the CMS place-of-service code system.
+const systemPOS = "https://www.cms.gov/Medicare/Coding/place-of-service-codes/Place_of_Service_Code_Set"
+
+// KnownSystem reports whether a (canonical) code system URI is one rules
+// may name: a typo in a system would silently match nothing.
+func KnownSystem(system string) bool {
+	switch system {
+	case CPT, HCPCS, NDC, RxNorm, ICD10CM, X12Svc, LOINC, SNOMEDCT, systemPOS:
+		return true
+	}
+	return false
+}
