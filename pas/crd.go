@@ -77,6 +77,7 @@ func (s *Service) applyAssertions(ctx context.Context, req *request, a *store.Au
 			if as.PASatisfied && as.Valid(now) && item.Decision.Action != "approve" {
 				setDecision(item, store.Decision{
 					Action: "approve", ReviewAction: "A1", RuleID: as.RuleID, By: "crd:" + as.ID, At: now,
+					RulesVersion: as.RulesVersion,
 					Reason:       "prior authorization satisfied per CRD coverage assertion " + as.ID,
 					Note:         "Approved without review: CRD coverage assertion " + as.ID + " said prior authorization is satisfied.",
 					ReviewNumber: firstNonEmpty(as.SatisfiedPAID, item.Decision.ReviewNumber),

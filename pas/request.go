@@ -3,6 +3,7 @@ package pas
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/priora/priora/coverage"
 	"sort"
 	"strings"
 
@@ -30,6 +31,11 @@ type request struct {
 	// unresolved counts tolerated references below the Claim that point
 	// outside the Bundle.
 	unresolved int
+	// criteria is the request parsed for coverage criteria and history
+	// the member's earlier services (prepareCriteria); nil without
+	// criteria in the rules.
+	criteria *coverage.ClaimRequest
+	history  func() ([]coverage.Prior, bool, error)
 }
 
 func (r *request) claimFullURL() string { return r.bundle.Entry[r.claimEntry].FullURL }

@@ -103,6 +103,7 @@ func (s *Service) create(ctx context.Context, who Caller, req *request, key stri
 	a.Submissions = []store.Submission{newSubmission(req, key, now, 1)}
 	a.SubmissionKeys = []string{key}
 	svc := req.serviceContext()
+	s.prepareCriteria(ctx, req, rules, a.ID)
 	for i := range req.claim.Item {
 		it := req.claim.Item[i]
 		item := itemRecord(it, req.rawItems[i])
@@ -235,6 +236,11 @@ func decide(rules *coverage.Rules, svc coverage.Service, req *request, it fhir.C
 	if len(it.DiagnosisSequence) > 0 {
 		svc.Diagnoses = req.diagnoses(it.DiagnosisSequence)
 	}
+	svc.Today = now.Format(time.DateOnly)
+	svc.Request = nil
+	if req.criteria != nil {
+		svc.Request = req.criteria.Item(it.Sequence, nil, req.history)
+	}
 	out := rules.Decide(svc)
 	d := store.Decision{
 		Action:       string(out.Decision.Action),
@@ -245,6 +251,12 @@ func decide(rules *coverage.Rules, svc coverage.Service, req *request, it fhir.C
 		By:           "rule:" + out.RuleID(),
 		At:           now,
 		ReviewNumber: fmt.Sprintf("%s-%d", authID, it.Sequence),
+		RulesVersion: out.Version,
+		GoldCard:     out.GoldCard,
+	}
+	if len(out.Criteria) > 0 {
+		d.Criteria = criteriaRecord(out.Criteria)
+		d.Note = strings.TrimSpace(d.Note + "\n" + coverage.Explain(out.Criteria))
 	}
 	if out.Decision.ReasonCode != "" {
 		d.ReasonCodes = []string{out.Decision.ReasonCode}
@@ -369,7 +381,7 @@ func (r *request) expedited() bool {
 // serviceContext is the part of a coverage.Service that is the same for
 // every item: diagnoses, payer and plan.
 func (r *request) serviceContext() coverage.Service {
-	svc := coverage.Service{Diagnoses: r.diagnoses(nil)}
+	svc := coverage.Service{Diagnoses: r.diagnoses(nil), Providers: r.providerNPIs()}
 	cov := r.coverage
 	if cov == nil {
 		return svc

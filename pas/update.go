@@ -106,6 +106,7 @@ func (s *Service) applyUpdate(ctx context.Context, who Caller, a *store.Authoriz
 	now := s.cfg.Now().UTC().Truncate(time.Millisecond)
 	rules := s.cfg.Rules()
 	svc := req.serviceContext()
+	s.prepareCriteria(ctx, req, rules, a.ID)
 	cancelAll := req.claimCancelled()
 	bySeq := map[int]int{}
 	for i, it := range a.Items {

@@ -124,6 +124,24 @@ type Decision struct {
 	// RequestInfo lists LOINC attachment codes the payer asks the provider
 	// to send while the item is pended (PAS "additional information").
 	RequestInfo []string `json:"requestInfo,omitempty" bson:"requestInfo,omitempty"`
+	// RulesVersion is the coverage rules version (label@hash) a rule
+	// decision was made with.
+	RulesVersion string `json:"rulesVersion,omitempty" bson:"rulesVersion,omitempty"`
+	// Criteria are the rule's criteria with their findings and evidence.
+	Criteria []Criterion `json:"criteria,omitempty" bson:"criteria,omitempty"`
+	// GoldCard is the gold-carded provider NPI an approval rests on.
+	GoldCard string `json:"goldCard,omitempty" bson:"goldCard,omitempty"`
+}
+
+// Criterion is one coverage criterion's finding for an item: met, not-met
+// or unknown, with the FHIRPath locations of the data read.
+type Criterion struct {
+	ID          string   `json:"id" bson:"id"`
+	Description string   `json:"description,omitempty" bson:"description,omitempty"`
+	Finding     string   `json:"finding" bson:"finding"`
+	Evidence    []string `json:"evidence,omitempty" bson:"evidence,omitempty"`
+	Detail      string   `json:"detail,omitempty" bson:"detail,omitempty"`
+	RequestInfo []string `json:"requestInfo,omitempty" bson:"requestInfo,omitempty"`
 }
 
 // Response is one version of the PAS Response Bundle for the chain.

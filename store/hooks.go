@@ -63,6 +63,8 @@ type CoverageAssertion struct {
 	SatisfiedPAID string `bson:"satisfiedPaId,omitempty"`
 	// RuleID is the coverage rule that decided ("default" when none matched).
 	RuleID string `bson:"ruleId,omitempty"`
+	// RulesVersion is the coverage rules version (label@hash) that decided.
+	RulesVersion string `bson:"rulesVersion,omitempty"`
 	// Reasons are the reason codes (e.g. gold-card, no-member-found).
 	Reasons []string `bson:"reasons,omitempty"`
 	// Date is when the assertion was made; Expires is its expiry-date (zero
