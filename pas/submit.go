@@ -218,6 +218,12 @@ func appendUnique(list []string, add ...string) []string {
 
 // decide applies the coverage rules to one item.
 func decide(rules *coverage.Rules, svc coverage.Service, req *request, it fhir.ClaimItem, authID string, now time.Time) store.Decision {
+	return decisionOf(rules.Decide(itemService(svc, req, it, now)), it, authID, now)
+}
+
+// itemService is the coverage view of one item: the request's context
+// (svc) with the item's codes, quantity, place, diagnoses and criteria data.
+func itemService(svc coverage.Service, req *request, it fhir.ClaimItem, now time.Time) coverage.Service {
 	svc.Codes = nil
 	if it.ProductOrService != nil {
 		for _, c := range it.ProductOrService.Coding {
@@ -241,7 +247,11 @@ func decide(rules *coverage.Rules, svc coverage.Service, req *request, it fhir.C
 	if req.criteria != nil {
 		svc.Request = req.criteria.Item(it.Sequence, nil, req.history)
 	}
-	out := rules.Decide(svc)
+	return svc
+}
+
+// decisionOf records a rules outcome as an item's decision.
+func decisionOf(out coverage.Outcome, it fhir.ClaimItem, authID string, now time.Time) store.Decision {
 	d := store.Decision{
 		Action:       string(out.Decision.Action),
 		ReviewAction: out.Decision.Action.ReviewAction(),
