@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"hash/crc32"
 	"os"
 	"path/filepath"
 	"slices"
@@ -90,8 +91,8 @@ func policyExamples() []example {
 		{Policy: "polysomnography", Name: "not-met", Action: Pend, code: cpt("95810"), pos: "12", birthDate: adult,
 			qr: qBase + "sleep-testing", answers: []answer{{"osa-signs", false}},
 			Findings: m("osa-signs", "not-met", "sleep-facility", "not-met", "once-a-year", "met")},
-		{Policy: "polysomnography", Name: "unknown", Action: Pend, code: cpt("95811"), pos: "-", birthDate: adult,
-			Findings: m("osa-signs", "unknown", "sleep-facility", "unknown", "once-a-year", "met"), RequestInfo: []string{"11488-4"}},
+		{Policy: "polysomnography", Name: "unknown", Action: Pend, code: cpt("95811"), birthDate: adult,
+			Findings: m("osa-signs", "unknown", "sleep-facility", "met", "once-a-year", "met"), RequestInfo: []string{"11488-4"}},
 
 		{Policy: "mri-lumbar", Name: "met", Action: Approve, code: cpt("72148"), dx: []string{"M54.50"}, birthDate: adult,
 			qr: qBase + "imaging-lumbar-mri", answers: []answer{{"conservative-weeks", 8}}, docs: docs{"11506-3"},
@@ -136,7 +137,7 @@ func policyExamples() []example {
 			qr: qBase + "ngs", answers: []answer{{"advanced", false}, {"tested-before", true}, {"seeks-treatment", false}},
 			Findings: m("metastatic", "not-met", "advanced-stage", "not-met", "not-tested-before", "not-met", "seeks-treatment", "not-met")},
 		{Policy: "ngs-advanced-cancer", Name: "unknown", Action: Pend, code: cpt("81455"), birthDate: adult,
-			Findings: m("metastatic", "unknown", "advanced-stage", "unknown", "not-tested-before", "unknown", "seeks-treatment", "unknown"),
+			Findings:    m("metastatic", "unknown", "advanced-stage", "unknown", "not-tested-before", "unknown", "seeks-treatment", "unknown"),
 			RequestInfo: []string{"11488-4", "51969-4"}},
 
 		{Policy: "adalimumab-step-therapy", Name: "met", Action: Approve, code: hcpcs("J0135"), dx: []string{"M06.9"}, birthDate: adult,
@@ -204,7 +205,11 @@ func (ex example) bundle(t *testing.T) []byte {
 	addEntry := func(fullURL string, res map[string]any) {
 		entries = append(entries, map[string]any{"fullUrl": fullURL, "resource": res})
 		support = append(support, map[string]any{"sequence": len(support) + 1,
-			"category": map[string]any{"coding": []any{map[string]any{"system": "http://hl7.org/fhir/us/davinci-pas/CodeSystem/PASTempCodes", "code": "additionalInformation"}}},
+			"extension": []any{map[string]any{"url": "http://hl7.org/fhir/us/davinci-pas/StructureDefinition/extension-documentInformation",
+				"extension": []any{
+					map[string]any{"url": "reportTypeCode", "valueCodeableConcept": map[string]any{"coding": []any{map[string]any{"system": "https://codesystem.x12.org/005010/755", "code": "PY", "display": "Physician's Report"}}}},
+					map[string]any{"url": "transmissionMethod", "valueCodeableConcept": map[string]any{"coding": []any{map[string]any{"system": "https://codesystem.x12.org/005010/756", "code": "EL", "display": "Electronically Only"}}}}}}},
+			"category":       map[string]any{"coding": []any{map[string]any{"system": "http://hl7.org/fhir/us/davinci-pas/CodeSystem/PASTempCodes", "code": "additionalInformation"}}},
 			"valueReference": map[string]any{"reference": fullURL}})
 	}
 	if ex.qr != "" {
@@ -243,11 +248,19 @@ func (ex example) bundle(t *testing.T) []byte {
 	}
 	if ex.specialty != "" {
 		claim["careTeam"] = []any{map[string]any{"sequence": 1, "provider": map[string]any{"reference": "Organization/UMOExample"},
+			"extension":     []any{map[string]any{"url": "http://hl7.org/fhir/us/davinci-pas/StructureDefinition/extension-careTeamClaimScope", "valueBoolean": true}},
 			"qualification": map[string]any{"coding": []any{map[string]any{"system": "http://nucc.org/provider-taxonomy", "code": ex.specialty}}}}}
 	}
 	for _, en := range entries {
 		res := en.(map[string]any)["resource"].(map[string]any)
+		// Each example is its own member, so that frequency limits count
+		// only what a test submits twice on purpose.
+		member := fmt.Sprintf("9%010d", crc32.ChecksumIEEE([]byte(id)))
+		if res["resourceType"] == "Coverage" {
+			res["subscriberId"] = member
+		}
 		if res["resourceType"] == "Patient" {
+			res["identifier"] = []any{map[string]any{"system": "http://example.org/MIN", "value": member}}
 			switch ex.birthDate {
 			case "-":
 				delete(res, "birthDate")
