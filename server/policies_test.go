@@ -119,3 +119,93 @@ func TestSamplePolicyExamplesOverHTTP(t *testing.T) {
 	}
 }
 
+
+// resubmit is an example sent again as a new request (new Bundle and Claim
+// identifiers) for the same member.
+func resubmit(t *testing.T, body []byte, n string) []byte {
+	return edit(t, body, func(b map[string]any) {
+		b["identifier"].(map[string]any)["value"] = "again-" + n
+		claim(b)["identifier"].([]any)[0].(map[string]any)["value"] = "again-trace-" + n
+	})
+}
+
+// taskCriteria returns an item's criteria findings from the review API.
+func taskCriteria(t *testing.T, e *testenv.Env, number string) map[string]string {
+	t.Helper()
+	r := e.Get("/review/tasks/" + strings.TrimSuffix(number, "-1"))
+	var task struct {
+		Items []struct {
+			Decision struct{ Criteria []struct{ ID, Finding, Detail string } } `json:"decision"`
+		} `json:"items"`
+	}
+	if err := json.Unmarshal(r.Body, &task); err != nil || len(task.Items) == 0 {
+		t.Fatalf("task %s: %d %s", number, r.Status, r.Body)
+	}
+	out := map[string]string{}
+	for _, c := range task.Items[0].Decision.Criteria {
+		out[c.ID] = c.Finding
+	}
+	return out
+}
+
+// Frequency limits count the member's earlier approved authorizations: a
+// second screening mammogram within 11 months is denied (administrative
+// criterion), a second sleep study within a year goes to review.
+func TestFrequencyLimitAcrossSubmissions(t *testing.T) {
+	e := testenv.Start(t, testenv.WithNow(func() time.Time { return examplesToday }))
+	for _, tc := range []struct {
+		file, second, criterion string
+	}{
+		{"policies/screening-mammography-met.json", "A3", "every-11-months"},
+		{"policies/polysomnography-met.json", "A4", "once-a-year"},
+	} {
+		t.Run(tc.file, func(t *testing.T) {
+			body := testenv.Fixture(t, tc.file)
+			r := e.Post(submitPath, body)
+			if _, items := checkPASResponse(t, r.Body); items[1].ReviewAction != "A1" {
+				t.Fatalf("first request: %s, want A1: %s", items[1].ReviewAction, r.Body)
+			}
+			r = e.Post(submitPath, resubmit(t, body, tc.criterion))
+			_, items := checkPASResponse(t, r.Body)
+			if items[1].ReviewAction != tc.second {
+				t.Fatalf("second request: %s, want %s: %s", items[1].ReviewAction, tc.second, processNotes(t, r.Body))
+			}
+			if notes := processNotes(t, r.Body); !strings.Contains(notes, "Not met") || !strings.Contains(notes, "("+tc.criterion+")") {
+				t.Errorf("processNote does not say the limit is not met:\n%s", notes)
+			}
+			if tc.second == "A4" {
+				if got := taskCriteria(t, e, items[1].Number)[tc.criterion]; got != "not-met" {
+					t.Errorf("%s = %q on the task, want not-met", tc.criterion, got)
+				}
+			}
+		})
+	}
+}
+
+// A rule's gold-card NPIs apply on $submit directly: a request from the
+// gold-carded sleep clinic is approved without its criteria, one from
+// another provider is decided by them.
+func TestGoldCardAtSubmit(t *testing.T) {
+	e := testenv.Start(t, testenv.WithNow(func() time.Time { return examplesToday }))
+	body := testenv.Fixture(t, "policies/cpap-osa-unknown.json")
+	provider := func(npi string) func(map[string]any) {
+		return func(b map[string]any) {
+			for _, en := range b["entry"].([]any) {
+				if r := en.(map[string]any)["resource"].(map[string]any); r["id"] == "UMOExample" {
+					r["identifier"] = []any{map[string]any{"system": "http://hl7.org/fhir/sid/us-npi", "value": npi}}
+				}
+			}
+		}
+	}
+	r := e.Post(submitPath, edit(t, body, provider("1122334455")))
+	if _, items := checkPASResponse(t, r.Body); items[1].ReviewAction != "A1" {
+		t.Fatalf("gold-carded provider: %s, want A1: %s", items[1].ReviewAction, r.Body)
+	}
+	if notes := processNotes(t, r.Body); !strings.Contains(notes, "gold-carded") {
+		t.Errorf("processNote does not say why: %q", notes)
+	}
+	r = e.Post(submitPath, resubmit(t, edit(t, body, provider("1234567893")), "other"))
+	if _, items := checkPASResponse(t, r.Body); items[1].ReviewAction != "A4" {
+		t.Fatalf("other provider: %s, want A4", items[1].ReviewAction)
+	}
+}
