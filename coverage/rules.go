@@ -299,23 +299,23 @@ var yamlLine = regexp.MustCompile(`^line (\d+): (.*)$`)
 
 func parse(b []byte) (*Rules, []Problem) {
 	var f file
+	var probs []Problem
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	if err := dec.Decode(&f); err != nil {
+		// Unknown fields and wrong types are reported with the rest of
+		// the checks; a file that is not YAML stops here.
 		var te *yaml.TypeError
-		if errors.As(err, &te) {
-			var probs []Problem
-			for _, m := range te.Errors {
-				probs = append(probs, yamlProblem(m))
-			}
-			return nil, probs
+		if !errors.As(err, &te) {
+			return nil, []Problem{yamlProblem(strings.TrimPrefix(err.Error(), "yaml: "))}
 		}
-		return nil, []Problem{yamlProblem(strings.TrimPrefix(err.Error(), "yaml: "))}
+		for _, m := range te.Errors {
+			probs = append(probs, yamlProblem(m))
+		}
 	}
 	var root yaml.Node
 	_ = yaml.Unmarshal(b, &root)
 	ruleNodes := rulesNodes(&root)
-	var probs []Problem
 	if f.Version != 1 {
 		probs = append(probs, Problem{Line: keyLine(&root, "version"), Message: fmt.Sprintf("version must be 1, got %d", f.Version)})
 	}

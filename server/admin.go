@@ -3,6 +3,7 @@ package server
 import (
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -15,6 +16,32 @@ import (
 // scope (see requirementFor).
 func (s *Server) adminRoutes(g *echo.Group) {
 	g.GET("/audit", s.auditTrail)
+	if s.cfg.ReloadRules != nil {
+		g.POST("/rules/reload", s.reloadRules)
+		g.GET("/rules", s.rulesStatus)
+	}
+}
+
+// reloadRules is POST /admin/rules/reload: re-read and validate the rules
+// file; an invalid one keeps the running rules and answers 422 with every
+// problem (line numbers included).
+func (s *Server) reloadRules(c echo.Context) error {
+	st, err := s.cfg.ReloadRules()
+	if err != nil {
+		e := &fhir.Error{Kind: fhir.Unprocessable, Message: "the rules file was not loaded; the running rules stay in force"}
+		for _, line := range strings.Split(err.Error(), "\n") {
+			e.Issues = append(e.Issues, fhir.Issue{Severity: "error", Code: "invalid", Diagnostics: line})
+		}
+		return e
+	}
+	logAttrs(c, "result", "rules reloaded")
+	return c.JSON(http.StatusOK, st)
+}
+
+// rulesStatus is GET /admin/rules: the rules version in force and what
+// reloads did.
+func (s *Server) rulesStatus(c echo.Context) error {
+	return c.JSON(http.StatusOK, s.cfg.RulesStatus())
 }
 
 // auditTrail is GET /admin/audit?client=&tenant=&since=&limit=: audit

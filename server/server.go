@@ -60,6 +60,12 @@ type Config struct {
 	TLS bool
 	// AuditRetention is how long audit records are kept (default 6 years).
 	AuditRetention time.Duration
+
+	// ReloadRules reloads the coverage rules (POST /admin/rules/reload)
+	// and returns their status; an error keeps the running rules and is
+	// answered 422. RulesStatus is GET /admin/rules. Nil serves neither.
+	ReloadRules func() (any, error)
+	RulesStatus func() any
 }
 
 // Server is Priora's HTTP handler.

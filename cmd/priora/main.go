@@ -120,6 +120,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return err
 	}
 	defer a.Close()
+	reloadOnHangup(ctx, a)
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return err
@@ -129,4 +130,23 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	log.Info("priora listening", "addr", ln.Addr().String(), "base_url", cfg.BaseURL, "version", version)
 	return a.Serve(ctx, ln, 30*time.Second)
+}
+
+// reloadOnHangup reloads the coverage rules on SIGHUP until ctx ends. A
+// hangup never ends the server; an invalid file keeps the running rules
+// (ReloadRules logs why).
+func reloadOnHangup(ctx context.Context, a *app.App) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	go func() {
+		defer signal.Stop(hup)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				_, _ = a.ReloadRules()
+			}
+		}
+	}()
 }

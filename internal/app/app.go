@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/priora/priora/auth"
@@ -87,9 +88,25 @@ type App struct {
 	stopWorkers   context.CancelFunc
 	workersDone   chan struct{}
 
-	rules  *coverage.Rules
-	mu     sync.Mutex
-	closed bool
+	// rules is swapped whole on reload: a request reads it once and
+	// finishes on the rules it started with.
+	rules    atomic.Pointer[coverage.Rules]
+	reloadMu sync.Mutex
+	reloads  RulesStatus
+	mu       sync.Mutex
+	closed   bool
+}
+
+// RulesStatus is what the rules reloads did (GET /admin/rules).
+type RulesStatus struct {
+	Version    string    `json:"version"`
+	File       string    `json:"file,omitempty"`
+	Rules      int       `json:"rules"`
+	LoadedAt   time.Time `json:"loadedAt"`
+	Reloads    int       `json:"reloads"`
+	Failures   int       `json:"failedReloads"`
+	LastError  string    `json:"lastError,omitempty"`
+	LastFailed time.Time `json:"lastFailedAt,omitzero"`
 }
 
 // New opens the store and builds every service.
@@ -126,7 +143,9 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 		st.Close(context.Background())
 		return nil, err
 	}
-	a := &App{Config: cfg, Log: log, Store: st, Validator: validator, rules: rules}
+	a := &App{Config: cfg, Log: log, Store: st, Validator: validator}
+	a.rules.Store(rules)
+	a.reloads = RulesStatus{Version: rules.Version, File: cfg.RulesFile, Rules: len(rules.All()), LoadedAt: cfg.Now()}
 	a.PAS = pas.New(pas.Config{
 		Store:    st,
 		Rules:    a.Rules,
@@ -188,6 +207,14 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 		RateBurst:      cfg.Security.RateBurst,
 		TLS:            cfg.Security.TLSCert != "",
 		AuditRetention: cfg.Security.AuditRetention,
+
+		ReloadRules: func() (any, error) {
+			if _, err := a.ReloadRules(); err != nil {
+				return nil, err
+			}
+			return a.RulesStatus(), nil
+		},
+		RulesStatus: func() any { return a.RulesStatus() },
 	})
 	wctx, stop := context.WithCancel(context.Background())
 	a.stopWorkers, a.workersDone = stop, make(chan struct{})
@@ -209,7 +236,49 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 }
 
 // Rules returns the coverage rules in force.
-func (a *App) Rules() *coverage.Rules { return a.rules }
+func (a *App) Rules() *coverage.Rules { return a.rules.Load() }
+
+// ReloadRules re-reads and validates the rules file and, when it is valid,
+// puts it in force (requests in flight finish on the rules they started
+// with). An invalid file keeps the running rules: the error says why,
+// problem by problem with line numbers, and is logged. Without a rules
+// file the shipped sample is reloaded; rules given in code cannot be.
+func (a *App) ReloadRules() (*coverage.Rules, error) {
+	a.reloadMu.Lock()
+	defer a.reloadMu.Unlock()
+	var (
+		r   *coverage.Rules
+		err error
+	)
+	switch {
+	case a.Config.RulesFile != "":
+		r, err = coverage.Load(a.Config.RulesFile)
+	case a.Config.Rules != nil:
+		err = errors.New("the rules were given at start, not read from a file: nothing to reload")
+	default:
+		r, err = coverage.Sample()
+	}
+	cur := a.rules.Load()
+	if err != nil {
+		a.reloads.Failures++
+		a.reloads.LastError, a.reloads.LastFailed = err.Error(), a.Config.Now()
+		a.Log.Error("rules: reload refused; the running rules stay in force",
+			"file", a.Config.RulesFile, "running_version", cur.Version, "failed_reloads", a.reloads.Failures, "err", err)
+		return nil, err
+	}
+	a.rules.Store(r)
+	a.reloads.Reloads++
+	a.reloads.Version, a.reloads.Rules, a.reloads.LoadedAt = r.Version, len(r.All()), a.Config.Now()
+	a.Log.Info("rules: reloaded", "file", a.Config.RulesFile, "version", r.Version, "previous_version", cur.Version, "rules", len(r.All()))
+	return r, nil
+}
+
+// RulesStatus reports the rules in force and what reloads did.
+func (a *App) RulesStatus() RulesStatus {
+	a.reloadMu.Lock()
+	defer a.reloadMu.Unlock()
+	return a.reloads
+}
 
 // Serve answers on ln until ctx ends, then drains in-flight requests for up
 // to drain before returning.
