@@ -39,7 +39,7 @@ type Criterion struct {
 	Any []*Criterion `yaml:"any"`
 	Not *Criterion   `yaml:"not"`
 
-	expr, data *profiles.Expr
+	expr, data *profiles.FHIRPath
 }
 
 // Frequency is "at most Max approved services of the rule's codes per
@@ -76,12 +76,13 @@ type CriterionResult struct {
 // Claim): criteria reading them are then unknown.
 type Request struct {
 	// Bundle is the PAS request Bundle, or for CRD a Bundle of the hook's
-	// resources; questionnaireResponse() searches its entries.
-	Bundle *profiles.Node
+	// resources; questionnaireResponse() searches its entries. It is the
+	// focus of every criterion.
+	Bundle []profiles.Value
 	// Claim is %claim, Item %item (the Claim.item or order being decided),
 	// Patient %patient, Coverage %coverage, Member %member (the roster
-	// entry, when a roster is loaded).
-	Claim, Item, Patient, Coverage, Member *profiles.Node
+	// entry, when a roster is loaded). Empty when absent.
+	Claim, Item, Patient, Coverage, Member []profiles.Value
 	// Today is %today (YYYY-MM-DD).
 	Today string
 	// History returns the member's earlier services for frequency limits;
@@ -145,7 +146,7 @@ func (c *Criterion) compile(at string, n *yaml.Node, seen map[string]bool) []Pro
 		}
 	}
 	if c.Expression != "" {
-		x, err := profiles.CompileExpr(c.Expression, criteriaVars, criteriaFuncs)
+		x, err := compileCriterion(c.Expression)
 		if err != nil {
 			add("%s: expression does not compile: %v", at, err)
 		}
@@ -155,7 +156,7 @@ func (c *Criterion) compile(at string, n *yaml.Node, seen map[string]bool) []Pro
 		if c.Expression == "" {
 			add("%s: data goes with an expression", at)
 		}
-		x, err := profiles.CompileExpr(c.Data, criteriaVars, criteriaFuncs)
+		x, err := compileCriterion(c.Data)
 		if err != nil {
 			add("%s: data does not compile: %v", at, err)
 		}
@@ -187,6 +188,21 @@ func (c *Criterion) compile(at string, n *yaml.Node, seen map[string]bool) []Pro
 		probs = append(probs, c.Not.compile(at+".not", kid("not", -1), seen)...)
 	}
 	return probs
+}
+
+// compileCriterion compiles a criterion's FHIRPath, refusing variables
+// and functions criteria do not have.
+func compileCriterion(src string) (*profiles.FHIRPath, error) {
+	x, err := profiles.CompileFHIRPath(src, criteriaFuncs...)
+	if err != nil {
+		return nil, err
+	}
+	for _, v := range x.Variables() {
+		if !slices.Contains(criteriaVars, v) && !slices.Contains([]string{"ucum", "sct", "loinc", "resource", "rootResource", "context"}, v) {
+			return nil, fmt.Errorf("unknown variable %%%s (criteria have %%%s)", v, strings.Join(criteriaVars, ", %"))
+		}
+	}
+	return x, nil
 }
 
 // hasAdministrative reports whether any leaf is administrative.
@@ -231,7 +247,7 @@ func looksLOINC(code string) bool {
 }
 
 // evaluate decides the criterion tree, appending leaf results to out.
-func (c *Criterion) evaluate(r *Rule, req *Request, env profiles.Env, out *[]CriterionResult) Finding {
+func (c *Criterion) evaluate(r *Rule, req *Request, env *profiles.FHIRPathEnv, out *[]CriterionResult) Finding {
 	switch {
 	case len(c.All) > 0:
 		f := Met
@@ -272,7 +288,7 @@ func (c *Criterion) evaluate(r *Rule, req *Request, env profiles.Env, out *[]Cri
 	switch {
 	case c.Frequency != nil:
 		res.Finding, res.Detail = c.Frequency.evaluate(r, req)
-	case req == nil || req.Bundle == nil:
+	case req == nil || len(req.Bundle) == 0:
 		res.Detail = "no request data"
 	default:
 		res.Finding, res.Evidence, res.Detail = c.evalExpr(req, env)
@@ -284,32 +300,34 @@ func (c *Criterion) evaluate(r *Rule, req *Request, env profiles.Env, out *[]Cri
 	return res.Finding
 }
 
-func (c *Criterion) evalExpr(req *Request, env profiles.Env) (Finding, []string, string) {
+func (c *Criterion) evalExpr(req *Request, env *profiles.FHIRPathEnv) (Finding, []string, string) {
 	var evidence []string
 	if c.data != nil {
-		d, err := c.data.Eval(req.Bundle, env)
+		d, err := c.data.Evaluate(req.Bundle, env)
 		if err != nil {
 			return Unknown, nil, "data: " + err.Error()
 		}
-		if len(d.Values) == 0 {
+		if len(d) == 0 {
 			return Unknown, nil, ""
 		}
-		for _, v := range d.Values {
-			if p := v.Path(); p != "" {
+		for _, v := range d {
+			if p := v.Path(); p != "" && !slices.Contains(evidence, p) {
 				evidence = append(evidence, p)
 			}
 		}
 	}
-	res, err := c.expr.Eval(req.Bundle, env)
-	if err != nil {
-		return Unknown, evidence, err.Error()
-	}
-	for _, p := range res.Evidence {
+	var seen []string
+	e := *env
+	e.Evidence = &seen
+	b, ok, err := c.expr.EvaluateBool(req.Bundle, &e)
+	for _, p := range seen {
 		if !slices.Contains(evidence, p) {
 			evidence = append(evidence, p)
 		}
 	}
-	b, ok := res.Bool()
+	if err != nil {
+		return Unknown, evidence, err.Error()
+	}
 	switch {
 	case !ok:
 		return Unknown, evidence, ""
@@ -352,37 +370,32 @@ func (f *Frequency) evaluate(r *Rule, req *Request) (Finding, string) {
 }
 
 // env builds the FHIRPath environment of a request.
-func (req *Request) env() profiles.Env {
+func (req *Request) env() *profiles.FHIRPathEnv {
 	vars := map[string][]profiles.Value{
-		"claim": profiles.NodeValues(req.Claim), "item": profiles.NodeValues(req.Item),
-		"patient": profiles.NodeValues(req.Patient), "coverage": profiles.NodeValues(req.Coverage),
-		"member": profiles.NodeValues(req.Member), "bundle": profiles.NodeValues(req.Bundle),
+		"claim": req.Claim, "item": req.Item, "patient": req.Patient, "coverage": req.Coverage,
+		"member": req.Member, "bundle": req.Bundle, "today": nil,
 	}
-	if req.Today != "" {
-		vars["today"] = []profiles.Value{profiles.StringValue(req.Today)}
-	} else {
-		vars["today"] = nil
+	env := &profiles.FHIRPathEnv{Vars: vars, Funcs: map[string]profiles.FHIRPathFunc{"questionnaireResponse": req.questionnaireResponse}}
+	if t, err := time.Parse(time.DateOnly, req.Today); err == nil {
+		vars["today"] = []profiles.Value{profiles.DateValue(t)}
+		env.Now = t
 	}
-	return profiles.Env{Vars: vars, Funcs: map[string]profiles.ExprFunc{"questionnaireResponse": req.questionnaireResponse}}
+	return env
 }
 
-var qrByCanonical = mustExpr("entry.resource.ofType(QuestionnaireResponse).where(questionnaire.exists() and (questionnaire = %q or questionnaire.startsWith(%q & '|')))")
+var qrByCanonical = mustFHIRPath("entry.resource.ofType(QuestionnaireResponse).where(questionnaire = %q or questionnaire.startsWith(%q & '|'))")
 
-// questionnaireResponse returns the QuestionnaireResponses in the request
-// answering the questionnaire canonical (any version unless one is given).
-func (req *Request) questionnaireResponse(args []string) []*profiles.Node {
-	if len(args) != 1 || req.Bundle == nil {
-		return nil
+// questionnaireResponse(canonical) returns the QuestionnaireResponses in the
+// request answering the questionnaire (any version unless one is given).
+func (req *Request) questionnaireResponse(_ []profiles.Value, args [][]profiles.Value) ([]profiles.Value, error) {
+	if len(args) != 1 || len(args[0]) != 1 {
+		return nil, fmt.Errorf("questionnaireResponse takes one canonical")
 	}
-	r, err := qrByCanonical.Eval(req.Bundle, profiles.Env{Vars: map[string][]profiles.Value{"q": {profiles.StringValue(args[0])}}})
-	if err != nil {
-		return nil
-	}
-	return r.Nodes()
+	return qrByCanonical.Evaluate(req.Bundle, &profiles.FHIRPathEnv{Vars: map[string][]profiles.Value{"q": args[0]}})
 }
 
-func mustExpr(src string) *profiles.Expr {
-	x, err := profiles.CompileExpr(src, []string{"q"}, nil)
+func mustFHIRPath(src string) *profiles.FHIRPath {
+	x, err := profiles.CompileFHIRPath(src)
 	if err != nil {
 		panic(err)
 	}

@@ -9,16 +9,16 @@ import (
 // ClaimRequest is a PAS request Bundle parsed once for criteria: the
 // Claim, its patient and coverage, and its items by sequence.
 type ClaimRequest struct {
-	bundle, claim, patient, coverage *profiles.Node
-	items                            map[int]*profiles.Node
+	bundle, claim, patient, coverage []profiles.Value
+	items                            map[int][]profiles.Value
 }
 
 var (
-	claimOf    = mustExpr("entry.resource.ofType(Claim).first()")
-	patientOf  = mustExpr("patient.resolve()")
-	coverageOf = mustExpr("(insurance.where(focal = true) | insurance).first().coverage.resolve()")
-	itemsOf    = mustExpr("item")
-	sequenceOf = mustExpr("sequence")
+	claimOf    = mustFHIRPath("entry.resource.ofType(Claim).first()")
+	patientOf  = mustFHIRPath("patient.resolve()")
+	coverageOf = mustFHIRPath("insurance.where(focal = true).coverage.resolve() | insurance.first().coverage.resolve()")
+	itemsOf    = mustFHIRPath("item")
+	sequenceOf = mustFHIRPath("sequence")
 )
 
 // ParseClaimRequest parses a PAS request Bundle for criteria.
@@ -27,42 +27,37 @@ func ParseClaimRequest(bundle []byte) (*ClaimRequest, error) {
 	if err != nil {
 		return nil, err
 	}
-	cr := &ClaimRequest{bundle: root, items: map[int]*profiles.Node{}}
-	cr.claim = first(claimOf, root)
-	if cr.claim == nil {
+	cr := &ClaimRequest{bundle: []profiles.Value{root}, items: map[int][]profiles.Value{}}
+	cr.claim = eval(claimOf, cr.bundle)
+	if len(cr.claim) == 0 {
 		return cr, nil
 	}
-	cr.patient = first(patientOf, cr.claim)
-	cr.coverage = first(coverageOf, cr.claim)
-	if r, err := itemsOf.Eval(cr.claim, profiles.Env{}); err == nil {
-		for _, it := range r.Nodes() {
-			if s, err := sequenceOf.Eval(it, profiles.Env{}); err == nil && len(s.Values) == 1 {
-				if v, ok := s.Values[0].String(); ok {
-					if n, err := strconv.Atoi(v); err == nil {
-						cr.items[n] = it
-					}
-				}
+	cr.patient = eval(patientOf, cr.claim)
+	if cov := eval(coverageOf, cr.claim); len(cov) > 0 {
+		cr.coverage = cov[:1]
+	}
+	for _, it := range eval(itemsOf, cr.claim) {
+		if s := eval(sequenceOf, []profiles.Value{it}); len(s) == 1 {
+			if n, err := strconv.Atoi(s[0].String()); err == nil {
+				cr.items[n] = []profiles.Value{it}
 			}
 		}
 	}
 	return cr, nil
 }
 
-func first(x *profiles.Expr, focus *profiles.Node) *profiles.Node {
-	r, err := x.Eval(focus, profiles.Env{})
+func eval(x *profiles.FHIRPath, focus []profiles.Value) []profiles.Value {
+	out, err := x.Evaluate(focus, nil)
 	if err != nil {
 		return nil
 	}
-	if ns := r.Nodes(); len(ns) > 0 {
-		return ns[0]
-	}
-	return nil
+	return out
 }
 
 // Item returns the criteria data for the item with this sequence; member
-// is the roster entry (nil when there is none) and history the member's
+// is the roster entry (empty when there is none) and history the member's
 // earlier services.
-func (cr *ClaimRequest) Item(sequence int, member *profiles.Node, history func() ([]Prior, bool, error)) *Request {
+func (cr *ClaimRequest) Item(sequence int, member []profiles.Value, history func() ([]Prior, bool, error)) *Request {
 	return &Request{Bundle: cr.bundle, Claim: cr.claim, Item: cr.items[sequence], Patient: cr.patient,
 		Coverage: cr.coverage, Member: member, History: history}
 }

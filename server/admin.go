@@ -12,16 +12,6 @@ import (
 	"github.com/priora/priora/store"
 )
 
-// adminRoutes serves administration endpoints; they need the priora/admin
-// scope (see requirementFor).
-func (s *Server) adminRoutes(g *echo.Group) {
-	g.GET("/audit", s.auditTrail)
-	if s.cfg.ReloadRules != nil {
-		g.POST("/rules/reload", s.reloadRules)
-		g.GET("/rules", s.rulesStatus)
-	}
-}
-
 // reloadRules is POST /admin/rules/reload: re-read and validate the rules
 // file; an invalid one keeps the running rules and answers 422 with every
 // problem (line numbers included).
