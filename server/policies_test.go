@@ -119,7 +119,6 @@ func TestSamplePolicyExamplesOverHTTP(t *testing.T) {
 	}
 }
 
-
 // resubmit is an example sent again as a new request (new Bundle and Claim
 // identifiers) for the same member.
 func resubmit(t *testing.T, body []byte, n string) []byte {
@@ -135,7 +134,9 @@ func taskCriteria(t *testing.T, e *testenv.Env, number string) map[string]string
 	r := e.Get("/review/tasks/" + strings.TrimSuffix(number, "-1"))
 	var task struct {
 		Items []struct {
-			Decision struct{ Criteria []struct{ ID, Finding, Detail string } } `json:"decision"`
+			Decision struct {
+				Criteria []struct{ ID, Finding, Detail string }
+			} `json:"decision"`
 		} `json:"items"`
 	}
 	if err := json.Unmarshal(r.Body, &task); err != nil || len(task.Items) == 0 {
