@@ -2,7 +2,9 @@ package hooks
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/url"
+	"slices"
 	"strings"
 	"unicode/utf8"
 
@@ -43,6 +45,9 @@ func (c *call) cards(ds []*decision) []Card {
 				cards = append(cards, c.formCard(d, name))
 			}
 		}
+		if unknown := d.out.Unknown(); len(unknown) > 0 && d.ci.PANeeded != "satisfied" && primary(c.hook) && c.st.on(typeGuideline) {
+			cards = append(cards, c.criteriaCard(d, unknown, name))
+		}
 		if crd.Instructions != "" && c.st.on(typeGuideline) {
 			cards = append(cards, c.card(d, typeGuideline, "info", name+": "+firstSentence(crd.Instructions),
 				crd.Instructions+"\n\nThis applies to "+name+"."))
@@ -65,6 +70,26 @@ func (c *call) cards(ds []*decision) []Card {
 		cards = cards[:c.st.maxCards]
 	}
 	return cards
+}
+
+// criteriaCard names the policy criteria the order's data does not show,
+// so the clinician documents them before the request is sent.
+func (c *call) criteriaCard(d *decision, unknown []coverage.CriterionResult, name string) Card {
+	var b strings.Builder
+	fmt.Fprintf(&b, "Coverage policy %s decides %s on these criteria; please document them:\n", d.out.RuleID(), name)
+	var codes []string
+	for _, u := range unknown {
+		fmt.Fprintf(&b, "\n- %s (%s)", u.Description, u.ID)
+		for _, code := range u.RequestInfo {
+			if !slices.Contains(codes, code) {
+				codes = append(codes, code)
+			}
+		}
+	}
+	if len(codes) > 0 {
+		fmt.Fprintf(&b, "\n\nDocuments that show them (LOINC): %s.", strings.Join(codes, ", "))
+	}
+	return c.card(d, typeGuideline, "info", fmt.Sprintf("%s: document %d coverage criteria", name, len(unknown)), b.String())
 }
 
 // card is a card about one decision's order.

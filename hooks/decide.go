@@ -642,6 +642,10 @@ func (c *call) assess(t *target, svc coverage.Service) (coverageInfo, coverage.O
 	if crd.DocNeeded != "" && crd.DocNeeded != "no-doc" {
 		ci.DocNeeded = []string{crd.DocNeeded}
 	}
+	if len(out.Unknown()) > 0 && len(ci.DocNeeded) == 0 && ci.PANeeded != "satisfied" && ci.PANeeded != "no-auth" {
+		// Criteria whose data the order lacks: documentation decides them.
+		ci.DocNeeded = []string{"clinical"}
+	}
 	ci.DocPurpose = slices.Clone(crd.DocPurpose)
 	ci.InfoNeeded = slices.Clone(crd.InfoNeeded)
 	ci.Questionnaire = slices.Clone(crd.Questionnaire)
@@ -793,6 +797,7 @@ func (c *call) assertion(d *decision, who Caller) store.CoverageAssertion {
 	}
 	if d.out.Rule != nil || d.ci.Covered != "indeterminate" {
 		a.RuleID = d.out.RuleID()
+		a.RulesVersion = d.out.Version
 	}
 	if c.cov != nil {
 		a.MemberID = memberID(c.cov)

@@ -216,16 +216,16 @@ func TestCallOutcomes(t *testing.T) {
 			want{covered: "covered", pa: "auth-needed"}, nil},
 		{"conditional with documentation and DTR questionnaire", callSpec{orders: []map[string]any{sr("o1", cpt, "72148")}},
 			want{covered: "conditional", pa: "auth-needed", doc: []string{"clinical"}, questionn: true},
-			[]string{"coverage-info", "guideline", "guideline"}},
+			[]string{"coverage-info", "guideline", "guideline", "guideline"}},
 		{"not covered, alternative proposed", callSpec{orders: []map[string]any{dr("o1", "K0861")}},
 			want{covered: "not-covered"}, []string{"therapy-alternatives-opt"}},
 		{"gold-carded for everyone", callSpec{orders: []map[string]any{sr("o1", cpt, "97161")}},
 			want{covered: "covered", pa: "satisfied", satisfied: true, reasons: []string{"gold-card"}}, nil},
 		{"gold-carded provider", callSpec{orders: []map[string]any{sr("o1", hcpcs, "E0601", "G47.33")},
 			prefetch: map[string]any{"practitioners": searchset(npiPractitioner)}},
-			want{covered: "covered", pa: "satisfied", doc: []string{"clinical"}, satisfied: true, reasons: []string{"gold-card"}}, []string{"guideline"}},
+			want{covered: "conditional", pa: "satisfied", doc: []string{"clinical"}, satisfied: true, reasons: []string{"gold-card"}, questionn: true}, []string{"coverage-info", "guideline", "guideline"}},
 		{"provider not gold-carded", callSpec{orders: []map[string]any{sr("o1", hcpcs, "E0601", "G47.33")}},
-			want{covered: "covered", pa: "auth-needed", doc: []string{"clinical"}}, []string{"guideline"}},
+			want{covered: "conditional", pa: "auth-needed", doc: []string{"clinical"}, questionn: true}, []string{"coverage-info", "guideline", "guideline", "guideline"}},
 		{"what-if call: no unsolicited determination", callSpec{orders: []map[string]any{sr("o1", cpt, "97161")},
 			config: map[string]any{"unsolicited-determ": false}},
 			want{covered: "covered", pa: "auth-needed"}, nil},
@@ -400,12 +400,12 @@ func TestConfiguration(t *testing.T) {
 		actions int
 		topics  []string
 	}{
-		{"defaults", nil, 3, []string{"coverage-info", "guideline", "guideline", "therapy-alternatives-opt", "clinical-reminder", "guideline"}},
-		{"coverage-info off", map[string]any{"coverage-info": false}, 0, []string{"guideline", "guideline", "therapy-alternatives-opt", "clinical-reminder", "guideline"}},
+		{"defaults", nil, 3, []string{"coverage-info", "guideline", "guideline", "guideline", "therapy-alternatives-opt", "clinical-reminder", "guideline"}},
+		{"coverage-info off", map[string]any{"coverage-info": false}, 0, []string{"guideline", "guideline", "guideline", "therapy-alternatives-opt", "clinical-reminder", "guideline"}},
 		{"guidelines and alternatives off", map[string]any{"guideline": false, "therapy-alternatives-opt": false}, 3, []string{"coverage-info", "clinical-reminder"}},
 		{"max-cards", map[string]any{"max-cards": 2}, 3, []string{"coverage-info", "guideline"}},
 		{"unknown codes and wrong types ignored", map[string]any{"no-such-option": true, "coverage-info": "false", "max-cards": "two"}, 3,
-			[]string{"coverage-info", "guideline", "guideline", "therapy-alternatives-opt", "clinical-reminder", "guideline"}},
+			[]string{"coverage-info", "guideline", "guideline", "guideline", "therapy-alternatives-opt", "clinical-reminder", "guideline"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -931,6 +931,32 @@ func TestFeedback(t *testing.T) {
 	for _, bad := range []string{`{}`, `{"feedback":[{"outcome":"accepted"}]}`, `{"feedback":[{"card":"x","outcome":"maybe"}]}`, `nope`} {
 		if err := s.Feedback(context.Background(), "order-sign-crd", Caller{}, []byte(bad)); fhir.KindOf(err) != fhir.Invalid {
 			t.Errorf("feedback %s: got %v, want 400", bad, err)
+		}
+	}
+}
+
+// CRD cards name the criteria an order's data does not show, with the
+// documents that show them; doc-needed follows.
+func TestCriteriaCard(t *testing.T) {
+	s, _ := newTestService(t, nil)
+	body := callSpec{orders: []map[string]any{sr("o1", cpt, "72148")}}.body(t)
+	ans, err := s.Call(context.Background(), "order-sign-crd", Caller{}, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := hookstest.Check(t, crdVersion22, OrderSign, body, ans.Body)
+	detail := ""
+	for _, c := range r.Cards {
+		if s, _ := c["summary"].(string); strings.Contains(s, "coverage criteria") {
+			detail, _ = c["detail"].(string)
+		}
+	}
+	if detail == "" {
+		t.Fatalf("no criteria card among %d cards", len(r.Cards))
+	}
+	for _, want := range []string{"(conservative-therapy)", "(progress-note)", "(low-back-pain)", "11506-3", "mri-lumbar"} {
+		if !strings.Contains(detail, want) {
+			t.Errorf("criteria card does not name %s:\n%s", want, detail)
 		}
 	}
 }
