@@ -597,8 +597,10 @@ type Service struct {
 	// rule's gold-card NPIs among them approve without criteria (PAS).
 	Providers []string
 	// Request is the data criteria read; nil leaves every criterion
-	// unknown.
-	Request *Request
+	// unknown. LoadRequest, when Request is nil, builds it on first need
+	// (only a rule with criteria reads it).
+	Request     *Request
+	LoadRequest func() *Request
 }
 
 // Outcome is the rules' answer for one service.
@@ -674,6 +676,9 @@ func (rule *Rule) decide(s Service) Outcome {
 		return out
 	}
 	var req Request
+	if s.Request == nil && s.LoadRequest != nil {
+		s.Request = s.LoadRequest()
+	}
 	if s.Request != nil {
 		req = *s.Request
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/priora/priora/coverage"
 	"github.com/priora/priora/fhir"
+	"github.com/priora/priora/profiles"
 	"github.com/priora/priora/store"
 )
 
@@ -541,7 +542,33 @@ func (c *call) service(t *target) coverage.Service {
 	for i := range t.basedOn {
 		addOrder(&t.basedOn[i])
 	}
+	s.Today = c.now.Format(time.DateOnly)
+	s.LoadRequest = func() *coverage.Request { return c.criteriaRequest(t) }
 	return s
+}
+
+// criteriaRequest is what criteria read in a hook call: the order (%item,
+// and the focus), the patient and the coverage. There is no Claim and no
+// questionnaire response yet, so criteria on them stay unknown and the
+// cards ask for them.
+func (c *call) criteriaRequest(t *target) *coverage.Request {
+	parse := func(raw json.RawMessage, ok bool) []profiles.Value {
+		if !ok || len(raw) == 0 {
+			return nil
+		}
+		v, err := profiles.ParseResource(raw)
+		if err != nil {
+			return nil
+		}
+		return []profiles.Value{v}
+	}
+	req := &coverage.Request{Item: parse(t.raw, true)}
+	req.Bundle = req.Item
+	req.Patient = parse(c.d.lookup("Patient/" + c.hc.PatientID))
+	if c.cov != nil && c.cov.ID != "" {
+		req.Coverage = parse(c.d.lookup("Coverage/" + c.cov.ID))
+	}
+	return req
 }
 
 // requesterNPIs are the NPIs of the target's ordering provider and of the

@@ -9,6 +9,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"log/slog"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/priora/priora/coverage"
@@ -64,6 +66,31 @@ type Answer struct {
 	Authorization string
 	// Outcome is the ClaimResponse outcome (complete or error).
 	Outcome string
+	// Rules says which rules version and rules decided the items
+	// ("2026.12-sample@3f2a9c1b0d4e: cpap-osa, default"), for the audit
+	// trail; empty when no rule decided (replays, business errors).
+	Rules string
+}
+
+// rulesDecided summarizes the rules version and rules behind a chain's
+// rule decisions made at now.
+func rulesDecided(a *store.Authorization, now time.Time) string {
+	version := ""
+	var ids []string
+	for _, it := range a.Items {
+		d := it.Decision
+		if !d.At.Equal(now) || d.RulesVersion == "" {
+			continue
+		}
+		version = d.RulesVersion
+		if !slices.Contains(ids, d.RuleID) {
+			ids = append(ids, d.RuleID)
+		}
+	}
+	if version == "" {
+		return ""
+	}
+	return version + ": " + strings.Join(ids, ", ")
 }
 
 // submissionKey identifies one submission for idempotency: the same bytes

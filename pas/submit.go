@@ -144,7 +144,7 @@ func (s *Service) create(ctx context.Context, who Caller, req *request, key stri
 	case err != nil:
 		return nil, err
 	}
-	return &Answer{Body: body, Authorization: a.ID, Outcome: outcome}, nil
+	return &Answer{Body: body, Authorization: a.ID, Outcome: outcome, Rules: rulesDecided(a, now)}, nil
 }
 
 func newSubmission(req *request, key string, now time.Time, response int) store.Submission {

@@ -268,7 +268,7 @@ func (s *Server) writeAudit(c echo.Context, start time.Time) {
 				if v, ok := kv[i+1].(string); ok && v != "" {
 					rec.Entities = append(rec.Entities, k+"/"+v)
 				}
-			case "outcome", "result", "oauth_error":
+			case "outcome", "result", "oauth_error", "rules":
 				rec.Detail = strings.TrimSpace(rec.Detail + " " + toString(kv[i+1]))
 			}
 		}

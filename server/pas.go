@@ -23,6 +23,9 @@ func (s *Server) submit(c echo.Context) error {
 		return err
 	}
 	logAttrs(c, "authorization", ans.Authorization, "outcome", ans.Outcome, "replayed", ans.Replayed)
+	if ans.Rules != "" {
+		logAttrs(c, "rules", "rules "+ans.Rules)
+	}
 	return writeFHIR(c, http.StatusOK, ans.Body)
 }
 

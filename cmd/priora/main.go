@@ -49,6 +49,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return serve(ctx, args, getenv, stdout, stderr)
 	case "validate":
 		return validate(args, stdout, stderr)
+	case "rules":
+		return rulesCmd(args, stdout, stderr)
 	case "clients":
 		return clientsCmd(ctx, args, getenv, stdout, stderr)
 	case "reviewers":
@@ -79,6 +81,7 @@ const usage = `Usage: priora [command] [flags]
 Commands:
   serve     run the server (default)
   validate  validate FHIR JSON files against the PAS/CRD profiles (priora validate FILE...)
+  rules     check a coverage rules file or decide requests with it (priora rules check|test)
   clients   manage registered clients (priora clients add|list|disable|enable)
   reviewers manage reviewer desk accounts (priora reviewers add|list|disable|enable)
   keys      rotate Priora's token signing key (priora keys rotate)
