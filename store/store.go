@@ -24,6 +24,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 	"go.mongodb.org/mongo-driver/v2/mongo/writeconcern"
+	"go.mongodb.org/mongo-driver/v2/x/mongo/driver/connstring"
 )
 
 // Sentinel errors of store operations.
@@ -39,7 +40,8 @@ type Options struct {
 	URI string
 	// DataDir holds the embedded engine's files (DataDir/store).
 	DataDir string
-	// Database name; "priora" when empty.
+	// Database name; when empty, the database named in URI's path
+	// (mongodb://host/NAME?…), else "priora".
 	Database string
 	Logger   *slog.Logger
 }
@@ -117,7 +119,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	s.group.serial = s.ferret
 	name := opts.Database
 	if name == "" {
-		name = "priora"
+		name = databaseFromURI(opts.URI)
 	}
 	s.db = client.Database(name)
 	s.authorizations = s.db.Collection("authorizations")
@@ -293,4 +295,18 @@ func byID[T any](ctx context.Context, c *mongo.Collection, id, what string) (*T,
 		return nil, fmt.Errorf("store: load %s: %w", what, err)
 	}
 	return &v, nil
+}
+
+// databaseFromURI is the database a MongoDB connection string names in its
+// path, or "priora" when it names none (or is not a valid URI, which Connect
+// reports itself).
+func databaseFromURI(uri string) string {
+	if uri == "" {
+		return "priora"
+	}
+	cs, err := connstring.Parse(uri)
+	if err != nil || cs.Database == "" {
+		return "priora"
+	}
+	return cs.Database
 }

@@ -198,8 +198,11 @@ func dash(s string) string {
 // keysCmd is `priora keys rotate`: a new token signing key becomes current;
 // the old one keeps verifying until its tokens have expired.
 func keysCmd(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "new" {
+		return keysNew(args[1:], stdout, stderr)
+	}
 	if len(args) == 0 || args[0] != "rotate" {
-		fmt.Fprint(stderr, "Usage: priora keys rotate [--data-dir DIR | --mongodb-uri URI]\n")
+		fmt.Fprint(stderr, "Usage: priora keys new [--alg ES384|RS384] [--out private.jwk] [--jwks public.jwks]\n       priora keys rotate [--data-dir DIR | --mongodb-uri URI]\n")
 		return errUsage
 	}
 	fs := flag.NewFlagSet("priora keys rotate", flag.ContinueOnError)
