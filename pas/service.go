@@ -27,6 +27,8 @@ type Config struct {
 	Validate func(raw []byte, profile string) []fhir.Issue
 	Now      func() time.Time
 	Log      *slog.Logger
+	// Decisions, when set, counts the decisions stored (telemetry.go).
+	Decisions DecisionCounter
 }
 
 // Service answers PAS operations. It is safe for concurrent use.

@@ -143,6 +143,7 @@ func (s *Service) create(ctx context.Context, who Caller, req *request, key stri
 	case err != nil:
 		return nil, err
 	}
+	s.countDecided(a, now)
 	return &Answer{Body: body, Authorization: a.ID, Outcome: outcome}, nil
 }
 

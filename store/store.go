@@ -21,6 +21,7 @@ import (
 
 	"github.com/FerretDB/FerretDB/ferretdb"
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/event"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 	"go.mongodb.org/mongo-driver/v2/mongo/writeconcern"
@@ -44,6 +45,9 @@ type Options struct {
 	// (mongodb://host/NAME?…), else "priora".
 	Database string
 	Logger   *slog.Logger
+	// OnCommand, when set, is told of every MongoDB command's name,
+	// outcome and duration (for metrics).
+	OnCommand func(command string, ok bool, d time.Duration)
 }
 
 // Store is an open connection to Priora's database. It is safe for
@@ -104,6 +108,12 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		SetServerSelectionTimeout(10 * time.Second).SetConnectTimeout(5 * time.Second)
 	if s.embedded != nil {
 		copts.SetMaxPoolSize(32)
+	}
+	if f := opts.OnCommand; f != nil {
+		copts.SetMonitor(&event.CommandMonitor{
+			Succeeded: func(_ context.Context, e *event.CommandSucceededEvent) { f(e.CommandName, true, e.Duration) },
+			Failed:    func(_ context.Context, e *event.CommandFailedEvent) { f(e.CommandName, false, e.Duration) },
+		})
 	}
 	client, err := mongo.Connect(copts)
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
@@ -126,6 +127,34 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if uri, ok := a.Store.Embedded(); ok {
 		log.Info("embedded store started", "uri", uri, "data_dir", cfg.DataDir)
 	}
+	if cfg.MetricsAddr != "off" {
+		mln, err := net.Listen("tcp", cfg.MetricsAddr)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("metrics listener: %w", err)
+		}
+		stopMetrics := serveMetrics(mln, a.Metrics.Handler(), log)
+		defer stopMetrics()
+		log.Info("metrics and pprof listening (private)", "addr", mln.Addr().String())
+	}
 	log.Info("priora listening", "addr", ln.Addr().String(), "base_url", cfg.BaseURL, "version", buildVersion())
 	return a.Serve(ctx, ln, 30*time.Second)
+}
+
+// serveMetrics serves h on ln until the returned stop is called.
+func serveMetrics(ln net.Listener, h http.Handler, log *slog.Logger) (stop func()) {
+	hs := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, WriteTimeout: 2 * time.Minute}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("metrics listener failed", "err", err)
+		}
+	}()
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = hs.Shutdown(ctx)
+		<-done
+	}
 }
