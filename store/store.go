@@ -149,6 +149,10 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		s.Close(context.Background())
 		return nil, err
 	}
+	if err := s.migrate(ctx); err != nil {
+		s.Close(context.Background())
+		return nil, err
+	}
 	if err := s.indexEmbeddedIDs(ctx); err != nil {
 		s.Close(context.Background())
 		return nil, err

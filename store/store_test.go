@@ -2,8 +2,11 @@ package store_test
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/priora/priora/store"
 )
@@ -46,4 +49,29 @@ func withPath(t *testing.T, uri, path string) string {
 		query = "?" + query
 	}
 	return "mongodb://" + hosts + path + query
+}
+
+// TestSchemaVersion: a new database records the current schema; one written
+// by a newer Priora is refused rather than misread.
+func TestSchemaVersion(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s, err := store.Open(ctx, store.Options{DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, err := s.Schema(ctx); err != nil || v != store.SchemaVersion {
+		t.Fatalf("schema = %d, %v; want %d", v, err, store.SchemaVersion)
+	}
+	if _, err := s.DB().Collection("meta").UpdateOne(ctx, bson.D{{Key: "_id", Value: "schema"}},
+		bson.D{{Key: "$set", Value: bson.D{{Key: "version", Value: store.SchemaVersion + 1}}}}); err != nil {
+		t.Fatal(err)
+	}
+	s.Close(ctx)
+	if s, err := store.Open(ctx, store.Options{DataDir: dir}); !errors.Is(err, store.ErrSchemaTooNew) {
+		if s != nil {
+			s.Close(ctx)
+		}
+		t.Fatalf("open a database of a newer schema: err = %v, want ErrSchemaTooNew", err)
+	}
 }
