@@ -15,8 +15,8 @@ import (
 )
 
 const (
-	ctxCaller    = "priora.caller"
-	ctxLogAttrs  = "priora.log_attrs"
+	ctxCaller   = "priora.caller"
+	ctxLogAttrs = "priora.log_attrs"
 )
 
 var clientRequestID = regexp.MustCompile(`^[A-Za-z0-9._\-]{1,64}$`)

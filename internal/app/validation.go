@@ -73,13 +73,13 @@ func (a *App) pasValidate() func(ctx context.Context, raw []byte, profile string
 // rejects the request when any is an error). Under log it logs the
 // counts and the FHIRPath locations of the errors (never diagnostics,
 // which may quote patient data) and returns nil. Under off it does not
-// run validate. what names the check in the log (a profile URL, or e.g.
+// run validate. ctx is the request's: the log line carries its request
+// id. what names the check in the log (a profile URL, or e.g.
 // "crd-hook"). CRD hooks and Subscriptions use it the way PAS does:
 //
 //	issues := a.Check(ctx, "crd-hook", func() profiles.Result {
 //		return a.Validator.ValidateCRDHookRequest(body)
 //	})
-// ctx is the request's: the log line carries its request id.
 func (a *App) Check(ctx context.Context, what string, validate func() profiles.Result) []fhir.Issue {
 	return a.check(ctx, a.Config.Validation, what, validate)
 }
