@@ -54,6 +54,10 @@ func New(cfg Config) *Service {
 type Caller struct {
 	Tenant string
 	Client string
+	// Test is set for a client registered as a test client: everything it
+	// submits is test data (kept out of the work queue's default view and
+	// of the CMS-0057-F figures).
+	Test bool
 }
 
 // Answer is a successful PAS answer.

@@ -19,7 +19,7 @@ type QueueStats struct {
 // ReviewQueueStats counts the pended chains from the heads, reading only
 // their creation time and deadline.
 func (s *Store) ReviewQueueStats(ctx context.Context, now time.Time) (QueueStats, error) {
-	cur, err := s.authorizations.Find(ctx, bson.D{{Key: "status", Value: "pended"}},
+	cur, err := s.authorizations.Find(ctx, bson.D{{Key: "status", Value: "pended"}, {Key: "test", Value: bson.D{{Key: "$ne", Value: true}}}},
 		options.Find().SetProjection(bson.D{{Key: "created", Value: 1}, {Key: "dueAt", Value: 1}}))
 	if err != nil {
 		return QueueStats{}, fmt.Errorf("store: queue stats: %w", err)
