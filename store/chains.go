@@ -522,7 +522,7 @@ type ReviewFilter struct {
 	Status string
 	// Test is which chains of test data to list: "" leaves them out,
 	// "include" lists them with the others, "only" lists nothing else.
-	Test string
+	Test   string
 	Tenant string
 	Limit  int64
 	// Sort is "due" (default: earliest deadline first) or "age" (oldest first).
