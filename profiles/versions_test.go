@@ -11,12 +11,12 @@ import (
 // require the social-history category and effective[x].
 func smokingStatus(shape string) map[string]any {
 	o := map[string]any{
-		"resourceType": "Observation",
-		"id":           "smoking",
-		"meta":         map[string]any{"profile": []any{"http://hl7.org/fhir/us/core/StructureDefinition/us-core-smokingstatus"}},
-		"status":       "final",
-		"code":         map[string]any{"coding": []any{map[string]any{"system": "http://loinc.org", "code": "72166-2", "display": "Tobacco smoking status"}}},
-		"subject":      map[string]any{"reference": "Patient/SubscriberExample"},
+		"resourceType":         "Observation",
+		"id":                   "smoking",
+		"meta":                 map[string]any{"profile": []any{"http://hl7.org/fhir/us/core/StructureDefinition/us-core-smokingstatus"}},
+		"status":               "final",
+		"code":                 map[string]any{"coding": []any{map[string]any{"system": "http://loinc.org", "code": "72166-2", "display": "Tobacco smoking status"}}},
+		"subject":              map[string]any{"reference": "Patient/SubscriberExample"},
 		"valueCodeableConcept": map[string]any{"coding": []any{map[string]any{"system": "http://snomed.info/sct", "code": "8517006", "display": "Ex-smoker"}}},
 	}
 	switch shape {
