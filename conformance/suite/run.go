@@ -171,8 +171,7 @@ func newSession(cfg Config) (*session, error) {
 	}
 	return &session{
 		cfg: cfg,
-		c: &client{http: hc, fhirBase: fhirBase, cdsBase: cdsBase, token: cfg.Token,
-			clientID: cfg.ClientID, key: cfg.Key, scope: cmp.Or(cfg.Scope, "system/*.cruds")},
+		c: newClient(hc, fhirBase, cdsBase, cfg),
 		reg:    reg,
 		v:      reg.NewValidator(profiles.Options{}),
 		v22:    reg.NewValidator(profiles.Options{CRDVersion: "2.2.0"}),
