@@ -516,7 +516,7 @@ rules:
 			e := start(t, testenv.WithRules(strings.Replace(rules, "%s", tt.then, 1)))
 			id := subscribe(t, e, rcv.URL(), "org-identifier=8189991234")
 			waitStatus(t, e, id, "active")
-			e.With(t).SubmitApproval("delayed-"+tt.then)
+			e.With(t).SubmitApproval("delayed-" + tt.then)
 			got := rcv.waitEvents(t, 1)
 			if diff := cmp.Diff([]int{1}, eventNumbers(t, got)); diff != "" {
 				t.Errorf("event numbers (-want +got):\n%s", diff)

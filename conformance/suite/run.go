@@ -170,8 +170,8 @@ func newSession(cfg Config) (*session, error) {
 		return nil, err
 	}
 	return &session{
-		cfg: cfg,
-		c: newClient(hc, fhirBase, cdsBase, cfg),
+		cfg:    cfg,
+		c:      newClient(hc, fhirBase, cdsBase, cfg),
 		reg:    reg,
 		v:      reg.NewValidator(profiles.Options{}),
 		v22:    reg.NewValidator(profiles.Options{CRDVersion: "2.2.0"}),
