@@ -6,6 +6,7 @@
 package pas
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"log/slog"
@@ -26,9 +27,11 @@ type Config struct {
 	Parser *fhir.Parser
 	// Validate, when set, checks a request Bundle against the PAS profiles
 	// and returns the findings; errors among them reject the request.
-	Validate func(raw []byte, profile string) []fhir.Issue
+	Validate func(ctx context.Context, raw []byte, profile string) []fhir.Issue
 	Now      func() time.Time
 	Log      *slog.Logger
+	// Decisions, when set, counts the decisions stored (telemetry.go).
+	Decisions DecisionCounter
 }
 
 // Service answers PAS operations. It is safe for concurrent use.
@@ -53,6 +56,10 @@ func New(cfg Config) *Service {
 type Caller struct {
 	Tenant string
 	Client string
+	// Test is set for a client registered as a test client: everything it
+	// submits is test data (kept out of the work queue's default view and
+	// of the CMS-0057-F figures).
+	Test bool
 }
 
 // Answer is a successful PAS answer.

@@ -19,6 +19,7 @@ import (
 	"github.com/priora/priora/auth"
 	"github.com/priora/priora/fhir"
 	"github.com/priora/priora/hooks"
+	"github.com/priora/priora/internal/reqlog"
 	"github.com/priora/priora/pas"
 	"github.com/priora/priora/store"
 	"github.com/priora/priora/subscriptions"
@@ -65,6 +66,14 @@ type Config struct {
 	// answered 422. RulesStatus is GET /admin/rules. Nil serves neither.
 	ReloadRules func() (any, error)
 	RulesStatus func() any
+	// Requests, when set, times every request by route, method and status
+	// (the Prometheus metrics).
+	Requests RequestObserver
+}
+
+// RequestObserver is told of every request once it is answered.
+type RequestObserver interface {
+	Request(route, method string, status int, d time.Duration)
 }
 
 // Server is Priora's HTTP handler.
@@ -85,6 +94,7 @@ func New(cfg Config) *Server {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
+	cfg.Log = reqlog.Logger(cfg.Log)
 	if cfg.MaxBody <= 0 {
 		cfg.MaxBody = 10 << 20
 	}

@@ -56,6 +56,11 @@ type Config struct {
 	// must-support element no response shows, situational ones included,
 	// as Inferno's must-support tests do.
 	StrictMustSupport bool
+	// RealData leaves the suite's PAS requests unmarked. By default each
+	// request Bundle carries the security label HTEST (test health data),
+	// so a production server keeps them out of its work queue and its
+	// CMS-0057-F figures.
+	RealData bool
 	// Only, when set, runs just the tests whose id starts with one of
 	// these prefixes.
 	Only []string
@@ -170,9 +175,8 @@ func newSession(cfg Config) (*session, error) {
 		return nil, err
 	}
 	return &session{
-		cfg: cfg,
-		c: &client{http: hc, fhirBase: fhirBase, cdsBase: cdsBase, token: cfg.Token,
-			clientID: cfg.ClientID, key: cfg.Key, scope: cmp.Or(cfg.Scope, "system/*.cruds")},
+		cfg:    cfg,
+		c:      newClient(hc, fhirBase, cdsBase, cfg),
 		reg:    reg,
 		v:      reg.NewValidator(profiles.Options{}),
 		v22:    reg.NewValidator(profiles.Options{CRDVersion: "2.2.0"}),

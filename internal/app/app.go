@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,6 +20,8 @@ import (
 	"github.com/priora/priora/desk"
 	"github.com/priora/priora/fhir"
 	"github.com/priora/priora/hooks"
+	"github.com/priora/priora/internal/reqlog"
+	"github.com/priora/priora/internal/telemetry"
 	"github.com/priora/priora/pas"
 	"github.com/priora/priora/profiles"
 	"github.com/priora/priora/server"
@@ -61,6 +64,9 @@ type Config struct {
 	CRDVersion string
 	// Security is authentication, TLS, rate limits and audit (security.go).
 	Security Security
+	// Metrics receives Priora's Prometheus series; nil makes a new set
+	// (App.Metrics), served by the command on its private listener.
+	Metrics *telemetry.Metrics
 }
 
 // App is a wired Priora.
@@ -77,6 +83,8 @@ type App struct {
 	// Auth is the SMART Backend Services authorization server and the
 	// verifier of access tokens and CDS Hooks JWTs.
 	Auth *auth.Service
+	// Metrics are the Prometheus series (served on PRIORA_METRICS_ADDR).
+	Metrics *telemetry.Metrics
 	// Validator checks FHIR against the PAS, CRD and US Core profiles; it
 	// is loaded at start whatever Config.Validation says. Use Check to
 	// apply the configured mode to a validation.
@@ -115,6 +123,8 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	// Every line logged with a request's context carries its request id.
+	log = reqlog.Logger(log)
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -134,7 +144,12 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
-	st, err := store.Open(ctx, store.Options{URI: cfg.MongoURI, DataDir: cfg.DataDir, Database: cfg.Database, Logger: log})
+	metrics := cfg.Metrics
+	if metrics == nil {
+		metrics = telemetry.New()
+	}
+	st, err := store.Open(ctx, store.Options{URI: cfg.MongoURI, DataDir: cfg.DataDir, Database: cfg.Database, Logger: log,
+		OnCommand: metrics.StoreOp})
 	if err != nil {
 		return nil, err
 	}
@@ -143,9 +158,11 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 		st.Close(context.Background())
 		return nil, err
 	}
-	a := &App{Config: cfg, Log: log, Store: st, Validator: validator}
+	a := &App{Config: cfg, Log: log, Store: st, Validator: validator, Metrics: metrics}
 	a.rules.Store(rules)
 	a.reloads = RulesStatus{Version: rules.Version, File: cfg.RulesFile, Rules: len(rules.All()), LoadedAt: cfg.Now()}
+	metrics.Registry().MustRegister(telemetry.NewQueueCollector(a.queueStats, 10*time.Second))
+	a.rulesLoaded(rules)
 	a.PAS = pas.New(pas.Config{
 		Store:    st,
 		Rules:    a.Rules,
@@ -153,6 +170,8 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 		Validate: a.pasValidate(),
 		Now:      cfg.Now,
 		Log:      log,
+
+		Decisions: metrics,
 	})
 	a.Subscriptions, err = subscriptions.New(ctx, subscriptions.Config{
 		Store: st, Parser: parser, BaseURL: cfg.BaseURL, Now: cfg.Now, Log: log, Options: cfg.Subscriptions,
@@ -207,6 +226,7 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 		RateBurst:      cfg.Security.RateBurst,
 		TLS:            cfg.Security.TLSCert != "",
 		AuditRetention: cfg.Security.AuditRetention,
+		Requests:       metrics,
 
 		ReloadRules: func() (any, error) {
 			if _, err := a.ReloadRules(); err != nil {
@@ -235,6 +255,20 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 	return a, nil
 }
 
+// queueStats reads the review queue for the metrics.
+func (a *App) queueStats(ctx context.Context) (telemetry.Queue, error) {
+	now := a.Config.Now()
+	st, err := a.Store.ReviewQueueStats(ctx, now)
+	if err != nil {
+		return telemetry.Queue{}, err
+	}
+	q := telemetry.Queue{Depth: st.Pended, Overdue: st.Overdue}
+	if !st.Oldest.IsZero() {
+		q.Oldest = now.Sub(st.Oldest)
+	}
+	return q, nil
+}
+
 // Rules returns the coverage rules in force.
 func (a *App) Rules() *coverage.Rules { return a.rules.Load() }
 
@@ -260,6 +294,7 @@ func (a *App) ReloadRules() (*coverage.Rules, error) {
 	}
 	cur := a.rules.Load()
 	if err != nil {
+		a.Metrics.RulesLoaded(false, "", "")
 		a.reloads.Failures++
 		a.reloads.LastError, a.reloads.LastFailed = err.Error(), a.Config.Now()
 		a.Log.Error("rules: reload refused; the running rules stay in force",
@@ -267,10 +302,20 @@ func (a *App) ReloadRules() (*coverage.Rules, error) {
 		return nil, err
 	}
 	a.rules.Store(r)
+	a.rulesLoaded(r)
 	a.reloads.Reloads++
 	a.reloads.Version, a.reloads.Rules, a.reloads.LoadedAt = r.Version, len(r.All()), a.Config.Now()
 	a.Log.Info("rules: reloaded", "file", a.Config.RulesFile, "version", r.Version, "previous_version", cur.Version, "rules", len(r.All()))
 	return r, nil
+}
+
+// rulesLoaded puts the rules' version in the metrics (label and hash).
+func (a *App) rulesLoaded(r *coverage.Rules) {
+	label, hash, ok := strings.Cut(r.Version, "@")
+	if !ok {
+		label, hash = "", r.Version
+	}
+	a.Metrics.RulesLoaded(true, label, hash)
 }
 
 // RulesStatus reports the rules in force and what reloads did.
