@@ -631,39 +631,9 @@ func (c *call) assess(t *target, svc coverage.Service) (coverageInfo, coverage.O
 		return ci, coverage.Outcome{}
 	}
 	out := c.rules.Decide(svc)
-	var crd coverage.CRD
-	if out.Rule != nil {
-		crd = out.Rule.CRD
-	}
-	action := out.Decision.Action
-	ci.Covered = crd.Covered
-	if ci.Covered == "" {
-		ci.Covered = "covered"
-		if action == coverage.Deny {
-			ci.Covered = "not-covered"
-		}
-	}
-	ci.PANeeded = crd.PANeeded
-	if ci.PANeeded == "" {
-		ci.PANeeded = "auth-needed"
-		if action == coverage.Approve {
-			ci.PANeeded = "no-auth"
-		}
-	}
-	reason := out.Reason
-	if out.Rule == nil {
-		switch action {
-		case coverage.Approve:
-			reason = "No coverage policy restricts this service; it is covered without prior authorization."
-		case coverage.Deny:
-			reason = "No coverage policy covers this service under this plan."
-		default:
-			reason = "No coverage policy names this service; the payer reviews it on a prior authorization request."
-		}
-	}
-	if reason == "" {
-		reason = "Decided by the payer's coverage policy."
-	}
+	ans := c.rules.CRDAnswer(out)
+	crd, reason := ans.CRD, ans.Reason
+	ci.Covered, ci.PANeeded = crd.Covered, crd.PANeeded
 	if ci.PANeeded != "satisfied" && len(crd.GoldCard) > 0 {
 		for _, npi := range c.requesterNPIs(t) {
 			if slices.Contains(crd.GoldCard, npi) {
@@ -715,14 +685,8 @@ func (c *call) assess(t *target, svc coverage.Service) (coverageInfo, coverage.O
 	if crd.Contact != "" {
 		ci.Contacts = []contactDetail{parseContact(c.payerName(), crd.Contact)}
 	}
-	if ci.Covered != "not-covered" {
-		days := out.Decision.AuthorizationDays
-		if days == 0 {
-			days = c.rules.Defaults.AuthorizationDays
-		}
-		if days > 0 {
-			ci.ExpiryDate = c.now.AddDate(0, 0, days).Format(time.DateOnly)
-		}
+	if ci.Covered != "not-covered" && ans.AuthorizationDays > 0 {
+		ci.ExpiryDate = c.now.AddDate(0, 0, ans.AuthorizationDays).Format(time.DateOnly)
 	}
 	ci.normalize(c.version, reason)
 	return ci, out
