@@ -183,7 +183,7 @@ func (c *call) gather(ctx context.Context) error {
 			}
 			qs = nil
 		} else {
-			e := &ehr{client: c.s.cfg.HTTPClient, base: strings.TrimRight(c.req.FHIRServer, "/"), max: c.s.cfg.MaxFetchBytes}
+			e := &ehr{client: c.s.client, base: strings.TrimRight(c.req.FHIRServer, "/"), max: c.s.cfg.MaxFetchBytes}
 			if a := c.req.FHIRAuthorization; a != nil {
 				e.token = a.AccessToken
 			}

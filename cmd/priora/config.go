@@ -44,6 +44,10 @@ type config struct {
 	TLSKey      string
 	RateLimit   string
 	security    app.Security
+	// Outbound requests and subscriptions (security.go).
+	OutboundAllow    string
+	MaxSubscriptions string
+	maxSubscriptions int
 }
 
 // setting ties a field to its flag, environment variable and default.
@@ -69,6 +73,8 @@ func (c *config) settings() []setting {
 		{"tls-cert", "PRIORA_TLS_CERT", "", "TLS certificate (PEM); with PRIORA_TLS_KEY Priora serves HTTPS only, TLS 1.2+", false, &c.TLSCert},
 		{"tls-key", "PRIORA_TLS_KEY", "", "TLS private key (PEM)", false, &c.TLSKey},
 		{"rate-limit", "PRIORA_RATE_LIMIT", "20,40", "requests per second per client and burst, RATE[,BURST]; 0 = no limit", false, &c.RateLimit},
+		{"outbound-allow", "PRIORA_OUTBOUND_ALLOW", "", "targets of Subscription notifications and CRD EHR queries allowed although loopback, private or special-purpose, and over plain http: comma-separated CIDR prefixes, addresses and host:port", false, &c.OutboundAllow},
+		{"max-subscriptions", "PRIORA_MAX_SUBSCRIPTIONS", "20", "most Subscriptions one organization may have", false, &c.MaxSubscriptions},
 		{"validation", "PRIORA_VALIDATION", "enforce", "profile validation of PAS requests: enforce (reject errors with 400), log (log counts, accept) or off", false, &c.Validation},
 		{"crd-validation", "PRIORA_CRD_VALIDATION", "off", "profile validation of CDS Hooks calls: off, log, or enforce (422 for CRD profile violations)", false, &c.CRDValidation},
 	}

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/priora/priora/internal/app"
+	"github.com/priora/priora/subscriptions"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -115,6 +116,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		HookFetchTimeout: cfg.hookFetchTimeout,
 		Security:         cfg.security,
 		CRDVersion:       cfg.CRDVersion,
+		Subscriptions:    subscriptions.Options{MaxPerTenant: cfg.maxSubscriptions},
 	})
 	if err != nil {
 		return err
