@@ -15,6 +15,7 @@ import (
 
 	"github.com/priora/priora/coverage"
 	"github.com/priora/priora/internal/app"
+	"github.com/priora/priora/internal/outbound"
 	"github.com/priora/priora/store"
 )
 
@@ -132,8 +133,8 @@ func (c *config) check() error {
 		errs = append(errs, err)
 	}
 	c.payers = parsePayerIDs(c.PayerIDs)
-	if d, err := time.ParseDuration(c.CRDFetchTimeout); err != nil || d <= 0 || d > time.Minute {
-		errs = append(errs, fmt.Errorf("PRIORA_CRD_FETCH_TIMEOUT %q must be a duration such as 2s (at most 1m)", c.CRDFetchTimeout))
+	if d, err := time.ParseDuration(c.CRDFetchTimeout); err != nil || d <= 0 || d > outbound.MaxTimeout {
+		errs = append(errs, fmt.Errorf("PRIORA_CRD_FETCH_TIMEOUT %q must be a duration such as 2s (at most %s, the bound of every outbound request)", c.CRDFetchTimeout, outbound.MaxTimeout))
 	} else {
 		c.hookFetchTimeout = d
 	}
