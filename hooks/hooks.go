@@ -254,20 +254,19 @@ func outcomeOf(k fhir.Kind) string {
 	return "rejected"
 }
 
-// checkFHIRServer checks a call's fhirServer before the EHR's token is
-// sent there: a FHIR base URL (no query, no fragment) that the outbound
-// policy allows — https, and no literal loopback, private or other
-// special-purpose address; a DNS name is checked again when dialled.
+// checkFHIRServer checks the shape of a call's fhirServer: an http(s)
+// FHIR base URL, without a query or fragment (anything appended to it
+// would change what is asked of the EHR). Whether Priora may send the
+// EHR's token there is for the outbound policy, asked only when a query
+// is needed (see queryEHR), so that a call whose prefetch is complete is
+// answered whatever its fhirServer.
 func (s *Service) checkFHIRServer(raw string) error {
 	u, err := url.Parse(raw)
-	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil {
 		return errorf(fhir.Invalid, "fhirServer must be an https URL")
 	}
 	if u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.Contains(raw, "#") {
 		return errorf(fhir.Invalid, "fhirServer must be a FHIR base URL, without a query or fragment")
-	}
-	if err := s.cfg.Outbound.CheckURL(raw); err != nil {
-		return errorf(fhir.Invalid, "fhirServer %v", err)
 	}
 	return nil
 }

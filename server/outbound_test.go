@@ -441,6 +441,17 @@ func TestFHIRServerRules(t *testing.T) {
 			}
 		})
 	}
+	t.Run("complete prefetch: answered, fhirServer never contacted", func(t *testing.T) {
+		var m map[string]any
+		if err := json.Unmarshal(testenv.Fixture(t, "crd/ig/CRDServiceRequest.json"), &m); err != nil {
+			t.Fatal(err)
+		}
+		m["fhirServer"] = loop + "/fhir"
+		b, _ := json.Marshal(m)
+		if r := call(b); r.Status != http.StatusOK {
+			t.Errorf("status %d: %s", r.Status, r.Body)
+		}
+	})
 	if n := ln.accepted.Load(); n != 0 {
 		t.Errorf("Priora connected to the loopback listener %d times", n)
 	}
