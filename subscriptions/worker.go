@@ -427,7 +427,8 @@ func (w *channelWork) heartbeat(ctx context.Context) error {
 func (w *channelWork) succeeded(now time.Time) {
 	w.ch.Attempts, w.ch.Error, w.ch.RetryAt, w.ch.HeartbeatAt = 0, "", time.Time{}, nil
 	if w.sub.Heartbeat > 0 {
-		w.ch.HeartbeatAt = ptr(now.Add(w.sub.Heartbeat))
+		// A subscription stored before the minimum was enforced keeps it too.
+		w.ch.HeartbeatAt = ptr(now.Add(max(w.sub.Heartbeat, w.s.opt.MinHeartbeat)))
 	}
 }
 
