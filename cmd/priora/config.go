@@ -49,6 +49,8 @@ type config struct {
 	OutboundAllow    string
 	MaxSubscriptions string
 	maxSubscriptions int
+	// MetricsAddr is the private listener for /metrics and pprof ("off": none).
+	MetricsAddr string
 }
 
 // setting ties a field to its flag, environment variable and default.
@@ -77,6 +79,7 @@ func (c *config) settings() []setting {
 		{"outbound-allow", "PRIORA_OUTBOUND_ALLOW", "", "targets of Subscription notifications and CRD EHR queries allowed although loopback, private or special-purpose, and over plain http: comma-separated CIDR prefixes, addresses and host:port", false, &c.OutboundAllow},
 		{"max-subscriptions", "PRIORA_MAX_SUBSCRIPTIONS", "20", "most Subscriptions one organization may have", false, &c.MaxSubscriptions},
 		{"validation", "PRIORA_VALIDATION", "enforce", "profile validation of PAS requests: enforce (reject errors with 400), log (log counts, accept) or off", false, &c.Validation},
+		{"metrics-addr", "PRIORA_METRICS_ADDR", "127.0.0.1:9464", "private listener for Prometheus /metrics and /debug/pprof (never the public one); off = none", false, &c.MetricsAddr},
 		{"crd-validation", "PRIORA_CRD_VALIDATION", "off", "profile validation of CDS Hooks calls: off, log, or enforce (422 for CRD profile violations)", false, &c.CRDValidation},
 	}
 }
@@ -150,6 +153,13 @@ func (c *config) check() error {
 	case "enforce", "log", "off":
 	default:
 		errs = append(errs, fmt.Errorf("PRIORA_CRD_VALIDATION %q must be enforce, log or off", c.CRDValidation))
+	}
+	if c.MetricsAddr != "off" {
+		if _, _, err := net.SplitHostPort(c.MetricsAddr); err != nil {
+			errs = append(errs, fmt.Errorf("PRIORA_METRICS_ADDR %q is not host:port (or off)", c.MetricsAddr))
+		} else if c.MetricsAddr == c.Addr {
+			errs = append(errs, fmt.Errorf("PRIORA_METRICS_ADDR must differ from PRIORA_ADDR: metrics and pprof are never served publicly"))
+		}
 	}
 	errs = append(errs, c.checkSecurity(host))
 	if c.MongoURI == "" && c.DataDir == "" {
