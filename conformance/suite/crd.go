@@ -436,7 +436,7 @@ func (s *session) hookTests(num, hook string) []Test {
 					for j, sv := range arr(obj(cv)["suggestions"]) {
 						for k, av := range arr(obj(sv)["actions"]) {
 							res := obj(obj(av)["resource"])
-							if len(extensions(res, coverageInfoURL)) > 0 {
+							if len(check.Extensions(res, coverageInfoURL)) > 0 {
 								t.Failf("CRD resp-25: %s: cards[%d].suggestions[%d].actions[%d] carries coverage information on %s/%s; coverage information SHALL be a systemAction, never a card", c.input, i, j, k, str(res, "resourceType"), str(res, "id"))
 							}
 						}
@@ -632,7 +632,7 @@ func checkRequestFields(t *T, c *hookCall) {
 				t.Failf("CH-12: %s: fhirAuthorization.%s is required", c.input, k)
 			}
 		}
-		if _, ok := number(fa["expires_in"]); !ok {
+		if _, ok := check.Number(fa["expires_in"]); !ok {
 			t.Failf("CH-12: %s: fhirAuthorization.expires_in must be an integer", c.input)
 		}
 	}
