@@ -37,20 +37,26 @@ func (fs *findings) warn(rule, where, format string, a ...any) {
 	*fs = append(*fs, Finding{Rule: rule, Where: where, Msg: fmt.Sprintf(format, a...), Warn: true})
 }
 
-func obj(v any) map[string]any {
+// Obj, Arr and Str read decoded JSON without trusting its shape: the zero
+// value when v (or m[k]) is not an object, an array or a string.
+func Obj(v any) map[string]any {
 	m, _ := v.(map[string]any)
 	return m
 }
 
-func arr(v any) []any {
+func Arr(v any) []any {
 	a, _ := v.([]any)
 	return a
 }
 
-func str(m map[string]any, k string) string {
+func Str(m map[string]any, k string) string {
 	s, _ := m[k].(string)
 	return s
 }
+
+func obj(v any) map[string]any              { return Obj(v) }
+func arr(v any) []any                       { return Arr(v) }
+func str(m map[string]any, k string) string { return Str(m, k) }
 
 // Decode reads a JSON object.
 func Decode(b []byte) (map[string]any, error) {

@@ -5,37 +5,20 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/priora/priora/conformance/check"
 	"github.com/priora/priora/profiles"
 )
 
 // Generic JSON access: the suite reads answers as decoded JSON, never
 // trusting them to have any shape.
 
-func obj(v any) map[string]any {
-	m, _ := v.(map[string]any)
-	return m
-}
+func obj(v any) map[string]any { return check.Obj(v) }
 
-func arr(v any) []any {
-	a, _ := v.([]any)
-	return a
-}
+func arr(v any) []any { return check.Arr(v) }
 
-func str(m map[string]any, k string) string {
-	s, _ := m[k].(string)
-	return s
-}
+func str(m map[string]any, k string) string { return check.Str(m, k) }
 
-func decodeObject(b []byte) (map[string]any, error) {
-	var m map[string]any
-	if err := json.Unmarshal(b, &m); err != nil {
-		return nil, err
-	}
-	if m == nil {
-		return nil, fmt.Errorf("not a JSON object")
-	}
-	return m, nil
-}
+func decodeObject(b []byte) (map[string]any, error) { return check.Decode(b) }
 
 func mustJSON(v any) []byte {
 	b, err := json.Marshal(v)
