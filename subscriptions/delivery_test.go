@@ -15,6 +15,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"go.mongodb.org/mongo-driver/v2/bson"
 
+	"github.com/priora/priora/conformance/check"
 	"github.com/priora/priora/internal/app"
 	"github.com/priora/priora/internal/testenv"
 	"github.com/priora/priora/pas"
@@ -556,45 +557,17 @@ rules:
 			if diff := cmp.Diff([]int{1}, eventNumbers(t, got)); diff != "" {
 				t.Errorf("event numbers (-want +got):\n%s", diff)
 			}
-			var resp struct {
-				Type  string `json:"type"`
-				Entry []struct {
-					Resource struct {
-						ResourceType string `json:"resourceType"`
-						Item         []struct {
-							Adjudication []struct {
-								Extension []struct {
-									Extension []struct {
-										URL                  string `json:"url"`
-										ValueCodeableConcept struct {
-											Coding []struct{ System, Code string } `json:"coding"`
-										} `json:"valueCodeableConcept"`
-									} `json:"extension"`
-								} `json:"extension"`
-							} `json:"adjudication"`
-						} `json:"item"`
-					} `json:"resource"`
-				} `json:"entry"`
+			resp, err := check.Decode(got[0].Note.Entry[1].Resource)
+			if err != nil || check.Str(resp, "type") != "collection" {
+				t.Fatalf("focus is not a collection Bundle (%v)", err)
 			}
-			if err := json.Unmarshal(got[0].Note.Entry[1].Resource, &resp); err != nil {
-				t.Fatal(err)
-			}
-			if resp.Type != "collection" || len(resp.Entry) == 0 || resp.Entry[0].Resource.ResourceType != "ClaimResponse" {
-				t.Fatalf("focus is not a PAS Response Bundle starting with a ClaimResponse")
+			r, err := check.ReadPAS(resp)
+			if err != nil {
+				t.Fatalf("focus is not a PAS Response Bundle: %v", err)
 			}
 			var codes []string
-			for _, it := range resp.Entry[0].Resource.Item {
-				for _, adj := range it.Adjudication {
-					for _, ext := range adj.Extension {
-						for _, sub := range ext.Extension {
-							for _, c := range sub.ValueCodeableConcept.Coding {
-								if c.System == "https://codesystem.x12.org/005010/306" {
-									codes = append(codes, c.Code)
-								}
-							}
-						}
-					}
-				}
+			for _, it := range r.Items {
+				codes = append(codes, it.ReviewAction)
 			}
 			if diff := cmp.Diff([]string{tt.want}, slices.Compact(codes)); diff != "" {
 				t.Errorf("review action codes in the notified response (-want +got):\n%s", diff)
