@@ -20,18 +20,29 @@ func (s *Server) reviewRoutes(g *echo.Group) {
 	g.POST("/tasks/:id/decision", s.reviewDecision)
 }
 
-// reviewTenant limits reviewers to their tenant once authentication says
-// who they are; until then every task is visible.
-func reviewTenant(c echo.Context) string {
-	if v, ok := c.Get(ctxCaller).(pas.Caller); ok {
-		return v.Tenant
+// reviewer is the principal of a review API call and the tenant it sees.
+// The review API is the payer's: a payer client sees and decides the tasks
+// of every provider tenant (tenant ""); a provider client — even one a
+// hand-edited registry gave priora/review — is refused. Without
+// authentication (InsecureDev) the anonymous caller is the principal.
+func reviewer(c echo.Context) (pas.Principal, string, error) {
+	acc := access(c)
+	if acc == nil {
+		return pas.Principal{Client: caller(c).Client}, "", nil
 	}
-	return ""
+	if !acc.Payer() {
+		return pas.Principal{}, "", fhir.Errorf(fhir.Forbidden, "the review API is the payer's: client %s is a provider client", acc.Client.ID)
+	}
+	return pas.Principal{Client: acc.Client.ID}, "", nil
 }
 
 func (s *Server) reviewQueue(c echo.Context) error {
 	q := c.QueryParams()
-	f := store.ReviewFilter{Status: q.Get("status"), Sort: q.Get("sort"), Tenant: reviewTenant(c)}
+	_, tenant, err := reviewer(c)
+	if err != nil {
+		return err
+	}
+	f := store.ReviewFilter{Status: q.Get("status"), Sort: q.Get("sort"), Tenant: tenant}
 	switch f.Status {
 	case "", "open":
 		f.Status = "pended"
@@ -63,7 +74,11 @@ func (s *Server) reviewTask(c echo.Context) error {
 	if !validID(id) {
 		return fhir.Errorf(fhir.NotFound, "no such task")
 	}
-	t, err := s.cfg.PAS.Task(c.Request().Context(), reviewTenant(c), id)
+	_, tenant, err := reviewer(c)
+	if err != nil {
+		return err
+	}
+	t, err := s.cfg.PAS.Task(c.Request().Context(), tenant, id)
 	if err != nil {
 		return err
 	}
@@ -75,6 +90,10 @@ func (s *Server) reviewDecision(c echo.Context) error {
 	if !validID(id) {
 		return fhir.Errorf(fhir.NotFound, "no such task")
 	}
+	by, tenant, err := reviewer(c)
+	if err != nil {
+		return err
+	}
 	body, err := s.readFHIR(c)
 	if err != nil {
 		return err
@@ -85,10 +104,10 @@ func (s *Server) reviewDecision(c echo.Context) error {
 	if err := dec.Decode(&d); err != nil {
 		return fhir.InvalidAt("structure", "", "the decision is not valid JSON of the documented shape: %s", safeJSONError(err))
 	}
-	ans, err := s.cfg.PAS.Decide(c.Request().Context(), reviewTenant(c), id, d)
+	ans, err := s.cfg.PAS.Decide(c.Request().Context(), by, tenant, id, d)
 	if err != nil {
 		return err
 	}
-	logAttrs(c, "authorization", ans.Authorization, "outcome", ans.Outcome)
+	logAttrs(c, "authorization", ans.Authorization, "outcome", ans.Outcome, "result", pas.DecidedBy(by, d.Reviewer))
 	return writeFHIR(c, http.StatusOK, ans.Body)
 }

@@ -118,6 +118,10 @@ type Decision struct {
 	// ReviewerNPI and ReviewerName are set for human decisions.
 	ReviewerNPI  string `json:"reviewerNpi,omitempty" bson:"reviewerNpi,omitempty"`
 	ReviewerName string `json:"reviewerName,omitempty" bson:"reviewerName,omitempty"`
+	// Principal, on human decisions, is who authenticated the decision:
+	// "desk:<username>" (the reviewer's own desk account) or "client:<id>"
+	// (a payer client deciding on behalf of the reviewer it names).
+	Principal string `json:"principal,omitempty" bson:"principal,omitempty"`
 	// After, on a pend decided by a delayed rule, is when the rule finishes it.
 	After     time.Time `json:"after,omitzero" bson:"after,omitempty"`
 	FinalRule string    `json:"finalRule,omitempty" bson:"finalRule,omitempty"`
