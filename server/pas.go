@@ -5,15 +5,11 @@ import (
 
 	"github.com/labstack/echo/v4"
 
-	"github.com/priora/priora/fhir"
 	"github.com/priora/priora/pas"
 )
 
 // submit is POST /fhir/Claim/$submit.
 func (s *Server) submit(c echo.Context) error {
-	if a := access(c); a.Payer() {
-		return fhir.Errorf(fhir.Forbidden, "client %s is a payer client: only provider clients submit prior authorization requests", a.Client.ID)
-	}
 	if err := acceptsJSON(c.Request()); err != nil {
 		return err
 	}

@@ -12,26 +12,18 @@ import (
 	"github.com/priora/priora/store"
 )
 
-// reviewRoutes serves the review API that reviewers (and the desk) use to
-// work pended requests.
-func (s *Server) reviewRoutes(g *echo.Group) {
-	g.GET("/tasks", s.reviewQueue)
-	g.GET("/tasks/:id", s.reviewTask)
-	g.POST("/tasks/:id/decision", s.reviewDecision)
-}
-
 // reviewer is the principal of a review API call and the tenant it sees.
-// The review API is the payer's: a payer client sees and decides the tasks
-// of every provider tenant (tenant ""); a provider client — even one a
-// hand-edited registry gave priora/review — is refused. Without
-// authentication (InsecureDev) the anonymous caller is the principal.
+// The review API is the payer's (its routes are for payer clients only): a
+// payer client sees and decides the tasks of every provider tenant (tenant
+// ""). Without authentication (InsecureDev) the anonymous caller is the
+// principal. A provider client never gets here; should one, it is refused.
 func reviewer(c echo.Context) (pas.Principal, string, error) {
 	acc := access(c)
 	if acc == nil {
 		return pas.Principal{Client: caller(c).Client}, "", nil
 	}
 	if !acc.Payer() {
-		return pas.Principal{}, "", fhir.Errorf(fhir.Forbidden, "the review API is the payer's: client %s is a provider client", acc.Client.ID)
+		return pas.Principal{}, "", fhir.Errorf(fhir.Forbidden, "the review API is for payer clients only")
 	}
 	return pas.Principal{Client: acc.Client.ID}, "", nil
 }
