@@ -541,6 +541,15 @@ func (r *request) echoEntries() []store.EchoEntry {
 			add(r.bundle.Resolve(rs.ValueReference.Reference, r.claimFullURL()), "service")
 		}
 	}
+	// What those resources refer to in turn (a ServiceRequest's requester,
+	// a PractitionerRole's Practitioner), so that no echoed reference
+	// dangles in a response.
+	for k := 0; k < len(out); k++ {
+		refs, _ := fhir.References(json.RawMessage(out[k].Resource)) // decoded at intake
+		for _, ref := range refs {
+			add(r.bundle.Resolve(ref.Value, out[k].FullURL), "referenced")
+		}
+	}
 	return out
 }
 
