@@ -1,8 +1,10 @@
 package server_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -167,5 +169,136 @@ func TestTokenRecheck(t *testing.T) {
 	}
 	if r := s.Post(submitPath, pendedRequest(t), testenv.Bearer(tok)...); r.Status != http.StatusUnauthorized {
 		t.Errorf("after disabling: %d %s, want 401", r.Status, r.Body)
+	}
+}
+
+// familyMember is one person of a family sharing one subscriber id.
+type familyMember struct {
+	memberID, given, birthDate string
+}
+
+const (
+	familySubscriberID = "FAM-5550100"
+	familyMemberSystem = "http://payer.example.org/member-id"
+)
+
+var (
+	subscriber = familyMember{"FAM-5550100-01", "JOE", "1987-02-20"}
+	dependent1 = familyMember{"FAM-5550100-02", "ANNA", "2012-05-01"}
+	dependent2 = familyMember{"FAM-5550100-03", "LEO", "2015-09-09"}
+)
+
+// asFamily makes a PAS Bundle (request or inquiry) about member m: the
+// Patient's and the Coverage's member id, name and birth date are m's, the
+// Coverage's subscriber id the family's; tag keeps submissions apart.
+func asFamily(t *testing.T, body []byte, m familyMember, tag string, withMemberID bool) []byte {
+	return edit(t, body, func(b map[string]any) {
+		if id, ok := b["identifier"].(map[string]any); ok {
+			id["value"] = fmt.Sprint(id["value"]) + "-" + tag
+		}
+		mb := []any{map[string]any{"system": familyMemberSystem, "value": m.memberID, "type": map[string]any{"coding": []any{
+			map[string]any{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "MB"}}}}}
+		for _, en := range b["entry"].([]any) {
+			r := en.(map[string]any)["resource"].(map[string]any)
+			switch r["resourceType"] {
+			case "Claim":
+				for _, x := range r["identifier"].([]any) {
+					x.(map[string]any)["value"] = fmt.Sprint(x.(map[string]any)["value"]) + "-" + tag
+				}
+			case "Patient":
+				r["name"] = []any{map[string]any{"family": "SMITH", "given": []any{m.given}}}
+				r["birthDate"] = m.birthDate
+				r["identifier"] = mb
+				if !withMemberID { // the EHR's record number only
+					r["identifier"] = []any{map[string]any{"system": "http://ehr.example.org/mrn", "value": "MRN-" + m.given,
+						"type": map[string]any{"coding": []any{map[string]any{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "MR"}}}}}
+				}
+			case "Coverage":
+				r["subscriberId"] = familySubscriberID
+				r["identifier"] = mb
+				if !withMemberID { // filed under the subscriber's number, as dependents often are
+					r["identifier"] = []any{map[string]any{"system": familyMemberSystem, "value": familySubscriberID, "type": map[string]any{"coding": []any{
+						map[string]any{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "MB"}}}}}
+				}
+			}
+		}
+	})
+}
+
+// TestInquireFamily: a subscriber and two dependents share one subscriber
+// id; tenants A and B inquire. An inquiry is answered only with requests
+// of its own patient: a member id with its system, or the subscriber id
+// together with the patient's name and birth date (PAS spec-53).
+func TestInquireFamily(t *testing.T) {
+	s := startSecure(t)
+	tokA := s.Token(s.keyA, clientA, scopesAll)
+	tokB := s.Token(s.keyB, clientB, scopesAll)
+	request := testenv.Fixture(t, "pas/kit/approval_pa_submit_request_payload.json")
+	for _, sub := range []struct {
+		tok string
+		m   familyMember
+	}{{tokA, subscriber}, {tokA, dependent1}, {tokB, dependent2}} {
+		if r := s.Post(submitPath, asFamily(t, request, sub.m, sub.m.memberID, true), testenv.Bearer(sub.tok)...); r.Status != 200 {
+			t.Fatalf("submit for %s: %d %s", sub.m.given, r.Status, r.Body)
+		}
+	}
+	// Any service of this patient and provider (spec-43), no authorization number.
+	inquiry := edit(t, testenv.Fixture(t, "pas/kit/must_support_pa_inquire_request_payload.1.json"), func(b map[string]any) {
+		c := claim(b)
+		c["item"] = []any{itemWithCode(c, "http://terminology.hl7.org/CodeSystem/data-absent-reason", "not-applicable")}
+		var exts []any
+		for _, e := range c["extension"].([]any) {
+			if u := e.(map[string]any)["url"].(string); !strings.HasSuffix(u, "authorizationNumber") && !strings.HasSuffix(u, "administrationReferenceNumber") {
+				exts = append(exts, e)
+			}
+		}
+		c["extension"] = exts
+		// The kit labels its inquiry a request Bundle, whose Claim needs item extensions.
+		b["meta"] = map[string]any{"profile": []any{"http://hl7.org/fhir/us/davinci-pas/StructureDefinition/profile-pas-inquiry-request-bundle"}}
+	})
+	otherSystem := func(body []byte) []byte { // and another subscriber id
+		body = bytes.ReplaceAll(body, []byte(`"`+familySubscriberID+`"`), []byte(`"OTHER-1"`))
+		return bytes.ReplaceAll(body, []byte(familyMemberSystem), []byte("http://another-payer.example.org/member-id"))
+	}
+	tests := []struct {
+		name string
+		body []byte
+		want []familyMember
+	}{
+		{"the subscriber by member id", asFamily(t, inquiry, subscriber, "q", true), []familyMember{subscriber}},
+		{"a dependent by member id", asFamily(t, inquiry, dependent1, "q", true), []familyMember{dependent1}},
+		{"the other tenant's dependent by member id (spec-52)", asFamily(t, inquiry, dependent2, "q", true), []familyMember{dependent2}},
+		{"the subscriber by subscriber id, name and birth date", asFamily(t, inquiry, subscriber, "q", false), []familyMember{subscriber}},
+		{"a dependent by subscriber id, name and birth date", asFamily(t, inquiry, dependent2, "q", false), []familyMember{dependent2}},
+		{"the subscriber id with a stranger's name and birth date", asFamily(t, inquiry, familyMember{"X", "MAX", "1990-01-01"}, "q", false), nil},
+		{"the subscriber id with a dependent's name but another birth date", asFamily(t, inquiry, familyMember{"X", "ANNA", "2012-05-02"}, "q", false), nil},
+		{"a member id under another system", otherSystem(asFamily(t, inquiry, subscriber, "q", true)), nil},
+		{"a member id with another person's birth date", asFamily(t, inquiry, familyMember{subscriber.memberID, "JOE", "1960-01-01"}, "q", true), nil},
+	}
+	for _, tt := range tests {
+		for _, tok := range []struct{ name, tok string }{{"A", tokA}, {"B", tokB}} {
+			t.Run(tt.name+" asked by "+tok.name, func(t *testing.T) {
+				r := s.Post(inquirePath, tt.body, testenv.Bearer(tok.tok)...)
+				if r.Status != 200 {
+					t.Fatalf("%d %s", r.Status, r.Body)
+				}
+				returns := returnBundles(t, r.Body)
+				var got []string
+				for _, b := range returns {
+					for _, m := range []familyMember{subscriber, dependent1, dependent2} {
+						if bytes.Contains(b, []byte(m.memberID)) {
+							got = append(got, m.given)
+						}
+					}
+				}
+				var want []string
+				for _, m := range tt.want {
+					want = append(want, m.given)
+				}
+				if diff := cmp.Diff(want, got); diff != "" {
+					t.Errorf("patients answered (-want +got):\n%s", diff)
+				}
+			})
+		}
 	}
 }

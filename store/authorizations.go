@@ -26,6 +26,8 @@ type Authorization struct {
 	ClaimKeys []string `bson:"claimKeys"`
 	// SubmissionKeys are the idempotency keys of every $submit in the chain.
 	SubmissionKeys []string `bson:"submissionKeys"`
+	// Patient identifies the chain's patient for $inquire (PAS spec-53).
+	Patient PatientMatch `bson:"patient"`
 	// Inquiry and subscription matching.
 	MemberIDs    []string `bson:"memberIds"`
 	ProviderNPIs []string `bson:"providerNpis"`
@@ -128,6 +130,17 @@ type Decision struct {
 	// RequestInfo lists LOINC attachment codes the payer asks the provider
 	// to send while the item is pended (PAS "additional information").
 	RequestInfo []string `json:"requestInfo,omitempty" bson:"requestInfo,omitempty"`
+}
+
+// PatientMatch is who a request is about, as $inquire compares patients:
+// member ids with their systems ("system|value"), the Coverage's subscriber
+// ids (shared by a family), and the patient's name (normalised
+// "FAMILY|GIVEN") and birth date.
+type PatientMatch struct {
+	MemberIDs     []string `bson:"memberIds,omitempty"`
+	SubscriberIDs []string `bson:"subscriberIds,omitempty"`
+	Name          string   `bson:"name,omitempty"`
+	BirthDate     string   `bson:"birthDate,omitempty"`
 }
 
 // Response is one version of the PAS Response Bundle for the chain.
