@@ -1,12 +1,9 @@
 package subscriptions_test
 
 import (
-	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -23,9 +20,11 @@ import (
 // accepted. While down it aborts every connection; with hold set it keeps
 // event notifications waiting until hold is closed.
 type receiver struct {
-	t    *testing.T
-	srv  *httptest.Server
-	down atomic.Bool
+	t       *testing.T
+	srv     *httptest.Server
+	down    atomic.Bool
+	refused atomic.Int64 // requests dropped while down
+	dropped atomic.Int64 // held requests the sender gave up on
 
 	mu      sync.Mutex
 	got     []*received
@@ -38,6 +37,7 @@ type received struct {
 	Header http.Header
 	Body   []byte
 	Note   notification
+	At     time.Time // when the receiver accepted it
 }
 
 // notification is the part of a backport notification Bundle tests read.
@@ -140,6 +140,7 @@ func (r *receiver) close() {
 
 func (r *receiver) serve(w http.ResponseWriter, req *http.Request) {
 	if r.down.Load() {
+		r.refused.Add(1)
 		panic(http.ErrAbortHandler) // the connection drops, as if nobody listened
 	}
 	body, err := io.ReadAll(req.Body)
@@ -160,10 +161,12 @@ func (r *receiver) serve(w http.ResponseWriter, req *http.Request) {
 		select {
 		case <-hold:
 		case <-req.Context().Done():
+			r.dropped.Add(1)
 			return // the sender gave up (or died): not received
 		}
 	}
 	r.mu.Lock()
+	got.At = time.Now()
 	r.got = append(r.got, got)
 	r.mu.Unlock()
 	w.WriteHeader(http.StatusOK)
@@ -215,22 +218,6 @@ func eventNumbers(t *testing.T, got []*received) []int {
 	return out
 }
 
-// loopbackOnly is an HTTP client that refuses to connect anywhere but
-// 127.0.0.1, so that no test notification leaves the machine.
-func loopbackOnly() *http.Client {
-	d := &net.Dialer{Timeout: 2 * time.Second}
-	return &http.Client{
-		Transport: &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			host, _, err := net.SplitHostPort(addr)
-			if err != nil || host != "127.0.0.1" {
-				return nil, errors.New("test transport: only 127.0.0.1 is allowed")
-			}
-			return d.DialContext(ctx, network, addr)
-		}},
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}
-}
-
 // fast makes delivery quick enough for tests.
 func fast(c *app.Config) {
 	c.Subscriptions.PollInterval = 20 * time.Millisecond
@@ -239,7 +226,7 @@ func fast(c *app.Config) {
 	c.Subscriptions.Lease = time.Second
 	c.Subscriptions.Timeout = 3 * time.Second
 	c.Subscriptions.HandshakeAttempts = 2
-	c.Subscriptions.HTTPClient = loopbackOnly()
+	c.Subscriptions.MinHeartbeat = time.Second
 }
 
 func start(t *testing.T, opts ...testenv.Option) *testenv.Env {
