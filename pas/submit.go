@@ -187,6 +187,7 @@ func (s *Service) index(a *store.Authorization, req *request) {
 	for _, id := range req.claim.Identifier {
 		addKey("claim|" + id.Key())
 	}
+	a.Patient = mergePatient(a.Patient, req.patientMatch())
 	a.MemberIDs = appendUnique(a.MemberIDs, req.memberIDs()...)
 	a.ProviderNPIs = appendUnique(a.ProviderNPIs, req.providerNPIs()...)
 	a.InsurerIDs = appendUnique(a.InsurerIDs, req.insurerIDs()...)
