@@ -93,7 +93,9 @@ func (s *Service) applyAssertions(ctx context.Context, req *request, a *store.Au
 			}
 			item.CoverageAssertion = as.ID
 			notUsed = nil
-			if as.PASatisfied && item.Decision.Action != "approve" {
+			// A rule may already have approved the item for its gold-carded
+			// provider; the approval then names the assertion the EHR cited.
+			if as.PASatisfied && (item.Decision.Action != "approve" || item.Decision.GoldCard != "") {
 				setDecision(item, store.Decision{
 					Action: "approve", ReviewAction: "A1", RuleID: as.RuleID, By: "crd:" + as.ID, At: now,
 					RulesVersion: as.RulesVersion,

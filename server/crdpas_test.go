@@ -135,39 +135,55 @@ func TestGoldCardAssertionReplay(t *testing.T) {
 			}
 		}
 	}
+	// The claim's ordering provider is the gold-carded surgeon, so the rule
+	// approves it on $submit by itself (gold carding at PAS) whether or not
+	// an assertion is cited; a mismatched assertion must never be what
+	// approves (its review number and note are not used, and the response
+	// says why). Tenant B's claim names another provider and diagnosis, so
+	// nothing approves it.
+	const byRule, byAssertion, pended = "rule", "assertion", "pended"
 	tests := []struct {
 		name, tok, assertion string
 		edit                 func(b map[string]any)
-		want                 string // review action of every item
+		want                 string // how every item is decided
 		why                  string // the note when the assertion is not used
 	}{
-		{"tenant A, the assertion's own order", tokA, "ca-gold", nil, "A1", ""},
-		{"tenant B replays A's assertion on another patient, diagnosis and provider", tokB, "ca-gold", tenantB, "A4", "issued to another organization"},
-		{"tenant B replays A's assertion on A's very claim", tokB, "ca-gold", nil, "A4", "issued to another organization"},
+		{"tenant A, the assertion's own order", tokA, "ca-gold", nil, byAssertion, ""},
+		{"tenant B replays A's assertion on another patient, diagnosis and provider", tokB, "ca-gold", tenantB, pended, "issued to another organization"},
+		{"tenant B replays A's assertion on A's very claim", tokB, "ca-gold", nil, byRule, "issued to another organization"},
 		{"another diagnosis: the rule's conditions fail at submit time", tokA, "ca-gold", func(b map[string]any) {
 			claim(b)["diagnosis"].([]any)[0].(map[string]any)["diagnosisCodeableConcept"] = map[string]any{"coding": []any{
 				map[string]any{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "M17.11"}}}
-		}, "A4", "no longer meets the conditions of coverage rule knee-gold"},
-		{"expired", tokA, "ca-expired", nil, "A4", "expired on"},
-		{"another code", tokA, "ca-other-code", nil, "A4", "issued for another service"},
-		{"another member", tokA, "ca-other-member", nil, "A4", "issued for another member"},
-		{"another gold-carded provider", tokA, "ca-other-npi", nil, "A4", "not the provider it was issued for"},
-		{"more units than CRD saw", tokA, "ca-one-unit-less", nil, "A4", "covers at most 0.5 units"},
-		{"outside the period CRD saw", tokA, "ca-other-period", nil, "A4", "outside the period"},
-		{"PA not satisfied", tokA, "ca-auth-needed", nil, "A4", ""},
-		{"never issued", tokA, "never-issued", nil, "A4", ""},
+		}, pended, "no longer meets the conditions of coverage rule knee-gold"},
+		{"expired", tokA, "ca-expired", nil, byRule, "expired on"},
+		{"another code", tokA, "ca-other-code", nil, byRule, "issued for another service"},
+		{"another member", tokA, "ca-other-member", nil, byRule, "issued for another member"},
+		{"another gold-carded provider", tokA, "ca-other-npi", nil, byRule, "not the provider it was issued for"},
+		{"more units than CRD saw", tokA, "ca-one-unit-less", nil, byRule, "covers at most 0.5 units"},
+		{"outside the period CRD saw", tokA, "ca-other-period", nil, byRule, "outside the period"},
+		{"PA not satisfied", tokA, "ca-auth-needed", nil, byRule, ""},
+		{"never issued", tokA, "never-issued", nil, byRule, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r, items := submit(t, tt.tok, tt.assertion, tt.edit)
+			want := map[string]string{byRule: "A1", byAssertion: "A1", pended: "A4"}[tt.want]
 			for seq, it := range items {
-				if it.ReviewAction != tt.want {
-					t.Errorf("item %d = %s, want %s", seq, it.ReviewAction, tt.want)
+				if it.ReviewAction != want {
+					t.Errorf("item %d = %s, want %s (%s)", seq, it.ReviewAction, want, tt.want)
+				}
+				if used := it.Number == "GOLD-"+tt.assertion; used != (tt.want == byAssertion) {
+					t.Errorf("item %d review number %q: approved by the assertion = %v, want %v", seq, it.Number, used, tt.want == byAssertion)
 				}
 			}
-			if tt.want == "A1" {
-				if !strings.Contains(string(r.Body), "CRD coverage assertion ca-gold") || items[1].Number != "GOLD-ca-gold" {
-					t.Errorf("the approval does not name the CRD assertion (review number %q)", items[1].Number)
+			switch tt.want {
+			case byAssertion:
+				if !strings.Contains(string(r.Body), "CRD coverage assertion ca-gold") {
+					t.Errorf("the approval does not name the CRD assertion")
+				}
+			case byRule:
+				if !strings.Contains(string(r.Body), "gold-carded") {
+					t.Errorf("the approval does not say the provider is gold-carded")
 				}
 			}
 			if tt.why != "" && (!strings.Contains(string(r.Body), "was not used: ") || !strings.Contains(string(r.Body), tt.why)) {
