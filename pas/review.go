@@ -23,6 +23,10 @@ type ReviewDecision struct {
 type Reviewer struct {
 	NPI  string `json:"npi"`
 	Name string `json:"name"`
+	// Role is nurse or physician (see RoleOf: none counts as nurse). At
+	// the desk it is the account's; through the review API the payer
+	// client vouches for it as for the rest of the reviewer.
+	Role string `json:"role,omitempty"`
 }
 
 // ItemDecision decides one pended item.
@@ -52,6 +56,7 @@ func (d *ReviewDecision) check(a *store.Authorization) error {
 	if len(d.Items) == 0 {
 		is.add("required", "items", "decide at least one item")
 	}
+	role := RoleOf(d.Reviewer.Role)
 	seen := map[int]bool{}
 	for i, it := range d.Items {
 		at := fmt.Sprintf("items[%d]", i)
@@ -73,6 +78,7 @@ func (d *ReviewDecision) check(a *store.Authorization) error {
 			is.add("conflict", at+".sequence", "item %d is not pended (it is %s)", it.Sequence, cur.Decision.Action)
 			continue
 		}
+		checkRole(&is, at, role, it, cur)
 		switch it.Action {
 		case "approve":
 		case "deny":
@@ -101,16 +107,7 @@ func (d *ReviewDecision) check(a *store.Authorization) error {
 			is.add("value", at+".action", "action %q must be approve, deny, modify or request-info", it.Action)
 		}
 	}
-	if len(is) == 0 {
-		return nil
-	}
-	kind := fhir.Invalid
-	for _, i := range is {
-		if i.Code == "conflict" {
-			kind = fhir.Conflict
-		}
-	}
-	return &fhir.Error{Kind: kind, Message: "the decision cannot be applied", Issues: is}
+	return issuesError(is)
 }
 
 // Decide applies a reviewer's decision to a pended request: a new response
@@ -125,7 +122,8 @@ func (s *Service) Decide(ctx context.Context, tenant, id string, d ReviewDecisio
 		if who == "" {
 			who = d.Reviewer.Name
 		}
-		human := store.Decision{By: "reviewer:" + who, At: now, ReviewerNPI: d.Reviewer.NPI, ReviewerName: d.Reviewer.Name}
+		human := store.Decision{By: "reviewer:" + who, At: now, ReviewerNPI: d.Reviewer.NPI, ReviewerName: d.Reviewer.Name,
+			ReviewerRole: RoleOf(d.Reviewer.Role)}
 		for _, it := range d.Items {
 			for k := range a.Items {
 				item := &a.Items[k]
