@@ -391,7 +391,7 @@ func TestMetricsAPI(t *testing.T) {
 	submit(t, e, "metrics-2")
 	c.Set(0)
 	b := newBrowser(t, e)
-	token := b.mustSignIn()
+	token := b.mustSignInAs(physicianUser)
 	if p := b.post("/desk/tasks/"+partial+"/decision", url.Values{"csrf": {token},
 		"action-1": {"approve"}, "action-2": {"deny"}, "reason-2": {"0U"}}); p.Status != http.StatusSeeOther {
 		t.Fatalf("decision: %d", p.Status)
