@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/priora/priora/coverage"
+	"github.com/priora/priora/members"
 	"github.com/priora/priora/store"
 )
 
@@ -64,6 +65,9 @@ type Config struct {
 	Validate func(body []byte) []string
 	Now      func() time.Time
 	Log      *slog.Logger
+	// Roster is the payer's member roster (nil: the EHR's Coverage is taken
+	// at its word).
+	Roster *members.Roster
 }
 
 // Service answers CDS Hooks calls. It is safe for concurrent use.

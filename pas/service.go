@@ -13,6 +13,7 @@ import (
 
 	"github.com/priora/priora/coverage"
 	"github.com/priora/priora/fhir"
+	"github.com/priora/priora/members"
 	"github.com/priora/priora/store"
 )
 
@@ -27,6 +28,12 @@ type Config struct {
 	Validate func(raw []byte, profile string) []fhir.Issue
 	Now      func() time.Time
 	Log      *slog.Logger
+	// Roster is the member roster eligibility is checked against (nil:
+	// eligibility off).
+	Roster *members.Roster
+	// PayerIDs are the payers this instance serves; empty uses the rules
+	// file's payers (and empty there serves every payer).
+	PayerIDs []coverage.PayerID
 }
 
 // Service answers PAS operations. It is safe for concurrent use.

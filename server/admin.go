@@ -15,6 +15,8 @@ import (
 // scope (see requirementFor).
 func (s *Server) adminRoutes(g *echo.Group) {
 	g.GET("/audit", s.auditTrail)
+	g.POST("/members", s.importMembers)
+	g.GET("/members/:id", s.member)
 }
 
 // auditTrail is GET /admin/audit?client=&tenant=&since=&limit=: audit

@@ -15,6 +15,7 @@ import (
 
 	"github.com/priora/priora/coverage"
 	"github.com/priora/priora/internal/app"
+	"github.com/priora/priora/members"
 	"github.com/priora/priora/store"
 )
 
@@ -31,6 +32,8 @@ type config struct {
 	// Validation is the profile validation mode: enforce, log or off.
 	Validation    string
 	CRDValidation string
+	// Eligibility is what the member roster does to requests.
+	Eligibility string
 	// CRD (CDS Hooks): payers served, EHR query deadline, default version.
 	PayerIDs         string
 	CRDFetchTimeout  string
@@ -70,6 +73,7 @@ func (c *config) settings() []setting {
 		{"tls-key", "PRIORA_TLS_KEY", "", "TLS private key (PEM)", false, &c.TLSKey},
 		{"rate-limit", "PRIORA_RATE_LIMIT", "20,40", "requests per second per client and burst, RATE[,BURST]; 0 = no limit", false, &c.RateLimit},
 		{"validation", "PRIORA_VALIDATION", "enforce", "profile validation of PAS requests: enforce (reject errors with 400), log (log counts, accept) or off", false, &c.Validation},
+		{"eligibility", "PRIORA_ELIGIBILITY", "auto", "member eligibility from the roster: auto (enforce once the roster holds a member), enforce, warn (flag to reviewers) or off", false, &c.Eligibility},
 		{"crd-validation", "PRIORA_CRD_VALIDATION", "off", "profile validation of CDS Hooks calls: off, log, or enforce (422 for CRD profile violations)", false, &c.CRDValidation},
 	}
 }
@@ -143,6 +147,9 @@ func (c *config) check() error {
 	case "enforce", "log", "off":
 	default:
 		errs = append(errs, fmt.Errorf("PRIORA_CRD_VALIDATION %q must be enforce, log or off", c.CRDValidation))
+	}
+	if _, err := members.ParseMode(c.Eligibility); err != nil {
+		errs = append(errs, fmt.Errorf("PRIORA_ELIGIBILITY: %w", err))
 	}
 	errs = append(errs, c.checkSecurity(host))
 	if c.MongoURI == "" && c.DataDir == "" {

@@ -18,6 +18,7 @@ import (
 	"github.com/priora/priora/desk"
 	"github.com/priora/priora/fhir"
 	"github.com/priora/priora/hooks"
+	"github.com/priora/priora/members"
 	"github.com/priora/priora/pas"
 	"github.com/priora/priora/profiles"
 	"github.com/priora/priora/server"
@@ -60,6 +61,9 @@ type Config struct {
 	CRDVersion string
 	// Security is authentication, TLS, rate limits and audit (security.go).
 	Security Security
+	// Eligibility is the member roster mode: auto ("" too), enforce, warn
+	// or off.
+	Eligibility string
 }
 
 // App is a wired Priora.
@@ -80,6 +84,8 @@ type App struct {
 	// is loaded at start whatever Config.Validation says. Use Check to
 	// apply the configured mode to a validation.
 	Validator *profiles.Validator
+	// Roster is the payer's member roster.
+	Roster *members.Roster
 
 	// Subscriptions manages PAS Subscriptions; its delivery workers run
 	// from New until Close.
@@ -126,8 +132,16 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 		st.Close(context.Background())
 		return nil, err
 	}
+	mode, err := members.ParseMode(cfg.Eligibility)
+	if err != nil {
+		st.Close(context.Background())
+		return nil, err
+	}
 	a := &App{Config: cfg, Log: log, Store: st, Validator: validator, rules: rules}
+	a.Roster = members.New(st, mode, cfg.Now)
 	a.PAS = pas.New(pas.Config{
+		Roster:   a.Roster,
+		PayerIDs: cfg.PayerIDs,
 		Store:    st,
 		Rules:    a.Rules,
 		Parser:   parser,
@@ -151,6 +165,7 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 		return nil, err
 	}
 	a.Hooks, err = hooks.New(hooks.Config{
+		Roster:         a.Roster,
 		Rules:          a.Rules,
 		Store:          st,
 		PayerIDs:       cfg.PayerIDs,
@@ -177,6 +192,7 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 		Store:   st,
 		PAS:     a.PAS,
 		Hooks:   a.Hooks,
+		Roster:  a.Roster,
 		Started: cfg.Now(),
 
 		Subscriptions: a.Subscriptions,
