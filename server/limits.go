@@ -1,9 +1,9 @@
 package server
 
 import (
+	"fmt"
 	"math"
 	"net"
-	"strconv"
 	"sync"
 	"time"
 
@@ -102,7 +102,8 @@ func (l *limiter) allow(key string, now time.Time) (bool, time.Duration) {
 	return false, wait
 }
 
-// allow applies the rate limit to key: nil, or a 429 with Retry-After.
+// allow applies the rate limit to key: nil, or a TooMany error whose
+// RetryAfter becomes the Retry-After header.
 func (s *Server) allow(c echo.Context, key string) error {
 	if s.limiter == nil {
 		return nil
@@ -111,9 +112,8 @@ func (s *Server) allow(c echo.Context, key string) error {
 	if ok {
 		return nil
 	}
-	secs := int(math.Ceil(wait.Seconds()))
-	c.Response().Header().Set("Retry-After", strconv.Itoa(max(1, secs)))
-	return fhir.Errorf(fhir.TooMany, "too many requests; retry after %d s", max(1, secs))
+	secs := max(1, int(math.Ceil(wait.Seconds())))
+	return &fhir.Error{Kind: fhir.TooMany, Message: fmt.Sprintf("too many requests; retry after %d s", secs), RetryAfter: time.Duration(secs) * time.Second}
 }
 
 // ipKey keys unauthenticated requests by the connection's address. Headers
