@@ -156,6 +156,7 @@ type importer struct {
 	// under it in this run: a second person under the same id is an error.
 	people  map[string]uint64
 	pending []pendingCoverage
+	batch   []batched
 }
 
 func (im *importer) run(ctx context.Context, sources []Source) (*Report, error) {
@@ -179,7 +180,7 @@ func (im *importer) run(ctx context.Context, sources []Source) (*Report, error) 
 			return &im.rep, err
 		}
 	}
-	return &im.rep, nil
+	return &im.rep, im.flush(ctx)
 }
 
 func (im *importer) fail(e EntryError) {
@@ -700,40 +701,93 @@ func (im *importer) coverage(ctx context.Context, pos position, c *coverageRes, 
 	if im.dry {
 		return nil
 	}
-	old, err := im.r.st.Member(ctx, m.ID)
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		m.Coverages = []store.MemberCoverage{cov}
-		m.Source, m.Updated = im.opt.Run, im.opt.Now
-		if err := im.r.st.SaveMember(ctx, m); err != nil {
-			return err
-		}
-		im.rep.Created++
+	im.batch = append(im.batch, batched{m: m, cov: cov})
+	if len(im.batch) >= batchSize {
+		return im.flush(ctx)
+	}
+	return nil
+}
+
+// batchSize is how many coverage entries are written together: their
+// members are read at once and the new ones inserted in one group.
+const batchSize = 512
+
+type batched struct {
+	m   *store.Member
+	cov store.MemberCoverage
+}
+
+// flush applies the batched entries in order to the members as stored,
+// counts what each entry changed, and writes each changed member once.
+func (im *importer) flush(ctx context.Context) error {
+	if len(im.batch) == 0 {
 		return nil
-	case err != nil:
+	}
+	ids := make([]string, 0, len(im.batch))
+	for _, b := range im.batch {
+		ids = append(ids, b.m.ID)
+	}
+	stored, err := im.r.st.MembersByID(ctx, ids)
+	if err != nil {
 		return err
 	}
-	m.Coverages = append([]store.MemberCoverage(nil), old.Coverages...)
+	state := map[string]*store.Member{}
+	fresh := map[string]bool{}
+	var order []string
+	for _, b := range im.batch {
+		cur, ok := state[b.m.ID]
+		if !ok {
+			cur = stored[b.m.ID]
+		}
+		if cur == nil {
+			m := b.m
+			m.Coverages = []store.MemberCoverage{b.cov}
+			m.Source, m.Updated = im.opt.Run, im.opt.Now
+			state[m.ID], fresh[m.ID] = m, true
+			order = append(order, m.ID)
+			im.rep.Created++
+			continue
+		}
+		m := merge(cur, b.m, b.cov)
+		if reflect.DeepEqual(m, cur) {
+			im.rep.Unchanged++
+			continue
+		}
+		if _, ok := state[m.ID]; !ok {
+			order = append(order, m.ID)
+		}
+		m.Source, m.Updated = im.opt.Run, im.opt.Now
+		state[m.ID] = m
+		im.rep.Updated++
+	}
+	im.batch = im.batch[:0]
+	var create, change []*store.Member
+	for _, id := range order {
+		if fresh[id] {
+			create = append(create, state[id])
+		} else {
+			change = append(change, state[id])
+		}
+	}
+	return im.r.st.SaveMembers(ctx, create, change)
+}
+
+// merge is cur with the demographics of m and cov added (or replacing the
+// coverage with its key); Source and Updated stay cur's.
+func merge(cur, m *store.Member, cov store.MemberCoverage) *store.Member {
+	out := *m
+	out.Coverages = append([]store.MemberCoverage(nil), cur.Coverages...)
 	replaced := false
-	for i := range m.Coverages {
-		if m.Coverages[i].Key == cov.Key {
-			m.Coverages[i], replaced = cov, true
+	for i := range out.Coverages {
+		if out.Coverages[i].Key == cov.Key {
+			out.Coverages[i], replaced = cov, true
 		}
 	}
 	if !replaced {
-		m.Coverages = append(m.Coverages, cov)
+		out.Coverages = append(out.Coverages, cov)
 	}
-	m.Source, m.Updated = old.Source, old.Updated
-	if reflect.DeepEqual(m, old) {
-		im.rep.Unchanged++
-		return nil
-	}
-	m.Source, m.Updated = im.opt.Run, im.opt.Now
-	if err := im.r.st.SaveMember(ctx, m); err != nil {
-		return err
-	}
-	im.rep.Updated++
-	return nil
+	out.Source, out.Updated = cur.Source, cur.Updated
+	return &out
 }
 
 func personHash(m *store.Member) uint64 {

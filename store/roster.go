@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
@@ -191,4 +192,111 @@ type Mismatch struct {
 	Sent   string `bson:"sent" json:"sent"`
 	OnFile string `bson:"onFile" json:"onFile"`
 	Path   string `bson:"path,omitempty" json:"path,omitempty"`
+}
+
+// MembersByID loads members by id, several lookups at once (each by _id);
+// ids with no member are absent from the answer.
+func (s *Store) MembersByID(ctx context.Context, ids []string) (map[string]*Member, error) {
+	out := make(map[string]*Member, len(ids))
+	var mu sync.Mutex
+	var firstErr error
+	work := make(chan string)
+	var wg sync.WaitGroup
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for id := range work {
+				m, err := s.Member(ctx, id)
+				mu.Lock()
+				switch {
+				case err == nil:
+					out[id] = m
+				case !errors.Is(err, ErrNotFound) && firstErr == nil:
+					firstErr = err
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	for _, id := range ids {
+		if ctx.Err() != nil {
+			break
+		}
+		work <- id
+	}
+	close(work)
+	wg.Wait()
+	if firstErr == nil {
+		firstErr = ctx.Err()
+	}
+	return out, firstErr
+}
+
+// SaveMembers writes many members: fresh ones (not stored before) with
+// grouped inserts, changed ones each with one replace, and their lookup
+// keys first. A fresh member someone else stored meanwhile is replaced.
+func (s *Store) SaveMembers(ctx context.Context, fresh, changed []*Member) error {
+	byKey := map[string][]string{}
+	var order []string
+	for _, list := range [][]*Member{fresh, changed} {
+		for _, m := range list {
+			ks := []string{"v|" + m.MemberID}
+			if m.SubscriberID != "" {
+				ks = append(ks, "s|"+m.SubscriberID)
+			}
+			for _, k := range ks {
+				if _, ok := byKey[k]; !ok {
+					order = append(order, k)
+				}
+				byKey[k] = append(byKey[k], m.ID)
+			}
+		}
+	}
+	keys := s.db.Collection(collRosterKeys)
+	docs := make([]any, len(order))
+	for i, k := range order {
+		docs[i] = rosterKey{ID: k, Members: byKey[k]}
+	}
+	errs, err := s.insertEach(ctx, keys, docs...)
+	if err != nil && errs == nil {
+		return fmt.Errorf("store: save member keys: %w", err)
+	}
+	for i, e := range errs {
+		if e == nil {
+			continue
+		}
+		if !isDuplicate(e) {
+			return fmt.Errorf("store: save member key: %w", e)
+		}
+		_, err := keys.UpdateOne(ctx, bson.D{{Key: "_id", Value: order[i]}},
+			bson.D{{Key: "$addToSet", Value: bson.D{{Key: "members", Value: bson.D{{Key: "$each", Value: byKey[order[i]]}}}}}})
+		if err != nil {
+			return fmt.Errorf("store: save member key: %w", err)
+		}
+	}
+	roster := s.db.Collection(collRoster)
+	docs = make([]any, len(fresh))
+	for i, m := range fresh {
+		docs[i] = m
+	}
+	errs, err = s.insertEach(ctx, roster, docs...)
+	if err != nil && errs == nil {
+		return fmt.Errorf("store: save members: %w", err)
+	}
+	for i, e := range errs {
+		switch {
+		case e == nil:
+		case isDuplicate(e):
+			changed = append(changed, fresh[i])
+		default:
+			return fmt.Errorf("store: save member: %w", e)
+		}
+	}
+	for _, m := range changed {
+		if _, err := roster.ReplaceOne(ctx, bson.D{{Key: "_id", Value: m.ID}}, m, options.Replace().SetUpsert(true)); err != nil {
+			return fmt.Errorf("store: save member: %w", err)
+		}
+	}
+	return nil
 }
