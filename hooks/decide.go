@@ -454,6 +454,10 @@ func (c *call) payerName() string {
 // service is what the coverage rules see of a target.
 func (c *call) service(t *target) coverage.Service {
 	s := coverage.Service{Payers: c.payers}
+	if c.roster != nil {
+		v := c.roster.View()
+		s.Member = &v
+	}
 	if c.roster != nil && c.roster.Member != nil {
 		s.Plan = c.roster.Plan(0)
 	} else if c.cov != nil {

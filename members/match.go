@@ -109,6 +109,17 @@ func (r *Result) Plan(i int) string {
 	return r.Coverages[i].Plan
 }
 
+// ViewAt is the member view with the coverage in effect on date i.
+func (r *Result) ViewAt(i int) View {
+	v := r.View()
+	if r != nil && i < len(r.Coverages) && r.Coverages[i] != nil {
+		c := r.Coverages[i]
+		v.PayerID, v.Plan, v.Group, v.ProductLine, v.Network = c.PayerID, c.Plan, c.Group, c.ProductLine, c.Network
+		v.CoverageStart, v.CoverageEnd = c.Start, c.End
+	}
+	return v
+}
+
 // View is the read-only member view of the result.
 func (r *Result) View() View {
 	if r == nil || r.Member == nil {

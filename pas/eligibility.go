@@ -217,5 +217,9 @@ func (e *eligibility) service(svc coverage.Service, i int) coverage.Service {
 	if p, ok := e.plan(i); ok {
 		svc.Plan = p
 	}
+	if e != nil && e.result != nil {
+		v := e.result.ViewAt(i)
+		svc.Member = &v
+	}
 	return svc
 }

@@ -64,7 +64,7 @@ func (c *config) settings() []setting {
 		{"rules", "PRIORA_RULES", "", "coverage rules YAML file (default: the shipped sample)", false, &c.Rules},
 		{"mongodb-uri", "MONGODB_URI", "", "MongoDB URI; empty starts the embedded store", true, &c.MongoURI},
 		{"log-level", "PRIORA_LOG_LEVEL", "info", "debug, info, warn or error", false, &c.LogLevel},
-		{"payer-ids", "PRIORA_PAYER_IDS", "", "Coverage.payor identifiers CRD answers for, comma-separated system|value or bare value (default: the rules file's payers; none = every payer)", false, &c.PayerIDs},
+		{"payer-ids", "PRIORA_PAYER_IDS", "", "Coverage.payor identifiers CRD and $submit answer for, comma-separated system|value or bare value (default: the rules file's payers; none = every payer)", false, &c.PayerIDs},
 		{"crd-fetch-timeout", "PRIORA_CRD_FETCH_TIMEOUT", "2s", "deadline for CRD's queries to the EHR's FHIR server per hook call", false, &c.CRDFetchTimeout},
 		{"crd-version", "PRIORA_CRD_VERSION", "2.2", "CRD version answered when a hook call requests none: 2.2, or 2.0 for the released Inferno CRD kit", false, &c.CRDVersion},
 		{"insecure-dev", "PRIORA_INSECURE_DEV", "", "1 turns authentication OFF for development; refused unless the listen address is loopback", false, &c.InsecureDev},
