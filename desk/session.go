@@ -126,7 +126,7 @@ func (d *Desk) audit(r *http.Request, s *session, status int, err error) {
 		Client: "reviewer:" + s.Reviewer.Username, Source: r.RemoteAddr,
 	}
 	if aerr := d.cfg.Store.AddAudit(context.WithoutCancel(r.Context()), rec); aerr != nil {
-		d.log.Error("desk: audit record not written", "err", aerr)
+		d.log.ErrorContext(r.Context(), "desk: audit record not written", "err", aerr)
 	}
 }
 
@@ -254,7 +254,7 @@ func (d *Desk) login(w http.ResponseWriter, r *http.Request) error {
 	}
 	c, err := r.Cookie(d.loginCookie)
 	if !d.sameOrigin(r) || err != nil || !equal(r.PostFormValue("csrf"), c.Value) {
-		d.log.InfoContext(r.Context(), "desk sign-in form refused", "request_id", requestID(w),
+		d.log.InfoContext(r.Context(), "desk sign-in form refused",
 			"cross_origin", !d.sameOrigin(r), "login_cookie", err == nil)
 		return fhir.Errorf(fhir.Forbidden, "This sign-in form has expired or was sent from another site. Reload the page and try again.")
 	}
@@ -263,7 +263,7 @@ func (d *Desk) login(w http.ResponseWriter, r *http.Request) error {
 	data := &loginPageData{Title: "Sign in", CSRF: c.Value, Username: username}
 	now := d.cfg.Now()
 	if d.throttle.locked(username, now) {
-		d.log.WarnContext(r.Context(), "desk sign-in refused: too many failures", "request_id", requestID(w))
+		d.log.WarnContext(r.Context(), "desk sign-in refused: too many failures")
 		data.Error = "Too many failed sign-ins for this username. Wait a few minutes, then try again."
 		d.render(w, r, http.StatusTooManyRequests, "login", data)
 		return nil
@@ -281,7 +281,7 @@ func (d *Desk) login(w http.ResponseWriter, r *http.Request) error {
 	match := bcrypt.CompareHashAndPassword(hash, []byte(password)) == nil
 	if rev == nil || rev.Disabled || !match {
 		d.throttle.fail(username, now)
-		attrs := []any{"request_id", requestID(w), "account_exists", rev != nil}
+		attrs := []any{"account_exists", rev != nil}
 		if rev != nil {
 			attrs = append(attrs, "username", rev.Username)
 		}
@@ -298,7 +298,7 @@ func (d *Desk) login(w http.ResponseWriter, r *http.Request) error {
 		d.log.WarnContext(r.Context(), "recording a desk sign-in failed", "err", err)
 	}
 	d.clearCookie(w, d.loginCookie)
-	d.log.InfoContext(r.Context(), "desk sign-in", "request_id", requestID(w), "username", rev.Username)
+	d.log.InfoContext(r.Context(), "desk sign-in", "username", rev.Username)
 	http.Redirect(w, r, "/desk/", http.StatusSeeOther)
 	return nil
 }
@@ -308,7 +308,7 @@ func (d *Desk) logout(w http.ResponseWriter, r *http.Request, s *session) error 
 		return err
 	}
 	d.clearCookie(w, d.cookie)
-	d.log.InfoContext(r.Context(), "desk sign-out", "request_id", requestID(w), "username", s.Reviewer.Username)
+	d.log.InfoContext(r.Context(), "desk sign-out", "username", s.Reviewer.Username)
 	http.Redirect(w, r, "/desk/login?signed-out=1", http.StatusSeeOther)
 	return nil
 }

@@ -168,6 +168,8 @@ func TestNegatives(t *testing.T) {
 		{"bad Coverage.status", request, set(coverage+".status", "current"), nil, "", "Bundle.entry[3].resource.status", "not in the value set http://hl7.org/fhir/ValueSet/fm-status"},
 		{"bad ServiceRequest.status", request, set(service+".status", "ongoing"), nil, "", "Bundle.entry[5].resource.status", "not in the value set http://hl7.org/fhir/ValueSet/request-status"},
 		{"X12 code is only information", request, set(claim+".item.0.category.coding.0.code", "ZZZ"), nil, SeverityInformation, "Bundle.entry[0].resource.item[0].category", "Code not validated: the value set https://valueset.x12.org/x217/005010/request/2000F/UM/1/03/00/1365 is licensed"},
+		{"reason code from the 005010 system", response, appendTo(claim+".item.0.adjudication.0.extension.0.extension", map[string]any{"url": "reasonCode", "valueCodeableConcept": map[string]any{"coding": []any{map[string]any{"system": "https://codesystem.x12.org/005010/886", "code": "ABC"}}}}), func(b []byte) Result { return v.ValidatePASResponse(b) }, "", "Bundle.entry[0].resource.item[0].adjudication[0].extension[0].extension[2].value.ofType(CodeableConcept)", "The code https://codesystem.x12.org/005010/886#ABC is not in the value set http://hl7.org/fhir/us/davinci-pas/ValueSet/X12278ReviewDecisionReasonCode"},
+		{"X12 code of another data element", request, set(claim+".item.0.category.coding.0.system", "https://codesystem.x12.org/005010/1322"), nil, SeverityWarning, "Bundle.entry[0].resource.item[0].category.coding[0]", "the value set holds codes of X12 data element 1365, the code system is element 1322"},
 		// Primitives and JSON shape.
 		{"unknown element", request, set(claim+".foo", "bar"), nil, "", "Bundle.entry[0].resource.foo", "Unrecognized element 'foo'"},
 		{"bad dateTime", request, set(claim+".created", "yesterday"), nil, "", "Bundle.entry[0].resource.created", "The value 'yesterday' is not a valid dateTime"},
@@ -202,6 +204,7 @@ func TestNegatives(t *testing.T) {
 		}, nil, "", "Bundle", "ClaimFirst"},
 		{"NPI not 10 digits (us-core-16)", request, set(practnr+".identifier.0.value", "12345"), nil, "", "Bundle.entry[7].resource.identifier[0]", "us-core-16"},
 		{"Coverage without member id (us-core-15)", request, both(del(coverage+".subscriberId"), del(coverage+".identifier")), nil, "", "Bundle.entry[3].resource", "us-core-15"},
+		{"non-self relationship without subscriber (self-beneficiary)", request, set(coverage+".relationship", map[string]any{"coding": []any{map[string]any{"system": "https://codesystem.x12.org/005010/1069", "code": "01"}}}), nil, "", "Bundle.entry[3].resource", "self-beneficiary"},
 		{"period end before start (per-1)", request, set(claim+".item.0.servicedPeriod", map[string]any{"start": "2021-05-10", "end": "2021-05-01"}), nil, "", "Bundle.entry[0].resource.item[0].serviced.ofType(Period)", "per-1"},
 		// Context: the response and inquiry helpers, CRD.
 		{"bad ClaimResponse.outcome", response, set(claim+".outcome", "done"), func(b []byte) Result { return v.ValidatePASResponse(b) }, "", "Bundle.entry[0].resource.outcome", "The code done is not in the value set http://hl7.org/fhir/us/davinci-pas/ValueSet/ClaimResponseOutcome"},
