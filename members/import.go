@@ -152,15 +152,16 @@ type importer struct {
 
 	patients map[string]*patient // by "Patient/id" and fullUrl
 	payers   map[string]payer    // by "Organization/id" and fullUrl
-	// people maps a member id to a hash of the person first imported
-	// under it in this run: a second person under the same id is an error.
-	people  map[string]uint64
+	// people maps the hash of a member id to a hash of the person first
+	// imported under it in this run: a second person under the same id is
+	// an error.
+	people  map[uint64]uint64
 	pending []pendingCoverage
 	batch   []batched
 }
 
 func (im *importer) run(ctx context.Context, sources []Source) (*Report, error) {
-	im.patients, im.payers, im.people = map[string]*patient{}, map[string]payer{}, map[string]uint64{}
+	im.patients, im.payers, im.people = map[string]*patient{}, map[string]payer{}, map[uint64]uint64{}
 	for _, src := range sources {
 		if err := im.source(ctx, src); err != nil {
 			return &im.rep, err
@@ -692,12 +693,12 @@ func (im *importer) coverage(ctx context.Context, pos position, c *coverageRes, 
 		SubscriberID: subscriber, Relationship: rel,
 		Family: pat.family, Given: pat.given, BirthDate: pat.birthDate, Gender: pat.gender,
 	}
-	person := personHash(m)
-	if h, ok := im.people[m.ID]; ok && h != person {
+	person, idHash := personHash(m), stringHash(m.ID)
+	if h, ok := im.people[idHash]; ok && h != person {
 		im.fail(pos.err(mid.Path, fmt.Sprintf("member id %s is used by two different people in this import", mid.Value)))
 		return nil
 	}
-	im.people[m.ID] = person
+	im.people[idHash] = person
 	if im.dry {
 		return nil
 	}
@@ -788,6 +789,12 @@ func merge(cur, m *store.Member, cov store.MemberCoverage) *store.Member {
 	}
 	out.Source, out.Updated = cur.Source, cur.Updated
 	return &out
+}
+
+func stringHash(s string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(s))
+	return h.Sum64()
 }
 
 func personHash(m *store.Member) uint64 {

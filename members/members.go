@@ -8,6 +8,7 @@ package members
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -116,6 +117,10 @@ func (r *Roster) invalidate() {
 	r.mu.Unlock()
 }
 
+// ErrAmbiguous is a bare member id that several members have (in
+// different systems).
+var ErrAmbiguous = errors.New("members: ambiguous member id")
+
 // Member loads a member by "system|value" id or by a bare member id value
 // (when exactly one member has it).
 func (r *Roster) Member(ctx context.Context, id string) (*store.Member, error) {
@@ -130,7 +135,7 @@ func (r *Roster) Member(ctx context.Context, id string) (*store.Member, error) {
 		if len(ms) == 0 {
 			return nil, store.ErrNotFound
 		}
-		return nil, fmt.Errorf("members: %d members have id %q in different systems; give system|value", len(ms), id)
+		return nil, fmt.Errorf("%w: %d members have id %q in different systems; give system|value", ErrAmbiguous, len(ms), id)
 	}
 	return ms[0], nil
 }

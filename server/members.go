@@ -106,8 +106,11 @@ func (s *Server) member(c echo.Context) error {
 	if errors.Is(err, store.ErrNotFound) {
 		return fhir.Errorf(fhir.NotFound, "no member has id %q", id)
 	}
+	if errors.Is(err, members.ErrAmbiguous) {
+		return fhir.Errorf(fhir.Invalid, "several members have id %q in different systems; ask for system|value", id)
+	}
 	if err != nil {
-		return fhir.Errorf(fhir.Invalid, "%s", err.Error())
+		return err
 	}
 	return c.JSON(http.StatusOK, m)
 }

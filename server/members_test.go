@@ -198,7 +198,14 @@ func homecareFor(t *testing.T, subscriber, relationship, family, given, birthDat
 		entries := b["entry"].([]any)
 		cov := entries[3].(map[string]any)["resource"].(map[string]any)
 		cov["subscriberId"] = subscriber
-		cov["relationship"] = map[string]any{"coding": []any{map[string]any{"system": "http://terminology.hl7.org/CodeSystem/subscriber-relationship", "code": relationship}}}
+		x12 := map[string]string{"self": "18", "spouse": "01", "child": "19"}[relationship]
+		cov["relationship"] = map[string]any{"coding": []any{
+			map[string]any{"system": "http://terminology.hl7.org/CodeSystem/subscriber-relationship", "code": relationship},
+			map[string]any{"system": "https://codesystem.x12.org/005010/1069", "code": x12}}}
+		if relationship != "self" {
+			// PAS self-beneficiary: a dependent's Coverage names the subscriber.
+			cov["subscriber"] = map[string]any{"reference": "Patient/SubscriberExample"}
+		}
 		pat := entries[4].(map[string]any)["resource"].(map[string]any)
 		pat["name"] = []any{map[string]any{"family": family, "given": []any{given}}}
 		if birthDate != "" {
@@ -281,6 +288,9 @@ func TestEligibilityPayers(t *testing.T) {
 	}))
 	importRoster(t, e, sampleRoster(t), ndjsonCT, "")
 	r := e.Post(submitPath, homecareFor(t, "OT-9001", "self", "CHEN", "LI", "1978-11-21", "2026-11-10"))
+	if r.Status != http.StatusOK {
+		t.Fatalf("%d %s", r.Status, r.Body)
+	}
 	if outcome, errs := claimResponseErrors(t, r.Body); outcome != "error" || len(errs) != 2 || errs[0].Code != "78" {
 		t.Errorf("member of another payer: %s %+v", outcome, errs)
 	}
