@@ -32,6 +32,8 @@ type queuePageData struct {
 	View string
 	Sort string
 	Desc bool
+	// Test is "include" when test data (HTEST) is listed too.
+	Test string
 	// Eligibility filters the queue: "" (all), eligible, not-eligible
 	// (not found, mismatch or no coverage) or unchecked.
 	Eligibility string
@@ -101,7 +103,12 @@ func (d *Desk) queuePage(w http.ResponseWriter, r *http.Request, s *session) err
 	if !slices.ContainsFunc(eligibilityFilters, func(f struct{ Value, Label string }) bool { return f.Value == data.Eligibility }) {
 		return fhir.Errorf(fhir.Invalid, "The queue cannot be filtered that way.")
 	}
-	tasks, err := d.cfg.PAS.Queue(r.Context(), store.ReviewFilter{Status: data.View, Sort: "age", Limit: queueLimit})
+	switch data.Test = q.Get("test"); data.Test {
+	case "", "include":
+	default:
+		return fhir.Errorf(fhir.Invalid, "The queue shows test data with test=include, or leaves it out.")
+	}
+	tasks, err := d.cfg.PAS.Queue(r.Context(), store.ReviewFilter{Status: data.View, Sort: "age", Limit: queueLimit, Test: data.Test})
 	if err != nil {
 		return err
 	}
@@ -128,6 +135,9 @@ func (d *Desk) queuePage(w http.ResponseWriter, r *http.Request, s *session) err
 			desc = !data.Desc
 		}
 		col.Href = "/desk/?view=" + data.View + "&sort=" + c.Key
+		if data.Test != "" {
+			col.Href += "&test=" + data.Test
+		}
 		if desc {
 			col.Href += "&dir=desc"
 		}
@@ -140,6 +150,9 @@ func (d *Desk) queuePage(w http.ResponseWriter, r *http.Request, s *session) err
 		href := "/desk/?view=" + data.View + "&sort=" + data.Sort
 		if data.Desc {
 			href += "&dir=desc"
+		}
+		if data.Test != "" {
+			href += "&test=" + data.Test
 		}
 		if f.Value != "" {
 			href += "&eligibility=" + f.Value

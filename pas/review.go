@@ -238,6 +238,7 @@ func (s *Service) publish(ctx context.Context, a *store.Authorization, now time.
 	if err := s.cfg.Store.UpdateAuthorization(ctx, a); err != nil {
 		return nil, err
 	}
+	s.countDecided(a, now)
 	return &Answer{Body: body, Authorization: a.ID, Outcome: outcome}, nil
 }
 

@@ -35,6 +35,8 @@ type Config struct {
 	// PayerIDs are the payers this instance serves; empty uses the rules
 	// file's payers (and empty there serves every payer).
 	PayerIDs []coverage.PayerID
+	// Decisions, when set, counts the decisions stored (telemetry.go).
+	Decisions DecisionCounter
 }
 
 // Service answers PAS operations. It is safe for concurrent use.
@@ -59,6 +61,10 @@ func New(cfg Config) *Service {
 type Caller struct {
 	Tenant string
 	Client string
+	// Test is set for a client registered as a test client: everything it
+	// submits is test data (kept out of the work queue's default view and
+	// of the CMS-0057-F figures).
+	Test bool
 }
 
 // Answer is a successful PAS answer.

@@ -75,7 +75,7 @@ func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 		if acc.Tenant == "" { // "" means every tenant to the store: never a caller's
 			return fhir.Errorf(fhir.Forbidden, "the client has no organization")
 		}
-		c.Set(ctxCaller, pas.Caller{Tenant: acc.Tenant, Client: acc.Client.ID})
+		c.Set(ctxCaller, pas.Caller{Tenant: acc.Tenant, Client: acc.Client.ID, Test: acc.Client.Test})
 		c.Set(ctxAccess, acc)
 		switch {
 		case known:
@@ -127,7 +127,7 @@ func (s *Server) cdsAuth(next echo.HandlerFunc) echo.HandlerFunc {
 		if client.Org == "" {
 			return fhir.Errorf(fhir.Forbidden, "the client has no organization")
 		}
-		c.Set(ctxCaller, pas.Caller{Tenant: client.Org, Client: client.ID})
+		c.Set(ctxCaller, pas.Caller{Tenant: client.Org, Client: client.ID, Test: client.Test})
 		c.Set(ctxAccess, &auth.Access{Client: client, Tenant: client.Org})
 		return next(c)
 	}

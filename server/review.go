@@ -33,6 +33,11 @@ func (s *Server) reviewQueue(c echo.Context) error {
 	default:
 		return fhir.InvalidAt("value", "status", "status must be open, pended, complete, cancelled or all")
 	}
+	switch f.Test = q.Get("test"); f.Test {
+	case "", "include", "only":
+	default:
+		return fhir.InvalidAt("value", "test", "test must be include or only (test data is left out by default)")
+	}
 	if f.Sort != "" && f.Sort != "due" && f.Sort != "age" {
 		return fhir.InvalidAt("value", "sort", "sort must be due or age")
 	}
