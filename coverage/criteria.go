@@ -1,13 +1,16 @@
 package coverage
 
 import (
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
 	"time"
 
-	"github.com/priora/priora/profiles"
 	"gopkg.in/yaml.v3"
+
+	"github.com/priora/priora/members"
+	"github.com/priora/priora/profiles"
 )
 
 // Criterion is one named medical-necessity or administrative criterion of
@@ -419,3 +422,23 @@ var findingWords = map[Finding]string{Met: "Met", NotMet: "Not met", Unknown: "N
 
 // Words is a finding in plain words.
 func (f Finding) Words() string { return findingWords[f] }
+
+// memberValue is the roster's view of the member as %member: an object
+// with the View's JSON fields (memberId, birthDate, gender, plan,
+// productLine, coverageStart, …).
+func memberValue(v *members.View) []profiles.Value {
+	// The engine navigates resources: the view travels as a Basic-typed
+	// object whose other members are the View's JSON fields.
+	b, err := json.Marshal(struct {
+		ResourceType string `json:"resourceType"`
+		*members.View
+	}{"Basic", v})
+	if err != nil {
+		return nil
+	}
+	val, err := profiles.ParseResource(b)
+	if err != nil {
+		return nil
+	}
+	return []profiles.Value{val}
+}

@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/priora/priora/members"
 )
 
 // Action is what the payer does with a requested item.
@@ -137,7 +139,8 @@ type Match struct {
 	Quantity *Range `yaml:"quantity"`
 	// Payers, when given, limit the rule to coverage from these payers.
 	Payers []PayerID `yaml:"payers"`
-	// Plans, when given, limit the rule to these plan identifiers (Coverage.class plan value).
+	// Plans, when given, limit the rule to these plan identifiers: the
+	// member's plan on the roster (members), else Coverage.class plan value.
 	Plans []string `yaml:"plans"`
 }
 
@@ -588,7 +591,8 @@ type Service struct {
 	PlaceOfService string
 	// Payers are the identifiers of the Coverage.payor organization.
 	Payers []PayerID
-	// Plan is the plan identifier from Coverage.class.
+	// Plan is the member's plan on the roster when the member was found
+	// there, else the plan identifier from Coverage.class.
 	Plan string
 	// Today (YYYY-MM-DD) selects the rules in effect (validFrom/validTo)
 	// and is %today in criteria; empty ignores effective dates.
@@ -601,6 +605,9 @@ type Service struct {
 	// (only a rule with criteria reads it).
 	Request     *Request
 	LoadRequest func() *Request
+	// Member is what the payer's roster says of the member (nil when no
+	// roster is in force): for policy criteria (%member).
+	Member *members.View
 }
 
 // Outcome is the rules' answer for one service.
@@ -683,6 +690,9 @@ func (rule *Rule) decide(s Service) Outcome {
 		req = *s.Request
 	}
 	req.Today = s.Today
+	if len(req.Member) == 0 && s.Member != nil && s.Member.Found {
+		req.Member = memberValue(s.Member)
+	}
 	found := rule.Criteria.evaluate(rule, &req, req.env(), &out.Criteria)
 	var unknown, notMet []string
 	var info []string

@@ -54,6 +54,8 @@ func (s *Server) routes() {
 
 	ad := s.group(e.Group("/admin", s.audit, s.authenticate), fhirErrors)
 	ad.add(http.MethodGet, "/audit", scope(auth.ScopeAdmin).only(auth.KindPayer), s.auditTrail)
+	ad.add(http.MethodPost, "/members", scope(auth.ScopeAdmin).only(auth.KindPayer), s.importMembers)
+	ad.add(http.MethodGet, "/members/:id", scope(auth.ScopeAdmin).only(auth.KindPayer), s.member)
 	if s.cfg.ReloadRules != nil {
 		ad.add(http.MethodPost, "/rules/reload", scope(auth.ScopeAdmin).only(auth.KindPayer), s.reloadRules)
 		ad.add(http.MethodGet, "/rules", scope(auth.ScopeAdmin).only(auth.KindPayer), s.rulesStatus)
