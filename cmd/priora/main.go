@@ -124,8 +124,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err != nil {
 		return err
 	}
-	if uri, ok := a.Store.Embedded(); ok {
-		log.Info("embedded store started", "uri", uri, "data_dir", cfg.DataDir)
+	if _, ok := a.Store.Embedded(); ok {
+		// No address: the engine answers on a private unix socket only.
+		log.Info("embedded store started", "data_dir", cfg.DataDir)
 	}
 	log.Info("priora listening", "addr", ln.Addr().String(), "base_url", cfg.BaseURL, "version", version)
 	return a.Serve(ctx, ln, 30*time.Second)
