@@ -147,6 +147,7 @@ func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 			if err := s.allow(c, ipKey(c)); err != nil {
 				return err
 			}
+			extendRead(c)
 			return next(c)
 		}
 		if s.cfg.Auth == nil {
@@ -182,6 +183,7 @@ func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 			c.Response().Header().Set("WWW-Authenticate", `Bearer realm="priora", error="insufficient_scope"`)
 			return fhir.Errorf(fhir.Forbidden, "the access token's scopes do not allow %s %s", c.Request().Method, c.Path())
 		}
+		extendRead(c)
 		return next(c)
 	}
 }
@@ -231,6 +233,7 @@ func (s *Server) cdsAuth(next echo.HandlerFunc) echo.HandlerFunc {
 			return next(c)
 		}
 		if s.cfg.InsecureDev {
+			extendRead(c)
 			return next(c)
 		}
 		if s.cfg.Auth == nil {
@@ -258,6 +261,7 @@ func (s *Server) cdsAuth(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		c.Set(ctxCaller, pas.Caller{Tenant: client.Org, Client: client.ID})
 		c.Set(ctxAccess, &auth.Access{Client: client, Tenant: client.Org})
+		extendRead(c)
 		return next(c)
 	}
 }
@@ -315,7 +319,10 @@ func (s *Server) token(c echo.Context) error {
 	h := c.Response().Header()
 	h.Set("Cache-Control", "no-store")
 	h.Set("Pragma", "no-cache")
-	if err := s.allow(c, ipKey(c)); err != nil {
+	// The token endpoint has buckets of its own, so that junk sent to
+	// other endpoints from the same address cannot starve it: one per
+	// address before the assertion is checked, one per client after.
+	if err := s.allowToken(c, ipKey(c)); err != nil {
 		return writeOAuthError(c, http.StatusTooManyRequests, "slow_down", "too many requests")
 	}
 	if s.cfg.Auth == nil {
@@ -344,6 +351,10 @@ func (s *Server) token(c echo.Context) error {
 		return writeOAuthError(c, oe.Status(), oe.Code, oe.Description)
 	}
 	c.Set(ctxCaller, pas.Caller{Tenant: issued.Tenant, Client: issued.Client})
+	if err := s.allowToken(c, "client:"+issued.Client); err != nil {
+		logAttrs(c, "oauth_error", "slow_down")
+		return writeOAuthError(c, http.StatusTooManyRequests, "slow_down", "too many token requests for this client")
+	}
 	logAttrs(c, "client", issued.Client, "scope", issued.Response.Scope)
 	return c.JSON(http.StatusOK, issued.Response)
 }

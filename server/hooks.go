@@ -9,6 +9,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/priora/priora/fhir"
 	"github.com/priora/priora/hooks"
 )
 
@@ -99,6 +100,17 @@ func (s *Server) readCDS(c echo.Context) ([]byte, bool) {
 		} else {
 			_ = writeCDSError(c, http.StatusBadRequest, "the request body could not be read")
 		}
+		return nil, false
+	}
+	if err := fhir.Scan(body, s.cfg.Limits.JSON); err != nil {
+		msg := err.Error()
+		if is := fhir.IssuesOf(err); len(is) > 0 {
+			msg = is[0].Diagnostics
+			if is[0].Expression != "" {
+				msg += " (at " + is[0].Expression + ")"
+			}
+		}
+		_ = writeCDSError(c, fhir.KindOf(err).Status(), msg)
 		return nil, false
 	}
 	return body, true

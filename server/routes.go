@@ -20,9 +20,9 @@ func (s *Server) routes() {
 	f.GET("/.well-known/smart-configuration", s.smartConfiguration)
 	f.GET("/OperationDefinition/:id", s.operationDefinition)
 	f.GET("/SubscriptionTopic/:id", s.subscriptionTopic)
-	f.POST("/Claim/$submit", s.submit)
+	f.POST("/Claim/$submit", s.submit, s.heavyWork)
 	s.subscriptionRoutes(f)
-	f.POST("/Claim/$inquire", s.inquire)
+	f.POST("/Claim/$inquire", s.inquire, s.heavyWork)
 
 	s.reviewRoutes(e.Group("/review", s.audit, s.authenticate))
 	s.authRoutes(e)

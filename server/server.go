@@ -60,6 +60,9 @@ type Config struct {
 	TLS bool
 	// AuditRetention is how long audit records are kept (default 6 years).
 	AuditRetention time.Duration
+	// Limits bound request bodies, concurrent PAS work and connections
+	// (limits.go).
+	Limits Limits
 }
 
 // Server is Priora's HTTP handler.
@@ -68,6 +71,9 @@ type Server struct {
 	echo    *echo.Echo
 	log     *slog.Logger
 	limiter *limiter
+	// tokenLimiter limits POST /auth/token apart from every other route.
+	tokenLimiter *limiter
+	heavy        *gate
 }
 
 // New builds the server and registers every route.
@@ -84,9 +90,11 @@ func New(cfg Config) *Server {
 	if cfg.AuditRetention <= 0 {
 		cfg.AuditRetention = 6 * 365 * 24 * time.Hour
 	}
-	s := &Server{cfg: cfg, echo: e, log: cfg.Log, limiter: newLimiter(cfg.RateLimit, cfg.RateBurst)}
+	cfg.Limits = cfg.Limits.WithDefaults()
+	s := &Server{cfg: cfg, echo: e, log: cfg.Log, limiter: newLimiter(cfg.RateLimit, cfg.RateBurst), heavy: newGate(cfg.Limits.Submits),
+		tokenLimiter: newLimiter(cfg.RateLimit, cfg.RateBurst)}
 	e.HTTPErrorHandler = s.renderError
-	e.Use(s.requestID, s.accessLog, s.recover, s.securityHeaders, s.transportSecurity)
+	e.Use(s.clientAddr, s.closeUnread, s.requestID, s.accessLog, s.recover, s.securityHeaders, s.transportSecurity)
 	s.routes()
 	return s
 }
@@ -123,7 +131,7 @@ func (s *Server) readFHIR(c echo.Context) ([]byte, error) {
 		}
 		return nil, fhir.Errorf(fhir.Invalid, "the request body could not be read")
 	}
-	if err := checkDepth(body, maxJSONDepth); err != nil {
+	if err := fhir.Scan(body, s.cfg.Limits.JSON); err != nil {
 		return nil, err
 	}
 	return body, nil

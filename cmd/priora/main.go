@@ -114,6 +114,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		PayerIDs:         cfg.payers,
 		HookFetchTimeout: cfg.hookFetchTimeout,
 		Security:         cfg.security,
+		Limits:           cfg.limits,
 		CRDVersion:       cfg.CRDVersion,
 	})
 	if err != nil {
