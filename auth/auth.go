@@ -24,6 +24,7 @@ import (
 	"github.com/MicahParks/jwkset"
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/priora/priora/fhir"
 	"github.com/priora/priora/store"
 )
 
@@ -123,46 +124,35 @@ func (s *Service) TokenURL() string { return s.cfg.BaseURL + TokenPath }
 // Algs are the accepted client signing algorithms.
 func (s *Service) Algs() []string { return slices.Clone(s.cfg.Algs) }
 
-// Error is an OAuth 2.0 error (RFC 6749 §5.2): Code is the error code
-// (invalid_request, invalid_client, invalid_grant, invalid_scope,
-// unsupported_grant_type), Description is safe to show, Err is for the log.
-type Error struct {
-	Code        string
-	Description string
-	Err         error
-}
-
-func (e *Error) Error() string {
-	if e.Err != nil {
-		return e.Code + ": " + e.Description + ": " + e.Err.Error()
+// oauthErr is an OAuth 2.0 error (RFC 6749 §5.2): code is the error code
+// (invalid_request, invalid_client, invalid_scope, unsupported_grant_type)
+// and travels as the *fhir.Error's Code; desc is safe to show. An
+// unauthenticated client (invalid_client) is Unauthorized, the rest Invalid.
+func oauthErr(code, desc string) *fhir.Error {
+	k := fhir.Invalid
+	if code == "invalid_client" {
+		k = fhir.Unauthorized
 	}
-	return e.Code + ": " + e.Description
+	return fhir.CodedErrorf(k, code, "%s", desc)
 }
 
-func (e *Error) Unwrap() error { return e.Err }
+// authnf is a credential (client assertion, access token, CDS Hooks JWT)
+// that does not authenticate its sender: an Unauthorized *fhir.Error with
+// Code invalid_token whose message says why and is safe to show the caller.
+// Any other error from a verification is a failure of Priora's own (such as
+// the store), not of the credential.
+func authnf(format string, args ...any) error {
+	return fhir.CodedErrorf(fhir.Unauthorized, "invalid_token", format, args...)
+}
 
-// Status is the HTTP status of the error: 401 for invalid_client, 400 for
-// the rest.
-func (e *Error) Status() int {
-	if e.Code == "invalid_client" {
-		return http.StatusUnauthorized
+// authnOf is the credential failure err holds, nil when err is not one.
+func authnOf(err error) *fhir.Error {
+	var e *fhir.Error
+	if errors.As(err, &e) && e.Kind == fhir.Unauthorized {
+		return e
 	}
-	return http.StatusBadRequest
+	return nil
 }
-
-func oauthErr(code, desc string, err error) *Error {
-	return &Error{Code: code, Description: desc, Err: err}
-}
-
-// AuthnError is a credential (client assertion, access token, CDS Hooks
-// JWT) that does not authenticate its sender. Reason says why and is safe
-// to show the caller. Any other error from a verification is a failure of
-// Priora's own (such as the store), not of the credential.
-type AuthnError struct{ Reason string }
-
-func (e *AuthnError) Error() string { return e.Reason }
-
-func authnf(format string, args ...any) error { return &AuthnError{fmt.Sprintf(format, args...)} }
 
 // clientJWT says what a client-signed JWT must satisfy.
 type clientJWT struct {
@@ -239,8 +229,7 @@ func (s *Service) verifyClientJWT(ctx context.Context, raw string, want clientJW
 		if storeErr != nil {
 			return nil, nil, storeErr
 		}
-		var ae *AuthnError
-		if errors.As(err, &ae) {
+		if ae := authnOf(err); ae != nil {
 			return nil, nil, ae
 		}
 		return nil, nil, authnf("the %s is not valid: %s", want.kind, jwtReason(err))

@@ -16,6 +16,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/priora/priora/fhir"
 	"github.com/priora/priora/store"
 )
 
@@ -176,12 +177,12 @@ func TestHookVerifierSpecVector(t *testing.T) {
 				}
 				return
 			}
-			var ae *AuthnError
-			if !errors.As(err, &ae) {
-				t.Fatalf("err = %v, want an AuthnError containing %q", err, tt.wantErr)
+			var ae *fhir.Error
+			if !errors.As(err, &ae) || ae.Kind != fhir.Unauthorized || ae.Code != "invalid_token" {
+				t.Fatalf("err = %v, want an Unauthorized invalid_token error containing %q", err, tt.wantErr)
 			}
-			if !bytes.Contains([]byte(ae.Reason), []byte(tt.wantErr)) {
-				t.Errorf("reason = %q, want it to contain %q", ae.Reason, tt.wantErr)
+			if !bytes.Contains([]byte(ae.Message), []byte(tt.wantErr)) {
+				t.Errorf("reason = %q, want it to contain %q", ae.Message, tt.wantErr)
 			}
 		})
 	}

@@ -49,47 +49,46 @@ type Issued struct {
 
 // IssueToken answers a client_credentials token request (the form of the
 // POST): it authenticates the client by its assertion and grants the
-// requested scopes that the client is allowed. Errors are *Error (OAuth
-// errors for the client) or failures of Priora's own.
+// requested scopes that the client is allowed. Errors are *fhir.Error with an OAuth
+// error Code (for the client) or failures of Priora's own.
 func (s *Service) IssueToken(ctx context.Context, form url.Values) (*Issued, error) {
 	for k, v := range form {
 		if len(v) > 1 {
-			return nil, oauthErr("invalid_request", "parameter "+k+" is repeated", nil)
+			return nil, oauthErr("invalid_request", "parameter "+k+" is repeated")
 		}
 	}
 	switch gt := form.Get("grant_type"); gt {
 	case "client_credentials":
 	case "":
-		return nil, oauthErr("invalid_request", "grant_type is required", nil)
+		return nil, oauthErr("invalid_request", "grant_type is required")
 	default:
-		return nil, oauthErr("unsupported_grant_type", "only client_credentials is supported", nil)
+		return nil, oauthErr("unsupported_grant_type", "only client_credentials is supported")
 	}
 	if form.Get("client_assertion_type") != assertionType {
-		return nil, oauthErr("invalid_client", "client_assertion_type must be "+assertionType, nil)
+		return nil, oauthErr("invalid_client", "client_assertion_type must be "+assertionType)
 	}
 	requested := form.Get("scope")
 	if strings.TrimSpace(requested) == "" {
-		return nil, oauthErr("invalid_scope", "scope is required", nil)
+		return nil, oauthErr("invalid_scope", "scope is required")
 	}
 	if len(requested) > 4096 {
-		return nil, oauthErr("invalid_scope", "scope is too long", nil)
+		return nil, oauthErr("invalid_scope", "scope is too long")
 	}
 	c, claims, err := s.verifyClientJWT(ctx, form.Get("client_assertion"), clientJWT{
 		aud: s.TokenURL(), maxLifetime: 5 * time.Minute, requireSub: true, kind: "client assertion",
 	})
 	if err != nil {
-		var ae *AuthnError
-		if errors.As(err, &ae) {
-			return nil, oauthErr("invalid_client", ae.Reason, nil)
+		if ae := authnOf(err); ae != nil {
+			return nil, oauthErr("invalid_client", ae.Message)
 		}
 		return nil, err
 	}
 	if id := form.Get("client_id"); id != "" && id != claims.Issuer {
-		return nil, oauthErr("invalid_client", "client_id does not match the assertion's iss", nil)
+		return nil, oauthErr("invalid_client", "client_id does not match the assertion's iss")
 	}
 	granted := Grant(ParseScopes(requested), ParseScopes(strings.Join(c.Scopes, " ")))
 	if len(granted) == 0 {
-		return nil, oauthErr("invalid_scope", "none of the requested scopes is allowed for this client", nil)
+		return nil, oauthErr("invalid_scope", "none of the requested scopes is allowed for this client")
 	}
 	now := s.cfg.Now()
 	exp := now.Add(s.cfg.TokenLifetime)
@@ -135,7 +134,7 @@ type Access struct {
 
 // VerifyAccess checks an access token Priora issued: its signature by one
 // of Priora's keys, typ, iss, aud, expiry, and that its client is still
-// registered, enabled and of the same organization. An *AuthnError means
+// registered, enabled and of the same organization. An Unauthorized *fhir.Error means
 // the token is not good; other errors are Priora's.
 func (s *Service) VerifyAccess(ctx context.Context, raw string) (*Access, error) {
 	if raw == "" || len(raw) > 8<<10 {
@@ -159,8 +158,7 @@ func (s *Service) VerifyAccess(ctx context.Context, raw string) (*Access, error)
 		kid, _ := t.Header["kid"].(string)
 		k, err := s.keys.public(ctx, kid)
 		if err != nil {
-			var ae *AuthnError
-			if !errors.As(err, &ae) {
+			if authnOf(err) == nil {
 				storeErr = err
 			}
 			return nil, err
@@ -171,8 +169,7 @@ func (s *Service) VerifyAccess(ctx context.Context, raw string) (*Access, error)
 		if storeErr != nil {
 			return nil, storeErr
 		}
-		var ae *AuthnError
-		if errors.As(err, &ae) {
+		if ae := authnOf(err); ae != nil {
 			return nil, ae
 		}
 		return nil, authnf("the access token is not valid: %s", jwtReason(err))
@@ -198,7 +195,7 @@ func (s *Service) VerifyAccess(ctx context.Context, raw string) (*Access, error)
 // a registered client (the EHR), its key comes from the allow-listed jku or
 // the registered JWK Set, aud is endpoint (the exact URL of the service
 // called), and exp, iat and jti are present and good, the jti unseen. An
-// *AuthnError means the call is not authenticated.
+// Unauthorized *fhir.Error means the call is not authenticated.
 func (s *Service) VerifyHook(ctx context.Context, authorization, endpoint string) (*store.Client, error) {
 	raw, ok := BearerToken(authorization)
 	if !ok {

@@ -4,10 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"time"
 )
 
-// Kind classifies an error so that one place can render it with the right
-// HTTP status and FHIR IssueType.
+// Kind classifies an error. It is Priora's one error vocabulary: domain
+// packages say what went wrong with a Kind, and the HTTP edge (package
+// server, and the desk for its pages) turns it into a status with Status and
+// renders it in the wire format of the route.
 type Kind int
 
 const (
@@ -19,7 +22,9 @@ const (
 	Unsupported
 	// NotFound is a resource or route that does not exist (404).
 	NotFound
-	// Unauthorized is a request without valid credentials (401).
+	// Unauthorized is a request without valid credentials (401). The
+	// response carries a WWW-Authenticate challenge built from the error's
+	// Code (RFC 6750 §3).
 	Unauthorized
 	// Forbidden is a request whose credentials do not allow it (403).
 	Forbidden
@@ -31,56 +36,50 @@ const (
 	Unprocessable
 	// Unavailable is a transient failure worth retrying (503).
 	Unavailable
-	// TooMany is a client over its rate limit (429).
+	// TooMany is a client over its rate limit (429); RetryAfter says when
+	// to come back.
 	TooMany
+	// NotAcceptable is a request for a representation Priora cannot give (406).
+	NotAcceptable
+	// PreconditionFailed is a request whose stated preconditions do not
+	// hold, such as CDS Hooks data that was neither prefetched nor
+	// obtainable (412).
+	PreconditionFailed
 )
+
+// kinds is the one table from Kind to HTTP status and default FHIR
+// IssueType.
+var kinds = map[Kind]struct {
+	status int
+	issue  string
+}{
+	Internal:           {http.StatusInternalServerError, "exception"},
+	Invalid:            {http.StatusBadRequest, "invalid"},
+	Unsupported:        {http.StatusUnsupportedMediaType, "not-supported"},
+	NotFound:           {http.StatusNotFound, "not-found"},
+	Unauthorized:       {http.StatusUnauthorized, "login"},
+	Forbidden:          {http.StatusForbidden, "forbidden"},
+	Conflict:           {http.StatusConflict, "conflict"},
+	TooLarge:           {http.StatusRequestEntityTooLarge, "not-supported"},
+	Unprocessable:      {http.StatusUnprocessableEntity, "invalid"},
+	Unavailable:        {http.StatusServiceUnavailable, "transient"},
+	TooMany:            {http.StatusTooManyRequests, "throttled"},
+	NotAcceptable:      {http.StatusNotAcceptable, "not-supported"},
+	PreconditionFailed: {http.StatusPreconditionFailed, "processing"},
+}
 
 // Status is the HTTP status for the kind.
 func (k Kind) Status() int {
-	switch k {
-	case Invalid:
-		return http.StatusBadRequest
-	case Unsupported:
-		return http.StatusUnsupportedMediaType
-	case NotFound:
-		return http.StatusNotFound
-	case Unauthorized:
-		return http.StatusUnauthorized
-	case Forbidden:
-		return http.StatusForbidden
-	case Conflict:
-		return http.StatusConflict
-	case TooLarge:
-		return http.StatusRequestEntityTooLarge
-	case Unprocessable:
-		return http.StatusUnprocessableEntity
-	case Unavailable:
-		return http.StatusServiceUnavailable
-	case TooMany:
-		return http.StatusTooManyRequests
+	if v, ok := kinds[k]; ok {
+		return v.status
 	}
 	return http.StatusInternalServerError
 }
 
 // IssueType is the default OperationOutcome.issue.code for the kind.
 func (k Kind) IssueType() string {
-	switch k {
-	case Invalid, Unprocessable:
-		return "invalid"
-	case Unsupported, TooLarge:
-		return "not-supported"
-	case NotFound:
-		return "not-found"
-	case Unauthorized:
-		return "login"
-	case Forbidden:
-		return "forbidden"
-	case Conflict:
-		return "conflict"
-	case Unavailable:
-		return "transient"
-	case TooMany:
-		return "throttled"
+	if v, ok := kinds[k]; ok {
+		return v.issue
 	}
 	return "exception"
 }
@@ -100,6 +99,14 @@ type Error struct {
 	Message string
 	Issues  []Issue
 	Err     error
+	// Code is the machine-readable error code of wire formats that have
+	// one: the OAuth 2.0 "error" (RFC 6749 §5.2: invalid_client,
+	// invalid_grant, invalid_scope, …) and the Bearer challenge's error
+	// (RFC 6750 §3.1: invalid_token, insufficient_scope). Empty for most
+	// errors.
+	Code string
+	// RetryAfter, when set, is sent as Retry-After (TooMany, Unavailable).
+	RetryAfter time.Duration
 }
 
 func (e *Error) Error() string {
@@ -119,6 +126,12 @@ func Errorf(k Kind, format string, args ...any) *Error {
 	return &Error{Kind: k, Message: fmt.Sprintf(format, args...)}
 }
 
+// CodedErrorf returns an *Error of kind k with a wire-format error code
+// (see Error.Code) and a client-safe message.
+func CodedErrorf(k Kind, code, format string, args ...any) *Error {
+	return &Error{Kind: k, Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
 // InvalidAt returns an Invalid error with one issue at a FHIRPath location.
 func InvalidAt(code, expression, format string, args ...any) *Error {
 	msg := fmt.Sprintf(format, args...)
@@ -134,6 +147,29 @@ func KindOf(err error) Kind {
 		return e.Kind
 	}
 	return Internal
+}
+
+// AsError returns err as an *Error: the *Error it wraps, or an Internal
+// *Error around it. nil stays nil.
+func AsError(err error) *Error {
+	if err == nil {
+		return nil
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		return e
+	}
+	return &Error{Kind: Internal, Message: "internal server error", Err: err}
+}
+
+// SafeMessage is the message to show for err: its *Error message, or
+// "internal server error" for Internal errors and anything else.
+func SafeMessage(err error) string {
+	e := AsError(err)
+	if e.Kind == Internal || e.Message == "" {
+		return "internal server error"
+	}
+	return e.Message
 }
 
 // IssuesOf returns the issues to show for err. Internal errors yield one

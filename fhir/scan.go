@@ -2,6 +2,7 @@ package fhir
 
 import (
 	"encoding/json"
+	"fmt"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -128,6 +129,7 @@ func (s *scanner) run() error {
 		for i := range s.found.Issues {
 			s.found.Issues[i].Expression = s.path()
 		}
+		s.found.Message = s.found.Issues[0].Diagnostics + " (at " + s.path() + ")"
 		return s.found
 	}
 	return nil
@@ -145,8 +147,7 @@ func (s *scanner) top() *frame {
 func (s *scanner) value() error {
 	s.values++
 	if s.lim.MaxValues > 0 && s.values > s.lim.MaxValues {
-		return &Error{Kind: TooLarge, Message: "too many JSON values", Issues: []Issue{{Severity: "error", Code: "too-costly",
-			Diagnostics: "the body holds more than " + strconv.Itoa(s.lim.MaxValues) + " JSON values (limit PRIORA_MAX_JSON_VALUES)"}}}
+		return tooCostly("", "the body holds more than %d JSON values (limit PRIORA_MAX_JSON_VALUES)", s.lim.MaxValues)
 	}
 	top := s.top()
 	if top == nil || top.object {
@@ -154,14 +155,19 @@ func (s *scanner) value() error {
 	}
 	top.n++
 	if top.entry && s.lim.MaxEntries > 0 && top.n > s.lim.MaxEntries {
-		return &Error{Kind: TooLarge, Message: "too many entries", Issues: []Issue{{Severity: "error", Code: "too-costly", Expression: s.arrayPath(),
-			Diagnostics: "more than " + strconv.Itoa(s.lim.MaxEntries) + " entries (limit PRIORA_MAX_ENTRIES)"}}}
+		return tooCostly(s.arrayPath(), "more than %d entries (limit PRIORA_MAX_ENTRIES)", s.lim.MaxEntries)
 	}
 	if s.lim.MaxArray > 0 && top.n > s.lim.MaxArray {
-		return &Error{Kind: TooLarge, Message: "an array is too long", Issues: []Issue{{Severity: "error", Code: "too-costly", Expression: s.arrayPath(),
-			Diagnostics: "an array with more than " + strconv.Itoa(s.lim.MaxArray) + " elements (limit PRIORA_MAX_ARRAY)"}}}
+		return tooCostly(s.arrayPath(), "an array with more than %d elements (limit PRIORA_MAX_ARRAY)", s.lim.MaxArray)
 	}
 	return nil
+}
+
+// tooCostly is a 413 naming the limit; its message is the diagnostics, so
+// that wire formats without issues (CDS Hooks) show them too.
+func tooCostly(expr, format string, n int) *Error {
+	msg := fmt.Sprintf(format, n)
+	return &Error{Kind: TooLarge, Message: msg, Issues: []Issue{{Severity: "error", Code: "too-costly", Expression: expr, Diagnostics: msg}}}
 }
 
 // member records an object member's name and notes the first repeat.

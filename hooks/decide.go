@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"net/http"
 	"slices"
 	"strings"
 	"time"
@@ -179,7 +178,7 @@ func (c *call) gather(ctx context.Context) error {
 				if !needCoverage {
 					what = "the dispatched orders"
 				}
-				return errorf(http.StatusPreconditionFailed, "%s were not prefetched and no fhirServer was given to query", what)
+				return errorf(fhir.PreconditionFailed, "%s were not prefetched and no fhirServer was given to query", what)
 			}
 			qs = nil
 		} else {
@@ -312,9 +311,9 @@ func (c *call) chooseCoverage(raws []json.RawMessage) error {
 	}
 	switch {
 	case len(covs) == 0:
-		return errorf(http.StatusBadRequest, "no Coverage was provided or found for the patient; CRD needs the patient's one primary coverage (hook-13)")
+		return errorf(fhir.Invalid, "no Coverage was provided or found for the patient; CRD needs the patient's one primary coverage (hook-13)")
 	case len(covs) > 1:
-		return errorf(http.StatusBadRequest, "%d Coverages were provided or found for the patient; CRD needs exactly one (hook-13)", len(covs))
+		return errorf(fhir.Invalid, "%d Coverages were provided or found for the patient; CRD needs exactly one (hook-13)", len(covs))
 	}
 	c.cov = covs[0]
 	c.payers = c.payerIDs(c.cov)
@@ -323,7 +322,7 @@ func (c *call) chooseCoverage(raws []json.RawMessage) error {
 		want = c.rules.Payers
 	}
 	if len(want) > 0 && !servedBy(c.payers, want) {
-		return errorf(http.StatusBadRequest, "the Coverage is not for a payer this service answers for (hook-13)")
+		return errorf(fhir.Invalid, "the Coverage is not for a payer this service answers for (hook-13)")
 	}
 	return nil
 }

@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/priora/priora/coverage"
+	"github.com/priora/priora/fhir"
 	"github.com/priora/priora/store"
 )
 
@@ -120,27 +121,18 @@ type Caller struct {
 	Client string
 }
 
-// Error is a CDS Hooks call that cannot be answered. Status is the HTTP
-// status (400 bad request or hook-13 coverage problem, 404 unknown service,
-// 412 required data unobtainable, 500 Priora's own failure); Message is
-// safe to show the client.
-type Error struct {
-	Status  int
-	Message string
-	Err     error
+// errorf is a CDS Hooks call that cannot be answered: Invalid (400, also
+// a hook-13 coverage problem), NotFound (unknown service),
+// PreconditionFailed (required data unobtainable), Unprocessable (profile
+// rules broken). The message is safe to show the client.
+func errorf(k fhir.Kind, format string, args ...any) *fhir.Error {
+	return fhir.Errorf(k, format, args...)
 }
 
-func (e *Error) Error() string {
-	if e.Err != nil {
-		return e.Message + ": " + e.Err.Error()
-	}
-	return e.Message
-}
-
-func (e *Error) Unwrap() error { return e.Err }
-
-func errorf(status int, format string, args ...any) *Error {
-	return &Error{Status: status, Message: fmt.Sprintf(format, args...)}
+// internal wraps a failure of Priora's own: the client sees "internal
+// server error", the log the cause.
+func internal(err error) *fhir.Error {
+	return &fhir.Error{Kind: fhir.Internal, Message: "internal server error", Err: err}
 }
 
 // Answer is a successful hook response.
@@ -151,7 +143,7 @@ type Answer struct {
 	Assertions []string
 }
 
-// Call answers POST /cds-services/{serviceID}. Errors are *Error; every
+// Call answers POST /cds-services/{serviceID}. Errors are *fhir.Error; every
 // call, answered or not, is recorded and logged without patient data.
 func (s *Service) Call(ctx context.Context, serviceID string, who Caller, body []byte) (ans *Answer, err error) {
 	start := s.cfg.Now()
@@ -160,7 +152,7 @@ func (s *Service) Call(ctx context.Context, serviceID string, who Caller, body [
 
 	hook := hookOf(serviceID)
 	if hook == "" {
-		return nil, errorf(http.StatusNotFound, "there is no CDS service %q", serviceID)
+		return nil, errorf(fhir.NotFound, "there is no CDS service %q", serviceID)
 	}
 	t0 := time.Now()
 	c, err := s.decode(hook, body)
@@ -170,7 +162,7 @@ func (s *Service) Call(ctx context.Context, serviceID string, who Caller, body [
 	rec.Hook, rec.HookInstance, rec.Version = hook, c.req.HookInstance, c.version
 	if s.cfg.Validate != nil {
 		if found := s.cfg.Validate(body); len(found) > 0 {
-			return nil, errorf(http.StatusUnprocessableEntity, "the request's FHIR resources break CRD profile rules: %s", strings.Join(firstN(found, 5), "; "))
+			return nil, errorf(fhir.Unprocessable, "the request's FHIR resources break CRD profile rules: %s", strings.Join(firstN(found, 5), "; "))
 		}
 	}
 	rec.DecodeMicros = time.Since(t0).Microseconds()
@@ -197,12 +189,12 @@ func (s *Service) Call(ctx context.Context, serviceID string, who Caller, body [
 	rec.Assertions = ids
 	if s.cfg.Store != nil && len(assertions) > 0 {
 		if err := s.cfg.Store.SaveCoverageAssertions(ctx, assertions); err != nil {
-			return nil, &Error{Status: http.StatusInternalServerError, Message: "internal server error", Err: err}
+			return nil, internal(err)
 		}
 	}
 	out, err := resp.MarshalJSON()
 	if err != nil {
-		return nil, &Error{Status: http.StatusInternalServerError, Message: "internal server error", Err: err}
+		return nil, internal(err)
 	}
 	return &Answer{Body: out, Assertions: ids}, nil
 }
@@ -216,13 +208,10 @@ func (s *Service) finish(ctx context.Context, rec *store.HookCall, start time.Ti
 	}
 	level := slog.LevelInfo
 	if err != nil {
-		var he *Error
-		if !errors.As(err, &he) {
-			he = &Error{Status: http.StatusInternalServerError, Message: "internal server error", Err: err}
-		}
-		rec.Status, rec.Error = he.Status, he.Message
-		rec.Outcome = outcomeOf(he.Status)
-		if he.Status >= 500 {
+		kind := fhir.KindOf(err)
+		rec.Status, rec.Error = kind.Status(), fhir.SafeMessage(err)
+		rec.Outcome = outcomeOf(kind)
+		if kind == fhir.Internal {
 			level = slog.LevelError
 		}
 	}
@@ -247,18 +236,18 @@ func (s *Service) finish(ctx context.Context, rec *store.HookCall, start time.Ti
 	}
 }
 
-func outcomeOf(status int) string {
-	switch status {
-	case http.StatusBadRequest:
+// outcomeOf is the call record's outcome for a failed call.
+func outcomeOf(k fhir.Kind) string {
+	switch k {
+	case fhir.Invalid:
 		return "invalid"
-	case http.StatusNotFound:
+	case fhir.NotFound:
 		return "not-found"
-	case http.StatusPreconditionFailed:
+	case fhir.PreconditionFailed:
 		return "precondition"
-	case http.StatusUnprocessableEntity:
+	case fhir.Unprocessable:
 		return "unprocessable"
-	}
-	if status >= 500 {
+	case fhir.Internal, fhir.Unavailable:
 		return "error"
 	}
 	return "rejected"
@@ -268,25 +257,25 @@ func outcomeOf(status int) string {
 func (s *Service) decode(hook string, body []byte) (*call, error) {
 	c := &call{s: s, hook: hook, d: newData(), rules: s.cfg.Rules(), now: s.cfg.Now()}
 	if err := decodeRequest(body, &c.req); err != nil {
-		return nil, errorf(http.StatusBadRequest, "the body is not a CDS Hooks request: %s", jsonProblem(err))
+		return nil, errorf(fhir.Invalid, "the body is not a CDS Hooks request: %s", jsonProblem(err))
 	}
 	r := &c.req
 	switch {
 	case r.Hook == "":
-		return nil, errorf(http.StatusBadRequest, "hook is required")
+		return nil, errorf(fhir.Invalid, "hook is required")
 	case r.Hook != hook:
-		return nil, errorf(http.StatusBadRequest, "this service answers %s, not %q", hook, r.Hook)
+		return nil, errorf(fhir.Invalid, "this service answers %s, not %q", hook, r.Hook)
 	case r.HookInstance == "":
-		return nil, errorf(http.StatusBadRequest, "hookInstance is required")
+		return nil, errorf(fhir.Invalid, "hookInstance is required")
 	case r.Context == nil:
-		return nil, errorf(http.StatusBadRequest, "context is required")
+		return nil, errorf(fhir.Invalid, "context is required")
 	case r.FHIRAuthorization != nil && r.FHIRServer == "":
-		return nil, errorf(http.StatusBadRequest, "fhirServer is required with fhirAuthorization")
+		return nil, errorf(fhir.Invalid, "fhirServer is required with fhirAuthorization")
 	}
 	if r.FHIRServer != "" {
 		u, err := url.Parse(r.FHIRServer)
 		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-			return nil, errorf(http.StatusBadRequest, "fhirServer must be an http(s) URL")
+			return nil, errorf(fhir.Invalid, "fhirServer must be an http(s) URL")
 		}
 	}
 	c.hc = *r.Context
@@ -314,14 +303,14 @@ func (s *Service) decode(hook string, body []byte) (*call, error) {
 func (c *call) checkContext() error {
 	hc := &c.hc
 	if hc.PatientID == "" {
-		return errorf(http.StatusBadRequest, "context.patientId is required")
+		return errorf(fhir.Invalid, "context.patientId is required")
 	}
 	needBundle := func(name string, b *bundle) error {
 		if b == nil {
-			return errorf(http.StatusBadRequest, "context.%s is required", name)
+			return errorf(fhir.Invalid, "context.%s is required", name)
 		}
 		if b.ResourceType != "Bundle" {
-			return errorf(http.StatusBadRequest, "context.%s must be a Bundle", name)
+			return errorf(fhir.Invalid, "context.%s must be a Bundle", name)
 		}
 		return nil
 	}
@@ -334,11 +323,11 @@ func (c *call) checkContext() error {
 		return needBundle("appointments", hc.Appointments)
 	case OrderDispatch:
 		if len(hc.DispatchedOrders) == 0 && hc.Order == "" {
-			return errorf(http.StatusBadRequest, "context.dispatchedOrders (or, hook 1.0, context.order) is required")
+			return errorf(fhir.Invalid, "context.dispatchedOrders (or, hook 1.0, context.order) is required")
 		}
 	case EncounterStart, EncounterDischarge:
 		if hc.EncounterID == "" {
-			return errorf(http.StatusBadRequest, "context.encounterId is required")
+			return errorf(fhir.Invalid, "context.encounterId is required")
 		}
 	}
 	return nil
@@ -377,23 +366,23 @@ func jsonKind(goKind string) string {
 // Feedback stores POST /cds-services/{serviceID}/feedback.
 func (s *Service) Feedback(ctx context.Context, serviceID string, who Caller, body []byte) error {
 	if hookOf(serviceID) == "" {
-		return errorf(http.StatusNotFound, "there is no CDS service %q", serviceID)
+		return errorf(fhir.NotFound, "there is no CDS service %q", serviceID)
 	}
 	var f Feedback
 	if err := json.Unmarshal(body, &f); err != nil {
-		return errorf(http.StatusBadRequest, "the body is not CDS Hooks feedback: %s", jsonProblem(err))
+		return errorf(fhir.Invalid, "the body is not CDS Hooks feedback: %s", jsonProblem(err))
 	}
 	if len(f.Feedback) == 0 {
-		return errorf(http.StatusBadRequest, "feedback must list at least one item")
+		return errorf(fhir.Invalid, "feedback must list at least one item")
 	}
 	now := s.cfg.Now()
 	recs := make([]store.HookFeedback, 0, len(f.Feedback))
 	for i, it := range f.Feedback {
 		if it.Card == "" {
-			return errorf(http.StatusBadRequest, "feedback[%d].card is required", i)
+			return errorf(fhir.Invalid, "feedback[%d].card is required", i)
 		}
 		if it.Outcome != "accepted" && it.Outcome != "overridden" {
-			return errorf(http.StatusBadRequest, "feedback[%d].outcome must be accepted or overridden", i)
+			return errorf(fhir.Invalid, "feedback[%d].outcome must be accepted or overridden", i)
 		}
 		r := store.HookFeedback{ID: newID("fb"), Received: now, Service: serviceID, Tenant: who.Tenant, Client: who.Client,
 			Card: it.Card, Outcome: it.Outcome}
@@ -417,7 +406,7 @@ func (s *Service) Feedback(ctx context.Context, serviceID string, who Caller, bo
 		return nil
 	}
 	if err := s.cfg.Store.SaveHookFeedback(ctx, recs); err != nil {
-		return &Error{Status: http.StatusInternalServerError, Message: "internal server error", Err: err}
+		return internal(err)
 	}
 	s.log.InfoContext(ctx, "cds hook feedback", "service", serviceID, "items", len(recs))
 	return nil

@@ -13,6 +13,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/priora/priora/coverage"
+	"github.com/priora/priora/fhir"
 	"github.com/priora/priora/hooks/hookstest"
 )
 
@@ -331,12 +332,12 @@ func TestCallErrors(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			s, rec := newTestService(t, func(c *Config) { c.PayerIDs = tt.payers })
 			_, err := s.Call(context.Background(), tt.service, Caller{}, tt.body)
-			var he *Error
+			var he *fhir.Error
 			if !errors.As(err, &he) {
-				t.Fatalf("got %v, want a *hooks.Error", err)
+				t.Fatalf("got %v, want a *fhir.Error", err)
 			}
-			if he.Status != tt.status {
-				t.Errorf("status %d (%s), want %d", he.Status, he.Message, tt.status)
+			if he.Kind.Status() != tt.status {
+				t.Errorf("status %d (%s), want %d", he.Kind.Status(), he.Message, tt.status)
 			}
 			if len(rec.assertions) != 0 {
 				t.Errorf("a failed call stored assertions")
@@ -928,8 +929,7 @@ func TestFeedback(t *testing.T) {
 		t.Errorf("feedback stored: %+v", rec.feedback)
 	}
 	for _, bad := range []string{`{}`, `{"feedback":[{"outcome":"accepted"}]}`, `{"feedback":[{"card":"x","outcome":"maybe"}]}`, `nope`} {
-		var he *Error
-		if err := s.Feedback(context.Background(), "order-sign-crd", Caller{}, []byte(bad)); !errors.As(err, &he) || he.Status != 400 {
+		if err := s.Feedback(context.Background(), "order-sign-crd", Caller{}, []byte(bad)); fhir.KindOf(err) != fhir.Invalid {
 			t.Errorf("feedback %s: got %v, want 400", bad, err)
 		}
 	}

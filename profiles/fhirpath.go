@@ -2,46 +2,258 @@ package profiles
 
 import (
 	"fmt"
-	"math"
-	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 )
 
-// A small FHIRPath engine over the element tree. It implements what the
-// invariants and discriminators of R4 core, US Core, PAS, CRD and HRex use
-// (see VALIDATION-NOTES §2.1): navigation, indexers, the boolean, equality,
-// comparison, membership, union and arithmetic operators, is/as, and about
-// fifty functions. Evaluating on the shared tree avoids re-scanning JSON,
-// which is what made github.com/gofhir/fhirpath cost ~55 ms per 50 KB
-// Bundle.
+// A FHIRPath engine over the element tree (FHIRPath N1,
+// https://hl7.org/fhirpath/N1/). The validator evaluates the invariants of
+// R4 core, US Core, PAS, CRD and HRex with it (see VALIDATION-NOTES §2.1);
+// other packages (policy criteria) use the exported API below. Evaluating
+// on the shared tree avoids re-scanning JSON, which is what made
+// github.com/gofhir/fhirpath cost ~55 ms per 50 KB Bundle.
 //
-// Expressions are compiled once per Registry and cached.
+// What it implements: navigation, indexers, every operator of N1 §6
+// (boolean logic, equality and equivalence, comparison, membership, union,
+// arithmetic on numbers, strings, quantities and dates, is/as), the
+// functions listed in fpFuncTable (one table serves the parser's check and
+// the dispatch), calendar-duration and UCUM quantity literals, date, time
+// and dateTime literals with their partial precisions, and the FHIR
+// additions extension(), hasValue(), getValue(), resolve() (contained
+// resources and Bundle entries) and memberOf() (validator only). A
+// function outside the table is a compile error "unsupported function";
+// the engine never answers for a function it does not implement.
+//
+// Numbers are float64; decimal results are rounded to 15 significant digits
+// so that 0.1 + 0.2 = 0.3. Unit conversion covers UCUM mass, length, volume
+// and time units with SI prefixes in common clinical use; other units
+// compare only with the same unit.
 
-// pathEngine is the seam for swapping FHIRPath implementations.
-type pathEngine interface {
-	compile(expr string) (*fpNode, error)
-}
-
-type ownEngine struct{}
-
-func (ownEngine) compile(expr string) (*fpNode, error) { return parseFHIRPath(expr) }
-
-type compiledExpr struct {
+// FHIRPath is a compiled FHIRPath expression, safe for concurrent use:
+// compile once with CompileFHIRPath and evaluate many times.
+//
+//	expr, err := profiles.CompileFHIRPath(
+//	    "%patient.birthDate <= %today - 18 years and questionnaireResponse('http://x/q').exists()",
+//	    "questionnaireResponse")
+//	claim, _ := profiles.ParseResource(claimJSON)
+//	ok, defined, err := expr.EvaluateBool([]profiles.Value{claim}, &profiles.FHIRPathEnv{
+//	    Vars:  map[string][]profiles.Value{"patient": {patient}, "today": {profiles.DateValue(time.Now())}},
+//	    Funcs: map[string]profiles.FHIRPathFunc{"questionnaireResponse": lookupQR},
+//	})
+//
+// The focus collection is the input of the expression and also %context;
+// %resource and %rootResource are the resource containing the first focus
+// item unless Vars sets them. Vars supplies %name variables (name without
+// the %); %ucum, %sct, %loinc, %vs-x and %ext-x are predefined.
+type FHIRPath struct {
+	src  string
 	node *fpNode
-	err  error
 }
 
-func (r *Registry) compileExpr(expr string) (*fpNode, error) {
-	if c, ok := r.exprs.Load(expr); ok {
-		ce := c.(*compiledExpr)
-		return ce.node, ce.err
+// FHIRPathFunc is a user-defined function, called as name(args...) or
+// input.name(args...). input is the collection the function is invoked on
+// (the focus when called without one); each argument expression has been
+// evaluated once against the same focus. It returns the result collection,
+// or an error that ends the evaluation.
+type FHIRPathFunc func(input []Value, args [][]Value) ([]Value, error)
+
+// FHIRPathEnv is what one evaluation sees besides its focus. A nil
+// *FHIRPathEnv is an empty one.
+type FHIRPathEnv struct {
+	Vars  map[string][]Value      // %name → collection; names are given without the %
+	Funcs map[string]FHIRPathFunc // implementations of the names given to CompileFHIRPath
+	Now   time.Time               // now(), today() and timeOfDay(); the zero time means the clock
+}
+
+// CompileFHIRPath parses expr. funcs names the user-defined functions the
+// expression may call (their implementations come with each evaluation in
+// FHIRPathEnv.Funcs); any other function outside the engine's table is an
+// "unsupported function" error. A user function may not shadow a built-in.
+func CompileFHIRPath(expr string, funcs ...string) (*FHIRPath, error) {
+	user := map[string]bool{}
+	for _, f := range funcs {
+		if _, ok := fpFuncTable[f]; ok {
+			return nil, fmt.Errorf("function %s() is built in", f)
+		}
+		user[f] = true
 	}
-	n, err := ownEngine{}.compile(expr)
-	r.exprs.Store(expr, &compiledExpr{n, err})
-	return n, err
+	n, err := parseFHIRPath(expr, user)
+	if err != nil {
+		return nil, fmt.Errorf("FHIRPath %q: %w", expr, err)
+	}
+	return &FHIRPath{src: expr, node: n}, nil
+}
+
+// String returns the expression's source text.
+func (p *FHIRPath) String() string { return p.src }
+
+// Evaluate evaluates the expression on the focus collection.
+func (p *FHIRPath) Evaluate(focus []Value, env *FHIRPathEnv) ([]Value, error) {
+	in := make([]fpValue, len(focus))
+	for i, v := range focus {
+		in[i] = v.v
+	}
+	e := &fpEnv{this: in, user: env}
+	if env != nil {
+		e.now = env.Now
+	}
+	if len(in) > 0 && in[0].k == fpElem && in[0].e != nil {
+		e.resource = in[0].e.resource()
+		if e.resource != nil {
+			e.rootRes = e.resource.root().resource()
+		}
+		e.resolve = standaloneResolver()
+	}
+	out, err := e.eval(p.node, in)
+	if err != nil {
+		return nil, fmt.Errorf("FHIRPath %q: %w", p.src, err)
+	}
+	res := make([]Value, len(out))
+	for i, v := range out {
+		res[i] = Value{v}
+	}
+	return res, nil
+}
+
+// EvaluateBool evaluates the expression as a boolean with FHIRPath's
+// singleton evaluation (N1 §4.5): defined is false when the result is
+// empty; a single non-Boolean item is true; more than one item is an error.
+func (p *FHIRPath) EvaluateBool(focus []Value, env *FHIRPathEnv) (value, defined bool, err error) {
+	out, err := p.Evaluate(focus, env)
+	if err != nil {
+		return false, false, err
+	}
+	if len(out) > 1 {
+		return false, false, fmt.Errorf("FHIRPath %q: %d items where one Boolean was expected", p.src, len(out))
+	}
+	in := []fpValue{}
+	for _, v := range out {
+		in = append(in, v.v)
+	}
+	value, defined = toBool(in)
+	return value, defined, nil
+}
+
+// standaloneResolver resolves references within the tree of the referring
+// element: contained resources ("#id") and the entries of an enclosing
+// Bundle (fullUrl or Type/id), as the validator does.
+func standaloneResolver() func(ref string, from *elem) *elem {
+	x := &run{bundles: map[*elem]*bundleIdx{}}
+	indexed := map[*elem]bool{}
+	return func(ref string, from *elem) *elem {
+		if from == nil {
+			return nil
+		}
+		if root := from.root(); !indexed[root] {
+			indexed[root] = true
+			var walk func(e *elem)
+			walk = func(e *elem) {
+				if e.resType == "Bundle" {
+					x.indexBundle(e)
+				}
+				for _, k := range e.kids {
+					walk(k)
+				}
+			}
+			walk(root)
+		}
+		return x.resolveRef(ref, from)
+	}
+}
+
+// Value is one item of a FHIRPath collection: an element or resource of a
+// parsed instance, or a System value (String, Boolean, Integer, Decimal,
+// Date, DateTime, Time, Quantity).
+type Value struct{ v fpValue }
+
+// ParseResource decodes a FHIR resource (JSON) into a Value for use as a
+// focus or a variable. Decode once, evaluate many times.
+func ParseResource(data []byte) (Value, error) {
+	v, err := parseJSON(data)
+	if err != nil {
+		return Value{}, err
+	}
+	root, err := buildTree(v)
+	if err != nil {
+		return Value{}, err
+	}
+	return Value{fpValue{e: root}}, nil
+}
+
+// StringValue, BooleanValue, IntegerValue, DecimalValue and QuantityValue
+// make System values; unit is a UCUM code or a calendar duration ("year").
+func StringValue(s string) Value   { return Value{fpValue{k: fpStr, s: s}} }
+func BooleanValue(b bool) Value    { return Value{fpValue{k: fpBool, b: b}} }
+func IntegerValue(i int64) Value   { return Value{fpValue{k: fpInt, n: float64(i)}} }
+func DecimalValue(f float64) Value { return Value{fpValue{k: fpDec, n: f}} }
+func QuantityValue(f float64, unit string) Value {
+	return Value{fpValue{k: fpQty, n: f, unit: unit}}
+}
+
+// DateValue is the date of t (in t's location); DateTimeValue is t to the
+// millisecond with its offset.
+func DateValue(t time.Time) Value { return Value{fpValue{k: fpDate, s: t.Format("2006-01-02")}} }
+func DateTimeValue(t time.Time) Value {
+	return Value{fpValue{k: fpDateTime, s: t.Format("2006-01-02T15:04:05.000-07:00")}}
+}
+
+// ParseDateValue reads a FHIRPath/FHIR date, dateTime or time ("2024-05",
+// "2024-05-01T10:00:00Z", "T10:30") keeping its precision.
+func ParseDateValue(s string) (Value, error) {
+	t, ok := parseTemporal(s)
+	if !ok {
+		return Value{}, fmt.Errorf("not a date, dateTime or time: %q", s)
+	}
+	return Value{t.value()}, nil
+}
+
+// Type is the value's type name: a System type ("String", "Date",
+// "Quantity"), or the FHIR type or resource type of an element when known.
+func (v Value) Type() string {
+	if v.v.k == fpElem && v.v.e.typ == "" {
+		if p, ok := v.v.prim(); ok {
+			return p.typeName()
+		}
+	}
+	return v.v.typeName()
+}
+
+// String renders the value: strings and System values as their text,
+// quantities as `4 'mg'`, elements without a primitive value as JSON-like
+// {name,...} keys.
+func (v Value) String() string {
+	p, ok := v.v.prim()
+	if !ok {
+		return "{" + v.v.e.name + "}"
+	}
+	return p.text()
+}
+
+// Bool returns the value of a Boolean (ok false for other types).
+func (v Value) Bool() (b, ok bool) {
+	p, isPrim := v.v.prim()
+	if !isPrim || p.k != fpBool {
+		return false, false
+	}
+	return p.b, true
+}
+
+// Number returns the value of an Integer, Decimal or Quantity and, for a
+// Quantity, its unit.
+func (v Value) Number() (n float64, unit string, ok bool) {
+	p, isPrim := v.v.prim()
+	if !isPrim {
+		if q, isQ := quantityOf(v.v); isQ {
+			return q.n, q.unit, true
+		}
+		return 0, "", false
+	}
+	switch p.k {
+	case fpInt, fpDec, fpQty:
+		return p.n, p.unit, true
+	}
+	return 0, "", false
 }
 
 // ---- values ----
@@ -55,17 +267,22 @@ const (
 	fpDec
 	fpBool
 	fpQty
+	fpDate
+	fpDateTime
+	fpTime
 )
 
 type fpValue struct {
 	k    fpKind
 	e    *elem
-	s    string
+	s    string // string value, decimal text as written, or date/time text without @
 	n    float64
 	b    bool
 	unit string
 }
 
+// prim returns the System value of a primitive element (v itself for a
+// System value); ok is false for complex elements.
 func (v fpValue) prim() (fpValue, bool) {
 	if v.k != fpElem {
 		return v, true
@@ -84,9 +301,43 @@ func (v fpValue) prim() (fpValue, bool) {
 		}
 		return fpValue{k: fpInt, n: f, s: p.s}, true
 	case jStr:
+		switch v.e.typ {
+		case "date", "dateTime", "instant", "time":
+			if t, ok := parseTemporal(p.s); ok {
+				return t.value(), true
+			}
+		}
 		return fpValue{k: fpStr, s: p.s}, true
 	}
 	return v, false
+}
+
+func (v fpValue) isNum() bool { return v.k == fpInt || v.k == fpDec }
+
+func (v fpValue) isTemporal() bool { return v.k == fpDate || v.k == fpDateTime || v.k == fpTime }
+
+// text renders a System value as toString() does.
+func (v fpValue) text() string {
+	switch v.k {
+	case fpStr, fpDate, fpDateTime, fpTime:
+		return v.s
+	case fpBool:
+		return strconv.FormatBool(v.b)
+	case fpInt:
+		return strconv.FormatFloat(v.n, 'f', -1, 64)
+	case fpDec:
+		if v.s != "" {
+			return v.s
+		}
+		return strconv.FormatFloat(v.n, 'f', -1, 64)
+	case fpQty:
+		n := strconv.FormatFloat(v.n, 'f', -1, 64)
+		if calendarUnits[v.unit] != "" {
+			return n + " " + v.unit
+		}
+		return n + " '" + v.unit + "'"
+	}
+	return ""
 }
 
 func (v fpValue) typeName() string {
@@ -108,7 +359,23 @@ func (v fpValue) typeName() string {
 		}
 		return ""
 	}
-	return [...]string{"", "String", "Integer", "Decimal", "Boolean", "Quantity"}[v.k]
+	return [...]string{"", "String", "Integer", "Decimal", "Boolean", "Quantity", "Date", "DateTime", "Time"}[v.k]
+}
+
+type compiledExpr struct {
+	node *fpNode
+	err  error
+}
+
+// compileExpr compiles an invariant once per Registry.
+func (r *Registry) compileExpr(expr string) (*fpNode, error) {
+	if c, ok := r.exprs.Load(expr); ok {
+		ce := c.(*compiledExpr)
+		return ce.node, ce.err
+	}
+	n, err := parseFHIRPath(expr, nil)
+	r.exprs.Store(expr, &compiledExpr{n, err})
+	return n, err
 }
 
 // ---- AST and parser ----
@@ -187,6 +454,9 @@ func lexFHIRPath(src string) ([]fpTok, error) {
 		case c == '@':
 			j := i + 1
 			for j < len(src) && strings.IndexByte("0123456789-:T.+Z", src[j]) >= 0 {
+				if src[j] == '.' && (j+1 >= len(src) || src[j+1] < '0' || src[j+1] > '9') {
+					break // @2014.is(Date): the dot starts an invocation
+				}
 				j++
 			}
 			toks = append(toks, fpTok{'d', src[i+1 : j]})
@@ -249,11 +519,21 @@ func lexFHIRPath(src string) ([]fpTok, error) {
 }
 
 type fpParser struct {
-	toks []fpTok
-	i    int
+	toks  []fpTok
+	i     int
+	depth int
 }
 
-func parseFHIRPath(src string) (*fpNode, error) {
+// maxFHIRPathLen bounds an expression's source; maxFHIRPathDepth its nesting.
+const (
+	maxFHIRPathLen   = 64 << 10
+	maxFHIRPathDepth = 200
+)
+
+func parseFHIRPath(src string, user map[string]bool) (*fpNode, error) {
+	if len(src) > maxFHIRPathLen {
+		return nil, fmt.Errorf("expression longer than %d bytes", maxFHIRPathLen)
+	}
 	toks, err := lexFHIRPath(src)
 	if err != nil {
 		return nil, err
@@ -266,7 +546,7 @@ func parseFHIRPath(src string) (*fpNode, error) {
 	if p.peek().kind != 'e' {
 		return nil, fmt.Errorf("unexpected %q", p.peek().s)
 	}
-	if err := checkFuncs(n); err != nil {
+	if err := checkFuncs(n, user, 0); err != nil {
 		return nil, err
 	}
 	return n, nil
@@ -310,6 +590,11 @@ func binPrec(t fpTok) int {
 }
 
 func (p *fpParser) expr(minPrec int) (*fpNode, error) {
+	p.depth++
+	defer func() { p.depth-- }()
+	if p.depth > maxFHIRPathDepth {
+		return nil, fmt.Errorf("expression nested deeper than %d", maxFHIRPathDepth)
+	}
 	l, err := p.unary()
 	if err != nil {
 		return nil, err
@@ -353,6 +638,11 @@ func (p *fpParser) typeSpec() (string, error) {
 
 func (p *fpParser) unary() (*fpNode, error) {
 	t := p.peek()
+	p.depth++
+	defer func() { p.depth-- }()
+	if p.depth > maxFHIRPathDepth {
+		return nil, fmt.Errorf("expression nested deeper than %d", maxFHIRPathDepth)
+	}
 	if t.kind == 'o' && (t.s == "-" || t.s == "+") {
 		p.next()
 		n, err := p.unary()
@@ -465,10 +755,18 @@ func (p *fpParser) term() (*fpNode, error) {
 			u := p.next()
 			return &fpNode{op: "lit", lit: fpValue{k: fpQty, n: f, unit: u.s}}, nil
 		}
+		if u := p.peek(); u.kind == 'i' && calendarUnits[u.s] != "" { // 18 years
+			p.next()
+			return &fpNode{op: "lit", lit: fpValue{k: fpQty, n: f, unit: u.s}}, nil
+		}
 		return &fpNode{op: "lit", lit: fpValue{k: k, n: f, s: t.s}}, nil
 	case 'd':
 		p.next()
-		return &fpNode{op: "lit", lit: fpValue{k: fpStr, s: strings.TrimPrefix(t.s, "T")}}, nil
+		tv, ok := parseTemporal(t.s)
+		if !ok {
+			return nil, fmt.Errorf("invalid date/time literal @%s", t.s)
+		}
+		return &fpNode{op: "lit", lit: tv.value()}, nil
 	case 'v':
 		p.next()
 		return &fpNode{op: "var", name: t.s}, nil
@@ -502,991 +800,38 @@ func (p *fpParser) term() (*fpNode, error) {
 	return nil, fmt.Errorf("unexpected %q", t.s)
 }
 
-var fpFuncs = map[string]bool{
-	"empty": true, "exists": true, "not": true, "all": true, "count": true, "isDistinct": true,
-	"distinct": true, "select": true, "where": true, "first": true, "last": true, "tail": true,
-	"skip": true, "take": true, "single": true, "startsWith": true, "endsWith": true,
-	"contains": true, "matches": true, "replaceMatches": true, "replace": true, "length": true,
-	"substring": true, "lower": true, "upper": true, "toInteger": true, "toString": true,
-	"toDecimal": true, "hasValue": true, "trace": true, "descendants": true, "children": true,
-	"resolve": true, "is": true, "as": true, "ofType": true, "iif": true, "extension": true,
-	"htmlChecks": true, "memberOf": true, "intersect": true, "combine": true, "union": true,
-	"subsetOf": true, "supersetOf": true, "allTrue": true, "anyTrue": true, "allFalse": true,
-	"anyFalse": true, "exclude": true, "today": true, "now": true, "conformsTo": true,
-	"indexOf": true, "join": true, "getValue": true, "repeat": true, "trim": true,
-	"convertsToInteger": true, "convertsToDecimal": true, "convertsToString": true,
-	"convertsToBoolean": true, "toBoolean": true, "split": true, "lastIndexOf": true,
-	"hasTemplateIdOf": true, "encode": true, "decode": true, "comparable": true, "lowBoundary": true,
-	"highBoundary": true, "toChars": true,
-}
-
-func checkFuncs(n *fpNode) error {
+// checkFuncs rejects calls of functions outside fpFuncTable and user, and
+// wrong argument counts, at compile time.
+func checkFuncs(n *fpNode, user map[string]bool, depth int) error {
 	if n == nil {
 		return nil
 	}
-	if n.op == "call" && !fpFuncs[n.name] {
-		return fmt.Errorf("unsupported function %s()", n.name)
+	if depth > 4*maxFHIRPathDepth {
+		return fmt.Errorf("expression nested too deeply")
+	}
+	if n.op == "call" {
+		f, ok := fpFuncTable[n.name]
+		switch {
+		case ok:
+			if len(n.args) < f.min || len(n.args) > f.max {
+				if f.min == f.max {
+					return fmt.Errorf("%s() takes %d argument(s), not %d", n.name, f.min, len(n.args))
+				}
+				return fmt.Errorf("%s() takes %d to %d arguments, not %d", n.name, f.min, f.max, len(n.args))
+			}
+		case user[n.name]:
+			n.op = "user"
+		default:
+			return fmt.Errorf("unsupported function %s()", n.name)
+		}
 	}
 	for _, a := range n.args {
-		if err := checkFuncs(a); err != nil {
+		if err := checkFuncs(a, user, depth+1); err != nil {
 			return err
 		}
 	}
-	if err := checkFuncs(n.l); err != nil {
+	if err := checkFuncs(n.l, user, depth+1); err != nil {
 		return err
 	}
-	return checkFuncs(n.r)
-}
-
-// ---- evaluation ----
-
-type fpEnv struct {
-	r        *Registry
-	pkg      int
-	resource *elem
-	rootRes  *elem
-	resolve  func(ref string, from *elem) *elem
-	this     []fpValue
-	index    int
-	total    []fpValue
-}
-
-var errFP = fmt.Errorf("FHIRPath evaluation error")
-
-func (env *fpEnv) eval(n *fpNode, in []fpValue) ([]fpValue, error) {
-	switch n.op {
-	case "lit":
-		return []fpValue{n.lit}, nil
-	case "empty":
-		return nil, nil
-	case "this":
-		if n.l != nil {
-			return env.eval(n.l, in)
-		}
-		return env.this, nil
-	case "index":
-		return []fpValue{{k: fpInt, n: float64(env.index)}}, nil
-	case "total":
-		return env.total, nil
-	case "var":
-		switch n.name {
-		case "resource":
-			return []fpValue{{e: env.resource}}, nil
-		case "rootResource":
-			return []fpValue{{e: env.rootRes}}, nil
-		case "context":
-			return env.this, nil
-		case "ucum":
-			return []fpValue{{k: fpStr, s: "http://unitsofmeasure.org"}}, nil
-		case "sct":
-			return []fpValue{{k: fpStr, s: "http://snomed.info/sct"}}, nil
-		case "loinc":
-			return []fpValue{{k: fpStr, s: "http://loinc.org"}}, nil
-		}
-		if strings.HasPrefix(n.name, "vs-") {
-			return []fpValue{{k: fpStr, s: "http://hl7.org/fhir/ValueSet/" + n.name[3:]}}, nil
-		}
-		if strings.HasPrefix(n.name, "ext-") {
-			return []fpValue{{k: fpStr, s: "http://hl7.org/fhir/StructureDefinition/" + n.name[4:]}}, nil
-		}
-		return nil, fmt.Errorf("unknown variable %%%s", n.name)
-	case "id":
-		src := in
-		if n.l != nil {
-			var err error
-			if src, err = env.eval(n.l, in); err != nil {
-				return nil, err
-			}
-		}
-		return env.member(src, n.name, n.l == nil), nil
-	case "idx":
-		l, err := env.eval(n.l, in)
-		if err != nil {
-			return nil, err
-		}
-		ix, err := env.eval(n.r, env.this)
-		if err != nil || len(ix) != 1 {
-			return nil, err
-		}
-		iv, _ := ix[0].prim()
-		i := int(iv.n)
-		if i < 0 || i >= len(l) {
-			return nil, nil
-		}
-		return l[i : i+1], nil
-	case "neg":
-		l, err := env.eval(n.l, in)
-		if err != nil || len(l) != 1 {
-			return nil, err
-		}
-		v, _ := l[0].prim()
-		v.n = -v.n
-		return []fpValue{v}, nil
-	case "bin":
-		return env.binary(n, in)
-	case "call":
-		src := in
-		if n.l != nil {
-			var err error
-			if src, err = env.eval(n.l, in); err != nil {
-				return nil, err
-			}
-		}
-		return env.call(n, src)
-	}
-	return nil, fmt.Errorf("bad node %s", n.op)
-}
-
-func (env *fpEnv) member(in []fpValue, name string, top bool) []fpValue {
-	var out []fpValue
-	if top && name != "" && name[0] >= 'A' && name[0] <= 'Z' {
-		// A type name at the start filters the focus: Bundle.entry.
-		matched := false
-		for _, v := range in {
-			if v.k == fpElem && (v.e.resType == name || v.e.typ == name) {
-				out = append(out, v)
-				matched = true
-			}
-		}
-		if matched {
-			return out
-		}
-	}
-	for _, v := range in {
-		if v.k != fpElem || v.e == nil {
-			continue
-		}
-		for _, k := range v.e.kids {
-			if k.fname == name || (k.choice == "" && k.name != name && choiceMatch(k.name, name)) {
-				out = append(out, fpValue{e: k})
-			}
-		}
-	}
-	return out
-}
-
-// choiceMatch reports whether JSON name jn is name+Type for a choice
-// element the walker has not annotated (valueString for value).
-func choiceMatch(jn, name string) bool {
-	if len(jn) <= len(name) || !strings.HasPrefix(jn, name) {
-		return false
-	}
-	c := jn[len(name)]
-	return c >= 'A' && c <= 'Z' && fhirTypeSuffix[jn[len(name):]]
-}
-
-var fhirTypeSuffix = func() map[string]bool {
-	m := map[string]bool{}
-	for _, t := range strings.Fields(`Base64Binary Boolean Canonical Code Date DateTime Decimal Id Instant Integer Markdown Oid PositiveInt String Time UnsignedInt Uri Url Uuid Address Age Annotation Attachment CodeableConcept Coding ContactPoint Count Distance Duration HumanName Identifier Money Period Quantity Range Ratio Reference SampledData Signature Timing ContactDetail Contributor DataRequirement Expression ParameterDefinition RelatedArtifact TriggerDefinition UsageContext Dosage Meta`) {
-		m[t] = true
-	}
-	return m
-}()
-
-func toBool(c []fpValue) (val, ok bool) {
-	if len(c) == 0 {
-		return false, false
-	}
-	if len(c) == 1 {
-		v, isPrim := c[0].prim()
-		if isPrim && v.k == fpBool {
-			return v.b, true
-		}
-		return true, true
-	}
-	return true, true
-}
-
-func boolVal(b bool) []fpValue { return []fpValue{{k: fpBool, b: b}} }
-
-func (env *fpEnv) binary(n *fpNode, in []fpValue) ([]fpValue, error) {
-	l, err := env.eval(n.l, in)
-	if err != nil {
-		return nil, err
-	}
-	switch n.name {
-	case "and", "or", "xor", "implies":
-		lb, lok := toBool(l)
-		if n.name == "and" && lok && !lb {
-			return boolVal(false), nil
-		}
-		if n.name == "or" && lok && lb {
-			return boolVal(true), nil
-		}
-		if n.name == "implies" && lok && !lb {
-			return boolVal(true), nil
-		}
-		r, err := env.eval(n.r, in)
-		if err != nil {
-			return nil, err
-		}
-		rb, rok := toBool(r)
-		switch n.name {
-		case "and":
-			if rok && !rb {
-				return boolVal(false), nil
-			}
-			if lok && rok {
-				return boolVal(true), nil
-			}
-		case "or":
-			if rok && rb {
-				return boolVal(true), nil
-			}
-			if lok && rok {
-				return boolVal(false), nil
-			}
-		case "xor":
-			if lok && rok {
-				return boolVal(lb != rb), nil
-			}
-		case "implies":
-			if rok && rb {
-				return boolVal(true), nil
-			}
-			if lok && rok {
-				return boolVal(false), nil
-			}
-		}
-		return nil, nil
-	}
-	r, err := env.eval(n.r, in)
-	if err != nil {
-		return nil, err
-	}
-	switch n.name {
-	case "|":
-		return union(l, r), nil
-	case "in":
-		if len(l) == 0 {
-			return nil, nil
-		}
-		for _, x := range r {
-			if equal(l[0], x) {
-				return boolVal(true), nil
-			}
-		}
-		return boolVal(false), nil
-	case "contains":
-		if len(r) == 0 {
-			return nil, nil
-		}
-		for _, x := range l {
-			if equal(r[0], x) {
-				return boolVal(true), nil
-			}
-		}
-		return boolVal(false), nil
-	case "=", "!=":
-		if len(l) == 0 || len(r) == 0 {
-			return nil, nil
-		}
-		eq := len(l) == len(r)
-		for i := 0; eq && i < len(l); i++ {
-			eq = equal(l[i], r[i])
-		}
-		return boolVal(eq == (n.name == "=")), nil
-	case "~", "!~":
-		if len(l) == 0 && len(r) == 0 {
-			return boolVal(n.name == "~"), nil
-		}
-		eq := len(l) == len(r)
-		for i := 0; eq && i < len(l); i++ {
-			eq = equivalent(l[i], r[i])
-		}
-		return boolVal(eq == (n.name == "~")), nil
-	}
-	if n.name == "&" {
-		str := func(c []fpValue) string {
-			if len(c) == 0 {
-				return ""
-			}
-			p, _ := c[0].prim()
-			if p.k == fpInt || p.k == fpDec {
-				return strconv.FormatFloat(p.n, 'f', -1, 64)
-			}
-			return p.s
-		}
-		return []fpValue{{k: fpStr, s: str(l) + str(r)}}, nil
-	}
-	if len(l) != 1 || len(r) != 1 {
-		return nil, nil
-	}
-	a, aok := l[0].prim()
-	b, bok := r[0].prim()
-	if !aok || !bok {
-		if l[0].k == fpElem && l[0].e.prim == nil && (n.name == "<" || n.name == ">" || n.name == "<=" || n.name == ">=") {
-			// Quantity comparison: compare values.
-			a = quantityOf(l[0])
-			b = quantityOf(r[0])
-		} else {
-			return nil, nil
-		}
-	}
-	switch n.name {
-	case "&":
-		return []fpValue{{k: fpStr, s: a.s + b.s}}, nil
-	case "+":
-		if a.k == fpStr && b.k == fpStr {
-			return []fpValue{{k: fpStr, s: a.s + b.s}}, nil
-		}
-		return []fpValue{numVal(a.n+b.n, a.k, b.k)}, nil
-	case "-":
-		return []fpValue{numVal(a.n-b.n, a.k, b.k)}, nil
-	case "*":
-		return []fpValue{numVal(a.n*b.n, a.k, b.k)}, nil
-	case "/":
-		if b.n == 0 {
-			return nil, nil
-		}
-		return []fpValue{{k: fpDec, n: a.n / b.n}}, nil
-	case "div":
-		if b.n == 0 {
-			return nil, nil
-		}
-		return []fpValue{{k: fpInt, n: math.Trunc(a.n / b.n)}}, nil
-	case "mod":
-		if b.n == 0 {
-			return nil, nil
-		}
-		return []fpValue{{k: fpInt, n: math.Mod(a.n, b.n)}}, nil
-	case "<", ">", "<=", ">=":
-		c, ok := compare(a, b)
-		if !ok {
-			return nil, nil
-		}
-		switch n.name {
-		case "<":
-			return boolVal(c < 0), nil
-		case ">":
-			return boolVal(c > 0), nil
-		case "<=":
-			return boolVal(c <= 0), nil
-		default:
-			return boolVal(c >= 0), nil
-		}
-	}
-	return nil, fmt.Errorf("unsupported operator %s", n.name)
-}
-
-func quantityOf(v fpValue) fpValue {
-	if v.k == fpElem && v.e != nil {
-		if x := v.e.first("value"); x != nil {
-			p, _ := fpValue{e: x}.prim()
-			return p
-		}
-	}
-	p, _ := v.prim()
-	return p
-}
-
-func numVal(f float64, a, b fpKind) fpValue {
-	if a == fpInt && b == fpInt {
-		return fpValue{k: fpInt, n: f}
-	}
-	return fpValue{k: fpDec, n: f}
-}
-
-func compare(a, b fpValue) (int, bool) {
-	isNum := func(k fpKind) bool { return k == fpInt || k == fpDec || k == fpQty }
-	if isNum(a.k) && isNum(b.k) {
-		switch {
-		case a.n < b.n:
-			return -1, true
-		case a.n > b.n:
-			return 1, true
-		}
-		return 0, true
-	}
-	if a.k == fpStr && b.k == fpStr {
-		// Dates and times of the same precision compare as strings;
-		// differing precisions are indeterminate unless decided by the
-		// common prefix.
-		as, bs := a.s, b.s
-		if looksTemporal(as) && looksTemporal(bs) && len(as) != len(bs) {
-			n := min(len(as), len(bs))
-			if c := strings.Compare(as[:n], bs[:n]); c != 0 {
-				return c, true
-			}
-			return 0, false
-		}
-		return strings.Compare(as, bs), true
-	}
-	return 0, false
-}
-
-func looksTemporal(s string) bool {
-	return len(s) >= 4 && s[0] >= '0' && s[0] <= '9' && (len(s) == 4 || s[4] == '-' || s[2] == ':')
-}
-
-func equal(a, b fpValue) bool {
-	ap, aok := a.prim()
-	bp, bok := b.prim()
-	if aok && bok {
-		if (ap.k == fpInt || ap.k == fpDec) && (bp.k == fpInt || bp.k == fpDec) {
-			return ap.n == bp.n
-		}
-		if ap.k != bp.k {
-			return false
-		}
-		switch ap.k {
-		case fpStr:
-			return ap.s == bp.s
-		case fpBool:
-			return ap.b == bp.b
-		case fpQty:
-			return ap.n == bp.n && ap.unit == bp.unit
-		}
-		return false
-	}
-	if a.k == fpElem && b.k == fpElem && !aok && !bok {
-		return a.e == b.e || elemKey(a.e) == elemKey(b.e)
-	}
-	return false
-}
-
-func equivalent(a, b fpValue) bool {
-	ap, aok := a.prim()
-	bp, bok := b.prim()
-	if aok && bok && ap.k == fpStr && bp.k == fpStr {
-		return strings.EqualFold(strings.Join(strings.Fields(ap.s), " "), strings.Join(strings.Fields(bp.s), " "))
-	}
-	return equal(a, b)
-}
-
-// elemKey renders a subtree canonically for deep equality.
-func elemKey(e *elem) string {
-	var b strings.Builder
-	var w func(e *elem)
-	w = func(e *elem) {
-		if e.prim != nil {
-			b.WriteString(e.prim.s)
-		}
-		b.WriteByte('{')
-		for _, k := range e.kids {
-			if k.fname == "id" || k.fname == "extension" {
-				continue
-			}
-			b.WriteString(k.name)
-			b.WriteByte(':')
-			w(k)
-			b.WriteByte(',')
-		}
-		b.WriteByte('}')
-	}
-	w(e)
-	return b.String()
-}
-
-func union(l, r []fpValue) []fpValue {
-	var out []fpValue
-	for _, x := range append(append([]fpValue{}, l...), r...) {
-		dup := false
-		for _, y := range out {
-			if equal(x, y) {
-				dup = true
-				break
-			}
-		}
-		if !dup {
-			out = append(out, x)
-		}
-	}
-	return out
-}
-
-func (env *fpEnv) withThis(v fpValue, i int, f func() ([]fpValue, error)) ([]fpValue, error) {
-	saved, savedI := env.this, env.index
-	env.this, env.index = []fpValue{v}, i
-	out, err := f()
-	env.this, env.index = saved, savedI
-	return out, err
-}
-
-func (env *fpEnv) argStr(n *fpNode, i int) (string, bool) {
-	if i >= len(n.args) {
-		return "", false
-	}
-	v, err := env.eval(n.args[i], env.this)
-	if err != nil || len(v) != 1 {
-		return "", false
-	}
-	p, ok := v[0].prim()
-	if !ok {
-		return "", false
-	}
-	if p.k == fpInt || p.k == fpDec {
-		return strconv.FormatFloat(p.n, 'f', -1, 64), true
-	}
-	return p.s, true
-}
-
-func (env *fpEnv) argInt(n *fpNode, i int) (int, bool) {
-	if i >= len(n.args) {
-		return 0, false
-	}
-	v, err := env.eval(n.args[i], env.this)
-	if err != nil || len(v) != 1 {
-		return 0, false
-	}
-	p, _ := v[0].prim()
-	return int(p.n), p.k == fpInt || p.k == fpDec
-}
-
-func singletonStr(in []fpValue) (string, bool) {
-	if len(in) != 1 {
-		return "", false
-	}
-	p, ok := in[0].prim()
-	if !ok || p.k != fpStr {
-		if ok && (p.k == fpInt || p.k == fpDec) {
-			return p.s, true
-		}
-		return "", false
-	}
-	return p.s, true
-}
-
-var reCache sync.Map
-
-func compileRe(s string) (*regexp.Regexp, error) {
-	if r, ok := reCache.Load(s); ok {
-		return r.(*regexp.Regexp), nil
-	}
-	re, err := regexp.Compile(s)
-	if err != nil {
-		return nil, err
-	}
-	reCache.Store(s, re)
-	return re, nil
-}
-
-func typeMatches(v fpValue, t string) bool {
-	t = strings.TrimPrefix(strings.TrimPrefix(t, "FHIR."), "System.")
-	tn := v.typeName()
-	if tn == "" {
-		return false
-	}
-	if strings.EqualFold(tn, t) {
-		return true
-	}
-	if v.k == fpElem && v.e.resType != "" && (t == "Resource" || t == "DomainResource") {
-		return true
-	}
-	return false
-}
-
-func (env *fpEnv) call(n *fpNode, in []fpValue) ([]fpValue, error) {
-	switch n.name {
-	case "empty":
-		return boolVal(len(in) == 0), nil
-	case "exists":
-		if len(n.args) == 0 {
-			return boolVal(len(in) > 0), nil
-		}
-		for i, v := range in {
-			r, err := env.withThis(v, i, func() ([]fpValue, error) { return env.eval(n.args[0], []fpValue{v}) })
-			if err != nil {
-				return nil, err
-			}
-			if b, ok := toBool(r); ok && b {
-				return boolVal(true), nil
-			}
-		}
-		return boolVal(false), nil
-	case "not":
-		b, ok := toBool(in)
-		if !ok {
-			return nil, nil
-		}
-		return boolVal(!b), nil
-	case "all":
-		for i, v := range in {
-			r, err := env.withThis(v, i, func() ([]fpValue, error) { return env.eval(n.args[0], []fpValue{v}) })
-			if err != nil {
-				return nil, err
-			}
-			if b, ok := toBool(r); !ok || !b {
-				return boolVal(false), nil
-			}
-		}
-		return boolVal(true), nil
-	case "allTrue", "anyTrue", "allFalse", "anyFalse":
-		want := n.name == "allTrue" || n.name == "anyTrue"
-		any := strings.HasPrefix(n.name, "any")
-		for _, v := range in {
-			p, _ := v.prim()
-			if any && p.k == fpBool && p.b == want {
-				return boolVal(true), nil
-			}
-			if !any && (p.k != fpBool || p.b != want) {
-				return boolVal(false), nil
-			}
-		}
-		return boolVal(!any), nil
-	case "count":
-		return []fpValue{{k: fpInt, n: float64(len(in))}}, nil
-	case "isDistinct":
-		return boolVal(len(union(in, nil)) == len(in)), nil
-	case "distinct":
-		return union(in, nil), nil
-	case "where", "select", "repeat":
-		var out []fpValue
-		for i, v := range in {
-			r, err := env.withThis(v, i, func() ([]fpValue, error) { return env.eval(n.args[0], []fpValue{v}) })
-			if err != nil {
-				return nil, err
-			}
-			if n.name == "where" {
-				if b, ok := toBool(r); ok && b {
-					out = append(out, v)
-				}
-			} else {
-				out = append(out, r...)
-			}
-		}
-		if n.name == "repeat" && len(out) > 0 {
-			more, err := env.call(n, out)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, more...)
-		}
-		return out, nil
-	case "first":
-		if len(in) == 0 {
-			return nil, nil
-		}
-		return in[:1], nil
-	case "last":
-		if len(in) == 0 {
-			return nil, nil
-		}
-		return in[len(in)-1:], nil
-	case "tail":
-		if len(in) == 0 {
-			return nil, nil
-		}
-		return in[1:], nil
-	case "skip", "take":
-		k, _ := env.argInt(n, 0)
-		k = max(0, min(k, len(in)))
-		if n.name == "skip" {
-			return in[k:], nil
-		}
-		return in[:k], nil
-	case "single":
-		if len(in) > 1 {
-			return nil, fmt.Errorf("single() on %d items", len(in))
-		}
-		return in, nil
-	case "iif":
-		c, err := env.eval(n.args[0], env.this)
-		if err != nil {
-			return nil, err
-		}
-		if b, ok := toBool(c); ok && b {
-			return env.eval(n.args[1], env.this)
-		}
-		if len(n.args) > 2 {
-			return env.eval(n.args[2], env.this)
-		}
-		return nil, nil
-	case "is", "as", "ofType":
-		t := n.args[0].name
-		if n.args[0].op != "type" && n.args[0].op == "id" {
-			t = n.args[0].name
-		}
-		if n.name == "is" {
-			if len(in) != 1 {
-				return nil, nil
-			}
-			return boolVal(typeMatches(in[0], t)), nil
-		}
-		var out []fpValue
-		for _, v := range in {
-			if typeMatches(v, t) {
-				out = append(out, v)
-			}
-		}
-		return out, nil
-	case "hasValue":
-		return boolVal(len(in) == 1 && in[0].k == fpElem && in[0].e.prim != nil), nil
-	case "getValue":
-		if len(in) == 1 && in[0].k == fpElem && in[0].e.prim != nil {
-			p, _ := in[0].prim()
-			return []fpValue{p}, nil
-		}
-		return nil, nil
-	case "children", "descendants":
-		var out []fpValue
-		var walk func(e *elem)
-		walk = func(e *elem) {
-			for _, k := range e.kids {
-				out = append(out, fpValue{e: k})
-				if n.name == "descendants" {
-					walk(k)
-				}
-			}
-		}
-		for _, v := range in {
-			if v.k == fpElem {
-				walk(v.e)
-			}
-		}
-		return out, nil
-	case "extension":
-		url, _ := env.argStr(n, 0)
-		var out []fpValue
-		for _, v := range in {
-			if v.k != fpElem {
-				continue
-			}
-			for _, k := range v.e.kids {
-				if k.fname == "extension" && k.str("url") == url {
-					out = append(out, fpValue{e: k})
-				}
-			}
-		}
-		return out, nil
-	case "resolve":
-		var out []fpValue
-		for _, v := range in {
-			ref := ""
-			if v.k == fpElem && v.e.prim == nil {
-				ref = v.e.str("reference")
-			} else if p, ok := v.prim(); ok {
-				ref = p.s
-			}
-			if ref == "" || env.resolve == nil {
-				continue
-			}
-			if t := env.resolve(ref, v.e); t != nil {
-				out = append(out, fpValue{e: t})
-			}
-		}
-		return out, nil
-	case "htmlChecks", "conformsTo", "hasTemplateIdOf", "comparable":
-		return boolVal(true), nil
-	case "trace":
-		return in, nil
-	case "today", "now":
-		t := time.Now().UTC()
-		if n.name == "today" {
-			return []fpValue{{k: fpStr, s: t.Format("2006-01-02")}}, nil
-		}
-		return []fpValue{{k: fpStr, s: t.Format(time.RFC3339)}}, nil
-	case "memberOf":
-		url, _ := env.argStr(n, 0)
-		if len(in) != 1 || env.r == nil {
-			return nil, nil
-		}
-		vs := env.r.valueSet(url, env.pkg)
-		if !vs.found {
-			return nil, nil
-		}
-		v := in[0]
-		var codings []*elem
-		if v.k == fpElem && v.e.prim == nil {
-			if v.e.first("coding") != nil {
-				codings = v.e.child("coding")
-			} else {
-				codings = []*elem{v.e}
-			}
-			for _, c := range codings {
-				if vs.contains(c.str("system"), c.str("code")) != memberNo {
-					return boolVal(true), nil
-				}
-			}
-			return boolVal(false), nil
-		}
-		s, _ := singletonStr(in)
-		return boolVal(vs.contains("", s) != memberNo), nil
-	case "intersect", "exclude", "combine", "union", "subsetOf", "supersetOf":
-		other, err := env.eval(n.args[0], env.this)
-		if err != nil {
-			return nil, err
-		}
-		switch n.name {
-		case "combine":
-			return append(append([]fpValue{}, in...), other...), nil
-		case "union":
-			return union(in, other), nil
-		}
-		has := func(c []fpValue, x fpValue) bool {
-			for _, y := range c {
-				if equal(x, y) {
-					return true
-				}
-			}
-			return false
-		}
-		var out []fpValue
-		switch n.name {
-		case "intersect", "exclude":
-			for _, x := range in {
-				if has(other, x) == (n.name == "intersect") {
-					out = append(out, x)
-				}
-			}
-			if n.name == "intersect" {
-				out = union(out, nil)
-			}
-			return out, nil
-		case "subsetOf":
-			for _, x := range in {
-				if !has(other, x) {
-					return boolVal(false), nil
-				}
-			}
-			return boolVal(true), nil
-		default:
-			for _, x := range other {
-				if !has(in, x) {
-					return boolVal(false), nil
-				}
-			}
-			return boolVal(true), nil
-		}
-	}
-	// String functions on a singleton.
-	if len(in) == 0 {
-		return nil, nil
-	}
-	s, ok := singletonStr(in)
-	if !ok {
-		if n.name == "toString" && len(in) == 1 {
-			if p, ok := in[0].prim(); ok {
-				if p.k == fpBool {
-					return []fpValue{{k: fpStr, s: strconv.FormatBool(p.b)}}, nil
-				}
-			}
-		}
-		if strings.HasPrefix(n.name, "convertsTo") {
-			return boolVal(false), nil
-		}
-		if len(in) == 1 {
-			p, pok := in[0].prim()
-			if pok && (n.name == "toInteger" || n.name == "toDecimal") && (p.k == fpInt || p.k == fpDec) {
-				return []fpValue{p}, nil
-			}
-			if pok && p.k == fpBool && n.name == "toBoolean" {
-				return []fpValue{p}, nil
-			}
-		}
-		return nil, nil
-	}
-	switch n.name {
-	case "startsWith", "endsWith", "contains", "indexOf", "lastIndexOf":
-		a, ok := env.argStr(n, 0)
-		if !ok {
-			return nil, nil
-		}
-		switch n.name {
-		case "startsWith":
-			return boolVal(strings.HasPrefix(s, a)), nil
-		case "endsWith":
-			return boolVal(strings.HasSuffix(s, a)), nil
-		case "contains":
-			return boolVal(strings.Contains(s, a)), nil
-		case "indexOf":
-			return []fpValue{{k: fpInt, n: float64(strings.Index(s, a))}}, nil
-		default:
-			return []fpValue{{k: fpInt, n: float64(strings.LastIndex(s, a))}}, nil
-		}
-	case "matches":
-		a, ok := env.argStr(n, 0)
-		if !ok {
-			return nil, nil
-		}
-		re, err := compileRe("^(?s:" + a + ")$")
-		if err != nil {
-			return nil, err
-		}
-		return boolVal(re.MatchString(s)), nil
-	case "replaceMatches":
-		a, ok1 := env.argStr(n, 0)
-		b, ok2 := env.argStr(n, 1)
-		if !ok1 || !ok2 {
-			return nil, nil
-		}
-		re, err := compileRe(a)
-		if err != nil {
-			return nil, err
-		}
-		return []fpValue{{k: fpStr, s: re.ReplaceAllString(s, b)}}, nil
-	case "replace":
-		a, _ := env.argStr(n, 0)
-		b, _ := env.argStr(n, 1)
-		return []fpValue{{k: fpStr, s: strings.ReplaceAll(s, a, b)}}, nil
-	case "length":
-		return []fpValue{{k: fpInt, n: float64(len([]rune(s)))}}, nil
-	case "substring":
-		st, _ := env.argInt(n, 0)
-		rs := []rune(s)
-		if st < 0 || st >= len(rs) {
-			return nil, nil
-		}
-		end := len(rs)
-		if l, ok := env.argInt(n, 1); ok {
-			end = min(len(rs), st+max(0, l))
-		}
-		return []fpValue{{k: fpStr, s: string(rs[st:end])}}, nil
-	case "lower":
-		return []fpValue{{k: fpStr, s: strings.ToLower(s)}}, nil
-	case "upper":
-		return []fpValue{{k: fpStr, s: strings.ToUpper(s)}}, nil
-	case "trim":
-		return []fpValue{{k: fpStr, s: strings.TrimSpace(s)}}, nil
-	case "toString", "convertsToString":
-		if n.name == "convertsToString" {
-			return boolVal(true), nil
-		}
-		return []fpValue{{k: fpStr, s: s}}, nil
-	case "toInteger", "convertsToInteger":
-		i, err := strconv.Atoi(s)
-		if n.name == "convertsToInteger" {
-			return boolVal(err == nil), nil
-		}
-		if err != nil {
-			return nil, nil
-		}
-		return []fpValue{{k: fpInt, n: float64(i)}}, nil
-	case "toDecimal", "convertsToDecimal":
-		f, err := strconv.ParseFloat(s, 64)
-		if n.name == "convertsToDecimal" {
-			return boolVal(err == nil), nil
-		}
-		if err != nil {
-			return nil, nil
-		}
-		return []fpValue{{k: fpDec, n: f}}, nil
-	case "toBoolean", "convertsToBoolean":
-		b, err := strconv.ParseBool(s)
-		if n.name == "convertsToBoolean" {
-			return boolVal(err == nil), nil
-		}
-		if err != nil {
-			return nil, nil
-		}
-		return boolVal(b), nil
-	case "split":
-		a, _ := env.argStr(n, 0)
-		var out []fpValue
-		for _, p := range strings.Split(s, a) {
-			out = append(out, fpValue{k: fpStr, s: p})
-		}
-		return out, nil
-	case "join":
-		return in, nil
-	case "toChars":
-		var out []fpValue
-		for _, c := range s {
-			out = append(out, fpValue{k: fpStr, s: string(c)})
-		}
-		return out, nil
-	case "lowBoundary", "highBoundary", "encode", "decode":
-		return []fpValue{{k: fpStr, s: s}}, nil
-	}
-	return nil, fmt.Errorf("unsupported function %s()", n.name)
+	return checkFuncs(n.r, user, depth+1)
 }

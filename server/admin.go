@@ -11,12 +11,6 @@ import (
 	"github.com/priora/priora/store"
 )
 
-// adminRoutes serves administration endpoints; they need the priora/admin
-// scope (see requirementFor).
-func (s *Server) adminRoutes(g *echo.Group) {
-	g.GET("/audit", s.auditTrail)
-}
-
 // auditTrail is GET /admin/audit?client=&tenant=&since=&limit=: audit
 // records, newest first. since is RFC 3339; limit 1–1000 (default 100).
 func (s *Server) auditTrail(c echo.Context) error {

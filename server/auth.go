@@ -33,114 +33,14 @@ import (
 
 const ctxAccess = "priora.access"
 
-// requirement decides whether granted scopes allow a route.
-type requirement func(auth.Scopes) bool
-
-func needs(resource string, p auth.Perm) requirement {
-	return func(s auth.Scopes) bool { return s.Allows(resource, p) }
-}
-
-func needsScope(name string) requirement {
-	return func(s auth.Scopes) bool { return s.Has(name) }
-}
-
-func anyOf(rs ...requirement) requirement {
-	return func(s auth.Scopes) bool {
-		for _, r := range rs {
-			if r(s) {
-				return true
-			}
-		}
-		return false
-	}
-}
-
-// publicRoutes need no token.
-var publicRoutes = map[string]bool{
-	"/fhir/metadata":                         true,
-	"/fhir/.well-known/smart-configuration":  true,
-	"/fhir/OperationDefinition/:id":          true,
-	"/fhir/StructureDefinition/:id":          true,
-	"/fhir/SubscriptionTopic/:id":            true,
-	"/fhir/SearchParameter/:id":              true,
-	"/fhir/CapabilityStatement/:id":          true,
-	"/fhir/ImplementationGuide/:id":          true,
-	"/fhir/.well-known/udap":                 true,
-	"/fhir/.well-known/openid-configuration": true,
-}
-
-// routeNeeds is the scope each protected FHIR route needs, by method and
-// route. Operations must be listed; plain REST routes not listed here need
-// the SMART permission their method implies (scopeForREST). Anything else
-// is refused: a new route is closed until it is given a scope.
-var routeNeeds = map[string]requirement{
-	"POST /fhir/Claim/$submit":  needs("Claim", auth.Create),
-	"POST /fhir/Claim/$inquire": anyOf(needs("ClaimResponse", auth.Read), needs("Claim", auth.Read)),
-
-	"POST /fhir/Subscription":                needs("Subscription", auth.Create),
-	"GET /fhir/Subscription":                 needs("Subscription", auth.Search),
-	"GET /fhir/Subscription/:id":             needs("Subscription", auth.Read),
-	"PUT /fhir/Subscription/:id":             needs("Subscription", auth.Update),
-	"DELETE /fhir/Subscription/:id":          needs("Subscription", auth.Delete),
-	"GET /fhir/Subscription/$status":         needs("Subscription", auth.Read),
-	"POST /fhir/Subscription/$status":        needs("Subscription", auth.Read),
-	"GET /fhir/Subscription/:id/$status":     needs("Subscription", auth.Read),
-	"POST /fhir/Subscription/:id/$status":    needs("Subscription", auth.Read),
-	"GET /fhir/Subscription/:id/$events":     needs("Subscription", auth.Read),
-	"POST /fhir/Subscription/:id/$events":    needs("Subscription", auth.Read),
-	"GET /fhir/Subscription/:id/_history/:v": needs("Subscription", auth.Read),
-}
-
-// requirementFor is what the matched route needs; nil for routes that do
-// not exist (they answer 404 to an authenticated caller).
-func requirementFor(c echo.Context) (requirement, bool) {
-	path := c.Path()
-	if path == "" || strings.HasSuffix(path, "/*") || path == "/fhir" || path == "/review" || path == "/admin" {
-		return nil, false
-	}
-	switch {
-	case strings.HasPrefix(path, "/review/"):
-		return needsScope(auth.ScopeReview), true
-	case strings.HasPrefix(path, "/admin/"):
-		return needsScope(auth.ScopeAdmin), true
-	}
-	if r, ok := routeNeeds[c.Request().Method+" "+path]; ok {
-		return r, true
-	}
-	return scopeForREST(c.Request().Method, path), true
-}
-
-// scopeForREST maps a plain FHIR REST route (/fhir/Type, /fhir/Type/:id) to
-// the SMART permission of its method; operations and other shapes are
-// refused.
-func scopeForREST(method, path string) requirement {
-	deny := func(auth.Scopes) bool { return false }
-	parts := strings.Split(strings.TrimPrefix(path, "/fhir/"), "/")
-	if strings.Contains(path, "$") || len(parts) > 2 || (len(parts) == 2 && parts[1] != ":id") {
-		return deny
-	}
-	typ := parts[0]
-	switch {
-	case method == http.MethodGet && len(parts) == 1:
-		return needs(typ, auth.Search)
-	case method == http.MethodGet:
-		return needs(typ, auth.Read)
-	case method == http.MethodPost && len(parts) == 1:
-		return needs(typ, auth.Create)
-	case method == http.MethodPut && len(parts) == 2:
-		return needs(typ, auth.Update)
-	case method == http.MethodDelete && len(parts) == 2:
-		return needs(typ, auth.Delete)
-	}
-	return deny
-}
-
 // authenticate guards a route group: it verifies the access token, makes
-// its client the caller and checks the route's scope. With InsecureDev
-// every request passes as the "default" tenant.
+// its client the caller and checks the route's requirement (routes.go).
+// Public routes pass; with InsecureDev every request passes as the
+// "default" tenant. A route registered without a requirement is refused.
 func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		if publicRoutes[c.Path()] {
+		ri, known := s.route(c)
+		if known && ri.need.public {
 			return next(c)
 		}
 		if s.cfg.InsecureDev {
@@ -158,18 +58,17 @@ func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 			if err := s.allow(c, ipKey(c)); err != nil {
 				return err
 			}
-			return unauthorized(c, "", "send Authorization: Bearer <access token> (SMART Backend Services, token endpoint "+s.cfg.Auth.TokenURL()+")")
+			return fhir.Errorf(fhir.Unauthorized, "send Authorization: Bearer <access token> (SMART Backend Services, token endpoint %s)", s.cfg.Auth.TokenURL())
 		}
 		acc, err := s.cfg.Auth.VerifyAccess(c.Request().Context(), raw)
 		if err != nil {
-			var ae *auth.AuthnError
-			if !errors.As(err, &ae) {
+			if fhir.KindOf(err) != fhir.Unauthorized {
 				return err
 			}
 			if err := s.allow(c, ipKey(c)); err != nil {
 				return err
 			}
-			return unauthorized(c, "invalid_token", ae.Reason)
+			return err
 		}
 		if err := s.allow(c, "client:"+acc.Client.ID); err != nil {
 			return err
@@ -179,32 +78,19 @@ func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		c.Set(ctxCaller, pas.Caller{Tenant: acc.Tenant, Client: acc.Client.ID})
 		c.Set(ctxAccess, acc)
-		if req, ok := requirementFor(c); ok && !req(acc.Scopes) {
-			c.Response().Header().Set("WWW-Authenticate", `Bearer realm="priora", error="insufficient_scope"`)
-			return fhir.Errorf(fhir.Forbidden, "the access token's scopes do not allow %s %s", c.Request().Method, c.Path())
+		switch {
+		case known:
+			if err := ri.need.check(c, acc); err != nil {
+				return err
+			}
+		case !s.notFound[c.Path()]:
+			// echo's method-not-allowed answer on a registered path:
+			// closed, like any route without a requirement for the method.
+			return fhir.CodedErrorf(fhir.Forbidden, "insufficient_scope", "the access token's scopes do not allow %s %s", c.Request().Method, c.Path())
 		}
 		extendRead(c)
 		return next(c)
 	}
-}
-
-// unauthorized is a 401 whose WWW-Authenticate says why (RFC 6750 §3).
-func unauthorized(c echo.Context, code, reason string) error {
-	v := `Bearer realm="priora"`
-	if code != "" {
-		v += `, error="` + code + `", error_description="` + headerSafe(reason) + `"`
-	}
-	c.Response().Header().Set("WWW-Authenticate", v)
-	return fhir.Errorf(fhir.Unauthorized, "%s", reason)
-}
-
-func headerSafe(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r < 0x20 || r > 0x7e || r == '"' || r == '\\' {
-			return ' '
-		}
-		return r
-	}, s)
 }
 
 // access is the verified token of the request, nil without one.
@@ -213,65 +99,45 @@ func access(c echo.Context) *auth.Access {
 	return a
 }
 
-// AuthClient is the registered client of the request (its NPI, sender id),
-// nil when authentication is off.
-func AuthClient(c echo.Context) *store.Client {
-	if a := access(c); a != nil {
-		return a.Client
-	}
-	return nil
-}
-
 // cdsAuth verifies the JWT of CDS Hooks service calls and feedback (CDS
 // Hooks 2.0 "Trusting CDS Clients"): aud must be the exact URL of the
-// endpoint called. Discovery (GET) and CORS preflights pass; so does every
-// call with InsecureDev. Failures are 401 in the CDS Hooks error shape.
+// endpoint called. Public routes (discovery, CORS preflights) pass; so does
+// every call with InsecureDev. Failures are 401 in the CDS Hooks error shape.
 func (s *Server) cdsAuth(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		m := c.Request().Method
-		if m == http.MethodOptions || m == http.MethodGet || m == http.MethodHead {
-			return next(c)
+		ri, known := s.route(c)
+		if !known || ri.need.public {
+			return next(c) // unknown routes answer 404 or 405
 		}
 		if s.cfg.InsecureDev {
 			extendRead(c)
 			return next(c)
 		}
 		if s.cfg.Auth == nil {
-			return writeCDSError(c, http.StatusInternalServerError, "internal server error")
+			return errors.New("server: authentication is on but no auth service is configured")
 		}
 		endpoint := s.cfg.BaseURL + strings.Replace(c.Path(), ":id", c.Param("id"), 1)
 		client, err := s.cfg.Auth.VerifyHook(c.Request().Context(), c.Request().Header.Get(echo.HeaderAuthorization), endpoint)
 		if err != nil {
-			var ae *auth.AuthnError
-			if !errors.As(err, &ae) {
-				s.log.ErrorContext(c.Request().Context(), "cds auth failed", "request_id", requestID(c), "err", err)
-				return writeCDSError(c, http.StatusInternalServerError, "internal server error")
+			if fhir.KindOf(err) != fhir.Unauthorized {
+				return err
 			}
 			if rl := s.allow(c, ipKey(c)); rl != nil {
-				return writeCDSError(c, http.StatusTooManyRequests, "too many requests")
+				return rl
 			}
-			c.Response().Header().Set("WWW-Authenticate", `Bearer realm="priora", error="invalid_token", error_description="`+headerSafe(ae.Reason)+`"`)
-			return writeCDSError(c, http.StatusUnauthorized, ae.Reason)
+			return err
 		}
 		if rl := s.allow(c, "client:"+client.ID); rl != nil {
-			return writeCDSError(c, http.StatusTooManyRequests, "too many requests")
+			return rl
 		}
 		if client.Org == "" {
-			return writeCDSError(c, http.StatusForbidden, "the client has no organization")
+			return fhir.Errorf(fhir.Forbidden, "the client has no organization")
 		}
 		c.Set(ctxCaller, pas.Caller{Tenant: client.Org, Client: client.ID})
 		c.Set(ctxAccess, &auth.Access{Client: client, Tenant: client.Org})
 		extendRead(c)
 		return next(c)
 	}
-}
-
-// authRoutes serves the SMART configuration, the token endpoint and
-// Priora's public JWK Set.
-func (s *Server) authRoutes(e *echo.Echo) {
-	e.GET("/.well-known/smart-configuration", s.smartConfiguration)
-	e.POST(auth.TokenPath, s.token, s.audit)
-	e.GET(auth.JWKSPath, s.jwks)
 }
 
 // smartConfiguration is GET [/fhir]/.well-known/smart-configuration
@@ -314,7 +180,9 @@ func (s *Server) jwks(c echo.Context) error {
 }
 
 // token is POST /auth/token (SMART Backend Services, client_credentials
-// with a private_key_jwt client assertion). Errors follow RFC 6749 §5.2.
+// with a private_key_jwt client assertion). Errors are rendered as RFC 6749
+// §5.2 errors (routes.go registers the route in the OAuth family); their
+// OAuth code travels as the *fhir.Error's Code.
 func (s *Server) token(c echo.Context) error {
 	h := c.Response().Header()
 	h.Set("Cache-Control", "no-store")
@@ -323,45 +191,34 @@ func (s *Server) token(c echo.Context) error {
 	// other endpoints from the same address cannot starve it: one per
 	// address before the assertion is checked, one per client after.
 	if err := s.allowToken(c, ipKey(c)); err != nil {
-		return writeOAuthError(c, http.StatusTooManyRequests, "slow_down", "too many requests")
+		return err
 	}
 	if s.cfg.Auth == nil {
-		return writeOAuthError(c, http.StatusServiceUnavailable, "temporarily_unavailable", "the authorization server is not configured")
+		return fhir.Errorf(fhir.Unavailable, "the authorization server is not configured")
 	}
 	r := c.Request()
 	mt, _, _ := mime.ParseMediaType(r.Header.Get(echo.HeaderContentType))
 	if mt != "application/x-www-form-urlencoded" {
-		return writeOAuthError(c, http.StatusBadRequest, "invalid_request", "send application/x-www-form-urlencoded")
+		return fhir.CodedErrorf(fhir.Invalid, "invalid_request", "send application/x-www-form-urlencoded")
 	}
 	r.Body = http.MaxBytesReader(c.Response(), r.Body, 64<<10)
 	if err := r.ParseForm(); err != nil {
-		return writeOAuthError(c, http.StatusBadRequest, "invalid_request", "the form could not be read")
+		return fhir.CodedErrorf(fhir.Invalid, "invalid_request", "the form could not be read")
 	}
 	issued, err := s.cfg.Auth.IssueToken(r.Context(), r.PostForm)
 	if err != nil {
-		var oe *auth.Error
-		if !errors.As(err, &oe) {
-			s.log.ErrorContext(r.Context(), "token request failed", "request_id", requestID(c), "err", err)
-			return writeOAuthError(c, http.StatusInternalServerError, "server_error", "internal server error")
+		if fe := fhir.AsError(err); fe.Code != "" {
+			logAttrs(c, "oauth_error", fe.Code)
 		}
-		logAttrs(c, "oauth_error", oe.Code)
-		if oe.Status() == http.StatusUnauthorized {
-			h.Set("WWW-Authenticate", `Bearer realm="priora", error="invalid_client"`)
-		}
-		return writeOAuthError(c, oe.Status(), oe.Code, oe.Description)
+		return err
 	}
 	c.Set(ctxCaller, pas.Caller{Tenant: issued.Tenant, Client: issued.Client})
 	if err := s.allowToken(c, "client:"+issued.Client); err != nil {
 		logAttrs(c, "oauth_error", "slow_down")
-		return writeOAuthError(c, http.StatusTooManyRequests, "slow_down", "too many token requests for this client")
+		return err
 	}
 	logAttrs(c, "client", issued.Client, "scope", issued.Response.Scope)
 	return c.JSON(http.StatusOK, issued.Response)
-}
-
-func writeOAuthError(c echo.Context, status int, code, desc string) error {
-	b, _ := json.Marshal(map[string]string{"error": code, "error_description": desc})
-	return c.JSONBlob(status, b)
 }
 
 // audit records every access to a protected route or CDS Hooks call as an
@@ -374,8 +231,7 @@ func (s *Server) audit(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		m := c.Request().Method
 		p := c.Path()
-		if publicRoutes[p] || m == http.MethodOptions || m == http.MethodHead || strings.HasSuffix(p, "/*") ||
-			(strings.HasPrefix(p, "/cds-services") && m == http.MethodGet) {
+		if ri, _ := s.route(c); ri.need.public || m == http.MethodOptions || m == http.MethodHead || strings.HasSuffix(p, "/*") {
 			return next(c)
 		}
 		start := time.Now()

@@ -2,12 +2,12 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"math"
 	"net"
 	"net/http"
 	"net/netip"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -72,7 +72,8 @@ func (l *limiter) allow(key string, now time.Time) (bool, time.Duration) {
 	return false, wait
 }
 
-// allow applies the rate limit to key: nil, or a 429 with Retry-After.
+// allow applies the rate limit to key: nil, or a TooMany error whose
+// RetryAfter becomes the Retry-After header.
 func (s *Server) allow(c echo.Context, key string) error {
 	if s.limiter == nil {
 		return nil
@@ -81,9 +82,8 @@ func (s *Server) allow(c echo.Context, key string) error {
 	if ok {
 		return nil
 	}
-	secs := int(math.Ceil(wait.Seconds()))
-	c.Response().Header().Set("Retry-After", strconv.Itoa(max(1, secs)))
-	return fhir.Errorf(fhir.TooMany, "too many requests; retry after %d s", max(1, secs))
+	secs := max(1, int(math.Ceil(wait.Seconds())))
+	return &fhir.Error{Kind: fhir.TooMany, Message: fmt.Sprintf("too many requests; retry after %d s", secs), RetryAfter: time.Duration(secs) * time.Second}
 }
 
 // allowToken applies the token endpoint's own rate limit to key.
@@ -95,8 +95,8 @@ func (s *Server) allowToken(c echo.Context, key string) error {
 	if ok {
 		return nil
 	}
-	c.Response().Header().Set("Retry-After", strconv.Itoa(max(1, int(math.Ceil(wait.Seconds())))))
-	return fhir.Errorf(fhir.TooMany, "too many token requests")
+	secs := max(1, int(math.Ceil(wait.Seconds())))
+	return &fhir.Error{Kind: fhir.TooMany, Code: "slow_down", Message: fmt.Sprintf("too many token requests; retry after %d s", secs), RetryAfter: time.Duration(secs) * time.Second}
 }
 
 // ipKey keys unauthenticated requests by the client's address: the
@@ -381,8 +381,8 @@ func (s *Server) heavyWork(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		release, ok := s.heavy.enter(c.Request().Context(), s.cfg.Limits.QueueWait)
 		if !ok {
-			c.Response().Header().Set("Retry-After", "2")
-			return fhir.Errorf(fhir.Unavailable, "the server is busy with other requests; retry after 2 s (limit PRIORA_SUBMIT_CONCURRENCY)")
+			return &fhir.Error{Kind: fhir.Unavailable, RetryAfter: 2 * time.Second,
+				Message: "the server is busy with other requests; retry after 2 s (limit PRIORA_SUBMIT_CONCURRENCY)"}
 		}
 		defer release()
 		return next(c)

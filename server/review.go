@@ -12,14 +12,6 @@ import (
 	"github.com/priora/priora/store"
 )
 
-// reviewRoutes serves the review API that reviewers (and the desk) use to
-// work pended requests.
-func (s *Server) reviewRoutes(g *echo.Group) {
-	g.GET("/tasks", s.reviewQueue)
-	g.GET("/tasks/:id", s.reviewTask)
-	g.POST("/tasks/:id/decision", s.reviewDecision)
-}
-
 // reviewTenant limits reviewers to their tenant once authentication says
 // who they are; until then every task is visible.
 func reviewTenant(c echo.Context) string {

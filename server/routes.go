@@ -5,33 +5,79 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/priora/priora/auth"
 	"github.com/priora/priora/conformance"
 	"github.com/priora/priora/fhir"
 )
 
-// routes registers every endpoint Priora serves, in one place.
+// routes registers every endpoint Priora serves, in one place, each with
+// what it requires of its caller (requirement) and the wire format of its
+// errors (family). A route registered any other way has no requirement:
+// authenticate refuses it, and TestEveryRouteHasARequirement fails.
 func (s *Server) routes() {
 	e := s.echo
-	e.GET("/healthz", s.healthz)
-	e.GET("/readyz", s.readyz)
+	top := s.group(e, fhirErrors)
+	top.add(http.MethodGet, "/healthz", public(), s.healthz)
+	top.add(http.MethodGet, "/readyz", public(), s.readyz)
 
-	f := e.Group("/fhir", s.audit, s.authenticate)
-	f.GET("/metadata", s.metadata)
-	f.GET("/.well-known/smart-configuration", s.smartConfiguration)
-	f.GET("/OperationDefinition/:id", s.operationDefinition)
-	f.GET("/SubscriptionTopic/:id", s.subscriptionTopic)
-	f.POST("/Claim/$submit", s.submit, s.heavyWork)
-	s.subscriptionRoutes(f)
-	f.POST("/Claim/$inquire", s.inquire, s.heavyWork)
+	f := s.group(e.Group("/fhir", s.audit, s.authenticate), fhirErrors)
+	f.add(http.MethodGet, "/metadata", public(), s.metadata)
+	f.add(http.MethodGet, "/.well-known/smart-configuration", public(), s.smartConfiguration)
+	f.add(http.MethodGet, "/OperationDefinition/:id", public(), s.operationDefinition)
+	f.add(http.MethodGet, "/SubscriptionTopic/:id", public(), s.subscriptionTopic)
+	f.add(http.MethodPost, "/Claim/$submit", perm("Claim", auth.Create), s.submit, s.heavyWork)
+	f.add(http.MethodPost, "/Claim/$inquire", anyOf(perm("ClaimResponse", auth.Read), perm("Claim", auth.Read)), s.inquire, s.heavyWork)
 
-	s.reviewRoutes(e.Group("/review", s.audit, s.authenticate))
-	s.authRoutes(e)
-	s.adminRoutes(e.Group("/admin", s.audit, s.authenticate))
-	s.hookRoutes(e)
+	// R4 backport Subscriptions.
+	f.add(http.MethodPost, "/Subscription", perm("Subscription", auth.Create), s.createSubscription)
+	f.add(http.MethodGet, "/Subscription", perm("Subscription", auth.Search), s.searchSubscriptions)
+	f.add(http.MethodGet, "/Subscription/$status", perm("Subscription", auth.Read), s.subscriptionStatus)
+	f.add(http.MethodPost, "/Subscription/$status", perm("Subscription", auth.Read), s.subscriptionStatus)
+	f.add(http.MethodGet, "/Subscription/:id", perm("Subscription", auth.Read), s.readSubscription)
+	f.add(http.MethodPut, "/Subscription/:id", perm("Subscription", auth.Update), s.updateSubscription)
+	f.add(http.MethodDelete, "/Subscription/:id", perm("Subscription", auth.Delete), s.deleteSubscription)
+	f.add(http.MethodGet, "/Subscription/:id/$status", perm("Subscription", auth.Read), s.subscriptionStatus)
+	f.add(http.MethodPost, "/Subscription/:id/$status", perm("Subscription", auth.Read), s.subscriptionStatus)
+
+	// The review API that reviewers (and the desk) use to work pended
+	// requests.
+	rv := s.group(e.Group("/review", s.audit, s.authenticate), fhirErrors)
+	rv.add(http.MethodGet, "/tasks", scope(auth.ScopeReview), s.reviewQueue)
+	rv.add(http.MethodGet, "/tasks/:id", scope(auth.ScopeReview), s.reviewTask)
+	rv.add(http.MethodPost, "/tasks/:id/decision", scope(auth.ScopeReview), s.reviewDecision)
+
+	// SMART configuration, the token endpoint (OAuth 2.0 errors) and
+	// Priora's public JWK Set.
+	top.add(http.MethodGet, "/.well-known/smart-configuration", public(), s.smartConfiguration)
+	s.group(e, oauthErrors).add(http.MethodPost, auth.TokenPath, ownAuth("client assertion (private_key_jwt)"), s.token, s.audit)
+	top.add(http.MethodGet, auth.JWKSPath, public(), s.jwks)
+
+	ad := s.group(e.Group("/admin", s.audit, s.authenticate), fhirErrors)
+	ad.add(http.MethodGet, "/audit", scope(auth.ScopeAdmin), s.auditTrail)
+
+	// CDS Hooks (CRD) speak CDS Hooks, not FHIR REST: errors are a status
+	// with {"error": "..."}. Calls and feedback carry the EHR's own JWT
+	// (cdsAuth, after cdsCORS so that it guards calls and feedback alike);
+	// discovery and CORS preflights are public.
+	if s.cfg.Hooks != nil {
+		g := s.group(e.Group("/cds-services", s.cdsCORS, s.audit, s.cdsAuth), cdsErrors)
+		g.add(http.MethodGet, "", public(), s.cdsDiscovery)
+		g.add(http.MethodPost, "/:id", ownAuth("CDS Hooks JWT"), s.cdsCall)
+		g.add(http.MethodPost, "/:id/feedback", ownAuth("CDS Hooks JWT"), s.cdsFeedback)
+		for _, p := range []string{"", "/:id", "/:id/feedback"} {
+			g.add(http.MethodOptions, p, public(), s.cdsPreflight)
+		}
+	}
+	// The reviewer desk has its own sign-in, sessions and error pages.
 	if s.cfg.Desk != nil {
 		desk := echo.WrapHandler(s.cfg.Desk)
-		e.Any("/desk", desk)
-		e.Any("/desk/*", desk)
+		s.group(e, fhirErrors).any("/desk", ownAuth("desk session"), desk)
+		s.group(e, fhirErrors).any("/desk/*", ownAuth("desk session"), desk)
+	}
+	for _, r := range e.Routes() {
+		if r.Method == echo.RouteNotFound {
+			s.notFound[r.Path] = true
+		}
 	}
 }
 

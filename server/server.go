@@ -7,7 +7,6 @@ package server
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"mime"
@@ -74,6 +73,11 @@ type Server struct {
 	// tokenLimiter limits POST /auth/token apart from every other route.
 	tokenLimiter *limiter
 	heavy        *gate
+	// table is every registered route's requirement and error family, by
+	// "METHOD /path" (routes.go); notFound holds the paths of the
+	// not-found catch-alls echo adds to groups with middleware.
+	table    map[string]routeInfo
+	notFound map[string]bool
 }
 
 // New builds the server and registers every route.
@@ -91,8 +95,9 @@ func New(cfg Config) *Server {
 		cfg.AuditRetention = 6 * 365 * 24 * time.Hour
 	}
 	cfg.Limits = cfg.Limits.WithDefaults()
-	s := &Server{cfg: cfg, echo: e, log: cfg.Log, limiter: newLimiter(cfg.RateLimit, cfg.RateBurst), heavy: newGate(cfg.Limits.Submits),
-		tokenLimiter: newLimiter(cfg.RateLimit, cfg.RateBurst)}
+	s := &Server{cfg: cfg, echo: e, log: cfg.Log, limiter: newLimiter(cfg.RateLimit, cfg.RateBurst),
+		tokenLimiter: newLimiter(cfg.RateLimit, cfg.RateBurst), heavy: newGate(cfg.Limits.Submits),
+		table: map[string]routeInfo{}, notFound: map[string]bool{}}
 	e.HTTPErrorHandler = s.renderError
 	e.Use(s.clientAddr, s.closeUnread, s.requestID, s.accessLog, s.recover, s.securityHeaders, s.transportSecurity)
 	s.routes()
@@ -101,10 +106,6 @@ func New(cfg Config) *Server {
 
 // ServeHTTP makes Server an http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.echo.ServeHTTP(w, r) }
-
-// handler is the shape of every route: it returns an error, and renderError
-// turns it into a response.
-type handler func(c echo.Context) error
 
 const fhirJSON = "application/fhir+json; charset=utf-8"
 
@@ -159,52 +160,7 @@ func acceptsJSON(r *http.Request) error {
 			return nil
 		}
 	}
-	return &fhir.Error{Kind: fhir.Unsupported, Message: fmt.Sprintf("cannot answer in %q; Priora answers application/fhir+json", accept)}
-}
-
-// renderError is the one place errors become HTTP responses.
-func (s *Server) renderError(err error, c echo.Context) {
-	if c.Response().Committed {
-		return
-	}
-	var he *echo.HTTPError
-	if errors.As(err, &he) {
-		err = echoError(he)
-	}
-	kind := fhir.KindOf(err)
-	status := kind.Status()
-	if kind == fhir.Unsupported && strings.Contains(err.Error(), "cannot answer") {
-		status = http.StatusNotAcceptable
-	}
-	if kind == fhir.Internal {
-		s.log.ErrorContext(c.Request().Context(), "request failed", "request_id", requestID(c), "err", err)
-	}
-	if kind == fhir.Unauthorized && c.Response().Header().Get("WWW-Authenticate") == "" {
-		c.Response().Header().Set("WWW-Authenticate", `Bearer realm="priora"`)
-	}
-	_ = writeFHIR(c, status, fhir.OperationOutcome(fhir.IssuesOf(err)))
-}
-
-func echoError(he *echo.HTTPError) error {
-	msg := fmt.Sprint(he.Message)
-	switch he.Code {
-	case http.StatusNotFound:
-		return fhir.Errorf(fhir.NotFound, "no such endpoint")
-	case http.StatusMethodNotAllowed:
-		return &fhir.Error{Kind: fhir.Invalid, Message: "method not allowed on this endpoint"}
-	case http.StatusRequestEntityTooLarge:
-		return fhir.Errorf(fhir.TooLarge, "the request body is too large")
-	case http.StatusUnauthorized:
-		return fhir.Errorf(fhir.Unauthorized, "%s", msg)
-	case http.StatusForbidden:
-		return fhir.Errorf(fhir.Forbidden, "%s", msg)
-	case http.StatusTooManyRequests:
-		return fhir.Errorf(fhir.TooMany, "too many requests")
-	}
-	if he.Code >= 400 && he.Code < 500 {
-		return fhir.Errorf(fhir.Invalid, "%s", msg)
-	}
-	return fmt.Errorf("echo: %w", he)
+	return fhir.Errorf(fhir.NotAcceptable, "cannot answer in %q; Priora answers application/fhir+json", accept)
 }
 
 // Shutdown is for tests that run the handler on their own listener.

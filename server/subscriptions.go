@@ -11,19 +11,6 @@ import (
 	"github.com/priora/priora/subscriptions"
 )
 
-// subscriptionRoutes registers the R4 backport Subscription endpoints.
-func (s *Server) subscriptionRoutes(g *echo.Group) {
-	g.POST("/Subscription", s.createSubscription)
-	g.GET("/Subscription", s.searchSubscriptions)
-	g.GET("/Subscription/$status", s.subscriptionStatus)
-	g.POST("/Subscription/$status", s.subscriptionStatus)
-	g.GET("/Subscription/:id", s.readSubscription)
-	g.PUT("/Subscription/:id", s.updateSubscription)
-	g.DELETE("/Subscription/:id", s.deleteSubscription)
-	g.GET("/Subscription/:id/$status", s.subscriptionStatus)
-	g.POST("/Subscription/:id/$status", s.subscriptionStatus)
-}
-
 // owner is the caller as the subscriptions package knows it.
 func owner(c echo.Context) subscriptions.Owner {
 	who := caller(c)
