@@ -242,3 +242,30 @@ func dialRaw(t *testing.T, e *testenv.Env, from string) net.Conn {
 func isReset(err error) bool {
 	return err != nil && (strings.Contains(err.Error(), "connection reset") || strings.Contains(err.Error(), "broken pipe"))
 }
+
+// TestJWTTimeOverflow is #13's finding 12 for JWTs: an iat or nbf too
+// large for the JWT library's conversion wrapped around to a date long
+// past, so a token "issued" or "not valid before" the year 1e300 passed.
+// Client assertions and CDS Hooks JWTs with such times are refused.
+func TestJWTTimeOverflow(t *testing.T) {
+	s := startSecure(t)
+	hookURL := s.URL + "/cds-services/order-sign-crd"
+	hookBody := testenv.Fixture(t, "crd/ig/CRDServiceRequest.json")
+	for _, claim := range []string{"iat", "nbf", "exp"} {
+		for _, v := range []float64{1e300, 9.3e18, -1e300} {
+			t.Run(fmt.Sprintf("%s=%g", claim, v), func(t *testing.T) {
+				c := s.AssertionClaims(clientA)
+				c[claim] = v
+				r := s.TokenRequest(s.keyA.Sign(t, nil, c), scopesAll)
+				if r.Status != http.StatusUnauthorized || !strings.Contains(string(r.Body), claim) {
+					t.Errorf("client assertion: %d %s, want 401 naming %s", r.Status, r.Body, claim)
+				}
+				jwt := s.hookJWT(t, s.inferno, hookURL, func(_, c map[string]any) { c[claim] = v })
+				r = s.Post("/cds-services/order-sign-crd", hookBody, "Content-Type", "application/json", "Authorization", "Bearer "+jwt)
+				if r.Status != http.StatusUnauthorized || !strings.Contains(string(r.Body), claim) {
+					t.Errorf("CDS Hooks JWT: %d %s, want 401 naming %s", r.Status, r.Body, claim)
+				}
+			})
+		}
+	}
+}
