@@ -254,7 +254,7 @@ func TestDeskInBrowser(t *testing.T) {
 
 	// The EHR got the final PAS response through its subscription.
 	var got map[int]string
-	waitFor(t, 20*time.Second, "the notification with the final response", func() bool {
+	testenv.WaitFor(t, 20*time.Second, "the notification with the final response", func() bool {
 		rs := rcv.eventResponses(t)
 		if len(rs) == 0 {
 			return false

@@ -187,7 +187,7 @@ func (d *Desk) renderError(w http.ResponseWriter, r *http.Request, err error) {
 	kind := fhir.KindOf(err)
 	msg := "Something went wrong on our side. Try again; if it keeps happening, tell the Priora administrators."
 	if kind == fhir.Internal {
-		d.log.ErrorContext(r.Context(), "desk request failed", "request_id", requestID(w), "route", r.Pattern, "err", err)
+		d.log.ErrorContext(r.Context(), "desk request failed", "route", r.Pattern, "err", err)
 	} else {
 		var fe *fhir.Error
 		if errors.As(err, &fe) {
@@ -222,8 +222,6 @@ func httpTitle(status int) string {
 
 // requestID is the id the server's middleware gave the request (it sets
 // the response header before the desk runs).
-func requestID(w http.ResponseWriter) string { return w.Header().Get("X-Request-Id") }
-
 // render executes a page template. Rendering goes to a buffer first so
 // that a template error becomes a clean 500, not half a page.
 func (d *Desk) render(w http.ResponseWriter, r *http.Request, status int, page string, data any) {
@@ -235,7 +233,7 @@ func (d *Desk) render(w http.ResponseWriter, r *http.Request, status int, page s
 	}
 	var b strings.Builder
 	if err := t.ExecuteTemplate(&b, "layout", data); err != nil {
-		d.log.ErrorContext(r.Context(), "desk: render failed", "page", page, "request_id", requestID(w), "err", err)
+		d.log.ErrorContext(r.Context(), "desk: render failed", "page", page, "err", err)
 		http.Error(w, "internal error", http.StatusInternalServerError)
 		return
 	}

@@ -140,27 +140,11 @@ func pendedRequest(t *testing.T, bundleID string) []byte {
 // submit posts a pended request and returns Priora's request id.
 func submit(t *testing.T, e *testenv.Env, bundleID string) string {
 	t.Helper()
-	r := e.Post(submitPath, pendedRequest(t, bundleID))
+	r := e.With(t).Post(submitPath, pendedRequest(t, bundleID))
 	if r.Status != http.StatusOK {
 		t.Fatalf("$submit: %d %.3000s", r.Status, errorsOf(r.Body))
 	}
-	var b struct {
-		Entry []struct {
-			Resource struct {
-				Identifier []struct{ System, Value string } `json:"identifier"`
-			} `json:"resource"`
-		} `json:"entry"`
-	}
-	if err := json.Unmarshal(r.Body, &b); err != nil || len(b.Entry) == 0 {
-		t.Fatalf("not a PAS response: %v", err)
-	}
-	for _, id := range b.Entry[0].Resource.Identifier {
-		if id.System == "urn:priora:authorization" {
-			return id.Value
-		}
-	}
-	t.Fatal("no urn:priora:authorization identifier in the response")
-	return ""
+	return testenv.AuthorizationID(t, r.Body)
 }
 
 // browser is an HTTP client with cookies that does not follow redirects
@@ -311,27 +295,16 @@ func subscribe(t *testing.T, e *testenv.Env, endpoint string) {
 	}
 	m["channel"].(map[string]any)["endpoint"] = endpoint
 	body, _ := json.Marshal(m)
+	e = e.With(t)
 	r := e.Post("/fhir/Subscription", body)
 	if r.Status != http.StatusCreated {
 		t.Fatalf("create subscription: %d %s", r.Status, r.Body)
 	}
 	id, _ := r.JSON(t)["id"].(string)
-	waitFor(t, 15*time.Second, "the subscription to become active", func() bool {
+	testenv.WaitFor(t, 15*time.Second, "the subscription to become active", func() bool {
 		s := e.Get("/fhir/Subscription/" + id)
 		return s.Status == http.StatusOK && s.JSON(t)["status"] == "active"
 	})
-}
-
-// waitFor polls until cond holds or d passes.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
 }
 
 // reviewActions reads each ClaimResponse item's X12 review action code

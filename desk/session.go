@@ -131,7 +131,7 @@ func (d *Desk) audit(r *http.Request, w http.ResponseWriter, s *session, status 
 		Client: "reviewer:" + s.Reviewer.Username, Source: remoteAddr(r), RequestID: requestID(w), Detail: detail,
 	}
 	if aerr := d.cfg.Store.AddAudit(context.WithoutCancel(r.Context()), rec); aerr != nil {
-		d.log.Error("desk: audit record not written", "err", aerr)
+		d.log.ErrorContext(r.Context(), "desk: audit record not written", "err", aerr)
 	}
 }
 
@@ -295,7 +295,7 @@ func (d *Desk) login(w http.ResponseWriter, r *http.Request) error {
 	}
 	c, err := r.Cookie(d.loginCookie)
 	if !d.sameOrigin(r) || err != nil || !equal(r.PostFormValue("csrf"), c.Value) {
-		d.log.InfoContext(r.Context(), "desk sign-in form refused", "request_id", requestID(w),
+		d.log.InfoContext(r.Context(), "desk sign-in form refused",
 			"cross_origin", !d.sameOrigin(r), "login_cookie", err == nil)
 		d.auditSignIn(w, r, "", http.StatusForbidden, "sign-in form refused: cross-site or CSRF token mismatch")
 		return fhir.Errorf(fhir.Forbidden, "This sign-in form has expired or was sent from another site. Reload the page and try again.")
@@ -306,7 +306,7 @@ func (d *Desk) login(w http.ResponseWriter, r *http.Request) error {
 	now := d.cfg.Now()
 	addr := remoteAddr(r)
 	if refused, limit := d.throttle.refused(addr, username, now); refused {
-		d.log.WarnContext(r.Context(), "desk sign-in refused: too many failures", "request_id", requestID(w), "limit", limit)
+		d.log.WarnContext(r.Context(), "desk sign-in refused: too many failures", "limit", limit)
 		d.auditSignIn(w, r, username, http.StatusTooManyRequests, "sign-in refused: too many failures ("+limit+")")
 		data.Error = "Too many failed sign-ins. Wait a few minutes, then try again."
 		d.render(w, r, http.StatusTooManyRequests, "login", data)
@@ -326,7 +326,7 @@ func (d *Desk) login(w http.ResponseWriter, r *http.Request) error {
 	if rev == nil || rev.Disabled || !match {
 		d.throttle.fail(addr, username, now)
 		d.auditSignIn(w, r, username, http.StatusUnauthorized, "sign-in failed")
-		attrs := []any{"request_id", requestID(w), "account_exists", rev != nil}
+		attrs := []any{"account_exists", rev != nil}
 		if rev != nil {
 			attrs = append(attrs, "username", rev.Username)
 		}
@@ -343,7 +343,7 @@ func (d *Desk) login(w http.ResponseWriter, r *http.Request) error {
 		d.log.WarnContext(r.Context(), "recording a desk sign-in failed", "err", err)
 	}
 	d.clearCookie(w, d.loginCookie)
-	d.log.InfoContext(r.Context(), "desk sign-in", "request_id", requestID(w), "username", rev.Username)
+	d.log.InfoContext(r.Context(), "desk sign-in", "username", rev.Username)
 	http.Redirect(w, r, "/desk/", http.StatusSeeOther)
 	return nil
 }
@@ -353,7 +353,7 @@ func (d *Desk) logout(w http.ResponseWriter, r *http.Request, s *session) error 
 		return err
 	}
 	d.clearCookie(w, d.cookie)
-	d.log.InfoContext(r.Context(), "desk sign-out", "request_id", requestID(w), "username", s.Reviewer.Username)
+	d.log.InfoContext(r.Context(), "desk sign-out", "username", s.Reviewer.Username)
 	http.Redirect(w, r, "/desk/login?signed-out=1", http.StatusSeeOther)
 	return nil
 }
@@ -506,3 +506,7 @@ func (b *backoff) fail(key string, now time.Time) {
 	f.lockedUntil = now.Add(f.lock)
 	f.n = b.max - 1 // the next failure locks again, for longer
 }
+
+// requestID is the request's id, which the server's middleware has put in
+// the response's X-Request-Id, for audit records.
+func requestID(w http.ResponseWriter) string { return w.Header().Get("X-Request-Id") }

@@ -191,7 +191,7 @@ func (d *Desk) decide(w http.ResponseWriter, r *http.Request, s *session) error 
 	if err != nil {
 		return err
 	}
-	d.log.InfoContext(r.Context(), "desk decision", "request_id", requestID(w), "authorization", ans.Authorization,
+	d.log.InfoContext(r.Context(), "desk decision", "authorization", ans.Authorization,
 		"username", s.Reviewer.Username, "items", len(decision.Items), "outcome", ans.Outcome)
 	http.Redirect(w, r, "/desk/?decided="+url.QueryEscape(id), http.StatusSeeOther)
 	return nil

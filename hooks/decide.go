@@ -716,7 +716,7 @@ type decision struct {
 }
 
 // respond builds the response and the assertions to store.
-func (c *call) respond(who Caller) (*Response, []store.CoverageAssertion) {
+func (c *call) respond(ctx context.Context, who Caller) (*Response, []store.CoverageAssertion) {
 	resp := &Response{alwaysActions: c.version == crdVersion20 && primary(c.hook)}
 	covInfoOn := c.st.on(typeCoverageInfo)
 	var decisions []*decision
@@ -743,7 +743,7 @@ func (c *call) respond(who Caller) (*Response, []store.CoverageAssertion) {
 			continue
 		}
 		if err := d.ci.check(); err != nil {
-			c.s.log.Error("cds hook: coverage information breaks an invariant", "hook_instance", c.req.HookInstance, "err", err)
+			c.s.log.ErrorContext(ctx, "cds hook: coverage information breaks an invariant", "hook_instance", c.req.HookInstance, "err", err)
 			continue
 		}
 		extJSON, err := json.Marshal(d.ci.extension())

@@ -62,7 +62,7 @@ type Config struct {
 	// Validate, when set, checks the FHIR resources of a call (context and
 	// prefetch) against the CRD profiles and returns the violations of
 	// CRD-specific rules; any makes the call unprocessable (422, hook-13).
-	Validate func(body []byte) []string
+	Validate func(ctx context.Context, body []byte) []string
 	Now      func() time.Time
 	Log      *slog.Logger
 }
@@ -161,7 +161,7 @@ func (s *Service) Call(ctx context.Context, serviceID string, who Caller, body [
 	}
 	rec.Hook, rec.HookInstance, rec.Version = hook, c.req.HookInstance, c.version
 	if s.cfg.Validate != nil {
-		if found := s.cfg.Validate(body); len(found) > 0 {
+		if found := s.cfg.Validate(ctx, body); len(found) > 0 {
 			return nil, errorf(fhir.Unprocessable, "the request's FHIR resources break CRD profile rules: %s", strings.Join(firstN(found, 5), "; "))
 		}
 	}
@@ -176,7 +176,7 @@ func (s *Service) Call(ctx context.Context, serviceID string, who Caller, body [
 	}
 
 	t2 := time.Now()
-	resp, assertions := c.respond(who)
+	resp, assertions := c.respond(ctx, who)
 	rec.DecideMicros = time.Since(t2).Microseconds()
 	rec.Orders, rec.Cards, rec.SystemActions = len(c.targets), len(resp.Cards), len(resp.SystemActions)
 	if c.technical != "" {
@@ -232,7 +232,7 @@ func (s *Service) finish(ctx context.Context, rec *store.HookCall, start time.Ti
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	if err := s.cfg.Store.SaveHookCall(sctx, rec); err != nil {
-		s.log.Error("cds hook call not recorded", "hook_instance", rec.HookInstance, "err", err)
+		s.log.ErrorContext(sctx, "cds hook call not recorded", "hook_instance", rec.HookInstance, "err", err)
 	}
 }
 

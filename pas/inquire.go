@@ -38,7 +38,7 @@ func (s *Service) Inquire(ctx context.Context, who Caller, body []byte) (*Answer
 		return nil, err
 	}
 	if s.cfg.Validate != nil {
-		if err := profileErrors(s.cfg.Validate(raw, ProfileInquiryRequestBundle)); err != nil {
+		if err := profileErrors(s.cfg.Validate(ctx, raw, ProfileInquiryRequestBundle)); err != nil {
 			return nil, err
 		}
 	}

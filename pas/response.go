@@ -178,13 +178,12 @@ func buildResponse(in responseInput) ([]byte, string, error) {
 					ci.Extension = append(ci.Extension, fhir.Extension{URL: extItemRequestedSvcDate, ValuePeriod: p})
 				}
 				// The provider's previous authorization number (REF-BB) comes back
-				// as previousAuthorizationNumber; the diagnoses the item points
-				// at as communicatedDiagnosis.
+				// as previousAuthorizationNumber. The diagnoses the item points at
+				// are not repeated: PAS slices communicatedDiagnosis on
+				// ClaimResponse.item, but the extension's context does not allow
+				// it there, and the slice is optional.
 				if e, ok := fhir.FindExtension(src.Extension, extAuthorizationNumber); ok {
 					ci.Extension = append(ci.Extension, e)
-				}
-				for _, dx := range itemDiagnoses(in.claim, src.DiagnosisSequence) {
-					ci.Extension = append(ci.Extension, fhir.Extension{URL: extCommunicatedDiagnosis, ValueCodeableConcept: dx})
 				}
 			}
 		}
@@ -234,15 +233,12 @@ func buildResponse(in responseInput) ([]byte, string, error) {
 			infoRequests = append(infoRequests, e)
 		}
 	}
-	if provider != nil {
-		// On the ClaimResponse itself (PAS profile slice authorizedProvider)
-		// without providerType, whose context stops at ClaimResponse.item.
-		cr.Extension = append(cr.Extension, fhir.Extension{URL: extItemAuthorizedProv, Extension: []fhir.Extension{
-			{URL: "provider", ValueReference: &fhir.Reference{Reference: provider.FullURL}}}})
-	}
-	if code := commonReviewAction(a.Items); code != "" {
-		cr.Adjudication = []adjudication{reviewAdjudication(code, a.ID, nil)}
-	}
+	// The authorized provider is named on each item only, and the review
+	// action per item only: PAS slices itemAuthorizedProvider on the
+	// ClaimResponse root and reviewAction on its adjudication, but the
+	// extensions' contexts (itemAuthorizedProvider: ClaimResponse.item;
+	// reviewActionCode: item and addItem adjudication) do not allow them
+	// there, and both slices are optional.
 	if firstApproved != "" {
 		cr.PreAuthRef = a.ID
 		cr.PreAuthPeriod = &fhir.Period{Start: firstApproved, End: lastEnd}
@@ -367,17 +363,19 @@ func modifiedItem(it store.Item, d store.Decision, days int, provider *store.Ech
 		Adjudication:            []adjudication{reviewAdjudication("A1", d.ReviewNumber, nil)},
 	}
 	// What the provider sent about the item carries over to what is
-	// authorized: its trace number, the order it requests, the request and
-	// certification types.
-	for _, url := range []string{extItemTraceNumber, extServiceItemRequestType, extCertificationType,
-		extAuthorizationNumber, extEPSDTIndicator, extNursingHomeResidential, extNursingHomeLevelOfCare,
-		extProductOrServiceCodeEnd, extRevenueUnitRateLimit} {
+	// authorized: its trace number and the order it requests. The request
+	// and certification types, productOrServiceCodeEnd and
+	// revenueUnitRateLimit do not: PAS slices them on addItem, but their
+	// contexts do not allow ClaimResponse.addItem, and the slices are
+	// optional.
+	for _, url := range []string{extItemTraceNumber, extAuthorizationNumber, extEPSDTIndicator,
+		extNursingHomeResidential, extNursingHomeLevelOfCare} {
 		if e, ok := fhir.FindExtension(src.Extension, url); ok {
 			ai.Extension = append(ai.Extension, e)
 		}
 	}
-	if src.Revenue != nil {
-		ai.Extension = append(ai.Extension, fhir.Extension{URL: extRevenueCode, ValueCodeableConcept: src.Revenue})
+	if rev := nubcRevenue(src.Revenue); rev != nil {
+		ai.Extension = append(ai.Extension, fhir.Extension{URL: extRevenueCode, ValueCodeableConcept: rev})
 	}
 	ai.Modifier, ai.UnitPrice = src.Modifier, src.UnitPrice
 	if rs, ok := fhir.FindExtension(src.Extension, extRequestedService); ok && rs.ValueReference != nil {
@@ -439,22 +437,25 @@ func authorizedDetail(it store.Item, d store.Decision) fhir.Extension {
 	return ext
 }
 
-// commonReviewAction is the header-level review action when every live
-// item has the same one (A1, A3, A4 or A6), else "".
-func commonReviewAction(items []store.Item) string {
-	code := ""
-	for _, it := range items {
-		if it.Decision.Action == "cancel" {
-			continue
-		}
-		switch {
-		case code == "":
-			code = it.Decision.ReviewAction
-		case code != it.Decision.ReviewAction:
-			return ""
+// nubcRevenue is the part of a requested revenue code that
+// extension-revenueCode may carry: its required value set
+// (AHANUBCRevenueCodes) draws on the NUBC revenue code system only, so
+// codings of other systems are left out, and nil is returned when none
+// remains.
+func nubcRevenue(cc *fhir.CodeableConcept) *fhir.CodeableConcept {
+	if cc == nil {
+		return nil
+	}
+	var keep []fhir.Coding
+	for _, c := range cc.Coding {
+		if c.System == sysNUBCRevenue {
+			keep = append(keep, c)
 		}
 	}
-	return code
+	if len(keep) == 0 {
+		return nil
+	}
+	return &fhir.CodeableConcept{Coding: keep, Text: cc.Text}
 }
 
 func numberOf(f float64) json.Number {
@@ -528,16 +529,18 @@ func authorizedProviderExtension(p *store.EchoEntry) fhir.Extension {
 // echoSet tracks which request resources a response refers to, so each is
 // included exactly once (spec-31) under its request fullUrl (spec-33).
 type echoSet struct {
-	all   []store.EchoEntry
-	byURL map[string]int
-	order []int
-	in    map[int]bool
+	all    []store.EchoEntry
+	bundle *fhir.Bundle // the same entries, to resolve references between them
+	byURL  map[string]int
+	order  []int
+	in     map[int]bool
 }
 
 func newEchoSet(all []store.EchoEntry) *echoSet {
-	s := &echoSet{all: all, byURL: map[string]int{}, in: map[int]bool{}}
+	s := &echoSet{all: all, bundle: &fhir.Bundle{}, byURL: map[string]int{}, in: map[int]bool{}}
 	for i, e := range all {
 		s.byURL[e.FullURL] = i
+		s.bundle.Entry = append(s.bundle.Entry, fhir.Entry{FullURL: e.FullURL, Type: e.Type})
 	}
 	return s
 }
@@ -591,7 +594,18 @@ func (s *echoSet) authorizedProvider() *store.EchoEntry {
 	return nil
 }
 
+// used returns the echoed entries the response refers to, and, so that no
+// reference in them dangles, the echoed entries they refer to in turn.
 func (s *echoSet) used() []store.EchoEntry {
+	for k := 0; k < len(s.order); k++ {
+		e := s.all[s.order[k]]
+		refs, _ := fhir.References(json.RawMessage(e.Resource)) // stored at intake, valid JSON
+		for _, ref := range refs {
+			if i := s.bundle.Resolve(ref.Value, e.FullURL); i >= 0 {
+				s.use(i)
+			}
+		}
+	}
 	out := make([]store.EchoEntry, 0, len(s.order))
 	for _, i := range s.order {
 		out = append(out, s.all[i])
@@ -637,17 +651,6 @@ func communicationRequest(a *store.Authorization, it store.Item, loinc string, e
 		r.Recipient = []fhir.Reference{{Reference: p.FullURL}}
 	}
 	return bundleEntry{FullURL: "urn:uuid:" + uuid.NewString(), Resource: r}
-}
-
-// itemDiagnoses are the coded diagnoses an item points at.
-func itemDiagnoses(c *fhir.Claim, sequences []int) []*fhir.CodeableConcept {
-	var out []*fhir.CodeableConcept
-	for _, d := range c.Diagnosis {
-		if d.DiagnosisCodeableConcept != nil && containsInt(sequences, d.Sequence) {
-			out = append(out, d.DiagnosisCodeableConcept)
-		}
-	}
-	return out
 }
 
 // stayExtensions carry the admission and discharge dates the provider gave

@@ -6,6 +6,7 @@
 package pas
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"log/slog"
@@ -24,7 +25,7 @@ type Config struct {
 	Parser *fhir.Parser
 	// Validate, when set, checks a request Bundle against the PAS profiles
 	// and returns the findings; errors among them reject the request.
-	Validate func(raw []byte, profile string) []fhir.Issue
+	Validate func(ctx context.Context, raw []byte, profile string) []fhir.Issue
 	Now      func() time.Time
 	Log      *slog.Logger
 }

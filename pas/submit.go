@@ -21,7 +21,7 @@ func (s *Service) Submit(ctx context.Context, who Caller, body []byte) (*Answer,
 	if err != nil {
 		return nil, err
 	}
-	validated := s.validateAsync(raw, ProfileRequestBundle)
+	validated := s.validateAsync(ctx, raw, ProfileRequestBundle)
 	if err := s.cfg.Parser.Check(raw); err != nil {
 		return nil, err
 	}
@@ -49,7 +49,7 @@ func (s *Service) Submit(ctx context.Context, who Caller, body []byte) (*Answer,
 // then waits for the longer of them, not their sum (the CPU is the same).
 // Its outcome is read only after those have passed, so a bad request gets
 // the same answer as when they ran one after the other.
-func (s *Service) validateAsync(raw []byte, profile string) <-chan error {
+func (s *Service) validateAsync(ctx context.Context, raw []byte, profile string) <-chan error {
 	out := make(chan error, 1)
 	if s.cfg.Validate == nil {
 		out <- nil
@@ -61,7 +61,7 @@ func (s *Service) validateAsync(raw []byte, profile string) <-chan error {
 				out <- fmt.Errorf("pas: profile validation panicked: %v", r)
 			}
 		}()
-		out <- profileErrors(s.cfg.Validate(raw, profile))
+		out <- profileErrors(s.cfg.Validate(ctx, raw, profile))
 	}()
 	return out
 }
@@ -539,6 +539,15 @@ func (r *request) echoEntries() []store.EchoEntry {
 	for _, it := range r.claim.Item {
 		if rs, ok := fhir.FindExtension(it.Extension, extRequestedService); ok && rs.ValueReference != nil {
 			add(r.bundle.Resolve(rs.ValueReference.Reference, r.claimFullURL()), "service")
+		}
+	}
+	// What those resources refer to in turn (a ServiceRequest's requester,
+	// a PractitionerRole's Practitioner), so that no echoed reference
+	// dangles in a response.
+	for k := 0; k < len(out); k++ {
+		refs, _ := fhir.References(json.RawMessage(out[k].Resource)) // decoded at intake
+		for _, ref := range refs {
+			add(r.bundle.Resolve(ref.Value, out[k].FullURL), "referenced")
 		}
 	}
 	return out

@@ -83,6 +83,12 @@ var tolerances = []struct {
 		"the Inferno PAS test kit's preset request Bundles (approval, denial, pended, must-support, claim updates) carry a DocumentReference whose attachment has a url and no data; PAS 2.2.1 requires data. us-core-6 (url or data) still applies"},
 	{"http://hl7.org/fhir/us/davinci-pas/StructureDefinition/profile-documentreference", "DocumentReference.content.attachment.url",
 		"the same kit DocumentReference sends attachment.url, which PAS 2.2.1 prohibits (0..0)"},
+	{"http://hl7.org/fhir/us/davinci-pas/StructureDefinition/profile-claim", "Claim.item.revenue",
+		"the kit's preset request Bundles code item.revenue in https://www.nubc.org/revenue-code; the required value set AHANUBCRevenueCodes draws on https://www.nubc.org/CodeSystem/RevenueCodes only"},
+	{"http://hl7.org/fhir/us/davinci-pas/StructureDefinition/profile-claim-update", "Claim.item.revenue",
+		"the kit's claim-update Bundles carry the same item.revenue coding as its request Bundles"},
+	{"http://hl7.org/fhir/us/davinci-pas/StructureDefinition/profile-claim-inquiry", "Claim.item.revenue",
+		"the kit's inquiry Bundles carry the same item.revenue coding as its request Bundles"},
 }
 
 // tolerated returns the documented reason when the rule of profile src

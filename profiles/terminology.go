@@ -290,6 +290,12 @@ func (r *Registry) contains(idx *vsIndex, system, code string, from int) members
 	if m != memberNo || system == "" || (len(idx.external) == 0 && !idx.partial) {
 		return m
 	}
+	if !idx.partial && !idx.systems[system] {
+		// The value set was expanded whole and draws on other systems
+		// only: whether those can be checked or not, a code from this
+		// one is not in it.
+		return memberNo
+	}
 	if cs := r.codeSystem(system, from); cs != nil && cs.content == "complete" {
 		return memberNo
 	}
@@ -329,4 +335,32 @@ func (idx *vsIndex) contains(system, code string) membership {
 		return memberYes
 	}
 	return memberNo
+}
+
+// x12Mismatch explains why a code from system cannot be in the X12 value
+// set vs, or returns "". X12 value sets are not published, but their URLs
+// end in the data element they draw on
+// (https://valueset.x12.org/x217/005010/request/2000E/UM/1/06/00/1338 is
+// element 1338); a code from another element's X12 code system
+// (https://codesystem.x12.org/005010/N or .../external/N) is not in it.
+func x12Mismatch(vs, system string) string {
+	const vsPrefix, csPrefix = "https://valueset.x12.org/", "https://codesystem.x12.org/"
+	if !strings.HasPrefix(vs, vsPrefix) || !strings.HasPrefix(system, csPrefix) {
+		return ""
+	}
+	want := vs[strings.LastIndexByte(vs, '/')+1:]
+	got := system[strings.LastIndexByte(system, '/')+1:]
+	if want == "" || got == "" || want == got || !allDigits(want) || !allDigits(got) {
+		return ""
+	}
+	return "the value set holds codes of X12 data element " + want + ", the code system is element " + got
+}
+
+func allDigits(s string) bool {
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return s != ""
 }

@@ -1061,6 +1061,12 @@ func (x *run) binding(e *elem, d *edef, code, src string) {
 	}
 	vs := x.r.valueSet(d.bindVS, d.sd.pkg)
 	if !vs.found {
+		if wrong := x12Mismatch(d.bindVS, cs[0].sys); wrong != "" && len(cs) == 1 {
+			// A warning: the value set itself cannot be read, and the
+			// public PAS test kit sends such codes.
+			x.add(SeverityWarning, "code-invalid", cs[0].at, src, "The code system %s is not the one of the value set %s: %s", cs[0].sys, d.bindVS, wrong)
+			return
+		}
 		if isExternalSystem(d.bindVS) {
 			x.add(SeverityInformation, "informational", e, src, "Code not validated: the value set %s is licensed or external and not available", d.bindVS)
 		} else {

@@ -293,7 +293,7 @@ func (s *Server) writeAudit(c echo.Context, start time.Time) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 5*time.Second)
 	defer cancel()
 	if err := s.cfg.Store.AddAudit(ctx, rec); err != nil {
-		s.log.ErrorContext(ctx, "audit record not written", "request_id", requestID(c), "err", err)
+		s.log.ErrorContext(ctx, "audit record not written", "err", err)
 	}
 }
 

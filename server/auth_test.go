@@ -195,7 +195,7 @@ func TestSMARTConfiguration(t *testing.T) {
 	s := startSecure(t)
 	for _, p := range []string{"/.well-known/smart-configuration", "/fhir/.well-known/smart-configuration"} {
 		t.Run(p, func(t *testing.T) {
-			r := s.Get(p, "Accept", "application/fhir+xml")
+			r := s.With(t).Get(p, "Accept", "application/fhir+xml")
 			if r.Status != 200 || !strings.HasPrefix(r.Header.Get("Content-Type"), "application/json") {
 				t.Fatalf("%d %s %s", r.Status, r.Header.Get("Content-Type"), r.Body)
 			}
@@ -235,7 +235,7 @@ func TestSMARTConfiguration(t *testing.T) {
 func TestTokenAndAccess(t *testing.T) {
 	s := startSecure(t)
 	t.Run("ES384 client", func(t *testing.T) {
-		r := s.TokenRequest(s.keyA.Sign(t, nil, s.AssertionClaims(clientA)), "system/Claim.cruds system/ClaimResponse.read system/Patient.r")
+		r := s.With(t).TokenRequest(s.keyA.Sign(t, nil, s.AssertionClaims(clientA)), "system/Claim.cruds system/ClaimResponse.read system/Patient.r")
 		if r.Status != 200 || r.Header.Get("Cache-Control") != "no-store" {
 			t.Fatalf("%d %v %s", r.Status, r.Header, r.Body)
 		}
@@ -245,28 +245,28 @@ func TestTokenAndAccess(t *testing.T) {
 			auth.TokenResponse{TokenType: tr.TokenType, ExpiresIn: tr.ExpiresIn, Scope: tr.Scope}); diff != "" {
 			t.Errorf("token response (-want +got):\n%s", diff)
 		}
-		if r := s.Post(submitPath, testenv.Fixture(t, "pas/kit/approval_pa_submit_request_payload.json"), testenv.Bearer(tr.AccessToken)...); r.Status != 200 {
+		if r := s.With(t).Post(submitPath, testenv.Fixture(t, "pas/kit/approval_pa_submit_request_payload.json"), testenv.Bearer(tr.AccessToken)...); r.Status != 200 {
 			t.Errorf("submit with the token: %d %s", r.Status, r.Body)
 		}
 	})
 	t.Run("RS384 client", func(t *testing.T) {
-		tok := s.Token(s.keyB, clientB, scopesAll)
-		if r := s.Get("/review/tasks", testenv.Bearer(tok)...); r.Status != 200 {
+		tok := s.With(t).Token(s.keyB, clientB, scopesAll)
+		if r := s.With(t).Get("/review/tasks", testenv.Bearer(tok)...); r.Status != 200 {
 			t.Errorf("review with the token: %d %s", r.Status, r.Body)
 		}
-		if r := s.Get("/fhir/Subscription", testenv.Bearer(tok)...); r.Status != 200 {
+		if r := s.With(t).Get("/fhir/Subscription", testenv.Bearer(tok)...); r.Status != 200 {
 			t.Errorf("subscription search with the token: %d %s", r.Status, r.Body)
 		}
 	})
 	t.Run("registered JWK Set URL and allow-listed jku", func(t *testing.T) {
 		c := s.AssertionClaims("client-url")
 		tok := s.keyA.Sign(t, map[string]any{"jku": s.web.URL + "/a/jwks.json"}, c)
-		if r := s.TokenRequest(tok, "system/Claim.c"); r.Status != 200 {
+		if r := s.With(t).TokenRequest(tok, "system/Claim.c"); r.Status != 200 {
 			t.Errorf("%d %s", r.Status, r.Body)
 		}
 	})
 	t.Run("v1 scopes", func(t *testing.T) {
-		r := s.TokenRequest(s.keyB.Sign(t, nil, s.AssertionClaims(clientB)), "system/Subscription.* system/Claim.write")
+		r := s.With(t).TokenRequest(s.keyB.Sign(t, nil, s.AssertionClaims(clientB)), "system/Subscription.* system/Claim.write")
 		var tr auth.TokenResponse
 		json.Unmarshal(r.Body, &tr)
 		if r.Status != 200 || tr.Scope != "system/Subscription.* system/Claim.c" {
@@ -455,7 +455,7 @@ func TestAttacks(t *testing.T) {
 
 	t.Run("tenant B's lists hold nothing of A's", func(t *testing.T) {
 		for _, p := range []string{"/review/tasks?status=all", "/fhir/Subscription", "/fhir/Subscription/$status"} {
-			r := s.Get(p, testenv.Bearer(tokB)...)
+			r := s.With(t).Get(p, testenv.Bearer(tokB)...)
 			if r.Status != 200 {
 				t.Errorf("%s: %d %s", p, r.Status, r.Body)
 			}
@@ -467,15 +467,15 @@ func TestAttacks(t *testing.T) {
 		}
 	})
 	t.Run("A's data is unchanged and still A's", func(t *testing.T) {
-		if r := s.Get(subA, testenv.Bearer(tokA)...); r.Status != 200 || bytes.Contains(r.Body, []byte("/evil")) {
+		if r := s.With(t).Get(subA, testenv.Bearer(tokA)...); r.Status != 200 || bytes.Contains(r.Body, []byte("/evil")) {
 			t.Errorf("A's subscription: %d %s", r.Status, r.Body)
 		}
-		if r := s.Get(taskA, testenv.Bearer(tokA)...); r.Status != 200 || !bytes.Contains(r.Body, []byte(`"pended"`)) {
+		if r := s.With(t).Get(taskA, testenv.Bearer(tokA)...); r.Status != 200 || !bytes.Contains(r.Body, []byte(`"pended"`)) {
 			t.Errorf("A's task: %d %s", r.Status, r.Body)
 		}
 	})
 	t.Run("tenant B submitting A's very Bundle gets its own request, not A's", func(t *testing.T) {
-		r := s.Post(submitPath, pendedRequest(t), testenv.Bearer(tokB)...)
+		r := s.With(t).Post(submitPath, pendedRequest(t), testenv.Bearer(tokB)...)
 		if r.Status != 200 {
 			t.Fatalf("%d %s", r.Status, r.Body)
 		}
@@ -485,7 +485,7 @@ func TestAttacks(t *testing.T) {
 		}
 	})
 	t.Run("$inquire from another system with member id and NPI is allowed and audited (PAS spec-52/53)", func(t *testing.T) {
-		r := s.Post(inquirePath, inquiry, testenv.Bearer(tokB)...)
+		r := s.With(t).Post(inquirePath, inquiry, testenv.Bearer(tokB)...)
 		if r.Status != 200 {
 			t.Fatalf("%d %s", r.Status, r.Body)
 		}
@@ -504,7 +504,7 @@ func TestCDSHooksJWT(t *testing.T) {
 	for _, key := range []*testenv.Key{s.inferno, s.infernoRS} {
 		t.Run(key.Alg, func(t *testing.T) {
 			jwt := s.hookJWT(t, key, s.URL+"/cds-services/order-sign-crd", nil)
-			r := s.Post("/cds-services/order-sign-crd", body, "Content-Type", "application/json", "Authorization", "Bearer "+jwt)
+			r := s.With(t).Post("/cds-services/order-sign-crd", body, "Content-Type", "application/json", "Authorization", "Bearer "+jwt)
 			if r.Status != 200 {
 				t.Fatalf("%d %s", r.Status, r.Body)
 			}

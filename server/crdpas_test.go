@@ -72,7 +72,7 @@ func TestGoldCardAssertionApprovesWithoutReview(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.assertion, func(t *testing.T) {
-			r := e.Post(submitPath, withAssertion(t, tt.assertion))
+			r := e.With(t).Post(submitPath, withAssertion(t, tt.assertion))
 			if r.Status != 200 {
 				t.Fatalf("status %d: %s", r.Status, r.Body)
 			}

@@ -34,7 +34,7 @@ func TestCRDValidationModes(t *testing.T) {
 	} {
 		t.Run("mode "+tt.mode, func(t *testing.T) {
 			e := testenv.Start(t, testenv.WithConfig(func(c *app.Config) { c.CRDValidation = tt.mode }))
-			r := e.Post("/cds-services/order-sign-crd", body, "Content-Type", "application/json")
+			r := e.With(t).Post("/cds-services/order-sign-crd", body, "Content-Type", "application/json")
 			if r.Status != tt.status {
 				t.Fatalf("status %d, want %d: %.300s", r.Status, tt.status, r.Body)
 			}

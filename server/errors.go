@@ -29,7 +29,7 @@ func (s *Server) renderError(err error, c echo.Context) {
 	}
 	e := fhir.AsError(err)
 	if e.Kind == fhir.Internal {
-		s.log.ErrorContext(c.Request().Context(), "request failed", "request_id", requestID(c), "err", err)
+		s.log.ErrorContext(c.Request().Context(), "request failed", "err", err)
 	}
 	ri, _ := s.route(c)
 	h := c.Response().Header()

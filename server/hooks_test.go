@@ -111,7 +111,7 @@ func TestCRDFixtures(t *testing.T) {
 			}
 			body, _ := json.Marshal(req)
 			hook := req["hook"].(string)
-			r := e.Post("/cds-services/"+hook+"-crd", body, "Content-Type", "application/json")
+			r := e.With(t).Post("/cds-services/"+hook+"-crd", body, "Content-Type", "application/json")
 			if r.Status != 200 {
 				t.Fatalf("status %d: %s", r.Status, r.Body)
 			}
@@ -186,7 +186,7 @@ func TestCRDErrors(t *testing.T) {
 				body, _ = json.Marshal(m)
 				tt.status = 412
 			}
-			r := e.Post(tt.path, body, "Content-Type", tt.ct)
+			r := e.With(t).Post(tt.path, body, "Content-Type", tt.ct)
 			if r.Status != tt.status {
 				t.Errorf("status %d, want %d: %s", r.Status, tt.status, r.Body)
 			}

@@ -157,7 +157,7 @@ func TestInquireRejects(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := e.Post(inquirePath, tt.body)
+			r := e.With(t).Post(inquirePath, tt.body)
 			if r.Status != http.StatusBadRequest {
 				t.Fatalf("status %d, want 400: %s", r.Status, r.Body)
 			}

@@ -10,18 +10,19 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+
+	"github.com/priora/priora/internal/reqlog"
 )
 
 const (
-	ctxRequestID = "priora.request_id"
-	ctxCaller    = "priora.caller"
-	ctxLogAttrs  = "priora.log_attrs"
+	ctxCaller   = "priora.caller"
+	ctxLogAttrs = "priora.log_attrs"
 )
 
 var clientRequestID = regexp.MustCompile(`^[A-Za-z0-9._\-]{1,64}$`)
 
 // requestID takes a well-formed X-Request-Id from the client or makes one,
-// and echoes it in the response.
+// puts it on the request's context and echoes it in the response.
 func (s *Server) requestID(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		id := c.Request().Header.Get(echo.HeaderXRequestID)
@@ -30,16 +31,15 @@ func (s *Server) requestID(next echo.HandlerFunc) echo.HandlerFunc {
 			_, _ = rand.Read(b[:])
 			id = hex.EncodeToString(b[:])
 		}
-		c.Set(ctxRequestID, id)
+		c.SetRequest(c.Request().WithContext(reqlog.With(c.Request().Context(), id)))
 		c.Response().Header().Set(echo.HeaderXRequestID, id)
 		return next(c)
 	}
 }
 
-func requestID(c echo.Context) string {
-	id, _ := c.Get(ctxRequestID).(string)
-	return id
-}
+// requestID is the request's id; it rides on the request's context, so
+// every line logged with that context carries it (reqlog).
+func requestID(c echo.Context) string { return reqlog.ID(c.Request().Context()) }
 
 // logAttrs adds attributes to the request's access-log line. Callers pass
 // identifiers of Priora's own making only, never patient data.
@@ -58,7 +58,6 @@ func (s *Server) accessLog(next echo.HandlerFunc) echo.HandlerFunc {
 			c.Error(err)
 		}
 		attrs := []any{
-			"request_id", requestID(c),
 			"method", c.Request().Method,
 			"route", c.Path(),
 			"status", c.Response().Status,
@@ -83,7 +82,7 @@ func (s *Server) recover(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) (err error) {
 		defer func() {
 			if r := recover(); r != nil {
-				s.log.Error("panic", "request_id", requestID(c), "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+				s.log.ErrorContext(c.Request().Context(), "panic", "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
 				err = fmt.Errorf("panic: %v", r)
 			}
 		}()

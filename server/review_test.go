@@ -149,9 +149,9 @@ func TestReviewRejects(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			var r *testenv.Response
 			if tt.body == "" {
-				r = e.Get(tt.path)
+				r = e.With(t).Get(tt.path)
 			} else {
-				r = e.Post(tt.path, []byte(tt.body), "Content-Type", "application/json")
+				r = e.With(t).Post(tt.path, []byte(tt.body), "Content-Type", "application/json")
 			}
 			if r.Status != tt.status {
 				t.Fatalf("status %d, want %d: %s", r.Status, tt.status, r.Body)

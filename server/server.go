@@ -19,6 +19,7 @@ import (
 	"github.com/priora/priora/auth"
 	"github.com/priora/priora/fhir"
 	"github.com/priora/priora/hooks"
+	"github.com/priora/priora/internal/reqlog"
 	"github.com/priora/priora/pas"
 	"github.com/priora/priora/store"
 	"github.com/priora/priora/subscriptions"
@@ -85,6 +86,7 @@ func New(cfg Config) *Server {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
+	cfg.Log = reqlog.Logger(cfg.Log)
 	if cfg.MaxBody <= 0 {
 		cfg.MaxBody = 10 << 20
 	}

@@ -50,7 +50,7 @@ func TestSubmitExamples(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(filepath.Base(tt.fixture), func(t *testing.T) {
 			req := testenv.Fixture(t, tt.fixture)
-			r := e.Post(submitPath, req)
+			r := e.With(t).Post(submitPath, req)
 			if r.Status != http.StatusOK {
 				t.Fatalf("status %d: %s", r.Status, r.Body)
 			}
@@ -181,7 +181,7 @@ func TestSubmitRejects(t *testing.T) {
 				hdr = []string{"Content-Type", tt.contentType}
 			}
 			before := countAuthorizations(t, e)
-			r := e.Post(submitPath, tt.body, hdr...)
+			r := e.With(t).Post(submitPath, tt.body, hdr...)
 			if r.Status != tt.status {
 				t.Fatalf("status %d, want %d: %s", r.Status, tt.status, r.Body)
 			}

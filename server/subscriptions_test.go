@@ -143,7 +143,7 @@ func TestSubscriptionLifecycle(t *testing.T) {
 			{"?status=off,error", []string{}},
 			{"?status=requested,active&url=" + url.QueryEscape(endpoint), []string{created.ID}},
 		} {
-			if diff := cmp.Diff(tt.want, searchIDs(t, e.Get("/fhir/Subscription"+tt.query))); diff != "" {
+			if diff := cmp.Diff(tt.want, searchIDs(t, e.With(t).Get("/fhir/Subscription"+tt.query))); diff != "" {
 				t.Errorf("search %q (-want +got):\n%s", tt.query, diff)
 			}
 		}
@@ -165,7 +165,7 @@ func TestSubscriptionLifecycle(t *testing.T) {
 			if tt.body != "" {
 				b = []byte(tt.body)
 			}
-			r := e.Do(tt.method, tt.path, b)
+			r := e.With(t).Do(tt.method, tt.path, b)
 			// SubscriptionStatus Parameters have generated ids; count them.
 			ids := searchIDs(t, r)
 			if len(ids) != len(tt.want) {
@@ -183,7 +183,7 @@ func TestSubscriptionLifecycle(t *testing.T) {
 			m["id"] = created.ID
 			m["_criteria"].(map[string]any)["extension"].([]any)[0].(map[string]any)["valueString"] = "org-identifier=1234567893"
 		})
-		r := e.Do(http.MethodPut, path, b)
+		r := e.With(t).Do(http.MethodPut, path, b)
 		if r.Status != http.StatusOK {
 			t.Fatalf("PUT: %d %s", r.Status, r.Body)
 		}
@@ -195,25 +195,25 @@ func TestSubscriptionLifecycle(t *testing.T) {
 		}
 		// Status off stops it.
 		b = subscriptionBody(t, "kit_subscription_resource.json", endpoint, func(m map[string]any) { m["status"] = "off" })
-		r = e.Do(http.MethodPut, path, b)
+		r = e.With(t).Do(http.MethodPut, path, b)
 		if got := decodeSubscription(t, r); r.Status != http.StatusOK || got.Status != "off" {
 			t.Errorf("PUT status off: %d %s", r.Status, r.Body)
 		}
-		if diff := cmp.Diff([]string{created.ID}, searchIDs(t, e.Get("/fhir/Subscription?status=off"))); diff != "" {
+		if diff := cmp.Diff([]string{created.ID}, searchIDs(t, e.With(t).Get("/fhir/Subscription?status=off"))); diff != "" {
 			t.Errorf("search status=off (-want +got):\n%s", diff)
 		}
 	})
 
 	t.Run("delete", func(t *testing.T) {
-		if r := e.Do(http.MethodDelete, path, nil); r.Status != http.StatusNoContent {
+		if r := e.With(t).Do(http.MethodDelete, path, nil); r.Status != http.StatusNoContent {
 			t.Fatalf("DELETE: %d %s", r.Status, r.Body)
 		}
 		for _, m := range []string{http.MethodGet, http.MethodDelete} {
-			if r := e.Do(m, path, nil); r.Status != http.StatusNotFound || !strings.Contains(string(r.Body), "OperationOutcome") {
+			if r := e.With(t).Do(m, path, nil); r.Status != http.StatusNotFound || !strings.Contains(string(r.Body), "OperationOutcome") {
 				t.Errorf("%s after delete: %d %s", m, r.Status, r.Body)
 			}
 		}
-		if diff := cmp.Diff([]string{}, searchIDs(t, e.Get("/fhir/Subscription"))); diff != "" {
+		if diff := cmp.Diff([]string{}, searchIDs(t, e.With(t).Get("/fhir/Subscription"))); diff != "" {
 			t.Errorf("search after delete (-want +got):\n%s", diff)
 		}
 	})
@@ -261,7 +261,7 @@ func TestSubscriptionErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := e.Do(tt.method, tt.path, tt.body, tt.header...)
+			r := e.With(t).Do(tt.method, tt.path, tt.body, tt.header...)
 			if r.Status != tt.wantStatus {
 				t.Errorf("status = %d, want %d: %s", r.Status, tt.wantStatus, r.Body)
 			}

@@ -28,7 +28,7 @@ func TestClaimUpdateSequence(t *testing.T) {
 	for _, step := range steps {
 		t.Run(step.fixture, func(t *testing.T) {
 			req := testenv.Fixture(t, step.fixture)
-			r := e.Post(submitPath, req)
+			r := e.With(t).Post(submitPath, req)
 			if r.Status != http.StatusOK {
 				t.Fatalf("status %d: %s", r.Status, r.Body)
 			}

@@ -34,7 +34,7 @@ func TestSubmitProfileValidation(t *testing.T) {
 	bad := profileInvalidRequest(t)
 	t.Run("enforce", func(t *testing.T) {
 		e := testenv.Start(t)
-		r := e.Post(submitPath, bad)
+		r := e.With(t).Post(submitPath, bad)
 		if r.Status != http.StatusBadRequest {
 			t.Fatalf("status %d, want 400: %s", r.Status, r.Body)
 		}
@@ -72,7 +72,7 @@ func TestSubmitProfileValidation(t *testing.T) {
 	})
 	t.Run("log", func(t *testing.T) {
 		e := testenv.Start(t, testenv.WithoutResponseChecks(), testenv.WithConfig(func(c *app.Config) { c.Validation = app.ValidationLog }))
-		r := e.Post(submitPath, bad)
+		r := e.With(t).Post(submitPath, bad)
 		if r.Status != http.StatusOK {
 			t.Fatalf("status %d, want 200 (log only): %s", r.Status, r.Body)
 		}
@@ -99,7 +99,7 @@ func TestSubmitProfileValidation(t *testing.T) {
 	})
 	t.Run("off", func(t *testing.T) {
 		e := testenv.Start(t, testenv.WithoutResponseChecks(), testenv.WithConfig(func(c *app.Config) { c.Validation = app.ValidationOff }))
-		if r := e.Post(submitPath, bad); r.Status != http.StatusOK {
+		if r := e.With(t).Post(submitPath, bad); r.Status != http.StatusOK {
 			t.Fatalf("status %d, want 200 (validation off): %s", r.Status, r.Body)
 		}
 		if strings.Contains(e.Logs.String(), "profile validation") {

@@ -36,7 +36,7 @@ func subscribe(t *testing.T, e *testenv.Env, endpoint, filter string, edit ...fu
 		f(ch)
 	}
 	body, _ := json.Marshal(m)
-	r := e.Post("/fhir/Subscription", body)
+	r := e.With(t).Post("/fhir/Subscription", body)
 	if r.Status != http.StatusCreated {
 		t.Fatalf("create subscription: %d %s", r.Status, r.Body)
 	}
@@ -45,46 +45,6 @@ func subscribe(t *testing.T, e *testenv.Env, endpoint, filter string, edit ...fu
 		t.Errorf("created subscription status = %v, want requested", got["status"])
 	}
 	return got["id"].(string)
-}
-
-// submitApproval submits the kit's approval request under a fresh Bundle
-// identifier (so that it starts a new authorization) and returns the
-// authorization's id.
-func submitApproval(t *testing.T, e *testenv.Env, bundleID string) string {
-	t.Helper()
-	var m map[string]any
-	if err := json.Unmarshal(testenv.Fixture(t, "pas/kit/approval_pa_submit_request_payload.json"), &m); err != nil {
-		t.Fatal(err)
-	}
-	m["identifier"].(map[string]any)["value"] = bundleID
-	body, _ := json.Marshal(m)
-	r := e.Post("/fhir/Claim/$submit", body)
-	if r.Status != http.StatusOK {
-		t.Fatalf("$submit: %d %s", r.Status, r.Body)
-	}
-	return authorizationID(t, r.Body)
-}
-
-// authorizationID reads Priora's authorization id from a PAS response.
-func authorizationID(t *testing.T, response []byte) string {
-	t.Helper()
-	var b struct {
-		Entry []struct {
-			Resource struct {
-				Identifier []struct{ System, Value string } `json:"identifier"`
-			} `json:"resource"`
-		} `json:"entry"`
-	}
-	if err := json.Unmarshal(response, &b); err != nil || len(b.Entry) == 0 {
-		t.Fatalf("not a PAS response: %v", err)
-	}
-	for _, id := range b.Entry[0].Resource.Identifier {
-		if id.System == "urn:priora:authorization" {
-			return id.Value
-		}
-	}
-	t.Fatalf("the ClaimResponse has no urn:priora:authorization identifier")
-	return ""
 }
 
 // addEvent announces the authorization's current response again, as a
@@ -113,7 +73,7 @@ func addEvent(t *testing.T, st *store.Store, authID string) int {
 
 func subscriptionStatus(t *testing.T, e *testenv.Env, id string) (status, errText string) {
 	t.Helper()
-	r := e.Get("/fhir/Subscription/" + id)
+	r := e.With(t).Get("/fhir/Subscription/" + id)
 	if r.Status != http.StatusOK {
 		t.Fatalf("read subscription: %d %s", r.Status, r.Body)
 	}
@@ -125,7 +85,7 @@ func subscriptionStatus(t *testing.T, e *testenv.Env, id string) (status, errTex
 
 func waitStatus(t *testing.T, e *testenv.Env, id, want string) {
 	t.Helper()
-	waitFor(t, 10*time.Second, "subscription status "+want, func() bool {
+	testenv.WaitFor(t, 10*time.Second, "subscription status "+want, func() bool {
 		s, _ := subscriptionStatus(t, e, id)
 		return s == want
 	})
@@ -183,7 +143,7 @@ func TestHandshakeAndEventNotifications(t *testing.T) {
 	id := subscribe(t, e, rcv.URL(), "org-identifier=8189991234")
 
 	// The handshake: shaped like the subscriptions kit's example.
-	waitFor(t, 10*time.Second, "the handshake", func() bool { return len(rcv.ofType(t, "handshake")) > 0 })
+	testenv.WaitFor(t, 10*time.Second, "the handshake", func() bool { return len(rcv.ofType(t, "handshake")) > 0 })
 	hs := rcv.ofType(t, "handshake")[0]
 	if diff := cmp.Diff(shapeOf(t, testenv.Fixture(t, "subscriptions/handshake_bundle_example.json")), shapeOf(t, hs.Body)); diff != "" {
 		t.Errorf("handshake shape (-kit example +got):\n%s", diff)
@@ -199,7 +159,7 @@ func TestHandshakeAndEventNotifications(t *testing.T) {
 	waitStatus(t, e, id, "active")
 
 	// Two events on one authorization.
-	auth := submitApproval(t, e, "sub-events-1")
+	auth := e.With(t).SubmitApproval("sub-events-1")
 	addEvent(t, e.App.Store, auth)
 	addEvent(t, e.App.Store, auth)
 	got := rcv.waitEvents(t, 2)
@@ -278,9 +238,9 @@ func TestHandshakeFailureSetsError(t *testing.T) {
 	}
 	// Events still count while the subscription is in error, and a PUT
 	// that fixes the channel handshakes again and delivers them.
-	auth := submitApproval(t, e, "sub-hs-fail")
+	auth := e.With(t).SubmitApproval("sub-hs-fail")
 	addEvent(t, e.App.Store, auth)
-	waitFor(t, 10*time.Second, "the event to be counted", func() bool {
+	testenv.WaitFor(t, 10*time.Second, "the event to be counted", func() bool {
 		r := e.Get("/fhir/Subscription/" + id + "/$status")
 		return strings.Contains(string(r.Body), `"name":"events-since-subscription-start","valueString":"1"`)
 	})
@@ -304,7 +264,7 @@ func TestHeartbeat(t *testing.T) {
 			"url": "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-heartbeat-period", "valueUnsignedInt": 1,
 		})
 	})
-	waitFor(t, 10*time.Second, "two heartbeats", func() bool { return len(rcv.ofType(t, "heartbeat")) >= 2 })
+	testenv.WaitFor(t, 10*time.Second, "two heartbeats", func() bool { return len(rcv.ofType(t, "heartbeat")) >= 2 })
 	hb := rcv.ofType(t, "heartbeat")
 	want := status{Subscription: e.URL + "/fhir/Subscription/" + id, Topic: subscriptions.Topic, Status: "active", Type: "heartbeat", Events: "0"}
 	if diff := cmp.Diff(want, hb[0].Note.status(t)); diff != "" {
@@ -326,12 +286,12 @@ func TestOutageThenCatchUpInOrder(t *testing.T) {
 	e := start(t)
 	id := subscribe(t, e, rcv.URL(), "org-identifier=INTER-SND-0001") // the ISA06 sender id
 	waitStatus(t, e, id, "active")
-	a1 := submitApproval(t, e, "outage-1")
+	a1 := e.With(t).SubmitApproval("outage-1")
 	addEvent(t, e.App.Store, a1)
 	rcv.waitEvents(t, 1)
 
 	rcv.down.Store(true)
-	a2 := submitApproval(t, e, "outage-2")
+	a2 := e.With(t).SubmitApproval("outage-2")
 	addEvent(t, e.App.Store, a2)
 	addEvent(t, e.App.Store, a1)
 	addEvent(t, e.App.Store, a2)
@@ -371,7 +331,7 @@ func TestFiltersAndTenants(t *testing.T) {
 		t.Fatal(err)
 	}
 	addEvent(t, e.App.Store, ans.Authorization)
-	mine := submitApproval(t, e, "filters-1")
+	mine := e.With(t).SubmitApproval("filters-1")
 	addEvent(t, e.App.Store, mine)
 
 	got := rcv.waitEvents(t, 1)
@@ -382,7 +342,7 @@ func TestFiltersAndTenants(t *testing.T) {
 	if n := len(other.ofType(t, "event-notification")); n != 0 {
 		t.Errorf("non-matching subscription got %d events, want 0", n)
 	}
-	if id := authorizationID(t, got[0].Note.Entry[1].Resource); id != mine {
+	if id := testenv.AuthorizationID(t, got[0].Note.Entry[1].Resource); id != mine {
 		t.Errorf("event is about authorization %s, want %s", id, mine)
 	}
 
@@ -432,7 +392,7 @@ func TestTwoProcessesDeliverEachEventOnce(t *testing.T) {
 	id := subscribe(t, p1, rcv.URL(), "org-identifier=8189991234")
 	waitStatus(t, p2, id, "active")
 
-	a1, a2 := submitApproval(t, p1, "two-proc-1"), submitApproval(t, p2, "two-proc-2")
+	a1, a2 := p1.With(t).SubmitApproval("two-proc-1"), p2.With(t).SubmitApproval("two-proc-2")
 	for range 4 {
 		addEvent(t, p1.App.Store, a1)
 		addEvent(t, p2.App.Store, a2)
@@ -463,7 +423,7 @@ func TestKilledProcessMidDeliveryOtherFinishes(t *testing.T) {
 	rcv.mu.Lock()
 	rcv.hold = make(chan struct{})
 	rcv.mu.Unlock()
-	auth := submitApproval(t, p1, "kill-1")
+	auth := p1.With(t).SubmitApproval("kill-1")
 	addEvent(t, p1.App.Store, auth)
 	<-rcv.held // p1 is delivering event 1 and waits for the answer
 
@@ -495,11 +455,11 @@ func TestCrashedLeaseExpires(t *testing.T) {
 		t.Fatal(err)
 	}
 	until := time.Now().Add(1500 * time.Millisecond)
-	waitFor(t, 5*time.Second, "the lease", func() bool {
+	testenv.WaitFor(t, 5*time.Second, "the lease", func() bool {
 		_, err := ss.Acquire(context.Background(), id, "crashed", time.Now(), until)
 		return err == nil
 	})
-	auth := submitApproval(t, e, "crash-1")
+	auth := e.With(t).SubmitApproval("crash-1")
 	addEvent(t, e.App.Store, auth)
 	time.Sleep(time.Until(until) - 300*time.Millisecond)
 	if n := len(rcv.ofType(t, "event-notification")); n != 0 {
@@ -514,7 +474,7 @@ func TestRestartResumesDelivery(t *testing.T) {
 	id := subscribe(t, e, rcv.URL(), "org-identifier=8189991234")
 	waitStatus(t, e, id, "active")
 	rcv.down.Store(true)
-	auth := submitApproval(t, e, "restart-1")
+	auth := e.With(t).SubmitApproval("restart-1")
 	addEvent(t, e.App.Store, auth)
 	addEvent(t, e.App.Store, auth)
 	waitStatus(t, e, id, "error")
@@ -556,7 +516,7 @@ rules:
 			e := start(t, testenv.WithRules(strings.Replace(rules, "%s", tt.then, 1)))
 			id := subscribe(t, e, rcv.URL(), "org-identifier=8189991234")
 			waitStatus(t, e, id, "active")
-			submitApproval(t, e, "delayed-"+tt.then)
+			e.With(t).SubmitApproval("delayed-" + tt.then)
 			got := rcv.waitEvents(t, 1)
 			if diff := cmp.Diff([]int{1}, eventNumbers(t, got)); diff != "" {
 				t.Errorf("event numbers (-want +got):\n%s", diff)

@@ -191,23 +191,11 @@ func (r *receiver) ofType(t *testing.T, typ string) []*received {
 	return out
 }
 
-// waitFor polls until cond holds or the deadline passes.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // waitEvents waits until the receiver accepted n event notifications.
 func (r *receiver) waitEvents(t *testing.T, n int) []*received {
 	t.Helper()
 	var got []*received
-	waitFor(t, 20*time.Second, fmt.Sprintf("%d event notifications", n), func() bool {
+	testenv.WaitFor(t, 20*time.Second, fmt.Sprintf("%d event notifications", n), func() bool {
 		got = r.ofType(t, "event-notification")
 		return len(got) >= n
 	})

@@ -2,27 +2,17 @@ package suite
 
 import (
 	"bytes"
+	"cmp"
 	"context"
-	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/rsa"
-	"crypto/x509"
 	"encoding/hex"
-	"encoding/json"
-	"encoding/pem"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"strings"
-	"sync"
 	"time"
 
-	"github.com/MicahParks/jwkset"
-	"github.com/golang-jwt/jwt/v5"
+	"github.com/priora/priora/conformance/smart"
 )
 
 // response is an HTTP answer, read whole.
@@ -49,12 +39,17 @@ type client struct {
 	cdsBase  string
 	token    string // static bearer token
 	clientID string
-	key      *SigningKey
-	scope    string
+	key      *smart.Key
+	tokens   *smart.TokenSource // SMART Backend Services, when key and clientID are set
+}
 
-	mu      sync.Mutex
-	smart   string // fetched access token
-	expires time.Time
+func newClient(hc *http.Client, fhirBase, cdsBase string, cfg Config) *client {
+	c := &client{http: hc, fhirBase: fhirBase, cdsBase: cdsBase, token: cfg.Token, clientID: cfg.ClientID, key: cfg.Key}
+	if cfg.Key != nil && cfg.ClientID != "" {
+		c.tokens = &smart.TokenSource{HTTP: hc, FHIRBase: fhirBase, ClientID: cfg.ClientID, Key: cfg.Key,
+			Scope: cmp.Or(cfg.Scope, "system/*.cruds")}
+	}
+	return c
 }
 
 func (c *client) do(ctx context.Context, method, rawURL string, body []byte, header http.Header) (*response, error) {
@@ -109,7 +104,7 @@ func (c *client) hook(ctx context.Context, rawURL string, body []byte) (*respons
 		h.Set("Content-Type", "application/json")
 	}
 	if c.key != nil {
-		jwt, err := c.key.cdsJWT(c.clientID, rawURL)
+		jwt, err := c.key.HookJWT(c.clientID, rawURL)
 		if err != nil {
 			return nil, err
 		}
@@ -123,183 +118,19 @@ func (c *client) hook(ctx context.Context, rawURL string, body []byte) (*respons
 // bearer returns the access token for FHIR calls: the static one, or a
 // SMART Backend Services token fetched (and refreshed) with the key.
 func (c *client) bearer(ctx context.Context) (string, error) {
-	if c.token != "" || c.key == nil || c.clientID == "" {
+	if c.token != "" || c.tokens == nil {
 		return c.token, nil
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.smart != "" && time.Now().Before(c.expires) {
-		return c.smart, nil
-	}
-	tok, ttl, err := c.fetchToken(ctx)
-	if err != nil {
-		return "", err
-	}
-	c.smart, c.expires = tok, time.Now().Add(ttl-10*time.Second)
-	return tok, nil
+	return c.tokens.Token(ctx)
 }
 
-// fetchToken is SMART Backend Services: discover the token endpoint in
-// .well-known/smart-configuration, then client_credentials with a
-// private_key_jwt client assertion.
-func (c *client) fetchToken(ctx context.Context) (string, time.Duration, error) {
-	r, err := c.do(ctx, http.MethodGet, c.fhirBase+"/.well-known/smart-configuration", nil, http.Header{"Accept": {"application/json"}})
-	if err != nil {
-		return "", 0, fmt.Errorf("SMART configuration: %w", err)
-	}
-	var conf struct {
-		TokenEndpoint string `json:"token_endpoint"`
-	}
-	if r.Status != http.StatusOK || json.Unmarshal(r.Body, &conf) != nil || conf.TokenEndpoint == "" {
-		return "", 0, fmt.Errorf("SMART configuration at %s/.well-known/smart-configuration: status %d, no token_endpoint", c.fhirBase, r.Status)
-	}
-	assertion, err := c.key.sign(jwt.MapClaims{
-		"iss": c.clientID, "sub": c.clientID, "aud": conf.TokenEndpoint,
-		"exp": time.Now().Add(4 * time.Minute).Unix(), "iat": time.Now().Unix(), "jti": newID(),
-	})
-	if err != nil {
-		return "", 0, err
-	}
-	form := url.Values{
-		"grant_type":            {"client_credentials"},
-		"scope":                 {c.scope},
-		"client_assertion_type": {"urn:ietf:params:oauth:client-assertion-type:jwt-bearer"},
-		"client_assertion":      {assertion},
-	}
-	r, err = c.do(ctx, http.MethodPost, conf.TokenEndpoint, []byte(form.Encode()),
-		http.Header{"Content-Type": {"application/x-www-form-urlencoded"}, "Accept": {"application/json"}})
-	if err != nil {
-		return "", 0, fmt.Errorf("token request: %w", err)
-	}
-	var tr struct {
-		AccessToken string `json:"access_token"`
-		ExpiresIn   int    `json:"expires_in"`
-	}
-	if r.Status != http.StatusOK || json.Unmarshal(r.Body, &tr) != nil || tr.AccessToken == "" {
-		return "", 0, fmt.Errorf("token request to %s: status %d: %s", conf.TokenEndpoint, r.Status, snippet(r.Body))
-	}
-	ttl := time.Duration(tr.ExpiresIn) * time.Second
-	if ttl < time.Minute {
-		ttl = time.Minute
-	}
-	return tr.AccessToken, ttl, nil
-}
+// SigningKey is the client's private key (see smart.Key).
+type SigningKey = smart.Key
 
-// SigningKey is the client's private key: it signs SMART client
-// assertions and CDS Hooks JWTs.
-type SigningKey struct {
-	KID    string
-	Alg    string // RS384, ES384, ES256, ...
-	Signer crypto.Signer
-}
+// ParseSigningKey reads the client's private key (see smart.ParseKey).
+func ParseSigningKey(data []byte, kid string) (*SigningKey, error) { return smart.ParseKey(data, kid) }
 
-// ParseSigningKey reads a private key from a JWK, a JWK Set (the first
-// private key, or the one with kid when kid is set) or PEM (PKCS#8,
-// PKCS#1 or SEC 1). A PEM key has no kid of its own: pass one.
-func ParseSigningKey(data []byte, kid string) (*SigningKey, error) {
-	trimmed := bytes.TrimSpace(data)
-	if bytes.HasPrefix(trimmed, []byte("-----BEGIN")) {
-		return parsePEMKey(trimmed, kid)
-	}
-	var set jwkset.JWKSMarshal
-	if err := json.Unmarshal(trimmed, &set); err != nil || len(set.Keys) == 0 {
-		var one jwkset.JWKMarshal
-		if err := json.Unmarshal(trimmed, &one); err != nil {
-			return nil, fmt.Errorf("client key: neither PEM nor a JWK (Set): %w", err)
-		}
-		set.Keys = []jwkset.JWKMarshal{one}
-	}
-	for _, m := range set.Keys {
-		if m.D == "" || (kid != "" && m.KID != kid) {
-			continue
-		}
-		j, err := jwkset.NewJWKFromMarshal(m, jwkset.JWKMarshalOptions{Private: true}, jwkset.JWKValidateOptions{})
-		if err != nil {
-			return nil, fmt.Errorf("client key %q: %w", m.KID, err)
-		}
-		signer, ok := j.Key().(crypto.Signer)
-		if !ok {
-			return nil, fmt.Errorf("client key %q: %T cannot sign", m.KID, j.Key())
-		}
-		alg := string(m.ALG)
-		if alg == "" {
-			alg = defaultAlg(signer)
-		}
-		return &SigningKey{KID: m.KID, Alg: alg, Signer: signer}, nil
-	}
-	return nil, errors.New("client key: no private key found (a JWK with \"d\")")
-}
-
-func parsePEMKey(data []byte, kid string) (*SigningKey, error) {
-	block, _ := pem.Decode(data)
-	if block == nil {
-		return nil, errors.New("client key: bad PEM")
-	}
-	var key any
-	var err error
-	switch block.Type {
-	case "RSA PRIVATE KEY":
-		key, err = x509.ParsePKCS1PrivateKey(block.Bytes)
-	case "EC PRIVATE KEY":
-		key, err = x509.ParseECPrivateKey(block.Bytes)
-	default:
-		key, err = x509.ParsePKCS8PrivateKey(block.Bytes)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("client key: %w", err)
-	}
-	signer, ok := key.(crypto.Signer)
-	if !ok {
-		return nil, fmt.Errorf("client key: %T cannot sign", key)
-	}
-	return &SigningKey{KID: kid, Alg: defaultAlg(signer), Signer: signer}, nil
-}
-
-func defaultAlg(s crypto.Signer) string {
-	if k, ok := s.(*ecdsa.PrivateKey); ok {
-		switch k.Curve {
-		case elliptic.P256():
-			return "ES256"
-		case elliptic.P521():
-			return "ES512"
-		}
-		return "ES384"
-	}
-	if _, ok := s.(*rsa.PrivateKey); ok {
-		return "RS384"
-	}
-	return "EdDSA"
-}
-
-func (k *SigningKey) sign(claims jwt.MapClaims) (string, error) {
-	m := jwt.GetSigningMethod(k.Alg)
-	if m == nil {
-		return "", fmt.Errorf("client key: unsupported alg %q", k.Alg)
-	}
-	tok := jwt.NewWithClaims(m, claims)
-	tok.Header["typ"] = "JWT"
-	if k.KID != "" {
-		tok.Header["kid"] = k.KID
-	}
-	s, err := tok.SignedString(k.Signer)
-	if err != nil {
-		return "", fmt.Errorf("sign JWT: %w", err)
-	}
-	return s, nil
-}
-
-// cdsJWT is the JWT of one CDS Hooks call (CH-24/25): iss the client id,
-// aud the exact endpoint URL, a fresh jti, five minutes to live.
-func (k *SigningKey) cdsJWT(iss, aud string) (string, error) {
-	now := time.Now()
-	return k.sign(jwt.MapClaims{"iss": iss, "aud": aud, "exp": now.Add(5 * time.Minute).Unix(), "iat": now.Unix(), "jti": newID()})
-}
-
-func newID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
-}
+func newID() string { return smart.NewJTI() }
 
 // newUUID is a random (version 4) UUID.
 func newUUID() string {

@@ -170,9 +170,8 @@ func newSession(cfg Config) (*session, error) {
 		return nil, err
 	}
 	return &session{
-		cfg: cfg,
-		c: &client{http: hc, fhirBase: fhirBase, cdsBase: cdsBase, token: cfg.Token,
-			clientID: cfg.ClientID, key: cfg.Key, scope: cmp.Or(cfg.Scope, "system/*.cruds")},
+		cfg:    cfg,
+		c:      newClient(hc, fhirBase, cdsBase, cfg),
 		reg:    reg,
 		v:      reg.NewValidator(profiles.Options{}),
 		v22:    reg.NewValidator(profiles.Options{CRDVersion: "2.2.0"}),

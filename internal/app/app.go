@@ -18,6 +18,7 @@ import (
 	"github.com/priora/priora/desk"
 	"github.com/priora/priora/fhir"
 	"github.com/priora/priora/hooks"
+	"github.com/priora/priora/internal/reqlog"
 	"github.com/priora/priora/pas"
 	"github.com/priora/priora/profiles"
 	"github.com/priora/priora/server"
@@ -101,6 +102,8 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	// Every line logged with a request's context carries its request id.
+	log = reqlog.Logger(log)
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}

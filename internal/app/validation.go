@@ -54,12 +54,12 @@ func modeName(mode string) string {
 
 // pasValidate is pas.Config.Validate for the configured mode: nil when
 // validation is off.
-func (a *App) pasValidate() func(raw []byte, profile string) []fhir.Issue {
+func (a *App) pasValidate() func(ctx context.Context, raw []byte, profile string) []fhir.Issue {
 	if a.Config.Validation == ValidationOff {
 		return nil
 	}
-	return func(raw []byte, profile string) []fhir.Issue {
-		return a.Check(profile, func() profiles.Result {
+	return func(ctx context.Context, raw []byte, profile string) []fhir.Issue {
+		return a.Check(ctx, profile, func() profiles.Result {
 			if profile == pas.ProfileInquiryRequestBundle {
 				return a.Validator.ValidatePASInquiry(raw)
 			}
@@ -73,18 +73,19 @@ func (a *App) pasValidate() func(raw []byte, profile string) []fhir.Issue {
 // rejects the request when any is an error). Under log it logs the
 // counts and the FHIRPath locations of the errors (never diagnostics,
 // which may quote patient data) and returns nil. Under off it does not
-// run validate. what names the check in the log (a profile URL, or e.g.
+// run validate. ctx is the request's: the log line carries its request
+// id. what names the check in the log (a profile URL, or e.g.
 // "crd-hook"). CRD hooks and Subscriptions use it the way PAS does:
 //
-//	issues := a.Check("crd-hook", func() profiles.Result {
+//	issues := a.Check(ctx, "crd-hook", func() profiles.Result {
 //		return a.Validator.ValidateCRDHookRequest(body)
 //	})
-func (a *App) Check(what string, validate func() profiles.Result) []fhir.Issue {
-	return a.check(a.Config.Validation, what, validate)
+func (a *App) Check(ctx context.Context, what string, validate func() profiles.Result) []fhir.Issue {
+	return a.check(ctx, a.Config.Validation, what, validate)
 }
 
 // check is Check under an explicit mode.
-func (a *App) check(mode, what string, validate func() profiles.Result) []fhir.Issue {
+func (a *App) check(ctx context.Context, mode, what string, validate func() profiles.Result) []fhir.Issue {
 	if mode == ValidationOff {
 		return nil
 	}
@@ -112,7 +113,7 @@ func (a *App) check(mode, what string, validate func() profiles.Result) []fhir.I
 		level = slog.LevelWarn
 		attrs = append(attrs, "error_expressions", where)
 	}
-	a.Log.Log(context.Background(), level, "profile validation (log only, request accepted)", attrs...)
+	a.Log.Log(ctx, level, "profile validation (log only, request accepted)", attrs...)
 	return nil
 }
 
@@ -141,13 +142,13 @@ const crdCanonical = "http://hl7.org/fhir/us/davinci-crd/"
 // time are drafts that CRD must still answer for (resp-42: missing data is
 // not an error), and because the IG's own example calls and the released
 // conformance kit's bodies break the profiles.
-func (a *App) crdValidate() func(body []byte) []string {
+func (a *App) crdValidate() func(ctx context.Context, body []byte) []string {
 	mode := a.Config.CRDValidation
 	if mode == "" || mode == ValidationOff {
 		return nil
 	}
-	return func(body []byte) []string {
-		found := a.check(mode, "crd-hook", func() profiles.Result {
+	return func(ctx context.Context, body []byte) []string {
+		found := a.check(ctx, mode, "crd-hook", func() profiles.Result {
 			r := a.Validator.ValidateCRDHookRequest(body)
 			keep := r.Issues[:0]
 			for _, is := range r.Issues {

@@ -2,8 +2,6 @@ package testenv
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -16,6 +14,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/priora/priora/auth"
+	"github.com/priora/priora/conformance/smart"
 	"github.com/priora/priora/store"
 )
 
@@ -23,12 +22,11 @@ import (
 // InsecureDev (every caller is the "default" tenant).
 func WithAuth() Option { return func(o *options) { o.auth = true } }
 
-// Key is a client's signing key for tests.
+// Key is a client's signing key for tests: the key of package smart (the
+// signer the conformance suite and the load tool use) and the public JWK
+// Set to register for it.
 type Key struct {
-	KID    string
-	Alg    string
-	Signer any // *rsa.PrivateKey or *ecdsa.PrivateKey
-	// JWKS is the public JWK Set to register for the key.
+	smart.Key
 	JWKS []byte
 }
 
@@ -36,12 +34,17 @@ type Key struct {
 // is "") from a JWK Set under testdata/, such as "auth/ES384.private.json".
 func LoadKey(t testing.TB, name, kid string) *Key {
 	t.Helper()
+	data := Fixture(t, name)
+	k, err := smart.ParseKey(data, kid)
+	if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
 	var set jwkset.JWKSMarshal
-	if err := json.Unmarshal(Fixture(t, name), &set); err != nil {
+	if err := json.Unmarshal(data, &set); err != nil {
 		t.Fatalf("%s: %v", name, err)
 	}
 	for _, m := range set.Keys {
-		if m.D == "" || (kid != "" && m.KID != kid) {
+		if m.D == "" || m.KID != k.KID {
 			continue
 		}
 		j, err := jwkset.NewJWKFromMarshal(m, jwkset.JWKMarshalOptions{Private: true}, jwkset.JWKValidateOptions{})
@@ -52,11 +55,10 @@ func LoadKey(t testing.TB, name, kid string) *Key {
 		if err != nil {
 			t.Fatal(err)
 		}
-		alg := string(m.ALG)
-		if alg == "" {
-			alg = map[jwkset.KTY]string{jwkset.KtyRSA: "RS384", jwkset.KtyEC: "ES384"}[m.KTY]
+		if m.ALG == "" {
+			k.Alg = map[jwkset.KTY]string{jwkset.KtyRSA: "RS384", jwkset.KtyEC: "ES384"}[m.KTY]
 		}
-		return &Key{KID: m.KID, Alg: alg, Signer: j.Key(), JWKS: pub}
+		return &Key{Key: *k, JWKS: pub}
 	}
 	t.Fatalf("%s: no private key %q", name, kid)
 	return nil
@@ -67,25 +69,7 @@ func LoadKey(t testing.TB, name, kid string) *Key {
 // removes the field.
 func (k *Key) Sign(t testing.TB, header map[string]any, claims map[string]any) string {
 	t.Helper()
-	alg := k.Alg
-	if a, ok := header["alg"].(string); ok {
-		alg = a
-	}
-	m := jwt.GetSigningMethod(alg)
-	if m == nil {
-		t.Fatalf("unknown alg %q", alg)
-	}
-	tok := jwt.NewWithClaims(m, jwt.MapClaims(claims))
-	tok.Header["kid"] = k.KID
-	tok.Header["typ"] = "JWT"
-	for h, v := range header {
-		if v == nil {
-			delete(tok.Header, h)
-		} else {
-			tok.Header[h] = v
-		}
-	}
-	s, err := tok.SignedString(k.Signer)
+	s, err := k.Key.Sign(header, jwt.MapClaims(claims))
 	if err != nil {
 		t.Fatalf("sign: %v", err)
 	}
@@ -93,11 +77,7 @@ func (k *Key) Sign(t testing.TB, header map[string]any, claims map[string]any) s
 }
 
 // NewJTI is a fresh JWT ID.
-func NewJTI() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
-}
+func NewJTI() string { return smart.NewJTI() }
 
 // RegisterClient registers a client directly in the store, with key's
 // public JWK Set unless c names a JWK Set or URL.
@@ -119,11 +99,7 @@ func (e *Env) RegisterClient(c store.Client, key *Key) store.Client {
 // AssertionClaims are the claims of a good client assertion for clientID,
 // to edit before signing.
 func (e *Env) AssertionClaims(clientID string) map[string]any {
-	now := time.Now()
-	return map[string]any{
-		"iss": clientID, "sub": clientID, "aud": e.URL + auth.TokenPath,
-		"exp": now.Add(4 * time.Minute).Unix(), "iat": now.Unix(), "jti": NewJTI(),
-	}
+	return smart.AssertionClaims(clientID, e.URL+auth.TokenPath, time.Now())
 }
 
 // TokenRequest posts a client_credentials request with the assertion.

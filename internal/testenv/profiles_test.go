@@ -2,6 +2,8 @@ package testenv
 
 import (
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -61,5 +63,32 @@ func TestCheckPASResponse(t *testing.T) {
 				t.Errorf("errors %q, want one containing %q", r.errs, tt.want)
 			}
 		})
+	}
+}
+
+// TestWithReportsOnTheSubtest: a request made through e.With(sub) reports
+// the failed profile check of its answer on sub, not on the test that
+// started the server.
+func TestWithReportsOnTheSubtest(t *testing.T) {
+	bad, err := os.ReadFile(filepath.Join(Root(), "profiles", "testdata", "pas-2.2.1", "Bundle-ReferralAuthorizationBundleExample.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/fhir+json")
+		w.Write(bad) // a request Bundle where a response belongs
+	}))
+	defer srv.Close()
+	parent := &recorder{TB: t}
+	e := &Env{T: parent, URL: srv.URL, Client: srv.Client()}
+	sub := &recorder{TB: t}
+	if r := e.With(sub).Post("/fhir/Claim/$submit", []byte(`{}`)); r.Status != http.StatusOK {
+		t.Fatalf("status %d", r.Status)
+	}
+	if len(sub.errs) == 0 || len(parent.errs) != 0 {
+		t.Errorf("errors on the subtest %d, on the parent %d; want them all on the subtest", len(sub.errs), len(parent.errs))
+	}
+	if e.T != parent {
+		t.Error("With changed the original Env")
 	}
 }

@@ -22,7 +22,10 @@ import (
 	"github.com/priora/priora/internal/app"
 )
 
-// Env is one running Priora.
+// Env is one running Priora. Its request helpers (Do, Get, Post, Token,
+// ...) report failures, including the automatic profile check of PAS
+// answers, on T: the test that called Start. Inside a subtest use
+// e.With(t), so that a failure is reported by the subtest that made it.
 type Env struct {
 	T       testing.TB
 	URL     string // http://127.0.0.1:port
@@ -35,6 +38,20 @@ type Env struct {
 	opts   options
 	cancel context.CancelFunc
 	done   chan error
+	// started is the Env of Start when this one was made by With.
+	started *Env
+}
+
+// With returns the same Priora with its helpers bound to t (a subtest):
+// e.With(t).Post(...) fails t, not the test that started Priora. After a
+// Restart, call With again.
+func (e *Env) With(t testing.TB) *Env {
+	c := *e
+	c.T = t
+	if c.started == nil {
+		c.started = e
+	}
+	return &c
 }
 
 type options struct {
@@ -135,6 +152,10 @@ func (e *Env) start() {
 
 // Stop shuts Priora down; it is safe to call twice.
 func (e *Env) Stop() {
+	if e.started != nil {
+		e.started.Stop()
+		return
+	}
 	if e.cancel == nil {
 		return
 	}
@@ -150,6 +171,11 @@ func (e *Env) Stop() {
 
 // Restart stops Priora and starts it again on the same data directory.
 func (e *Env) Restart() {
+	if e.started != nil {
+		e.started.Restart()
+		*e = *e.started.With(e.T)
+		return
+	}
 	e.Stop()
 	e.start()
 }

@@ -1,7 +1,6 @@
-package suite
+package smart
 
 import (
-	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -15,7 +14,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 )
 
-func TestParseSigningKey(t *testing.T) {
+func TestParseKey(t *testing.T) {
 	ec, _ := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
 	ecDER, _ := x509.MarshalECPrivateKey(ec)
 	rsaKey, _ := rsa.GenerateKey(rand.Reader, 2048)
@@ -43,7 +42,7 @@ func TestParseSigningKey(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			k, err := ParseSigningKey(tc.data, tc.kid)
+			k, err := ParseKey(tc.data, tc.kid)
 			if tc.wantErr {
 				if err == nil {
 					t.Fatal("got a key, want an error")
@@ -57,13 +56,13 @@ func TestParseSigningKey(t *testing.T) {
 				t.Errorf("got alg %s kid %q, want %s %q", k.Alg, k.KID, tc.wantAlg, tc.kid)
 			}
 			const aud = "https://payer.example.org/cds-services/order-sign-crd"
-			tok, err := k.cdsJWT("ehr-1", aud)
+			tok, err := k.HookJWT("ehr-1", aud)
 			if err != nil {
 				t.Fatal(err)
 			}
 			var claims jwt.MapClaims
 			parsed, err := jwt.ParseWithClaims(tok, &claims, func(*jwt.Token) (any, error) {
-				return k.Signer.(crypto.Signer).Public(), nil
+				return k.Signer.Public(), nil
 			}, jwt.WithValidMethods([]string{tc.wantAlg}), jwt.WithAudience(aud), jwt.WithIssuer("ehr-1"))
 			if err != nil || !parsed.Valid {
 				t.Fatalf("the CDS Hooks JWT does not verify: %v", err)
