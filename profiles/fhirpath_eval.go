@@ -209,7 +209,9 @@ func (env *fpEnv) member(in []fpValue, name string, top bool) []fpValue {
 			continue
 		}
 		for _, k := range v.e.kids {
-			if k.fname == name || (k.choice == "" && k.name != name && choiceMatch(k.name, name)) {
+			// An element the walker typed (typ set) is a choice only if
+			// it said so (choice set): subscriberId is not subscriber[x].
+			if k.fname == name || (k.choice == "" && k.typ == "" && k.name != name && choiceMatch(k.name, name)) {
 				out = append(out, fpValue{e: k})
 			}
 		}

@@ -204,6 +204,7 @@ func TestNegatives(t *testing.T) {
 		}, nil, "", "Bundle", "ClaimFirst"},
 		{"NPI not 10 digits (us-core-16)", request, set(practnr+".identifier.0.value", "12345"), nil, "", "Bundle.entry[7].resource.identifier[0]", "us-core-16"},
 		{"Coverage without member id (us-core-15)", request, both(del(coverage+".subscriberId"), del(coverage+".identifier")), nil, "", "Bundle.entry[3].resource", "us-core-15"},
+		{"non-self relationship without subscriber (self-beneficiary)", request, set(coverage+".relationship", map[string]any{"coding": []any{map[string]any{"system": "https://codesystem.x12.org/005010/1069", "code": "01"}}}), nil, "", "Bundle.entry[3].resource", "self-beneficiary"},
 		{"period end before start (per-1)", request, set(claim+".item.0.servicedPeriod", map[string]any{"start": "2021-05-10", "end": "2021-05-01"}), nil, "", "Bundle.entry[0].resource.item[0].serviced.ofType(Period)", "per-1"},
 		// Context: the response and inquiry helpers, CRD.
 		{"bad ClaimResponse.outcome", response, set(claim+".outcome", "done"), func(b []byte) Result { return v.ValidatePASResponse(b) }, "", "Bundle.entry[0].resource.outcome", "The code done is not in the value set http://hl7.org/fhir/us/davinci-pas/ValueSet/ClaimResponseOutcome"},

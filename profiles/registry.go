@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -209,8 +210,7 @@ func (r *Registry) lookup(kind, canonical string, from int) *resEntry {
 				return e
 			}
 		}
-		for dep, dv := range r.pkgs[from].Deps {
-			pi := r.pkgIndex(depName(dep), dv)
+		for _, pi := range r.depOrder(from) {
 			for _, e := range cands {
 				if e.Kind == kind && e.Pkg == pi {
 					return e
@@ -230,6 +230,50 @@ func (r *Registry) lookup(kind, canonical string, from int) *resEntry {
 	return best
 }
 
+// depOrder lists the packages a package depends on, in a fixed order: by
+// dependency name, so that the primary alias (hl7.fhir.us.core, the
+// version an IG builds on) comes before the versioned aliases
+// (hl7.fhir.us.core.v311, .v610) — never by Go map order.
+func (r *Registry) depOrder(from int) []int {
+	names := make([]string, 0, len(r.pkgs[from].Deps))
+	for dep := range r.pkgs[from].Deps {
+		names = append(names, dep)
+	}
+	sort.Strings(names)
+	out := make([]int, 0, len(names))
+	for _, dep := range names {
+		if pi := r.pkgIndex(depName(dep), r.pkgs[from].Deps[dep]); pi >= 0 {
+			out = append(out, pi)
+		}
+	}
+	return out
+}
+
+// versions lists the versions an unversioned canonical may mean from
+// package from, in the fixed order such a claim is tried: the one lookup
+// resolves first; then, unless from defines the canonical itself, the
+// versions of from's dependencies in depOrder (PAS 2.2.1 reaches US Core
+// 7.0.0, 3.1.1 and 6.1.0). A versioned canonical, or one from no package,
+// gives what lookup gives.
+func (r *Registry) versions(kind, canonical string, from int) []*resEntry {
+	first := r.lookup(kind, canonical, from)
+	if first == nil {
+		return nil
+	}
+	out := []*resEntry{first}
+	if strings.Contains(canonical, "|") || from < 0 || first.Pkg == from {
+		return out
+	}
+	for _, pi := range r.depOrder(from) {
+		for _, e := range r.byURL[canonical] {
+			if e.Kind == kind && e.Pkg == pi && e != first {
+				out = append(out, e)
+			}
+		}
+	}
+	return out
+}
+
 // raw inflates one resource.
 func (r *Registry) raw(e *resEntry) ([]byte, error) {
 	zr := flate.NewReader(bytes.NewReader(defsBin[e.Off : e.Off+int64(e.Len)]))
@@ -243,6 +287,29 @@ func (r *Registry) structure(canonical string, from int) (*sdef, error) {
 	if e == nil {
 		return nil, fmt.Errorf("unknown profile %s", canonical)
 	}
+	return r.compiled(e)
+}
+
+// structureVersions returns the compiled versions of a StructureDefinition
+// in the order of versions.
+func (r *Registry) structureVersions(canonical string, from int) ([]*sdef, error) {
+	es := r.versions("StructureDefinition", canonical, from)
+	if len(es) == 0 {
+		return nil, fmt.Errorf("unknown profile %s", canonical)
+	}
+	var out []*sdef
+	for _, e := range es {
+		sd, err := r.compiled(e)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, sd)
+	}
+	return out, nil
+}
+
+// compiled returns the compiled StructureDefinition of an index entry.
+func (r *Registry) compiled(e *resEntry) (*sdef, error) {
 	r.sdMu.Lock()
 	o := r.sds[e]
 	if o == nil {

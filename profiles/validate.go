@@ -148,13 +148,15 @@ func (x *run) resource(res *elem, anyOf []string, from int) {
 		x.indexBundle(res)
 	}
 	var metaSDs []*sdef
+	var claims [][]*sdef // per claimed profile, the versions it may be met by
 	for _, m := range metaProfiles(res) {
-		sd, err := x.r.structure(m, x.ctxPkg)
+		alts, err := x.r.structureVersions(m, x.ctxPkg)
 		if err != nil {
 			x.add(SeverityWarning, "not-supported", res.first("meta"), "", "Profile reference '%s' has not been checked because it is unknown", m)
 			continue
 		}
-		metaSDs = append(metaSDs, sd)
+		metaSDs = append(metaSDs, alts[0])
+		claims = append(claims, alts)
 	}
 	if len(anyOf) == 0 && len(metaSDs) == 0 && x.defaults != nil {
 		anyOf = x.defaults(res.resType)
@@ -188,8 +190,10 @@ func (x *run) resource(res *elem, anyOf []string, from int) {
 			x.merge(bestIssues)
 		}
 	}
-	sds = append(sds, metaSDs...)
-	if len(sds) == 0 && len(anyOf) == 0 {
+	for _, alts := range claims {
+		x.claimed(res, alts)
+	}
+	if len(claims) == 0 && len(anyOf) == 0 {
 		sd := x.r.typeSD(res.resType)
 		if sd == nil || sd.kind != "resource" {
 			x.add(SeverityError, "structure", res, "", "Unknown resource type '%s'", res.resType)
@@ -200,6 +204,40 @@ func (x *run) resource(res *elem, anyOf []string, from int) {
 	for _, sd := range sds {
 		x.walkRoot(res, sd)
 	}
+}
+
+// claimed checks res against a profile it claims in meta.profile. A claim
+// without a version that several embedded versions answer (US Core 3.1.1,
+// 6.1.0 and 7.0.0 under PAS 2.2.1) is met when res conforms to one of
+// them: they are tried in a fixed order (Registry.versions), the first
+// without errors is used and reported; when none fits, the findings of the
+// one with the fewest errors are.
+func (x *run) claimed(res *elem, alts []*sdef) {
+	if len(alts) == 1 {
+		x.walkRoot(res, alts[0])
+		return
+	}
+	best, bestN := 0, -1
+	var bestIssues []Issue
+	for i, sd := range alts {
+		is := x.capture(func() { x.walkRoot(res, sd) })
+		if n := countErrors(is); bestN < 0 || n < bestN {
+			best, bestN, bestIssues = i, n, is
+		}
+		if bestN == 0 {
+			break
+		}
+	}
+	x.merge(bestIssues)
+	x.add(SeverityInformation, "informational", res, canon(alts[best]), "The unversioned profile claim %s was checked as version %s (of %s)", alts[best].url, alts[best].version, versionList(alts))
+}
+
+func versionList(alts []*sdef) string {
+	vs := make([]string, len(alts))
+	for i, sd := range alts {
+		vs[i] = sd.version
+	}
+	return strings.Join(vs, ", ")
 }
 
 func metaProfiles(res *elem) []string {
@@ -1131,7 +1169,10 @@ func (x *run) invariants(e *elem, d *edef, src string, more ...[]constraint) {
 		seen[c.key] = true
 		n, err := x.r.compileExpr(c.expr)
 		if err != nil {
-			return // counted by TestInvariantsCompile
+			// None does (TestEveryConstraintIsEvaluated); should a new
+			// package bring one, it is reported, not skipped in silence.
+			x.add(SeverityWarning, "not-supported", e, src, "Constraint %s was not evaluated: %v", c.key, err)
+			return
 		}
 		res := e.resource()
 		root := res
@@ -1141,6 +1182,7 @@ func (x *run) invariants(e *elem, d *edef, src string, more ...[]constraint) {
 		env := &fpEnv{r: x.r, pkg: d.sd.pkg, resource: res, rootRes: root, resolve: x.resolveRef, this: []fpValue{{e: e}}}
 		out, err := env.eval(n, env.this)
 		if err != nil {
+			x.add(SeverityWarning, "not-supported", e, src, "Constraint %s could not be evaluated: %v", c.key, err)
 			return
 		}
 		if b, ok := toBool(out); ok && !b {
