@@ -117,4 +117,3 @@ func privateKey(tb testing.TB, name string) (any, string, []byte) {
 	tb.Fatal("no private key in " + name)
 	return nil, "", nil
 }
-
