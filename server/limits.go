@@ -290,8 +290,9 @@ type Limits struct {
 	// lengths, Bundle entries. Zero fields take fhir.DefaultLimits.
 	JSON fhir.Limits
 	// Submits is how many $submit and $inquire requests are worked on at
-	// once (default 4); a few more wait up to QueueWait for a slot, and
-	// beyond that the answer is 503 with Retry-After. Each one in work
+	// once (default 4); up to max(512, 64×Submits) more wait up to
+	// QueueWait for a slot, and beyond that the answer is 503 with
+	// Retry-After. Each one in work
 	// holds its body and the parse trees built from it, so this bounds the
 	// memory PAS traffic can take.
 	Submits int
@@ -346,7 +347,9 @@ type gate struct {
 }
 
 func newGate(n int) *gate {
-	return &gate{slots: make(chan struct{}, n), maxWait: int64(4 * n)}
+	// A waiting request holds no body (the slot is taken before the body is
+	// read): only its goroutine and connection. So many may wait.
+	return &gate{slots: make(chan struct{}, n), maxWait: int64(max(512, 64*n))}
 }
 
 // enter takes a slot, waiting up to wait; ok is false when the work must

@@ -77,7 +77,7 @@ func (c *config) settings() []setting {
 		{"max-array", "PRIORA_MAX_ARRAY", "10000", "longest JSON array in a request body", false, &c.MaxArray},
 		{"max-json-values", "PRIORA_MAX_JSON_VALUES", "50000", "most JSON values in a request body", false, &c.MaxJSONValues},
 		{"submit-concurrency", "PRIORA_SUBMIT_CONCURRENCY", "4", "$submit and $inquire requests worked on at once (more wait up to 10 s, then 503)", false, &c.SubmitConcurrency},
-		{"max-conns-per-ip", "PRIORA_MAX_CONNS_PER_IP", "256", "open connections per client address; 0 = no limit", false, &c.MaxConnsPerIP},
+		{"max-conns-per-ip", "PRIORA_MAX_CONNS_PER_IP", "512", "open connections per client address; 0 = no limit", false, &c.MaxConnsPerIP},
 		{"trusted-proxies", "PRIORA_TRUSTED_PROXIES", "", "CIDRs of load balancers whose X-Forwarded-For is believed, comma-separated", false, &c.TrustedProxies},
 		{"validation", "PRIORA_VALIDATION", "enforce", "profile validation of PAS requests: enforce (reject errors with 400), log (log counts, accept) or off", false, &c.Validation},
 		{"crd-validation", "PRIORA_CRD_VALIDATION", "off", "profile validation of CDS Hooks calls: off, log, or enforce (422 for CRD profile violations)", false, &c.CRDValidation},

@@ -70,7 +70,10 @@ func TestCrashSafety(t *testing.T) {
 		subs[i] = &submission{token: tok, body: templates[i%len(templates)].Render(tok)}
 	}
 
-	srv := startChild(t, bin, addr, data, deadline)
+	// Durability, not load shedding, is tested here: every one of the 500
+	// is worked on at once rather than queued (PRIORA_SUBMIT_CONCURRENCY), on its
+	// own connection (PRIORA_MAX_CONNS_PER_IP).
+	srv := startChild(t, bin, addr, data, deadline, "PRIORA_SUBMIT_CONCURRENCY=500", "PRIORA_MAX_CONNS_PER_IP=0")
 	var acked atomic.Int64
 	killed := make(chan struct{})
 	var kill sync.Once
