@@ -63,6 +63,14 @@ type Config struct {
 	// Limits bound request bodies, concurrent PAS work and connections
 	// (limits.go).
 	Limits Limits
+	// Requests, when set, times every request by route, method and status
+	// (the Prometheus metrics).
+	Requests RequestObserver
+}
+
+// RequestObserver is told of every request once it is answered.
+type RequestObserver interface {
+	Request(route, method string, status int, d time.Duration)
 }
 
 // Server is Priora's HTTP handler.

@@ -33,6 +33,9 @@ func TestMain(m *testing.M) {
 // Priora as a child process.
 func buildPriora(t *testing.T) string {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("-short: skipping a test that builds and runs Priora as a child process")
+	}
 	buildOnce.Do(func() {
 		buildDir, buildErr = os.MkdirTemp("", "priora-test-bin-")
 		if buildErr != nil {
@@ -62,7 +65,7 @@ func startChild(t *testing.T, bin, addr, data string, deadline time.Time, env ..
 	c.cmd = exec.Command(bin, "serve")
 	c.cmd.Env = append(os.Environ(),
 		"PRIORA_INSECURE_DEV=1", "PRIORA_RATE_LIMIT=0", "PRIORA_LOG_LEVEL=warn",
-		"PRIORA_ADDR="+addr, "PRIORA_DATA_DIR="+data, "MONGODB_URI=", "PRIORA_BASE_URL=")
+		"PRIORA_ADDR="+addr, "PRIORA_DATA_DIR="+data, "MONGODB_URI=", "PRIORA_BASE_URL=", "PRIORA_METRICS_ADDR=127.0.0.1:0")
 	c.cmd.Env = append(c.cmd.Env, env...) // later values win
 	c.cmd.Stdout, c.cmd.Stderr = c.log, c.log
 	if err := c.cmd.Start(); err != nil {

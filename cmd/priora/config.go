@@ -48,6 +48,8 @@ type config struct {
 	// Limits (limits.go).
 	MaxEntries, MaxArray, MaxJSONValues, SubmitConcurrency, MaxConnsPerIP, TrustedProxies string
 	limits                                                                                server.Limits
+	// MetricsAddr is the private listener for /metrics and pprof ("off": none).
+	MetricsAddr string
 }
 
 // setting ties a field to its flag, environment variable and default.
@@ -80,6 +82,7 @@ func (c *config) settings() []setting {
 		{"max-conns-per-ip", "PRIORA_MAX_CONNS_PER_IP", "512", "open connections per client address; 0 = no limit", false, &c.MaxConnsPerIP},
 		{"trusted-proxies", "PRIORA_TRUSTED_PROXIES", "", "CIDRs of load balancers whose X-Forwarded-For is believed, comma-separated", false, &c.TrustedProxies},
 		{"validation", "PRIORA_VALIDATION", "enforce", "profile validation of PAS requests: enforce (reject errors with 400), log (log counts, accept) or off", false, &c.Validation},
+		{"metrics-addr", "PRIORA_METRICS_ADDR", "127.0.0.1:9464", "private listener for Prometheus /metrics and /debug/pprof (never the public one); off = none", false, &c.MetricsAddr},
 		{"crd-validation", "PRIORA_CRD_VALIDATION", "off", "profile validation of CDS Hooks calls: off, log, or enforce (422 for CRD profile violations)", false, &c.CRDValidation},
 	}
 }
@@ -153,6 +156,13 @@ func (c *config) check() error {
 	case "enforce", "log", "off":
 	default:
 		errs = append(errs, fmt.Errorf("PRIORA_CRD_VALIDATION %q must be enforce, log or off", c.CRDValidation))
+	}
+	if c.MetricsAddr != "off" {
+		if _, _, err := net.SplitHostPort(c.MetricsAddr); err != nil {
+			errs = append(errs, fmt.Errorf("PRIORA_METRICS_ADDR %q is not host:port (or off)", c.MetricsAddr))
+		} else if c.MetricsAddr == c.Addr {
+			errs = append(errs, fmt.Errorf("PRIORA_METRICS_ADDR must differ from PRIORA_ADDR: metrics and pprof are never served publicly"))
+		}
 	}
 	errs = append(errs, c.checkSecurity(host), c.checkLimits())
 	if c.MongoURI == "" && c.DataDir == "" {
