@@ -48,6 +48,20 @@ func TestMetrics(t *testing.T) {
 		t.Fatalf("$submit: %d", r.StatusCode)
 	}
 
+	// A CRD order-sign.
+	hook, err := os.ReadFile(filepath.Join(testenv.Root(), "testdata", "crd", "ig", "CRDServiceRequest.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err = http.Post(base+"/cds-services/order-sign-crd", "application/json", strings.NewReader(string(hook)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Body.Close()
+	if r.StatusCode != 200 {
+		t.Fatalf("order-sign: %d", r.StatusCode)
+	}
+
 	// A request is timed once its answer is written, so the client may
 	// scrape before the server has counted it: wait for the count.
 	var m map[string]float64
@@ -78,6 +92,17 @@ func TestMetrics(t *testing.T) {
 		} else if v < want.min {
 			t.Errorf("%s = %v, want ≥ %v", want.series, v, want.min)
 		}
+	}
+
+	// The order-sign's answer, whatever the rules say of its order.
+	answers := 0.0
+	for k, v := range m {
+		if strings.HasPrefix(k, "priora_crd_coverage_answers_total{") && strings.Contains(k, `hook="order-sign"`) {
+			answers += v
+		}
+	}
+	if answers < 1 {
+		t.Errorf("priora_crd_coverage_answers_total has no order-sign answer (%v)", keys(m, "priora_crd"))
 	}
 
 	for _, c := range []struct {

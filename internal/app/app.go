@@ -174,6 +174,7 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 		FetchTimeout:   cfg.HookFetchTimeout,
 		DefaultVersion: cfg.CRDVersion,
 		Validate:       a.crdValidate(),
+		Answers:        metrics,
 		Now:            cfg.Now,
 		Log:            log,
 	})
