@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/priora/priora/conformance/check"
 	"github.com/priora/priora/internal/testenv"
 	"github.com/priora/priora/profiles"
 )
@@ -183,9 +184,9 @@ func TestResponsesResolveEveryReference(t *testing.T) {
 		t.Errorf("response entries %v lack the modified order or its requester %s", urls, role)
 	}
 	for i, en := range b.Entry {
-		for _, ref := range refsIn(en.Resource, fmt.Sprintf("Bundle.entry[%d].resource", i)) {
-			if strings.HasPrefix(ref.value, "urn:uuid:") && !urls[ref.value] {
-				t.Errorf("%s = %s is not in the Bundle", ref.path, ref.value)
+		for _, ref := range check.ReferencesIn(en.Resource, fmt.Sprintf("Bundle.entry[%d].resource", i)) {
+			if strings.HasPrefix(ref.Value, "urn:uuid:") && !urls[ref.Value] {
+				t.Errorf("%s = %s is not in the Bundle", ref.Path, ref.Value)
 			}
 		}
 	}
@@ -201,12 +202,7 @@ func TestResponsesResolveEveryReference(t *testing.T) {
 	for _, rb := range returns {
 		testenv.RequireValid(t, "$inquire return", v.ValidatePASInquiryResponse(rb))
 		for i, it := range decodeBundle(t, rb).Entry[0].Resource["item"].([]any) {
-			n := 0
-			for _, x := range exts(it.(map[string]any)) {
-				if x["url"] == "http://hl7.org/fhir/us/davinci-pas/StructureDefinition/extension-communicatedDiagnosis" {
-					n++
-				}
-			}
+			n := len(check.Extensions(it.(map[string]any), "http://hl7.org/fhir/us/davinci-pas/StructureDefinition/extension-communicatedDiagnosis"))
 			if n > 1 {
 				t.Errorf("inquiry item[%d] carries %d communicatedDiagnosis extensions, profile allows 0..1", i, n)
 			}

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"encoding/json"
 	"net/http"
 	"strconv"
@@ -77,10 +78,10 @@ func (s *Server) reviewDecision(c echo.Context) error {
 		return err
 	}
 	var d pas.ReviewDecision
-	dec := json.NewDecoder(bytesReader(body))
+	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&d); err != nil {
-		return fhir.InvalidAt("structure", "", "the decision is not valid JSON of the documented shape: %s", safeJSONError(err))
+		return fhir.InvalidAt("structure", "", "the decision is not valid JSON of the documented shape: %s", fhir.JSONProblem(err))
 	}
 	ans, err := s.cfg.PAS.Decide(c.Request().Context(), reviewTenant(c), id, d)
 	if err != nil {

@@ -134,7 +134,7 @@ func (s *Server) readFHIR(c echo.Context) ([]byte, error) {
 		}
 		return nil, fhir.Errorf(fhir.Invalid, "the request body could not be read")
 	}
-	if err := checkDepth(body, maxJSONDepth); err != nil {
+	if err := fhir.CheckDepth(body, fhir.MaxDepth); err != nil {
 		return nil, err
 	}
 	return body, nil
