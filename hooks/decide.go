@@ -216,7 +216,13 @@ func (c *call) fetch(ctx context.Context, p *queryPlan) error {
 			}
 			p.qs = nil
 		} else {
-			e := &ehr{client: c.s.cfg.HTTPClient, base: strings.TrimRight(c.req.FHIRServer, "/"), max: c.s.cfg.MaxFetchBytes}
+			// The EHR's token goes only where the outbound policy allows:
+			// https, no literal loopback, private or special-purpose
+			// address (a DNS name is checked again when dialled).
+			if err := c.s.cfg.Outbound.CheckURL(c.req.FHIRServer); err != nil {
+				return errorf(fhir.Invalid, "fhirServer %v", err)
+			}
+			e := &ehr{client: c.s.client, base: strings.TrimRight(c.req.FHIRServer, "/"), max: c.s.cfg.MaxFetchBytes}
 			if a := c.req.FHIRAuthorization; a != nil {
 				e.token = a.AccessToken
 			}

@@ -73,7 +73,10 @@ func startSecure(t *testing.T, opts ...testenv.Option) *secEnv {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusOK) })
 	s.web = httptest.NewServer(mux)
 	t.Cleanup(s.web.Close)
-	s.Env = testenv.Start(t, append([]testenv.Option{testenv.WithAuth(), testenv.WithMaxBody(1 << 20)}, opts...)...)
+	// The loopback web server receives notifications and plays the EHR:
+	// the allow list lets Priora reach it (tests may drop it again).
+	allowLoopback := testenv.WithConfig(func(c *app.Config) { c.Security.OutboundAllow = []string{"127.0.0.1/32"} })
+	s.Env = testenv.Start(t, append([]testenv.Option{testenv.WithAuth(), testenv.WithMaxBody(1 << 20), allowLoopback}, opts...)...)
 	s.ehrIss = s.web.URL + "/inferno"
 
 	s.RegisterClient(store.Client{ID: clientA, Org: "org-a", NPI: "1234567893", Scopes: strings.Fields(scopesAll)}, s.keyA)
