@@ -1,9 +1,12 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -48,6 +51,36 @@ func TestMetrics(t *testing.T) {
 		t.Fatalf("$submit: %d", r.StatusCode)
 	}
 
+	// A subscription: its handshake is a delivery.
+	hooked := make(chan struct{}, 8)
+	receiver := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		select {
+		case hooked <- struct{}{}:
+		default:
+		}
+	}))
+	defer receiver.Close()
+	var sub map[string]any
+	raw, err := os.ReadFile(filepath.Join(testenv.Root(), "testdata", "subscriptions", "PAS_Subscription_example_v221_good.json"))
+	if err != nil || json.Unmarshal(raw, &sub) != nil {
+		t.Fatalf("subscription fixture: %v", err)
+	}
+	sub["channel"].(map[string]any)["endpoint"] = receiver.URL + "/hook"
+	subJSON, _ := json.Marshal(sub)
+	r, err = http.Post(base+"/fhir/Subscription", "application/fhir+json", bytes.NewReader(subJSON))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Body.Close()
+	if r.StatusCode != http.StatusCreated {
+		t.Fatalf("POST Subscription: %d", r.StatusCode)
+	}
+	select {
+	case <-hooked:
+	case <-time.After(30 * time.Second):
+		t.Fatal("no handshake arrived")
+	}
+
 	// A CRD order-sign.
 	hook, err := os.ReadFile(filepath.Join(testenv.Root(), "testdata", "crd", "ig", "CRDServiceRequest.json"))
 	if err != nil {
@@ -67,7 +100,9 @@ func TestMetrics(t *testing.T) {
 	var m map[string]float64
 	for deadline := time.Now().Add(5 * time.Second); ; {
 		m = scrape(t, mbase+"/metrics")
-		if _, ok := m[`priora_http_request_duration_seconds_count{method="POST",route="/fhir/Claim/$submit",status="200"}`]; ok || time.Now().After(deadline) {
+		_, timed := m[`priora_http_request_duration_seconds_count{method="POST",route="/fhir/Claim/$submit",status="200"}`]
+		_, delivered := m[`priora_subscription_deliveries_total{result="delivered",type="handshake"}`]
+		if timed && delivered || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -80,6 +115,7 @@ func TestMetrics(t *testing.T) {
 		{`priora_pas_decisions_total{by="rule",outcome="A1"}`, 1},
 		{`priora_pas_decisions_total{by="rule",outcome="A4"}`, 1},
 		{`priora_review_queue_depth`, 1},
+		{`priora_subscription_deliveries_total{result="delivered",type="handshake"}`, 1},
 		{`priora_review_queue_oldest_age_seconds`, 0},
 		{`priora_review_queue_overdue`, 0},
 		{`priora_store_operation_duration_seconds_count{command="insert",result="ok"}`, 1},

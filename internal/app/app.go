@@ -161,6 +161,7 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 	})
 	a.Subscriptions, err = subscriptions.New(ctx, subscriptions.Config{
 		Store: st, Parser: parser, BaseURL: cfg.BaseURL, Now: cfg.Now, Log: log, Options: cfg.Subscriptions, Outbound: policy,
+		Deliveries: metrics,
 	})
 	if err != nil {
 		st.Close(context.Background())
