@@ -808,6 +808,21 @@ func (c *call) assertion(d *decision, who Caller) store.CoverageAssertion {
 	if c.cov != nil {
 		a.MemberID = memberID(c.cov)
 	}
+	a.Quantity = d.svc.Quantity
+	switch o := d.t.o; {
+	case o.OccurrencePeriod != nil:
+		a.PeriodStart, a.PeriodEnd = o.OccurrencePeriod.Start, o.OccurrencePeriod.End
+	case o.OccurrenceDateTime != "":
+		a.PeriodStart, a.PeriodEnd = o.OccurrenceDateTime, o.OccurrenceDateTime
+	}
+	if a.PASatisfied && d.out.Rule != nil && d.out.Rule.CRD.PANeeded != "satisfied" {
+		for _, npi := range c.requesterNPIs(d.t) {
+			if slices.Contains(d.out.Rule.CRD.GoldCard, npi) {
+				a.GoldCardNPI = npi
+				break
+			}
+		}
+	}
 	for _, p := range c.payers {
 		a.PayerIDs = append(a.PayerIDs, p.System+"|"+p.Value)
 	}
