@@ -492,7 +492,7 @@ func (x *run) cardinality(parent *elem, cd *edef, items []*elem, label, src stri
 // path: an error, or a warning when the rule is listed in tolerances.
 func (x *run) rule(code string, e *elem, src, path, format string, a ...any) {
 	sev, msg := SeverityError, fmt.Sprintf(format, a...)
-	if reason := tolerated(src, path); reason != "" {
+	if reason := tolerated(src, path); reason != "" && !x.v.strict {
 		sev, msg = SeverityWarning, msg+"; tolerated: "+reason
 	}
 	loc := ""
@@ -1298,7 +1298,7 @@ func (x *run) extContext(e *elem, sd *sdef) {
 			return
 		}
 	}
-	if reason := knownContextDefect(sd.url, ppath); reason != "" {
+	if reason := knownContextDefect(sd.url, ppath); reason != "" && !x.v.strict {
 		x.add(SeverityWarning, "extension", e, canon(sd), "The extension %s is not allowed to be used at this point (%s); accepted as a known IG defect: %s", sd.url, ppath, reason)
 		return
 	}

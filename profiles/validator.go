@@ -22,12 +22,16 @@ type Options struct {
 	// CRDVersion is the CRD IG version: "2.0.1" (the default) or "2.2.0"
 	// (the 2.2 preview build).
 	CRDVersion string
+	// Strict turns every tolerance (Tolerances) and every known IG defect
+	// (KnownIGDefects) back into the error it stands for.
+	Strict bool
 }
 
 // Validator validates FHIR JSON against profiles. It is safe for
 // concurrent use.
 type Validator struct {
 	r      *Registry
+	strict bool
 	pasPkg int
 	crdPkg int
 
@@ -45,6 +49,7 @@ func (r *Registry) NewValidator(opts Options) *Validator {
 	}
 	return &Validator{
 		r:      r,
+		strict: opts.Strict,
 		pasPkg: r.pkgIndex(pkgPAS, opts.PASVersion),
 		crdPkg: r.pkgIndex(pkgCRD, opts.CRDVersion),
 	}

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/priora/priora/internal/app"
 	"github.com/priora/priora/internal/testenv"
 	"github.com/priora/priora/profiles"
 )
@@ -211,5 +212,67 @@ func TestResponsesResolveEveryReference(t *testing.T) {
 				t.Errorf("inquiry item[%d] carries %d communicatedDiagnosis extensions, profile allows 0..1", i, n)
 			}
 		}
+	}
+}
+
+// TestServedConformanceResourcesValidate: the CapabilityStatement, the
+// PAS OperationDefinitions (corrected for opd-3, and saying so) and the
+// SubscriptionTopic validate against their base definitions, and the
+// CapabilityStatement lists what request validation tolerates.
+func TestServedConformanceResourcesValidate(t *testing.T) {
+	e := testenv.Start(t)
+	v := testenv.Validator(t)
+	for _, path := range []string{"/fhir/metadata", "/fhir/OperationDefinition/Claim-submit", "/fhir/OperationDefinition/Claim-inquiry", "/fhir/SubscriptionTopic/PASSubscriptionTopic"} {
+		r := e.Get(path)
+		if r.Status != http.StatusOK {
+			t.Errorf("GET %s: %d %s", path, r.Status, r.Body)
+			continue
+		}
+		testenv.RequireValid(t, path, v.Validate(r.Body))
+		if strings.Contains(path, "OperationDefinition") {
+			var od struct {
+				Description string `json:"description"`
+				Parameter   []struct {
+					Name, Type, Documentation string
+					TargetProfile             []string `json:"targetProfile"`
+				} `json:"parameter"`
+			}
+			if err := json.Unmarshal(r.Body, &od); err != nil {
+				t.Fatal(err)
+			}
+			for _, p := range od.Parameter {
+				if p.Type == "Bundle" && (len(p.TargetProfile) > 0 || !strings.Contains(p.Documentation, "Conforms to http://hl7.org/fhir/us/davinci-pas/StructureDefinition/profile-pas-")) {
+					t.Errorf("%s parameter %s: targetProfile %v, documentation %q; want the profile in the documentation", path, p.Name, p.TargetProfile, p.Documentation)
+				}
+			}
+			if !strings.Contains(od.Description, "Corrected by Priora") || !strings.Contains(od.Description, "opd-3") {
+				t.Errorf("%s description does not say what was corrected: %q", path, od.Description)
+			}
+		}
+	}
+	doc := string(e.Get("/fhir/metadata").Body)
+	for _, tol := range profiles.Tolerances() {
+		if !strings.Contains(doc, tol.Path) {
+			t.Errorf("CapabilityStatement documentation does not list the tolerance at %s", tol.Path)
+		}
+	}
+}
+
+// TestStrictToleratesNothing: the public kit's request (a DocumentReference
+// with an attachment url instead of data) is accepted with warnings, and
+// refused with PRIORA_STRICT=true, whose CapabilityStatement says nothing
+// is tolerated.
+func TestStrictToleratesNothing(t *testing.T) {
+	kit := testenv.Fixture(t, "pas/kit/approval_pa_submit_request_payload.json")
+	if r := testenv.Start(t).Post(submitPath, kit); r.Status != http.StatusOK {
+		t.Fatalf("tolerant: %d %s", r.Status, r.Body)
+	}
+	strict := testenv.Start(t, testenv.WithConfig(func(c *app.Config) { c.Strict = true }))
+	r := strict.Post(submitPath, kit)
+	if r.Status != http.StatusBadRequest || !strings.Contains(string(r.Body), "attachment") {
+		t.Errorf("strict: %d %s; want 400 naming the attachment", r.Status, r.Body)
+	}
+	if doc := string(strict.Get("/fhir/metadata").Body); !strings.Contains(doc, "tolerates nothing") {
+		t.Errorf("strict CapabilityStatement does not say nothing is tolerated")
 	}
 }

@@ -30,7 +30,7 @@ const maxLoggedExpressions = 20
 
 // loadValidator checks the validation mode and loads the embedded
 // conformance packages (about 10 ms; definitions compile on first use).
-func loadValidator(log *slog.Logger, mode string) (*profiles.Validator, error) {
+func loadValidator(log *slog.Logger, mode string, strict bool) (*profiles.Validator, error) {
 	switch mode {
 	case "", ValidationEnforce, ValidationLog, ValidationOff:
 	default:
@@ -41,8 +41,24 @@ func loadValidator(log *slog.Logger, mode string) (*profiles.Validator, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load FHIR profiles: %w", err)
 	}
-	log.Info("FHIR profiles loaded", "duration_ms", float64(time.Since(start).Microseconds())/1000, "validation", modeName(mode))
-	return reg.NewValidator(profiles.Options{}), nil
+	log.Info("FHIR profiles loaded", "duration_ms", float64(time.Since(start).Microseconds())/1000, "validation", modeName(mode), "strict", strict)
+	return reg.NewValidator(profiles.Options{Strict: strict}), nil
+}
+
+// tolerances are what validation accepts as warnings, one sentence each,
+// for the CapabilityStatement: none under strict.
+func tolerances(strict bool) []string {
+	if strict {
+		return nil
+	}
+	var out []string
+	for _, t := range profiles.Tolerances() {
+		out = append(out, t.Path+" ("+t.Profile+"): "+t.Reason)
+	}
+	for _, d := range profiles.KnownIGDefects() {
+		out = append(out, d.Extension+" on "+d.Context+": "+d.Reason)
+	}
+	return out
 }
 
 func modeName(mode string) string {
