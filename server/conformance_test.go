@@ -276,3 +276,34 @@ func TestStrictToleratesNothing(t *testing.T) {
 		t.Errorf("strict CapabilityStatement does not say nothing is tolerated")
 	}
 }
+
+// TestRequestWithoutURLCarriesDataAbsentReason: a Claim sent under a
+// urn:uuid fullUrl has no URL ClaimResponse.request could hold; the
+// response (and what $inquire returns for it) says so with the
+// data-absent-reason PAS provides, and still names the Claim's identifier.
+func TestRequestWithoutURLCarriesDataAbsentReason(t *testing.T) {
+	e := testenv.Start(t)
+	req := edit(t, testenv.Fixture(t, "pas/kit/approval_pa_submit_request_payload.json"), func(b map[string]any) {
+		b["entry"].([]any)[0].(map[string]any)["fullUrl"] = "urn:uuid:0f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f9"
+	})
+	r := e.Post(submitPath, req)
+	if r.Status != http.StatusOK {
+		t.Fatalf("submit: %d %s", r.Status, r.Body)
+	}
+	check := func(what string, body []byte) {
+		t.Helper()
+		ref, _ := decodeBundle(t, body).Entry[0].Resource["request"].(map[string]any)
+		x := exts(ref)
+		if ref["reference"] != nil || ref["identifier"] == nil || len(x) != 1 ||
+			x[0]["url"] != "http://hl7.org/fhir/StructureDefinition/data-absent-reason" || x[0]["valueCode"] != "not-applicable" {
+			t.Errorf("%s: ClaimResponse.request = %v, want the identifier and a data-absent-reason", what, ref)
+		}
+	}
+	check("$submit response", r.Body)
+	q := e.Post(inquirePath, testenv.Fixture(t, "pas/kit/must_support_pa_inquire_request_payload.1.json"))
+	returns := returnBundles(t, q.Body)
+	if q.Status != http.StatusOK || len(returns) == 0 {
+		t.Fatalf("inquire: %d %s", q.Status, q.Body)
+	}
+	check("$inquire return", returns[0])
+}
