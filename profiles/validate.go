@@ -66,6 +66,8 @@ type run struct {
 	strictRefs bool
 	ctxPkg     int
 	defaults   func(resType string) []string // profiles for resources that name none
+	// defaultsAlways applies defaults to resources that name profiles too.
+	defaultsAlways bool
 }
 
 type doneKey struct {
@@ -158,7 +160,7 @@ func (x *run) resource(res *elem, anyOf []string, from int) {
 		metaSDs = append(metaSDs, alts[0])
 		claims = append(claims, alts)
 	}
-	if len(anyOf) == 0 && len(metaSDs) == 0 && x.defaults != nil {
+	if len(anyOf) == 0 && (len(metaSDs) == 0 || x.defaultsAlways) && x.defaults != nil {
 		anyOf = x.defaults(res.resType)
 	}
 	var sds []*sdef

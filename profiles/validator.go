@@ -35,8 +35,15 @@ type Validator struct {
 	pasPkg int
 	crdPkg int
 
-	crdOnce   sync.Once
-	crdByType map[string][]string
+	crdOnce         sync.Once
+	crdByType       map[string][]string
+	crdAppointments []string // Bundle profiles for context.appointments
+}
+
+// ForCRD returns a Validator like v for CRD IG version crdVersion
+// ("2.0.1" or "2.2.0"), sharing v's registry and its compiled definitions.
+func (v *Validator) ForCRD(crdVersion string) *Validator {
+	return &Validator{r: v.r, strict: v.strict, pasPkg: v.pasPkg, crdPkg: v.r.pkgIndex(pkgCRD, crdVersion)}
 }
 
 // NewValidator returns a Validator over the registry's packages.
@@ -198,6 +205,13 @@ func (v *Validator) crdProfiles(resType string) []string {
 				if err != nil || sd.kind != "resource" || sd.abstract || sd.derivation != "constraint" {
 					continue
 				}
+				if sd.typ == "Bundle" {
+					// CRD 2.2's profile-bundle-appointment is for
+					// context.appointments only; prefetch searchsets and
+					// draftOrders are Bundles it does not describe.
+					v.crdAppointments = append(v.crdAppointments, canon(sd))
+					continue
+				}
 				v.crdByType[sd.typ] = append(v.crdByType[sd.typ], canon(sd))
 			}
 		}
@@ -237,6 +251,9 @@ func (v *Validator) ValidateCRDHookRequest(raw []byte) Result {
 	}
 	x := v.newRun(v.crdPkg)
 	x.defaults = v.crdProfiles
+	// A resource that claims a profile (US Core, say) is checked against
+	// that claim and still against the CRD profile for its type.
+	x.defaultsAlways = true
 	for _, part := range []string{"context", "prefetch"} {
 		obj := jv.get(part)
 		if obj == nil || obj.kind != jObj {
@@ -249,7 +266,12 @@ func (v *Validator) ValidateCRDHookRequest(raw []byte) Result {
 			}
 			res := &elem{name: f.name, fname: f.name, index: -1, parent: holder}
 			fillValue(res, f.val, nil)
-			x.resource(res, nil, v.crdPkg)
+			var anyOf []string
+			if part == "context" && f.name == "appointments" {
+				v.crdProfiles("") // loads crdAppointments
+				anyOf = v.crdAppointments
+			}
+			x.resource(res, anyOf, v.crdPkg)
 		}
 	}
 	return Result{Issues: x.issues}

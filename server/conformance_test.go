@@ -307,3 +307,45 @@ func TestRequestWithoutURLCarriesDataAbsentReason(t *testing.T) {
 	}
 	check("$inquire return", returns[0])
 }
+
+// TestCRDValidationChecksClaimsAndAnsweredVersion: under
+// PRIORA_CRD_VALIDATION=enforce a ServiceRequest without subject is
+// unprocessable whether or not it claims a US Core profile, and the rule
+// cited is the one of the CRD version the call is answered as (2.2 by
+// default, 2.0 when the call asks for it).
+func TestCRDValidationChecksClaimsAndAnsweredVersion(t *testing.T) {
+	e := testenv.Start(t, testenv.WithConfig(func(c *app.Config) { c.CRDValidation = app.ValidationEnforce }))
+	body := func(claim, version string) []byte {
+		return edit(t, testenv.Fixture(t, "crd/ig/CRDServiceRequest.json"), func(b map[string]any) {
+			for _, o := range b["context"].(map[string]any)["draftOrders"].(map[string]any)["entry"].([]any) {
+				r := o.(map[string]any)["resource"].(map[string]any)
+				if r["resourceType"] == "ServiceRequest" {
+					delete(r, "subject")
+					if claim != "" {
+						r["meta"] = map[string]any{"profile": []any{claim}}
+					}
+				}
+			}
+			if version != "" {
+				b["extension"] = map[string]any{"davinci-crd.requestedVersion": version}
+			}
+		})
+	}
+	for _, tt := range []struct {
+		name, claim, version, wantProfile string
+	}{
+		{"no claim, answered as 2.2", "", "", "http://hl7.org/fhir/us/davinci-crd/StructureDefinition/profile-servicerequest|2.2"},
+		{"US Core claim, answered as 2.2", "http://hl7.org/fhir/us/core/StructureDefinition/us-core-servicerequest", "", "http://hl7.org/fhir/us/davinci-crd/StructureDefinition/profile-servicerequest|2.2"},
+		{"no claim, answered as 2.0", "", "2.0", "http://hl7.org/fhir/us/davinci-crd/StructureDefinition/profile-servicerequest|2.0.1"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r := e.Post("/cds-services/order-sign-crd", body(tt.claim, tt.version), "Content-Type", "application/json")
+			if r.Status != http.StatusUnprocessableEntity {
+				t.Fatalf("status %d, want 422: %.400s", r.Status, r.Body)
+			}
+			if !strings.Contains(string(r.Body), "ServiceRequest.subject") || !strings.Contains(string(r.Body), tt.wantProfile) {
+				t.Errorf("422 does not cite subject under %s: %s", tt.wantProfile, r.Body)
+			}
+		})
+	}
+}
