@@ -31,6 +31,8 @@ type config struct {
 	// Validation is the profile validation mode: enforce, log or off.
 	Validation    string
 	CRDValidation string
+	// Strict ("true") makes validation tolerate nothing.
+	Strict string
 	// CRD (CDS Hooks): payers served, EHR query deadline, default version.
 	PayerIDs         string
 	CRDFetchTimeout  string
@@ -71,6 +73,7 @@ func (c *config) settings() []setting {
 		{"rate-limit", "PRIORA_RATE_LIMIT", "20,40", "requests per second per client and burst, RATE[,BURST]; 0 = no limit", false, &c.RateLimit},
 		{"validation", "PRIORA_VALIDATION", "enforce", "profile validation of PAS requests: enforce (reject errors with 400), log (log counts, accept) or off", false, &c.Validation},
 		{"crd-validation", "PRIORA_CRD_VALIDATION", "off", "profile validation of CDS Hooks calls: off, log, or enforce (422 for CRD profile violations)", false, &c.CRDValidation},
+		{"strict", "PRIORA_STRICT", "false", "true makes validation tolerate nothing: the documented tolerances and known IG defects become errors", false, &c.Strict},
 	}
 }
 
@@ -130,6 +133,9 @@ func (c *config) check() error {
 		errs = append(errs, fmt.Errorf("PRIORA_CRD_FETCH_TIMEOUT %q must be a duration such as 2s (at most 1m)", c.CRDFetchTimeout))
 	} else {
 		c.hookFetchTimeout = d
+	}
+	if c.Strict != "true" && c.Strict != "false" {
+		errs = append(errs, fmt.Errorf("PRIORA_STRICT %q must be true or false", c.Strict))
 	}
 	if c.CRDVersion != "2.2" && c.CRDVersion != "2.0" {
 		errs = append(errs, fmt.Errorf("PRIORA_CRD_VERSION %q must be 2.2 or 2.0", c.CRDVersion))

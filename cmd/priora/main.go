@@ -110,6 +110,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		Log:           log,
 		Validation:    cfg.Validation,
 		CRDValidation: cfg.CRDValidation,
+		Strict:        cfg.Strict == "true",
 
 		PayerIDs:         cfg.payers,
 		HookFetchTimeout: cfg.hookFetchTimeout,

@@ -59,6 +59,10 @@ type Config struct {
 	// CRDVersion is the CRD version answered when a hook call requests
 	// none: "2.2" (default) or "2.0" (the released Inferno CRD kit).
 	CRDVersion string
+	// Strict makes validation tolerate nothing: the documented tolerances
+	// and known IG defects (profiles.Tolerances, KnownIGDefects) are
+	// errors (PRIORA_STRICT=true).
+	Strict bool
 	// Security is authentication, TLS, rate limits and audit (security.go).
 	Security Security
 }
@@ -116,7 +120,7 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 			return nil, err
 		}
 	}
-	validator, err := loadValidator(log, cfg.Validation)
+	validator, err := loadValidator(log, cfg.Validation, cfg.Strict)
 	if err != nil {
 		return nil, err
 	}
@@ -181,6 +185,8 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 		PAS:     a.PAS,
 		Hooks:   a.Hooks,
 		Started: cfg.Now(),
+
+		Tolerances: tolerances(cfg.Strict),
 
 		Subscriptions: a.Subscriptions,
 		Desk:          a.Desk,
