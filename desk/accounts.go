@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/priora/priora/fhir"
 	"github.com/priora/priora/store"
 )
 
@@ -49,7 +50,7 @@ func AddReviewer(ctx context.Context, st *store.Store, a Account, now time.Time)
 	if n := len(a.Password); n < MinPasswordLength || n > MaxPasswordLength {
 		return fmt.Errorf("password: must be %d to %d bytes long", MinPasswordLength, MaxPasswordLength)
 	}
-	if a.NPI != "" && !isNPI(a.NPI) {
+	if a.NPI != "" && !fhir.IsNPI(a.NPI) {
 		return errors.New("npi: must be 10 digits")
 	}
 	if len(a.Name) > 200 {
@@ -64,16 +65,4 @@ func AddReviewer(ctx context.Context, st *store.Store, a Account, now time.Time)
 		return ErrAccountExists
 	}
 	return err
-}
-
-func isNPI(s string) bool {
-	if len(s) != 10 {
-		return false
-	}
-	for _, c := range s {
-		if c < '0' || c > '9' {
-			return false
-		}
-	}
-	return true
 }

@@ -29,9 +29,11 @@ type queuePageData struct {
 	Title   string
 	Session *session
 	// View is pended (the default: work to do) or complete (decided).
-	View    string
-	Sort    string
-	Desc    bool
+	View string
+	Sort string
+	Desc bool
+	// Test is "include" when test data (HTEST) is listed too.
+	Test    string
 	Tasks   []queueRow
 	Columns []sortColumn
 	Overdue int
@@ -70,7 +72,12 @@ func (d *Desk) queuePage(w http.ResponseWriter, r *http.Request, s *session) err
 		data.Sort = k
 		data.Desc = q.Get("dir") == "desc"
 	}
-	tasks, err := d.cfg.PAS.Queue(r.Context(), store.ReviewFilter{Status: data.View, Sort: "age", Limit: queueLimit})
+	switch data.Test = q.Get("test"); data.Test {
+	case "", "include":
+	default:
+		return fhir.Errorf(fhir.Invalid, "The queue shows test data with test=include, or leaves it out.")
+	}
+	tasks, err := d.cfg.PAS.Queue(r.Context(), store.ReviewFilter{Status: data.View, Sort: "age", Limit: queueLimit, Test: data.Test})
 	if err != nil {
 		return err
 	}
@@ -94,6 +101,9 @@ func (d *Desk) queuePage(w http.ResponseWriter, r *http.Request, s *session) err
 			desc = !data.Desc
 		}
 		col.Href = "/desk/?view=" + data.View + "&sort=" + c.Key
+		if data.Test != "" {
+			col.Href += "&test=" + data.Test
+		}
 		if desc {
 			col.Href += "&dir=desc"
 		}

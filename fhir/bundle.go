@@ -55,7 +55,7 @@ func DecodeBundle(raw []byte) (*Bundle, error) {
 	var b Bundle
 	if err := json.Unmarshal(raw, &b); err != nil {
 		return nil, &Error{Kind: Invalid, Message: "invalid Bundle JSON", Err: err,
-			Issues: []Issue{{Severity: "error", Code: "structure", Diagnostics: "invalid Bundle JSON: " + jsonErrorText(err), Expression: "Bundle"}}}
+			Issues: []Issue{{Severity: "error", Code: "structure", Diagnostics: "invalid Bundle JSON: " + JSONProblem(err), Expression: "Bundle"}}}
 	}
 	for i := range b.Entry {
 		e := &b.Entry[i]

@@ -142,6 +142,24 @@ type Meta struct {
 	Profile     []string `json:"profile,omitempty"`
 	LastUpdated string   `json:"lastUpdated,omitempty"`
 	VersionID   string   `json:"versionId,omitempty"`
+	Security    []Coding `json:"security,omitempty"`
+}
+
+// SystemActReason is HL7 v3 ActReason, whose HTEST code marks test data.
+const SystemActReason = "http://terminology.hl7.org/CodeSystem/v3-ActReason"
+
+// IsTestData reports whether meta carries the security label HTEST (test
+// health data): the resource is a test, not a real patient's request.
+func (m *Meta) IsTestData() bool {
+	if m == nil {
+		return false
+	}
+	for _, c := range m.Security {
+		if c.System == SystemActReason && c.Code == "HTEST" {
+			return true
+		}
+	}
+	return false
 }
 
 // Claim is the part of an R4 Claim that PAS processing reads.

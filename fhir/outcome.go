@@ -4,13 +4,9 @@ import "encoding/json"
 
 // OperationOutcome renders issues as an R4 OperationOutcome.
 func OperationOutcome(issues []Issue) []byte {
-	type details struct {
-		Text string `json:"text,omitempty"`
-	}
 	type issue struct {
 		Severity    string   `json:"severity"`
 		Code        string   `json:"code"`
-		Details     *details `json:"details,omitempty"`
 		Diagnostics string   `json:"diagnostics,omitempty"`
 		Expression  []string `json:"expression,omitempty"`
 	}

@@ -10,8 +10,9 @@ import (
 	"github.com/google/fhir/go/jsonformat"
 )
 
-// MaxDepth is the deepest JSON nesting Priora accepts. Real PAS and CRD
-// payloads stay below 20; anything deeper is hostile or broken.
+// MaxDepth is the deepest JSON nesting Priora accepts in any request body
+// (the server checks it before decoding, the parser again). Real PAS and
+// CRD payloads stay below 20; anything deeper is hostile or broken.
 const MaxDepth = 64
 
 // Parser checks FHIR R4 JSON against the base specification with google/fhir's
@@ -140,24 +141,10 @@ func ResourceType(raw []byte) (string, error) {
 	}
 	if err := json.Unmarshal(raw, &head); err != nil {
 		return "", &Error{Kind: Invalid, Message: "invalid JSON", Err: err,
-			Issues: []Issue{{Severity: "error", Code: "invalid", Diagnostics: "invalid JSON: " + jsonErrorText(err)}}}
+			Issues: []Issue{{Severity: "error", Code: "invalid", Diagnostics: JSONProblem(err)}}}
 	}
 	if head.ResourceType == "" {
 		return "", InvalidAt("required", "", "the JSON object has no resourceType")
 	}
 	return head.ResourceType, nil
-}
-
-// jsonErrorText gives encoding/json's message without echoing values that may
-// carry patient data.
-func jsonErrorText(err error) string {
-	var se *json.SyntaxError
-	var te *json.UnmarshalTypeError
-	switch {
-	case asError(err, &se):
-		return fmt.Sprintf("syntax error at byte %d", se.Offset)
-	case asError(err, &te):
-		return fmt.Sprintf("%s where %s was expected at %s", te.Value, te.Type, te.Field)
-	}
-	return "malformed JSON"
 }

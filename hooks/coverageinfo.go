@@ -10,12 +10,11 @@ import (
 
 // Reason codes of CRD's coverageAssertionReasons value set.
 const (
-	reasonGoldCard          = "gold-card"
-	reasonNoMemberFound     = "no-member-found"
-	reasonNoActiveCoverage  = "no-active-coverage"
-	reasonCoverageNotFound  = "coverage-not-found"
-	reasonTechnical         = "technical"
-	coverageDetailOldSystem = crdTempSystem
+	reasonGoldCard         = "gold-card"
+	reasonNoMemberFound    = "no-member-found"
+	reasonNoActiveCoverage = "no-active-coverage"
+	reasonCoverageNotFound = "coverage-not-found"
+	reasonTechnical        = "technical"
 )
 
 // coverageInfo is one coverage-information extension (CRD 2.2

@@ -55,9 +55,38 @@ type target struct {
 	unreadable []string
 }
 
-// gather collects the call's resources: the orders in context, then what
-// prefetch lacks, fetched from the EHR in parallel under one deadline.
+// gather collects the call's resources in steps: the targets the context
+// names, a plan of what prefetch lacks, that plan fetched from the EHR in
+// parallel under one deadline, and the results put in place; then it
+// chooses the coverage (hook-13).
 func (c *call) gather(ctx context.Context) error {
+	c.contextTargets()
+	p := c.planQueries()
+	if err := c.fetch(ctx, p); err != nil {
+		return err
+	}
+	c.applyResults(ctx, p)
+	c.resolveBasedOn()
+	if c.technical != "" {
+		return nil
+	}
+	return c.chooseCoverage(p.covs)
+}
+
+// queryPlan is what a call must fetch from the EHR and where each result
+// goes.
+type queryPlan struct {
+	// qs are all the queries; nil once fetch decides not to query.
+	qs                       []*query
+	covQ, patQ, encQ         *query
+	orderQs, basedOnQs       []*query
+	needCoverage, needOrders bool
+	// covs are the Coverage resources in hand: prefetched, then found.
+	covs []json.RawMessage
+}
+
+// contextTargets makes targets of the orders or appointments in context.
+func (c *call) contextTargets() {
 	hc := &c.hc
 	switch c.hook {
 	case OrderSign, OrderSelect:
@@ -83,16 +112,16 @@ func (c *call) gather(ctx context.Context) error {
 			}
 		}
 	}
+}
 
-	var (
-		qs                       []*query
-		covQ, patQ, encQ         *query
-		orderQs, basedOnQs       []*query
-		needCoverage, needOrders bool
-		dispatched               []string
-	)
+// planQueries looks for what the call needs in prefetch and plans a query
+// for what is missing: dispatched orders, the patient's coverage, the
+// patient, the encounter and the orders appointments are based on.
+func (c *call) planQueries() *queryPlan {
+	hc := &c.hc
+	p := &queryPlan{}
 	if c.hook == OrderDispatch {
-		dispatched = hc.DispatchedOrders
+		dispatched := hc.DispatchedOrders
 		if len(dispatched) == 0 {
 			dispatched = []string{hc.Order}
 		}
@@ -112,28 +141,27 @@ func (c *call) gather(ctx context.Context) error {
 				c.d.fetchFailed++
 				continue
 			}
-			needOrders = true
+			p.needOrders = true
 			q := &query{path: readPath(typ, id)}
-			orderQs = append(orderQs, q)
+			p.orderQs = append(p.orderQs, q)
 		}
-		qs = append(qs, orderQs...)
+		p.qs = append(p.qs, p.orderQs...)
 	}
 
 	// Coverage: the "coverage" key, else Coverage resources under any key
 	// (clients may name keys their own way), else a query.
-	var covs []json.RawMessage
 	switch c.d.keys["coverage"] {
 	case keyProvided:
-		covs = ofTypeIn(c.d.keyed["coverage"], "Coverage")
+		p.covs = ofTypeIn(c.d.keyed["coverage"], "Coverage")
 	case keyNull:
 	case keyError:
 		c.technical = "the EHR could not provide the patient's coverage"
 	default:
-		covs = c.d.ofType("Coverage")
-		if len(covs) == 0 {
-			needCoverage = true
-			covQ = &query{path: "Coverage?patient=" + urlQuery(hc.PatientID) + "&status=active"}
-			qs = append(qs, covQ)
+		p.covs = c.d.ofType("Coverage")
+		if len(p.covs) == 0 {
+			p.needCoverage = true
+			p.covQ = &query{path: "Coverage?patient=" + urlQuery(hc.PatientID) + "&status=active"}
+			p.qs = append(p.qs, p.covQ)
 		}
 	}
 	if _, ok := c.d.lookup("Patient/" + hc.PatientID); !ok {
@@ -142,8 +170,8 @@ func (c *call) gather(ctx context.Context) error {
 			c.patientMissing = true
 		case keyAbsent:
 			if fhirID.MatchString(hc.PatientID) {
-				patQ = &query{path: readPath("Patient", hc.PatientID)}
-				qs = append(qs, patQ)
+				p.patQ = &query{path: readPath("Patient", hc.PatientID)}
+				p.qs = append(p.qs, p.patQ)
 			}
 		}
 	}
@@ -151,8 +179,8 @@ func (c *call) gather(ctx context.Context) error {
 		if raw, ok := c.d.lookup("Encounter/" + hc.EncounterID); ok {
 			c.addTarget("Encounter/"+hc.EncounterID, raw)
 		} else if fhirID.MatchString(hc.EncounterID) && c.d.keys["encounter"] == keyAbsent {
-			encQ = &query{path: readPath("Encounter", hc.EncounterID)}
-			qs = append(qs, encQ)
+			p.encQ = &query{path: readPath("Encounter", hc.EncounterID)}
+			p.qs = append(p.qs, p.encQ)
 		}
 	}
 	if c.hook == AppointmentBook {
@@ -166,32 +194,38 @@ func (c *call) gather(ctx context.Context) error {
 				seen[typ+"/"+id] = true
 				if _, ok := c.d.lookup(typ + "/" + id); !ok {
 					q := &query{path: readPath(typ, id)}
-					basedOnQs = append(basedOnQs, q)
+					p.basedOnQs = append(p.basedOnQs, q)
 				}
 			}
 		}
-		qs = append(qs, basedOnQs...)
+		p.qs = append(p.qs, p.basedOnQs...)
 	}
+	return p
+}
 
-	if len(qs) > 0 {
+// fetch runs the plan against the EHR's FHIR server. Without a fhirServer
+// the call cannot go on when it lacks the coverage or dispatched orders
+// (412); other missing data is done without.
+func (c *call) fetch(ctx context.Context, p *queryPlan) error {
+	if len(p.qs) > 0 {
 		if c.req.FHIRServer == "" {
-			if needCoverage || needOrders {
+			if p.needCoverage || p.needOrders {
 				what := "the patient's Coverage"
-				if !needCoverage {
+				if !p.needCoverage {
 					what = "the dispatched orders"
 				}
 				return errorf(fhir.PreconditionFailed, "%s were not prefetched and no fhirServer was given to query", what)
 			}
-			qs = nil
+			p.qs = nil
 		} else {
 			e := &ehr{client: c.s.cfg.HTTPClient, base: strings.TrimRight(c.req.FHIRServer, "/"), max: c.s.cfg.MaxFetchBytes}
 			if a := c.req.FHIRAuthorization; a != nil {
 				e.token = a.AccessToken
 			}
 			fctx, cancel := context.WithTimeout(ctx, c.s.cfg.FetchTimeout)
-			e.fetchAll(fctx, qs)
+			e.fetchAll(fctx, p.qs)
 			cancel()
-			for _, q := range qs {
+			for _, q := range p.qs {
 				c.d.fetched++
 				if q.err != nil && !errors.Is(q.err, errNotFound) {
 					c.d.fetchFailed++
@@ -199,33 +233,39 @@ func (c *call) gather(ctx context.Context) error {
 			}
 		}
 	}
+	return nil
+}
 
-	if covQ != nil && len(qs) > 0 {
-		if covQ.err != nil {
+// applyResults puts what the EHR answered in place: coverages, the
+// patient's absence, the encounter, based-on and dispatched orders.
+func (c *call) applyResults(ctx context.Context, p *queryPlan) {
+	hc := &c.hc
+	if p.covQ != nil && len(p.qs) > 0 {
+		if p.covQ.err != nil {
 			c.technical = "the EHR's FHIR server did not answer the coverage query"
 		} else {
-			for _, r := range searchEntries(covQ.body) {
+			for _, r := range searchEntries(p.covQ.body) {
 				if h, ok := c.d.add(r); ok && h.ResourceType == "Coverage" {
-					covs = append(covs, r)
+					p.covs = append(p.covs, r)
 				}
 			}
 		}
 	}
-	if patQ != nil && len(qs) > 0 && errors.Is(patQ.err, errNotFound) {
+	if p.patQ != nil && len(p.qs) > 0 && errors.Is(p.patQ.err, errNotFound) {
 		c.patientMissing = true
 	}
-	if encQ != nil && encQ.err == nil && len(qs) > 0 {
-		c.d.add(encQ.body)
-		c.addTarget("Encounter/"+hc.EncounterID, encQ.body)
+	if p.encQ != nil && p.encQ.err == nil && len(p.qs) > 0 {
+		c.d.add(p.encQ.body)
+		c.addTarget("Encounter/"+hc.EncounterID, p.encQ.body)
 	}
-	for _, q := range basedOnQs {
-		if q.err == nil && len(qs) > 0 {
+	for _, q := range p.basedOnQs {
+		if q.err == nil && len(p.qs) > 0 {
 			c.d.add(q.body)
 		}
 	}
-	for i, q := range orderQs {
+	for i, q := range p.orderQs {
 		switch {
-		case len(qs) == 0:
+		case len(p.qs) == 0:
 		case q.err == nil:
 			if h, ok := c.d.add(q.body); ok && orderTypes[h.ResourceType] {
 				c.addTarget(h.ResourceType+"/"+h.ID, q.body)
@@ -234,6 +274,11 @@ func (c *call) gather(ctx context.Context) error {
 			c.s.log.WarnContext(ctx, "cds hook: dispatched order not fetched", "hook_instance", c.req.HookInstance, "order", i, "err", q.err)
 		}
 	}
+}
+
+// resolveBasedOn links each target to the orders it is based on that the
+// call holds.
+func (c *call) resolveBasedOn() {
 	for _, t := range c.targets {
 		for _, b := range t.o.BasedOn {
 			if raw, ok := c.d.lookup(b.Reference); ok {
@@ -244,10 +289,6 @@ func (c *call) gather(ctx context.Context) error {
 			}
 		}
 	}
-	if c.technical != "" {
-		return nil
-	}
-	return c.chooseCoverage(covs)
 }
 
 // prefetchKey is the standard prefetch key of an order type, such as
@@ -618,39 +659,9 @@ func (c *call) assess(t *target, svc coverage.Service) (coverageInfo, coverage.O
 		return ci, coverage.Outcome{}
 	}
 	out := c.rules.Decide(svc)
-	var crd coverage.CRD
-	if out.Rule != nil {
-		crd = out.Rule.CRD
-	}
-	action := out.Decision.Action
-	ci.Covered = crd.Covered
-	if ci.Covered == "" {
-		ci.Covered = "covered"
-		if action == coverage.Deny {
-			ci.Covered = "not-covered"
-		}
-	}
-	ci.PANeeded = crd.PANeeded
-	if ci.PANeeded == "" {
-		ci.PANeeded = "auth-needed"
-		if action == coverage.Approve {
-			ci.PANeeded = "no-auth"
-		}
-	}
-	reason := out.Reason
-	if out.Rule == nil {
-		switch action {
-		case coverage.Approve:
-			reason = "No coverage policy restricts this service; it is covered without prior authorization."
-		case coverage.Deny:
-			reason = "No coverage policy covers this service under this plan."
-		default:
-			reason = "No coverage policy names this service; the payer reviews it on a prior authorization request."
-		}
-	}
-	if reason == "" {
-		reason = "Decided by the payer's coverage policy."
-	}
+	ans := c.rules.CRDAnswer(out)
+	crd, reason := ans.CRD, ans.Reason
+	ci.Covered, ci.PANeeded = crd.Covered, crd.PANeeded
 	if ci.PANeeded != "satisfied" && len(crd.GoldCard) > 0 {
 		for _, npi := range c.requesterNPIs(t) {
 			if slices.Contains(crd.GoldCard, npi) {
@@ -702,14 +713,8 @@ func (c *call) assess(t *target, svc coverage.Service) (coverageInfo, coverage.O
 	if crd.Contact != "" {
 		ci.Contacts = []contactDetail{parseContact(c.payerName(), crd.Contact)}
 	}
-	if ci.Covered != "not-covered" {
-		days := out.Decision.AuthorizationDays
-		if days == 0 {
-			days = c.rules.Defaults.AuthorizationDays
-		}
-		if days > 0 {
-			ci.ExpiryDate = c.now.AddDate(0, 0, days).Format(time.DateOnly)
-		}
+	if ci.Covered != "not-covered" && ans.AuthorizationDays > 0 {
+		ci.ExpiryDate = c.now.AddDate(0, 0, ans.AuthorizationDays).Format(time.DateOnly)
 	}
 	ci.normalize(c.version, reason)
 	return ci, out

@@ -257,7 +257,7 @@ func outcomeOf(k fhir.Kind) string {
 func (s *Service) decode(hook string, body []byte) (*call, error) {
 	c := &call{s: s, hook: hook, d: newData(), rules: s.cfg.Rules(), now: s.cfg.Now()}
 	if err := decodeRequest(body, &c.req); err != nil {
-		return nil, errorf(fhir.Invalid, "the body is not a CDS Hooks request: %s", jsonProblem(err))
+		return nil, errorf(fhir.Invalid, "the body is not a CDS Hooks request: %s", fhir.JSONProblem(err))
 	}
 	r := &c.req
 	switch {
@@ -333,36 +333,6 @@ func (c *call) checkContext() error {
 	return nil
 }
 
-// jsonProblem describes a decoding error without echoing the input.
-func jsonProblem(err error) string {
-	var se *json.SyntaxError
-	var te *json.UnmarshalTypeError
-	switch {
-	case errors.As(err, &se):
-		return fmt.Sprintf("invalid JSON at byte %d", se.Offset)
-	case errors.As(err, &te):
-		if te.Field != "" {
-			return fmt.Sprintf("%s must be a JSON %s", te.Field, jsonKind(te.Type.Kind().String()))
-		}
-		return "wrong JSON type"
-	}
-	return "invalid JSON"
-}
-
-func jsonKind(goKind string) string {
-	switch goKind {
-	case "slice", "array":
-		return "array"
-	case "struct", "map", "ptr":
-		return "object"
-	case "int", "int64", "float64":
-		return "number"
-	case "bool":
-		return "boolean"
-	}
-	return goKind
-}
-
 // Feedback stores POST /cds-services/{serviceID}/feedback.
 func (s *Service) Feedback(ctx context.Context, serviceID string, who Caller, body []byte) error {
 	if hookOf(serviceID) == "" {
@@ -370,7 +340,7 @@ func (s *Service) Feedback(ctx context.Context, serviceID string, who Caller, bo
 	}
 	var f Feedback
 	if err := json.Unmarshal(body, &f); err != nil {
-		return errorf(fhir.Invalid, "the body is not CDS Hooks feedback: %s", jsonProblem(err))
+		return errorf(fhir.Invalid, "the body is not CDS Hooks feedback: %s", fhir.JSONProblem(err))
 	}
 	if len(f.Feedback) == 0 {
 		return errorf(fhir.Invalid, "feedback must list at least one item")

@@ -8,9 +8,6 @@ const (
 	ProfileResponseBundle        = pasSD + "profile-pas-response-bundle"
 	ProfileInquiryRequestBundle  = pasSD + "profile-pas-inquiry-request-bundle"
 	ProfileInquiryResponseBundle = pasSD + "profile-pas-inquiry-response-bundle"
-	ProfileClaim                 = pasSD + "profile-claim"
-	ProfileClaimUpdate           = pasSD + "profile-claim-update"
-	ProfileClaimInquiry          = pasSD + "profile-claim-inquiry"
 	ProfileClaimResponse         = pasSD + "profile-claimresponse"
 	ProfileClaimInquiryResponse  = pasSD + "profile-claiminquiryresponse"
 	ProfileCommunicationRequest  = pasSD + "profile-communicationrequest"
@@ -44,7 +41,6 @@ const (
 	sysX12ReasonCode   = "https://codesystem.x12.org/external/886" // X12278ReviewDecisionReasonCode includes only this system
 	sysX12EntityID     = "https://codesystem.x12.org/005010/98"
 	sysX12CertType     = "https://codesystem.x12.org/005010/1322"
-	sysX12LevelOfSvc   = "https://codesystem.x12.org/005010/1338"
 	sysX12RejectReason = "https://codesystem.x12.org/005010/901"
 	sysX12ReportType   = "https://codesystem.x12.org/005010/755"
 	sysX12FollowUp     = "https://codesystem.x12.org/005010/889"

@@ -119,8 +119,11 @@ type MetricsBuilder struct {
 	byBoth                   map[[2]string]*Breakdown
 }
 
-// Add counts one chain.
+// Add counts one chain; test data is not counted.
 func (b *MetricsBuilder) Add(a *store.Authorization) {
+	if a.Test {
+		return
+	}
 	if b.byMonth == nil {
 		b.byMonth, b.byCategory, b.byBoth = map[string]*Breakdown{}, map[string]*Breakdown{}, map[[2]string]*Breakdown{}
 	}

@@ -46,7 +46,7 @@ func (d *ReviewDecision) check(a *store.Authorization) error {
 	if strings.TrimSpace(d.Reviewer.NPI) == "" && strings.TrimSpace(d.Reviewer.Name) == "" {
 		is.add("required", "reviewer", "the reviewer's npi or name is required")
 	}
-	if d.Reviewer.NPI != "" && !isNPI(d.Reviewer.NPI) {
+	if d.Reviewer.NPI != "" && !fhir.IsNPI(d.Reviewer.NPI) {
 		is.add("value", "reviewer.npi", "%q is not a 10-digit NPI", d.Reviewer.NPI)
 	}
 	if len(d.Items) == 0 {
@@ -111,18 +111,6 @@ func (d *ReviewDecision) check(a *store.Authorization) error {
 		}
 	}
 	return &fhir.Error{Kind: kind, Message: "the decision cannot be applied", Issues: is}
-}
-
-func isNPI(s string) bool {
-	if len(s) != 10 {
-		return false
-	}
-	for _, c := range s {
-		if c < '0' || c > '9' {
-			return false
-		}
-	}
-	return true
 }
 
 // Decide applies a reviewer's decision to a pended request: a new response
@@ -238,6 +226,7 @@ func (s *Service) publish(ctx context.Context, a *store.Authorization, now time.
 	if err := s.cfg.Store.UpdateAuthorization(ctx, a); err != nil {
 		return nil, err
 	}
+	s.countDecided(a, now)
 	return &Answer{Body: body, Authorization: a.ID, Outcome: outcome}, nil
 }
 

@@ -28,6 +28,8 @@ type Config struct {
 	Validate func(ctx context.Context, raw []byte, profile string) []fhir.Issue
 	Now      func() time.Time
 	Log      *slog.Logger
+	// Decisions, when set, counts the decisions stored (telemetry.go).
+	Decisions DecisionCounter
 }
 
 // Service answers PAS operations. It is safe for concurrent use.
@@ -52,6 +54,10 @@ func New(cfg Config) *Service {
 type Caller struct {
 	Tenant string
 	Client string
+	// Test is set for a client registered as a test client: everything it
+	// submits is test data (kept out of the work queue's default view and
+	// of the CMS-0057-F figures).
+	Test bool
 }
 
 // Answer is a successful PAS answer.

@@ -117,6 +117,10 @@ func (s *Service) create(ctx context.Context, who Caller, req *request, key stri
 	}
 	settle(a)
 	a.Expedited = req.expedited()
+	// Test data (HTEST on the request Bundle, or a test client) is answered
+	// like any other request but kept out of the default work queue and
+	// the figures reported under CMS-0057-F.
+	a.Test = who.Test || req.bundle.Meta.IsTestData()
 	a.DueAt = dueAt(a.Created, a.Expedited)
 	body, outcome, err := buildResponse(responseInput{
 		auth: a, claim: req.claim, claimFullURL: req.claimFullURL(),
@@ -143,6 +147,7 @@ func (s *Service) create(ctx context.Context, who Caller, req *request, key stri
 	case err != nil:
 		return nil, err
 	}
+	s.countDecided(a, now)
 	return &Answer{Body: body, Authorization: a.ID, Outcome: outcome}, nil
 }
 

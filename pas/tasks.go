@@ -12,18 +12,20 @@ import (
 
 // TaskSummary is one line of the review queue.
 type TaskSummary struct {
-	ID          string    `json:"id"`
-	Status      string    `json:"status"`
-	Received    time.Time `json:"received"`
-	DueAt       time.Time `json:"dueAt"`
-	Expedited   bool      `json:"expedited"`
-	Overdue     bool      `json:"overdue"`
-	Patient     string    `json:"patient,omitempty"`
-	MemberID    string    `json:"memberId,omitempty"`
-	Provider    string    `json:"provider,omitempty"`
-	Services    []string  `json:"services,omitempty"`
-	Category    string    `json:"category,omitempty"`
-	PendedItems int       `json:"pendedItems"`
+	ID        string    `json:"id"`
+	Status    string    `json:"status"`
+	Received  time.Time `json:"received"`
+	DueAt     time.Time `json:"dueAt"`
+	Expedited bool      `json:"expedited"`
+	Overdue   bool      `json:"overdue"`
+	// Test marks test data (HTEST or a test client).
+	Test        bool     `json:"test,omitempty"`
+	Patient     string   `json:"patient,omitempty"`
+	MemberID    string   `json:"memberId,omitempty"`
+	Provider    string   `json:"provider,omitempty"`
+	Services    []string `json:"services,omitempty"`
+	Category    string   `json:"category,omitempty"`
+	PendedItems int      `json:"pendedItems"`
 }
 
 // TaskItem is one item as a reviewer sees it.
@@ -82,7 +84,7 @@ func (s *Service) Queue(ctx context.Context, f store.ReviewFilter) ([]TaskSummar
 
 func summarize(a *store.Authorization, now time.Time) TaskSummary {
 	t := TaskSummary{
-		ID: a.ID, Status: a.Status, Received: a.Created, DueAt: a.DueAt, Expedited: a.Expedited,
+		ID: a.ID, Status: a.Status, Received: a.Created, DueAt: a.DueAt, Expedited: a.Expedited, Test: a.Test,
 		Overdue: a.Status == "pended" && now.After(a.DueAt),
 		Patient: a.Summary.PatientName, MemberID: a.Summary.MemberID, Provider: a.Summary.ProviderName,
 		Services: a.Summary.Services, Category: a.Summary.Category,

@@ -165,6 +165,7 @@ func (s *Service) applyUpdate(ctx context.Context, who Caller, a *store.Authoriz
 	if err := s.cfg.Store.UpdateAuthorization(ctx, a); err != nil {
 		return nil, err
 	}
+	s.countDecided(a, now)
 	return &Answer{Body: body, Authorization: a.ID, Outcome: outcome}, nil
 }
 

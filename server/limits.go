@@ -13,42 +13,6 @@ import (
 	"github.com/priora/priora/fhir"
 )
 
-// maxJSONDepth bounds how deeply a request's JSON may nest. FHIR bundles
-// and nested QuestionnaireResponse items stay far below it; a body built to
-// exhaust a recursive decoder does not.
-const maxJSONDepth = 100
-
-// checkDepth refuses JSON nested deeper than max. It scans the bytes once,
-// skipping strings, and does not validate anything else.
-func checkDepth(body []byte, max int) error {
-	depth, inString, escaped := 0, false, false
-	for _, b := range body {
-		if inString {
-			switch {
-			case escaped:
-				escaped = false
-			case b == '\\':
-				escaped = true
-			case b == '"':
-				inString = false
-			}
-			continue
-		}
-		switch b {
-		case '"':
-			inString = true
-		case '{', '[':
-			depth++
-			if depth > max {
-				return fhir.InvalidAt("structure", "", "the JSON nesting is deeper than %d levels", max)
-			}
-		case '}', ']':
-			depth--
-		}
-	}
-	return nil
-}
-
 // limiter is a token bucket per key (a client id, or an address for
 // requests not yet authenticated).
 type limiter struct {

@@ -12,6 +12,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/priora/priora/internal/reqlog"
+	"github.com/priora/priora/pas"
 )
 
 const (
@@ -49,7 +50,9 @@ func logAttrs(c echo.Context, kv ...any) {
 }
 
 // accessLog writes one line per request: method, route (not the raw path,
-// which may carry identifiers), status, duration, request id.
+// which may carry identifiers), status, duration, request id, and the
+// tenant and client once authenticated; and times the request for the
+// metrics.
 func (s *Server) accessLog(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		start := time.Now()
@@ -65,8 +68,14 @@ func (s *Server) accessLog(next echo.HandlerFunc) echo.HandlerFunc {
 			"bytes_in", c.Request().ContentLength,
 			"bytes_out", c.Response().Size,
 		}
+		if who, ok := c.Get(ctxCaller).(pas.Caller); ok {
+			attrs = append(attrs, "tenant", who.Tenant, "client", who.Client)
+		}
 		if extra, ok := c.Get(ctxLogAttrs).([]any); ok {
 			attrs = append(attrs, extra...)
+		}
+		if s.cfg.Requests != nil {
+			s.cfg.Requests.Request(c.Path(), c.Request().Method, c.Response().Status, time.Since(start))
 		}
 		level := slog.LevelInfo
 		if c.Response().Status >= 500 {

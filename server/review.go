@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"encoding/json"
 	"net/http"
 	"strconv"
@@ -32,6 +33,11 @@ func (s *Server) reviewQueue(c echo.Context) error {
 	case "pended", "complete", "cancelled":
 	default:
 		return fhir.InvalidAt("value", "status", "status must be open, pended, complete, cancelled or all")
+	}
+	switch f.Test = q.Get("test"); f.Test {
+	case "", "include", "only":
+	default:
+		return fhir.InvalidAt("value", "test", "test must be include or only (test data is left out by default)")
 	}
 	if f.Sort != "" && f.Sort != "due" && f.Sort != "age" {
 		return fhir.InvalidAt("value", "sort", "sort must be due or age")
@@ -72,10 +78,10 @@ func (s *Server) reviewDecision(c echo.Context) error {
 		return err
 	}
 	var d pas.ReviewDecision
-	dec := json.NewDecoder(bytesReader(body))
+	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&d); err != nil {
-		return fhir.InvalidAt("structure", "", "the decision is not valid JSON of the documented shape: %s", safeJSONError(err))
+		return fhir.InvalidAt("structure", "", "the decision is not valid JSON of the documented shape: %s", fhir.JSONProblem(err))
 	}
 	ans, err := s.cfg.PAS.Decide(c.Request().Context(), reviewTenant(c), id, d)
 	if err != nil {

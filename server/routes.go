@@ -82,7 +82,7 @@ func (s *Server) routes() {
 }
 
 func (s *Server) healthz(c echo.Context) error {
-	return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
+	return c.JSON(http.StatusOK, map[string]string{"status": "ok", "version": s.cfg.Version})
 }
 
 func (s *Server) readyz(c echo.Context) error {

@@ -63,6 +63,14 @@ type Config struct {
 	TLS bool
 	// AuditRetention is how long audit records are kept (default 6 years).
 	AuditRetention time.Duration
+	// Requests, when set, times every request by route, method and status
+	// (the Prometheus metrics).
+	Requests RequestObserver
+}
+
+// RequestObserver is told of every request once it is answered.
+type RequestObserver interface {
+	Request(route, method string, status int, d time.Duration)
 }
 
 // Server is Priora's HTTP handler.
@@ -129,7 +137,7 @@ func (s *Server) readFHIR(c echo.Context) ([]byte, error) {
 		}
 		return nil, fhir.Errorf(fhir.Invalid, "the request body could not be read")
 	}
-	if err := checkDepth(body, maxJSONDepth); err != nil {
+	if err := fhir.CheckDepth(body, fhir.MaxDepth); err != nil {
 		return nil, err
 	}
 	return body, nil

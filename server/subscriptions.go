@@ -3,7 +3,6 @@ package server
 import (
 	"net/http"
 	"strconv"
-	"strings"
 
 	"github.com/labstack/echo/v4"
 
@@ -93,7 +92,7 @@ func (s *Server) subscriptionStatus(c echo.Context) error {
 		return err
 	}
 	q := c.QueryParams()
-	ids, statuses := commaList(q["id"]), commaList(q["status"])
+	ids, statuses := fhir.CommaList(q["id"]), fhir.CommaList(q["status"])
 	if c.Request().Method == http.MethodPost && c.Request().ContentLength != 0 {
 		body, err := s.readFHIR(c)
 		if err != nil {
@@ -114,19 +113,6 @@ func (s *Server) subscriptionStatus(c echo.Context) error {
 		return err
 	}
 	return writeFHIR(c, http.StatusOK, body)
-}
-
-// commaList splits search parameter values that hold comma lists.
-func commaList(vals []string) []string {
-	var out []string
-	for _, v := range vals {
-		for _, p := range strings.Split(v, ",") {
-			if p = strings.TrimSpace(p); p != "" {
-				out = append(out, p)
-			}
-		}
-	}
-	return out
 }
 
 func writeSubscription(c echo.Context, status int, r *subscriptions.Resource) error {

@@ -18,8 +18,11 @@ type Authorization struct {
 	// item is decided, "cancelled" when the request was withdrawn.
 	Status string `bson:"status"`
 	// Expedited marks urgent requests (72 h decision clock instead of 7 days).
-	Expedited bool      `bson:"expedited"`
-	DueAt     time.Time `bson:"dueAt"`
+	Expedited bool `bson:"expedited"`
+	// Test marks test data (HTEST, or a test client): left out of the
+	// review queue's default view, queue metrics and CMS-0057-F figures.
+	Test  bool      `bson:"test,omitempty"`
+	DueAt time.Time `bson:"dueAt"`
 
 	// Keys clients use to find this chain again: "claim|<system>|<value>"
 	// for each Claim.identifier and "url|<fullUrl>" for each Claim fullUrl.

@@ -520,6 +520,9 @@ func (s *Store) DueAutomaticDecisions(ctx context.Context, now time.Time, limit 
 type ReviewFilter struct {
 	// Status is pended, complete, cancelled, or "" for all.
 	Status string
+	// Test is which chains of test data to list: "" leaves them out,
+	// "include" lists them with the others, "only" lists nothing else.
+	Test   string
 	Tenant string
 	Limit  int64
 	// Sort is "due" (default: earliest deadline first) or "age" (oldest first).
@@ -534,6 +537,13 @@ func (s *Store) ReviewQueue(ctx context.Context, f ReviewFilter) ([]*Authorizati
 	}
 	if f.Tenant != "" {
 		q = append(q, bson.E{Key: "tenant", Value: f.Tenant})
+	}
+	switch f.Test {
+	case "include":
+	case "only":
+		q = append(q, bson.E{Key: "test", Value: true})
+	default:
+		q = append(q, bson.E{Key: "test", Value: bson.D{{Key: "$ne", Value: true}}})
 	}
 	sort := bson.D{{Key: "dueAt", Value: 1}, {Key: "_id", Value: 1}}
 	if f.Sort == "age" {

@@ -42,10 +42,13 @@ type Client struct {
 	// JKUAllow lists the jku URLs honoured in this client's JWT headers.
 	JKUAllow []string `bson:"jkuAllow,omitempty" json:"jkuAllow,omitempty" yaml:"jkuAllow,omitempty"`
 	// Scopes are the scopes the client may be granted.
-	Scopes   []string  `bson:"scopes" json:"scopes" yaml:"scopes"`
-	Disabled bool      `bson:"disabled" json:"disabled" yaml:"disabled,omitempty"`
-	Created  time.Time `bson:"created" json:"created" yaml:"-"`
-	Updated  time.Time `bson:"updated" json:"updated" yaml:"-"`
+	Scopes   []string `bson:"scopes" json:"scopes" yaml:"scopes"`
+	Disabled bool     `bson:"disabled" json:"disabled" yaml:"disabled,omitempty"`
+	// Test marks a test client (a conformance kit, a vendor's sandbox):
+	// everything it submits is test data.
+	Test    bool      `bson:"test,omitempty" json:"test,omitempty" yaml:"test,omitempty"`
+	Created time.Time `bson:"created" json:"created" yaml:"-"`
+	Updated time.Time `bson:"updated" json:"updated" yaml:"-"`
 }
 
 // AddClient registers a new client; ErrDuplicate when the ID is taken.

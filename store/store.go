@@ -21,9 +21,11 @@ import (
 
 	"github.com/FerretDB/FerretDB/ferretdb"
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/event"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 	"go.mongodb.org/mongo-driver/v2/mongo/writeconcern"
+	"go.mongodb.org/mongo-driver/v2/x/mongo/driver/connstring"
 )
 
 // Sentinel errors of store operations.
@@ -39,9 +41,13 @@ type Options struct {
 	URI string
 	// DataDir holds the embedded engine's files (DataDir/store).
 	DataDir string
-	// Database name; "priora" when empty.
+	// Database name; when empty, the database named in URI's path
+	// (mongodb://host/NAME?…), else "priora".
 	Database string
 	Logger   *slog.Logger
+	// OnCommand, when set, is told of every MongoDB command's name,
+	// outcome and duration (for metrics).
+	OnCommand func(command string, ok bool, d time.Duration)
 }
 
 // Store is an open connection to Priora's database. It is safe for
@@ -103,6 +109,12 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if s.embedded != nil {
 		copts.SetMaxPoolSize(32)
 	}
+	if f := opts.OnCommand; f != nil {
+		copts.SetMonitor(&event.CommandMonitor{
+			Succeeded: func(_ context.Context, e *event.CommandSucceededEvent) { f(e.CommandName, true, e.Duration) },
+			Failed:    func(_ context.Context, e *event.CommandFailedEvent) { f(e.CommandName, false, e.Duration) },
+		})
+	}
 	client, err := mongo.Connect(copts)
 	if err != nil {
 		s.stopEmbedded()
@@ -117,7 +129,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	s.group.serial = s.ferret
 	name := opts.Database
 	if name == "" {
-		name = "priora"
+		name = databaseFromURI(opts.URI)
 	}
 	s.db = client.Database(name)
 	s.authorizations = s.db.Collection("authorizations")
@@ -134,6 +146,10 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		}
 	}
 	if err := s.ensureIndexes(ctx); err != nil {
+		s.Close(context.Background())
+		return nil, err
+	}
+	if err := s.migrate(ctx); err != nil {
 		s.Close(context.Background())
 		return nil, err
 	}
@@ -293,4 +309,18 @@ func byID[T any](ctx context.Context, c *mongo.Collection, id, what string) (*T,
 		return nil, fmt.Errorf("store: load %s: %w", what, err)
 	}
 	return &v, nil
+}
+
+// databaseFromURI is the database a MongoDB connection string names in its
+// path, or "priora" when it names none (or is not a valid URI, which Connect
+// reports itself).
+func databaseFromURI(uri string) string {
+	if uri == "" {
+		return "priora"
+	}
+	cs, err := connstring.Parse(uri)
+	if err != nil || cs.Database == "" {
+		return "priora"
+	}
+	return cs.Database
 }

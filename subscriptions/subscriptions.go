@@ -250,19 +250,7 @@ type Query struct {
 // ParseQuery reads url and status from search parameters; other
 // parameters are ignored, as FHIR's lenient search handling allows.
 func ParseQuery(v url.Values) Query {
-	return Query{URLs: list(v["url"]), Statuses: list(v["status"])}
-}
-
-func list(vals []string) []string {
-	var out []string
-	for _, v := range vals {
-		for _, p := range strings.Split(v, ",") {
-			if p = strings.TrimSpace(p); p != "" {
-				out = append(out, p)
-			}
-		}
-	}
-	return out
+	return Query{URLs: fhir.CommaList(v["url"]), Statuses: fhir.CommaList(v["status"])}
 }
 
 // Search returns a searchset Bundle of the tenant's matching Subscriptions.
@@ -347,9 +335,9 @@ func StatusParameters(body []byte) (ids, statuses []string, err error) {
 		v := q.ValueID + q.ValueString + q.ValueCode
 		switch q.Name {
 		case "id":
-			ids = append(ids, list([]string{v})...)
+			ids = append(ids, fhir.CommaList([]string{v})...)
 		case "status":
-			statuses = append(statuses, list([]string{v})...)
+			statuses = append(statuses, fhir.CommaList([]string{v})...)
 		}
 	}
 	return ids, statuses, nil

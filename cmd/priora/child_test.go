@@ -62,7 +62,7 @@ func startChild(t *testing.T, bin, addr, data string, deadline time.Time, env ..
 	c.cmd = exec.Command(bin, "serve")
 	c.cmd.Env = append(os.Environ(),
 		"PRIORA_INSECURE_DEV=1", "PRIORA_RATE_LIMIT=0", "PRIORA_LOG_LEVEL=warn",
-		"PRIORA_ADDR="+addr, "PRIORA_DATA_DIR="+data, "MONGODB_URI=", "PRIORA_BASE_URL=")
+		"PRIORA_ADDR="+addr, "PRIORA_DATA_DIR="+data, "MONGODB_URI=", "PRIORA_BASE_URL=", "PRIORA_METRICS_ADDR=127.0.0.1:0")
 	c.cmd.Env = append(c.cmd.Env, env...) // later values win
 	c.cmd.Stdout, c.cmd.Stderr = c.log, c.log
 	if err := c.cmd.Start(); err != nil {

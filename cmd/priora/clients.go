@@ -19,7 +19,7 @@ import (
 const clientsUsage = `Usage:
   priora clients add --id ID --org ORG [--npi NPI] [--sender-id ISA06]
                      (--jwks-file FILE | --jwks-url URL) [--jku-allow URL]...
-                     --scopes "system/Claim.c system/ClaimResponse.r" [--replace]
+                     --scopes "system/Claim.c system/ClaimResponse.r" [--test] [--replace]
   priora clients list [--json]
   priora clients disable ID
   priora clients enable ID
@@ -95,6 +95,7 @@ func clientsCmd(ctx context.Context, args []string, getenv func(string) string, 
 		fs.Var(&jku, "jku-allow", "a jku URL honoured for this client (repeatable)")
 		fs.StringVar(&scopes, "scopes", "", "space-separated scopes the client may be granted")
 		fs.BoolVar(&replace, "replace", false, "replace a client with the same id")
+		fs.BoolVar(&c.Test, "test", false, "a test client: everything it submits is test data (kept out of the default work queue and the CMS-0057-F figures)")
 		if err := fs.Parse(args); err != nil {
 			return errUsage
 		}
@@ -155,6 +156,9 @@ func clientsCmd(ctx context.Context, args []string, getenv func(string) string, 
 			if c.Disabled {
 				status = "disabled"
 			}
+			if c.Test {
+				status += ",test"
+			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", c.ID, c.Org, dash(c.NPI), dash(c.SenderID), keys, status, strings.Join(c.Scopes, " "))
 		}
 		return tw.Flush()
@@ -198,8 +202,11 @@ func dash(s string) string {
 // keysCmd is `priora keys rotate`: a new token signing key becomes current;
 // the old one keeps verifying until its tokens have expired.
 func keysCmd(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "new" {
+		return keysNew(args[1:], stdout, stderr)
+	}
 	if len(args) == 0 || args[0] != "rotate" {
-		fmt.Fprint(stderr, "Usage: priora keys rotate [--data-dir DIR | --mongodb-uri URI]\n")
+		fmt.Fprint(stderr, "Usage: priora keys new [--alg ES384|RS384] [--out private.jwk] [--jwks public.jwks]\n       priora keys rotate [--data-dir DIR | --mongodb-uri URI]\n")
 		return errUsage
 	}
 	fs := flag.NewFlagSet("priora keys rotate", flag.ContinueOnError)

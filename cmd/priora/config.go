@@ -46,6 +46,8 @@ type config struct {
 	TLSKey      string
 	RateLimit   string
 	security    app.Security
+	// MetricsAddr is the private listener for /metrics and pprof ("off": none).
+	MetricsAddr string
 }
 
 // setting ties a field to its flag, environment variable and default.
@@ -72,6 +74,7 @@ func (c *config) settings() []setting {
 		{"tls-key", "PRIORA_TLS_KEY", "", "TLS private key (PEM)", false, &c.TLSKey},
 		{"rate-limit", "PRIORA_RATE_LIMIT", "20,40", "requests per second per client and burst, RATE[,BURST]; 0 = no limit", false, &c.RateLimit},
 		{"validation", "PRIORA_VALIDATION", "enforce", "profile validation of PAS requests: enforce (reject errors with 400), log (log counts, accept) or off", false, &c.Validation},
+		{"metrics-addr", "PRIORA_METRICS_ADDR", "127.0.0.1:9464", "private listener for Prometheus /metrics and /debug/pprof (never the public one); off = none", false, &c.MetricsAddr},
 		{"crd-validation", "PRIORA_CRD_VALIDATION", "off", "profile validation of CDS Hooks calls: off, log, or enforce (422 for CRD profile violations)", false, &c.CRDValidation},
 		{"strict", "PRIORA_STRICT", "false", "true makes validation tolerate nothing: the documented tolerances and known IG defects become errors", false, &c.Strict},
 	}
@@ -149,6 +152,13 @@ func (c *config) check() error {
 	case "enforce", "log", "off":
 	default:
 		errs = append(errs, fmt.Errorf("PRIORA_CRD_VALIDATION %q must be enforce, log or off", c.CRDValidation))
+	}
+	if c.MetricsAddr != "off" {
+		if _, _, err := net.SplitHostPort(c.MetricsAddr); err != nil {
+			errs = append(errs, fmt.Errorf("PRIORA_METRICS_ADDR %q is not host:port (or off)", c.MetricsAddr))
+		} else if c.MetricsAddr == c.Addr {
+			errs = append(errs, fmt.Errorf("PRIORA_METRICS_ADDR must differ from PRIORA_ADDR: metrics and pprof are never served publicly"))
+		}
 	}
 	errs = append(errs, c.checkSecurity(host))
 	if c.MongoURI == "" && c.DataDir == "" {

@@ -75,6 +75,7 @@ func conform(ctx context.Context, args []string, getenv func(string) string, std
 	fs.DurationVar(&cfg.NotificationTimeout, "notification-timeout", 60*time.Second, "how long to wait for each subscription notification")
 	fs.Var(&reports, "report", "write a report: FILE.json, FILE.xml (JUnit) or FILE.html; repeatable")
 	fs.Var(&only, "only", "run only tests whose id starts with one of these prefixes (e.g. pas-2.3,crd-1)")
+	fs.BoolVar(&cfg.RealData, "real-data", false, "send the PAS requests unmarked; by default they carry meta.security HTEST so that a production server keeps them out of its work queue and metrics")
 	fs.BoolVar(&cfg.StrictMustSupport, "strict-must-support", false, "fail on every must-support element not shown, situational ones included (as Inferno does)")
 	fs.BoolVar(&insecure, "insecure", false, "skip TLS certificate verification (test servers with self-signed certificates)")
 	if err := fs.Parse(args); err != nil {

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/priora/priora/internal/testenv"
+	"github.com/priora/priora/store"
 )
 
 // TestConform runs `priora conform` against a test Priora for a few
@@ -49,6 +50,17 @@ func TestConform(t *testing.T) {
 	}
 	if b, err = os.ReadFile(reports[2]); err != nil || !bytes.Contains(b, []byte("<style>")) || !bytes.Contains(b, []byte("pas-2.1.1.04")) || bytes.Contains(b, []byte("<link")) {
 		t.Errorf("HTML report: %v, want a self-contained page listing the tests", err)
+	}
+	// The suite's requests are test data (HTEST): a production server keeps
+	// them out of its work queue.
+	all, err := e.App.Store.ReviewQueue(context.Background(), store.ReviewFilter{Test: "include"})
+	if err != nil || len(all) == 0 {
+		t.Fatalf("no requests stored by the suite: %v", err)
+	}
+	for _, a := range all {
+		if !a.Test {
+			t.Errorf("request %s from priora conform is not marked as test data", a.ID)
+		}
 	}
 }
 

@@ -18,9 +18,13 @@ func TestComposeFile(t *testing.T) {
 	}
 	var c struct {
 		Services map[string]struct {
-			Image       string            `yaml:"image"`
-			Build       string            `yaml:"build"`
-			Command     []string          `yaml:"command"`
+			Image string `yaml:"image"`
+			Build struct {
+				Context string            `yaml:"context"`
+				Args    map[string]string `yaml:"args"`
+			} `yaml:"build"`
+			Entrypoint  []string          `yaml:"entrypoint"`
+			Volumes     []string          `yaml:"volumes"`
 			Environment map[string]string `yaml:"environment"`
 			DependsOn   map[string]struct {
 				Condition string `yaml:"condition"`
@@ -34,8 +38,41 @@ func TestComposeFile(t *testing.T) {
 		t.Fatalf("docker-compose.yml: %v", err)
 	}
 	mongo, priora := c.Services["mongo"], c.Services["priora"]
-	if !strings.HasPrefix(mongo.Image, "mongo:7") || !strings.Contains(strings.Join(mongo.Command, " "), "--replSet") {
+	start := strings.Join(mongo.Entrypoint, " ")
+	if !strings.HasPrefix(mongo.Image, "mongo:7") || !strings.Contains(start, "--replSet") {
 		t.Errorf("mongo service = %+v, want mongo:7 as a replica set", mongo)
+	}
+	// Authentication: a root user, and the key file a replica set with
+	// authentication needs; Priora connects with credentials.
+	if mongo.Environment["MONGO_INITDB_ROOT_USERNAME"] == "" || !strings.Contains(mongo.Environment["MONGO_INITDB_ROOT_PASSWORD"], "MONGO_PASSWORD") ||
+		!strings.Contains(start, "--keyFile") {
+		t.Errorf("mongo runs without authentication: %+v", mongo)
+	}
+	if uri := priora.Environment["MONGODB_URI"]; !strings.Contains(uri, "${MONGO_PASSWORD}@") || !strings.Contains(uri, "authSource=admin") ||
+		!strings.Contains(uri, "/priora?") {
+		t.Errorf("MONGODB_URI %q lacks credentials or the database name", uri)
+	}
+	// Volumes: the store's data, the rules file Priora reads, the roster to import.
+	mounts := map[string]string{}
+	for _, v := range append(mongo.Volumes, priora.Volumes...) {
+		parts := strings.Split(v, ":")
+		if len(parts) < 2 {
+			t.Fatalf("volume %q", v)
+		}
+		// source:target or source:target:ro (a source may hold ${VAR:-default}).
+		target := parts[len(parts)-1]
+		if target == "ro" || target == "rw" {
+			target = parts[len(parts)-2]
+		}
+		mounts[target] = v
+	}
+	for _, target := range []string{"/data/db", "/data", priora.Environment["PRIORA_RULES"], "/import/roster"} {
+		if mounts[target] == "" {
+			t.Errorf("no volume mounted at %q (mounts %v)", target, mounts)
+		}
+	}
+	if priora.Build.Args["PRIORA_VERSION"] == "" {
+		t.Error("the image build is not given a PRIORA_VERSION")
 	}
 	if len(mongo.Healthcheck.Test) == 0 || len(priora.Healthcheck.Test) == 0 {
 		t.Error("both services need healthchecks")
@@ -56,5 +93,8 @@ func TestComposeFile(t *testing.T) {
 	}
 	if !strings.Contains(string(df), "./cmd/priora") || !strings.Contains(string(df), "golang:1.26") {
 		t.Error("Dockerfile does not build ./cmd/priora with Go 1.26")
+	}
+	if !strings.Contains(string(df), "-X main.version=${PRIORA_VERSION}") {
+		t.Error("Dockerfile does not stamp the release version")
 	}
 }

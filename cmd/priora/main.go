@@ -13,6 +13,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
@@ -20,9 +21,6 @@ import (
 
 	"github.com/priora/priora/internal/app"
 )
-
-// version is set at build time with -ldflags "-X main.version=…".
-var version = "dev"
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -41,7 +39,9 @@ var errUsage = errors.New("usage")
 // output streams, and returns when ctx ends or the server fails.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	cmd := "serve"
-	if len(args) > 0 && args[0] != "" && args[0][0] != '-' {
+	if len(args) > 0 && (args[0] == "--version" || args[0] == "-version") {
+		cmd, args = "version", args[1:]
+	} else if len(args) > 0 && args[0] != "" && args[0][0] != '-' {
 		cmd, args = args[0], args[1:]
 	}
 	switch cmd {
@@ -58,7 +58,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	case "audit":
 		return auditCmd(ctx, args, getenv, stdout, stderr)
 	case "version":
-		fmt.Fprintln(stdout, "priora", version)
+		fmt.Fprintln(stdout, versionLine())
 		return nil
 	case "healthcheck":
 		return healthcheck(ctx, args, stdout, stderr)
@@ -81,9 +81,9 @@ Commands:
   validate  validate FHIR JSON files against the PAS/CRD profiles (priora validate FILE...)
   clients   manage registered clients (priora clients add|list|disable|enable)
   reviewers manage reviewer desk accounts (priora reviewers add|list|disable|enable)
-  keys      rotate Priora's token signing key (priora keys rotate)
+  keys      make a client key pair (priora keys new) or rotate Priora's token signing key (priora keys rotate)
   audit     print the audit trail (priora audit [-client ID] [-since T] [-limit N])
-  version   print the version
+  version   print the version and the VCS revision (also priora --version)
   healthcheck  probe /readyz (for container healthchecks)
   conform   run the PAS/CRD conformance suite against a server (priora conform --base URL)
   load      drive CRD and PAS load at a server and report latency (priora load -h)
@@ -106,7 +106,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		MongoURI:      cfg.MongoURI,
 		RulesFile:     cfg.Rules,
 		MaxBody:       cfg.MaxBody,
-		Version:       version,
+		Version:       buildVersion(),
 		Log:           log,
 		Validation:    cfg.Validation,
 		CRDValidation: cfg.CRDValidation,
@@ -128,6 +128,34 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if uri, ok := a.Store.Embedded(); ok {
 		log.Info("embedded store started", "uri", uri, "data_dir", cfg.DataDir)
 	}
-	log.Info("priora listening", "addr", ln.Addr().String(), "base_url", cfg.BaseURL, "version", version)
+	if cfg.MetricsAddr != "off" {
+		mln, err := net.Listen("tcp", cfg.MetricsAddr)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("metrics listener: %w", err)
+		}
+		stopMetrics := serveMetrics(mln, a.Metrics.Handler(), log)
+		defer stopMetrics()
+		log.Info("metrics and pprof listening (private)", "addr", mln.Addr().String())
+	}
+	log.Info("priora listening", "addr", ln.Addr().String(), "base_url", cfg.BaseURL, "version", buildVersion())
 	return a.Serve(ctx, ln, 30*time.Second)
+}
+
+// serveMetrics serves h on ln until the returned stop is called.
+func serveMetrics(ln net.Listener, h http.Handler, log *slog.Logger) (stop func()) {
+	hs := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, WriteTimeout: 2 * time.Minute}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("metrics listener failed", "err", err)
+		}
+	}()
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = hs.Shutdown(ctx)
+		<-done
+	}
 }

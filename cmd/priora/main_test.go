@@ -36,7 +36,16 @@ func freeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+// env is a getenv over m. Servers started in tests take any free port for
+// their private metrics listener unless m names one (several run at once).
+func env(m map[string]string) func(string) string {
+	return func(k string) string {
+		if v, ok := m[k]; ok || k != "PRIORA_METRICS_ADDR" {
+			return v
+		}
+		return "127.0.0.1:0"
+	}
+}
 
 // TestServeAndStop runs the command as a user would: it starts on the
 // embedded store, answers /readyz (probed by the healthcheck subcommand),

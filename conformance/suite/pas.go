@@ -67,6 +67,9 @@ func (s *session) prepare(t *T, input string) ([]byte, []int) {
 		id["value"] = fmt.Sprintf("%s-%s-%s", cmp.Or(str(id, "value"), "conformance"), s.runID, newID()[:6])
 	}
 	b["timestamp"] = time.Now().UTC().Format(time.RFC3339)
+	if !s.cfg.RealData {
+		markTestData(b)
+	}
 	var seqs []int
 	if entries := arr(b["entry"]); len(entries) > 0 {
 		for _, it := range arr(obj(obj(entries[0])["resource"])["item"]) {
@@ -868,3 +871,22 @@ func (s *session) capabilityTest() Test {
 		}
 	}}
 }
+
+// markTestData adds the security label HTEST (HL7 v3 ActReason: test health
+// data) to a Bundle's meta, once.
+func markTestData(b map[string]any) {
+	meta := obj(b["meta"])
+	if meta == nil {
+		meta = map[string]any{}
+		b["meta"] = meta
+	}
+	sec := arr(meta["security"])
+	for _, c := range sec {
+		if str(obj(c), "system") == htestSystem && str(obj(c), "code") == "HTEST" {
+			return
+		}
+	}
+	meta["security"] = append(sec, map[string]any{"system": htestSystem, "code": "HTEST", "display": "test health data"})
+}
+
+const htestSystem = "http://terminology.hl7.org/CodeSystem/v3-ActReason"

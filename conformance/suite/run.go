@@ -56,6 +56,11 @@ type Config struct {
 	// must-support element no response shows, situational ones included,
 	// as Inferno's must-support tests do.
 	StrictMustSupport bool
+	// RealData leaves the suite's PAS requests unmarked. By default each
+	// request Bundle carries the security label HTEST (test health data),
+	// so a production server keeps them out of its work queue and its
+	// CMS-0057-F figures.
+	RealData bool
 	// Only, when set, runs just the tests whose id starts with one of
 	// these prefixes.
 	Only []string

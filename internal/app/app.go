@@ -19,6 +19,7 @@ import (
 	"github.com/priora/priora/fhir"
 	"github.com/priora/priora/hooks"
 	"github.com/priora/priora/internal/reqlog"
+	"github.com/priora/priora/internal/telemetry"
 	"github.com/priora/priora/pas"
 	"github.com/priora/priora/profiles"
 	"github.com/priora/priora/server"
@@ -65,6 +66,9 @@ type Config struct {
 	Strict bool
 	// Security is authentication, TLS, rate limits and audit (security.go).
 	Security Security
+	// Metrics receives Priora's Prometheus series; nil makes a new set
+	// (App.Metrics), served by the command on its private listener.
+	Metrics *telemetry.Metrics
 }
 
 // App is a wired Priora.
@@ -81,6 +85,8 @@ type App struct {
 	// Auth is the SMART Backend Services authorization server and the
 	// verifier of access tokens and CDS Hooks JWTs.
 	Auth *auth.Service
+	// Metrics are the Prometheus series (served on PRIORA_METRICS_ADDR).
+	Metrics *telemetry.Metrics
 	// Validator checks FHIR against the PAS, CRD and US Core profiles; it
 	// is loaded at start whatever Config.Validation says. Use Check to
 	// apply the configured mode to a validation.
@@ -124,7 +130,12 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
-	st, err := store.Open(ctx, store.Options{URI: cfg.MongoURI, DataDir: cfg.DataDir, Database: cfg.Database, Logger: log})
+	metrics := cfg.Metrics
+	if metrics == nil {
+		metrics = telemetry.New()
+	}
+	st, err := store.Open(ctx, store.Options{URI: cfg.MongoURI, DataDir: cfg.DataDir, Database: cfg.Database, Logger: log,
+		OnCommand: metrics.StoreOp})
 	if err != nil {
 		return nil, err
 	}
@@ -133,7 +144,8 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 		st.Close(context.Background())
 		return nil, err
 	}
-	a := &App{Config: cfg, Log: log, Store: st, Validator: validator, rules: rules}
+	a := &App{Config: cfg, Log: log, Store: st, Validator: validator, Metrics: metrics, rules: rules}
+	metrics.Registry().MustRegister(telemetry.NewQueueCollector(a.queueStats, 10*time.Second))
 	a.PAS = pas.New(pas.Config{
 		Store:    st,
 		Rules:    a.Rules,
@@ -141,6 +153,8 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 		Validate: a.pasValidate(),
 		Now:      cfg.Now,
 		Log:      log,
+
+		Decisions: metrics,
 	})
 	a.Subscriptions, err = subscriptions.New(ctx, subscriptions.Config{
 		Store: st, Parser: parser, BaseURL: cfg.BaseURL, Now: cfg.Now, Log: log, Options: cfg.Subscriptions,
@@ -197,6 +211,7 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 		RateBurst:      cfg.Security.RateBurst,
 		TLS:            cfg.Security.TLSCert != "",
 		AuditRetention: cfg.Security.AuditRetention,
+		Requests:       metrics,
 	})
 	wctx, stop := context.WithCancel(context.Background())
 	a.stopWorkers, a.workersDone = stop, make(chan struct{})
@@ -215,6 +230,20 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 	}
 	go func() { workers.Wait(); close(a.workersDone) }()
 	return a, nil
+}
+
+// queueStats reads the review queue for the metrics.
+func (a *App) queueStats(ctx context.Context) (telemetry.Queue, error) {
+	now := a.Config.Now()
+	st, err := a.Store.ReviewQueueStats(ctx, now)
+	if err != nil {
+		return telemetry.Queue{}, err
+	}
+	q := telemetry.Queue{Depth: st.Pended, Overdue: st.Overdue}
+	if !st.Oldest.IsZero() {
+		q.Oldest = now.Sub(st.Oldest)
+	}
+	return q, nil
 }
 
 // Rules returns the coverage rules in force.

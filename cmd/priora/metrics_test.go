@@ -1,0 +1,136 @@
+package main
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/priora/priora/internal/testenv"
+)
+
+// TestMetrics: the private listener exposes the series an SRE alerts on,
+// they move when Priora works, and pprof answers there and only there.
+func TestMetrics(t *testing.T) {
+	addr, maddr := freeAddr(t), freeAddr(t)
+	vars := map[string]string{"PRIORA_DATA_DIR": t.TempDir(), "PRIORA_ADDR": addr, "PRIORA_INSECURE_DEV": "1",
+		"PRIORA_METRICS_ADDR": maddr}
+	ctx, cancel := context.WithCancel(context.Background())
+	out := &syncBuffer{}
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, nil, env(vars), out, out) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	}()
+	base, mbase := "http://"+addr, "http://"+maddr
+	waitReady(t, base, out)
+
+	// A request with one item approved by a rule and one pended for review.
+	body, err := os.ReadFile(filepath.Join(testenv.Root(), "testdata", "pas", "ig", "Bundle-HomecareAuthorizationBundleExample.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := http.Post(base+"/fhir/Claim/$submit", "application/fhir+json", strings.NewReader(string(body)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Body.Close()
+	if r.StatusCode != 200 {
+		t.Fatalf("$submit: %d", r.StatusCode)
+	}
+
+	// A request is timed once its answer is written, so the client may
+	// scrape before the server has counted it: wait for the count.
+	var m map[string]float64
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		m = scrape(t, mbase+"/metrics")
+		if _, ok := m[`priora_http_request_duration_seconds_count{method="POST",route="/fhir/Claim/$submit",status="200"}`]; ok || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for _, want := range []struct {
+		series string
+		min    float64
+	}{
+		{`priora_http_request_duration_seconds_count{method="POST",route="/fhir/Claim/$submit",status="200"}`, 1},
+		{`priora_pas_decisions_total{by="rule",outcome="A1"}`, 1},
+		{`priora_pas_decisions_total{by="rule",outcome="A4"}`, 1},
+		{`priora_review_queue_depth`, 1},
+		{`priora_review_queue_oldest_age_seconds`, 0},
+		{`priora_review_queue_overdue`, 0},
+		{`priora_store_operation_duration_seconds_count{command="insert",result="ok"}`, 1},
+		{`go_goroutines`, 1},
+		{`process_resident_memory_bytes`, 1},
+	} {
+		v, ok := m[want.series]
+		if !ok {
+			t.Errorf("/metrics lacks %s (have %v)", want.series, keys(m, "priora_http"))
+		} else if v < want.min {
+			t.Errorf("%s = %v, want ≥ %v", want.series, v, want.min)
+		}
+	}
+
+	for _, c := range []struct {
+		url  string
+		want int
+	}{
+		{mbase + "/debug/pprof/cmdline", 200},
+		{base + "/debug/pprof/cmdline", 404},
+		{base + "/metrics", 404},
+	} {
+		r, err := http.Get(c.url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Body.Close()
+		if r.StatusCode != c.want {
+			t.Errorf("GET %s = %d, want %d", c.url, r.StatusCode, c.want)
+		}
+	}
+}
+
+var sampleLine = regexp.MustCompile(`^([a-zA-Z_:][a-zA-Z0-9_:]*(?:\{[^}]*\})?) (\S+)$`)
+
+// scrape reads a Prometheus text exposition into series → value.
+func scrape(t *testing.T, url string) map[string]float64 {
+	t.Helper()
+	r, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Body.Close()
+	b, _ := io.ReadAll(r.Body)
+	if r.StatusCode != 200 {
+		t.Fatalf("GET %s: %d", url, r.StatusCode)
+	}
+	out := map[string]float64{}
+	for _, line := range strings.Split(string(b), "\n") {
+		if sm := sampleLine.FindStringSubmatch(line); sm != nil {
+			v, err := strconv.ParseFloat(sm[2], 64)
+			if err == nil {
+				out[sm[1]] = v
+			}
+		}
+	}
+	return out
+}
+
+func keys(m map[string]float64, prefix string) []string {
+	var out []string
+	for k := range m {
+		if strings.HasPrefix(k, prefix) {
+			out = append(out, k)
+		}
+	}
+	return out
+}

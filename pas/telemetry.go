@@ -1,0 +1,43 @@
+package pas
+
+import (
+	"strings"
+	"time"
+
+	"github.com/priora/priora/store"
+)
+
+// DecisionCounter is told of every item decision once it is stored: its
+// X12 review action and what made it (rule, criteria, reviewer, assertion,
+// cancel). The metrics implement it.
+type DecisionCounter interface {
+	Decision(outcome, by string)
+}
+
+// countDecided reports the items of a that were decided by the change
+// stored at now (every decision made in one change carries its time).
+func (s *Service) countDecided(a *store.Authorization, now time.Time) {
+	if s.cfg.Decisions == nil || a.Test {
+		return
+	}
+	for _, it := range a.Items {
+		d := it.Decision
+		if d.At.IsZero() || !d.At.Equal(now) {
+			continue
+		}
+		s.cfg.Decisions.Decision(d.ReviewAction, decidedBy(d.By))
+	}
+}
+
+// decidedBy is the kind of decider in a Decision's By ("rule:ID",
+// "reviewer:NPI", "crd:ASSERTION", …).
+func decidedBy(by string) string {
+	kind, _, _ := strings.Cut(by, ":")
+	switch kind {
+	case "crd":
+		return "assertion"
+	case "":
+		return "rule"
+	}
+	return kind
+}
