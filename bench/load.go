@@ -218,8 +218,14 @@ type runner struct {
 
 // record is one finished request.
 type record struct {
-	at      time.Duration // since the start of measurement, when sent
+	at time.Duration // since the start of measurement, when sent
+	// latency is what the user of a paced run waits: from the request's
+	// scheduled send time to its answer, so time spent queued behind slow
+	// answers counts (coordinated-omission corrected, as wrk2 and vegeta
+	// measure). Flat out it equals service.
 	latency time.Duration
+	// service is from the actual send to the answer.
+	service time.Duration
 	target  uint8
 	status  int
 	err     string
@@ -345,8 +351,9 @@ func (r *runner) drive(ctx context.Context, d time.Duration, limit int64, live *
 				if limit > 0 && i >= limit {
 					return
 				}
+				var due time.Time
 				if r.cfg.Rate > 0 {
-					due := start.Add(time.Duration(float64(i) / r.cfg.Rate * float64(time.Second)))
+					due = start.Add(time.Duration(float64(i) / r.cfg.Rate * float64(time.Second)))
 					if d > 0 && due.Sub(start) >= d {
 						return
 					}
@@ -372,6 +379,12 @@ func (r *runner) drive(ctx context.Context, d time.Duration, limit int64, live *
 					return // cut off by the end of the run, not an error
 				}
 				rec.at = sent
+				rec.service = rec.latency
+				if !due.IsZero() {
+					if late := start.Add(sent).Sub(due); late > 0 {
+						rec.latency += late
+					}
+				}
 				if live != nil {
 					live.add(rec)
 				}

@@ -4,8 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -82,5 +87,45 @@ func TestRefusesRemoteTargets(t *testing.T) {
 	})
 	if err == nil || !strings.Contains(err.Error(), "loopback") {
 		t.Fatalf("err = %v, want a refusal of the non-loopback target", err)
+	}
+}
+
+// TestPacedLatencyCountsQueueing: in a paced run against a server that
+// answers one request at a time, slowly, requests wait for the previous
+// ones; their latency is measured from when they were due, not from when
+// the load tool finally sent them (coordinated omission), and the run says
+// that the rate was not reached.
+func TestPacedLatencyCountsQueueing(t *testing.T) {
+	e := testenv.Start(t)
+	target, _ := url.Parse(e.URL)
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	var one sync.Mutex
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		one.Lock()
+		defer one.Unlock()
+		time.Sleep(40 * time.Millisecond) // the server's work, serialised
+		proxy.ServeHTTP(w, r)
+	}))
+	defer slow.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	// 100/s asked of a server that does at most 25/s.
+	res, err := bench.Run(ctx, bench.Config{Bases: []string{slow.URL}, Mix: map[string]int{bench.OrderSign: 1},
+		Rate: 100, Concurrency: 4, Requests: 40, Duration: 30 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.OK != 40 || res.ServiceTime == nil || res.RateReached == nil {
+		t.Fatalf("ok %d, service time %v, rate reached %v", res.OK, res.ServiceTime, res.RateReached)
+	}
+	if *res.RateReached {
+		t.Errorf("rate reached at %.1f/s of 100/s from a server that does 25/s", res.Throughput)
+	}
+	// The last requests were due within 0.4 s but answered after about
+	// 40 × 40 ms = 1.6 s: their corrected latency is about a second, while
+	// each took the server little more than its 40 ms (plus the wait for a
+	// worker of the four in the load tool).
+	if res.Latency.Max < 2*res.ServiceTime.Max || res.Latency.Max < 600 {
+		t.Errorf("corrected latency max %.0f ms, service time max %.0f ms: the queueing is not counted", res.Latency.Max, res.ServiceTime.Max)
 	}
 }

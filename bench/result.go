@@ -34,7 +34,17 @@ type Result struct {
 	Errors     int64            `json:"errors"`
 	ErrorKinds map[string]int64 `json:"error_kinds,omitempty"`
 	Throughput float64          `json:"throughput_per_s"` // 2xx answers per second
-	Latency    Latency          `json:"latency_ms"`
+	// Latency is measured from each request's scheduled send time in a
+	// paced run (coordinated-omission corrected: a request that had to wait
+	// for a free connection because the server was slow counts that wait),
+	// from the actual send flat out.
+	Latency Latency `json:"latency_ms"`
+	// ServiceTime, in a paced run, is from the actual send to the answer:
+	// what the server took once it had the request.
+	ServiceTime *Latency `json:"service_time_ms,omitempty"`
+	// RateReached says whether a paced run delivered at least 95 % of its
+	// rate; when false, its latencies describe an overloaded server.
+	RateReached *bool `json:"rate_reached,omitempty"`
 	// ClientCPUSeconds is the CPU the load tool itself used: on a shared
 	// machine it is taken from the server.
 	ClientCPUSeconds float64 `json:"load_tool_cpu_s"`
@@ -137,6 +147,7 @@ func (r *Result) finish(recs []record, elapsed time.Duration, rss *RSS, lag time
 	}
 	slices.SortFunc(recs, func(a, b record) int { return int(a.at - b.at) })
 	all := make([]time.Duration, 0, len(recs))
+	service := make([]time.Duration, 0, len(recs))
 	per := make([][]time.Duration, len(r.targets))
 	counts := make([]ScenarioResult, len(r.targets))
 	for _, rec := range recs {
@@ -148,6 +159,7 @@ func (r *Result) finish(recs []record, elapsed time.Duration, rss *RSS, lag time
 			r.OK++
 			all = append(all, rec.latency)
 			per[rec.target] = append(per[rec.target], rec.latency)
+			service = append(service, rec.service)
 			continue
 		}
 		c.Errors++
@@ -164,6 +176,11 @@ func (r *Result) finish(recs []record, elapsed time.Duration, rss *RSS, lag time
 	secs := elapsed.Seconds()
 	r.Throughput = round(float64(r.OK)/secs, 1)
 	r.Latency = latencyOf(all)
+	if r.Rate > 0 {
+		st := latencyOf(service)
+		reached := r.Throughput >= 0.95*r.Rate
+		r.ServiceTime, r.RateReached = &st, &reached
+	}
 	for i, t := range r.targets {
 		c := counts[i]
 		c.Throughput = round(float64(c.OK)/secs, 1)
@@ -244,7 +261,16 @@ func (r *Result) Summary(w io.Writer) {
 	fmt.Fprintf(w, " (auth: %s)\n", r.Auth)
 	fmt.Fprintf(w, "  requests %d, ok %d, errors %d, throughput %.1f/s\n", r.Requests, r.OK, r.Errors, r.Throughput)
 	l := r.Latency
-	fmt.Fprintf(w, "  latency ms: p50 %.2f  p90 %.2f  p99 %.2f  max %.2f  mean %.2f\n", l.P50, l.P90, l.P99, l.Max, l.Mean)
+	if r.ServiceTime != nil {
+		fmt.Fprintf(w, "  latency ms (from each request's scheduled send, coordinated-omission corrected): p50 %.2f  p90 %.2f  p99 %.2f  max %.2f  mean %.2f\n", l.P50, l.P90, l.P99, l.Max, l.Mean)
+		st := r.ServiceTime
+		fmt.Fprintf(w, "  service time ms (from the actual send): p50 %.2f  p90 %.2f  p99 %.2f  max %.2f\n", st.P50, st.P90, st.P99, st.Max)
+		if !*r.RateReached {
+			fmt.Fprintf(w, "  RATE NOT REACHED: %.1f/s delivered of %.0f/s asked; the server (or the load tool) is saturated\n", r.Throughput, r.Rate)
+		}
+	} else {
+		fmt.Fprintf(w, "  latency ms: p50 %.2f  p90 %.2f  p99 %.2f  max %.2f  mean %.2f\n", l.P50, l.P90, l.P99, l.Max, l.Mean)
+	}
 	if len(r.Scenarios) > 1 {
 		names := make([]string, 0, len(r.Scenarios))
 		for n := range r.Scenarios {

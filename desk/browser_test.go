@@ -40,6 +40,9 @@ func chromium(t *testing.T) string {
 // outbound traffic of its own (the machine may have no network).
 func newChrome(t *testing.T) context.Context {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("-short: skipping a browser test")
+	}
 	path := chromium(t)
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(path),

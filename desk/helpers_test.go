@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/priora/priora/conformance/check"
 	"github.com/priora/priora/desk"
 	"github.com/priora/priora/internal/app"
 	"github.com/priora/priora/internal/testenv"
@@ -311,44 +312,17 @@ func subscribe(t *testing.T, e *testenv.Env, endpoint string) {
 // from a PAS Response Bundle, by item sequence.
 func reviewActions(t *testing.T, bundle []byte) map[int]string {
 	t.Helper()
-	var b struct {
-		Entry []struct {
-			Resource struct {
-				ResourceType string `json:"resourceType"`
-				Item         []struct {
-					ItemSequence int `json:"itemSequence"`
-					Adjudication []struct {
-						Extension []struct {
-							URL       string `json:"url"`
-							Extension []struct {
-								URL                  string `json:"url"`
-								ValueCodeableConcept *struct {
-									Coding []struct{ Code string } `json:"coding"`
-								} `json:"valueCodeableConcept"`
-							} `json:"extension"`
-						} `json:"extension"`
-					} `json:"adjudication"`
-				} `json:"item"`
-			} `json:"resource"`
-		} `json:"entry"`
+	b, err := check.Decode(bundle)
+	if err != nil {
+		t.Fatalf("not a PAS Response Bundle: %v %.300s", err, bundle)
 	}
-	if err := json.Unmarshal(bundle, &b); err != nil || len(b.Entry) == 0 || b.Entry[0].Resource.ResourceType != "ClaimResponse" {
+	r, err := check.ReadPAS(b)
+	if err != nil {
 		t.Fatalf("not a PAS Response Bundle: %v %.300s", err, bundle)
 	}
 	out := map[int]string{}
-	for _, it := range b.Entry[0].Resource.Item {
-		for _, adj := range it.Adjudication {
-			for _, ext := range adj.Extension {
-				if !strings.HasSuffix(ext.URL, "extension-reviewAction") {
-					continue
-				}
-				for _, sub := range ext.Extension {
-					if strings.HasSuffix(sub.URL, "extension-reviewActionCode") && sub.ValueCodeableConcept != nil && len(sub.ValueCodeableConcept.Coding) > 0 {
-						out[it.ItemSequence] = sub.ValueCodeableConcept.Coding[0].Code
-					}
-				}
-			}
-		}
+	for _, it := range r.Items {
+		out[it.Sequence] = it.ReviewAction
 	}
 	return out
 }

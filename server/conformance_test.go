@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/priora/priora/conformance/check"
 	"github.com/priora/priora/internal/app"
 	"github.com/priora/priora/internal/testenv"
 	"github.com/priora/priora/profiles"
@@ -184,9 +185,9 @@ func TestResponsesResolveEveryReference(t *testing.T) {
 		t.Errorf("response entries %v lack the modified order or its requester %s", urls, role)
 	}
 	for i, en := range b.Entry {
-		for _, ref := range refsIn(en.Resource, fmt.Sprintf("Bundle.entry[%d].resource", i)) {
-			if strings.HasPrefix(ref.value, "urn:uuid:") && !urls[ref.value] {
-				t.Errorf("%s = %s is not in the Bundle", ref.path, ref.value)
+		for _, ref := range check.ReferencesIn(en.Resource, fmt.Sprintf("Bundle.entry[%d].resource", i)) {
+			if strings.HasPrefix(ref.Value, "urn:uuid:") && !urls[ref.Value] {
+				t.Errorf("%s = %s is not in the Bundle", ref.Path, ref.Value)
 			}
 		}
 	}
@@ -202,12 +203,7 @@ func TestResponsesResolveEveryReference(t *testing.T) {
 	for _, rb := range returns {
 		testenv.RequireValid(t, "$inquire return", v.ValidatePASInquiryResponse(rb))
 		for i, it := range decodeBundle(t, rb).Entry[0].Resource["item"].([]any) {
-			n := 0
-			for _, x := range exts(it.(map[string]any)) {
-				if x["url"] == "http://hl7.org/fhir/us/davinci-pas/StructureDefinition/extension-communicatedDiagnosis" {
-					n++
-				}
-			}
+			n := len(check.Extensions(it.(map[string]any), "http://hl7.org/fhir/us/davinci-pas/StructureDefinition/extension-communicatedDiagnosis"))
 			if n > 1 {
 				t.Errorf("inquiry item[%d] carries %d communicatedDiagnosis extensions, profile allows 0..1", i, n)
 			}
@@ -290,22 +286,22 @@ func TestRequestWithoutURLCarriesDataAbsentReason(t *testing.T) {
 	if r.Status != http.StatusOK {
 		t.Fatalf("submit: %d %s", r.Status, r.Body)
 	}
-	check := func(what string, body []byte) {
+	checkRequest := func(what string, body []byte) {
 		t.Helper()
 		ref, _ := decodeBundle(t, body).Entry[0].Resource["request"].(map[string]any)
-		x := exts(ref)
+		x := check.Extensions(ref, "data-absent-reason")
 		if ref["reference"] != nil || ref["identifier"] == nil || len(x) != 1 ||
 			x[0]["url"] != "http://hl7.org/fhir/StructureDefinition/data-absent-reason" || x[0]["valueCode"] != "not-applicable" {
 			t.Errorf("%s: ClaimResponse.request = %v, want the identifier and a data-absent-reason", what, ref)
 		}
 	}
-	check("$submit response", r.Body)
+	checkRequest("$submit response", r.Body)
 	q := e.Post(inquirePath, testenv.Fixture(t, "pas/kit/must_support_pa_inquire_request_payload.1.json"))
 	returns := returnBundles(t, q.Body)
 	if q.Status != http.StatusOK || len(returns) == 0 {
 		t.Fatalf("inquire: %d %s", q.Status, q.Body)
 	}
-	check("$inquire return", returns[0])
+	checkRequest("$inquire return", returns[0])
 }
 
 // TestCRDValidationChecksClaimsAndAnsweredVersion: under

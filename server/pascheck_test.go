@@ -2,10 +2,11 @@ package server_test
 
 import (
 	"encoding/json"
-	"fmt"
 	"sort"
 	"strings"
 	"testing"
+
+	"github.com/priora/priora/conformance/check"
 )
 
 // The helpers below check what an EHR integrator and the PAS conformance
@@ -38,168 +39,29 @@ func decodeBundle(t *testing.T, b []byte) bundle {
 }
 
 // itemResult is one ClaimResponse item as the EHR reads it.
-type itemResult struct {
-	Sequence     int
-	ReviewAction string
-	Reasons      []string
-	Number       string
-}
+type itemResult = check.PASItem
 
-// checkPASResponse asserts the PAS Response Bundle rules and returns the
-// ClaimResponse and its item results by sequence.
+// checkPASResponse asserts the PAS Response Bundle rules (the shared
+// checker, conformance/check) and returns the ClaimResponse and its item
+// results by sequence.
 func checkPASResponse(t *testing.T, body []byte) (map[string]any, map[int]itemResult) {
 	t.Helper()
-	b := decodeBundle(t, body)
-	if b.ResourceType != "Bundle" || b.Type != "collection" {
-		t.Fatalf("got %s type %q, want a collection Bundle", b.ResourceType, b.Type)
+	b, err := check.Decode(body)
+	if err != nil {
+		t.Fatalf("not a JSON object: %v\n%s", err, body)
 	}
-	if b.Identifier == nil || b.Timestamp == "" {
-		t.Errorf("response Bundle lacks identifier or timestamp")
+	r, fs := check.PASResponse(b, check.PASOptions{})
+	for _, f := range fs {
+		t.Errorf("%s", f)
 	}
-	if len(b.Entry) == 0 || b.Entry[0].Resource["resourceType"] != "ClaimResponse" {
-		t.Fatalf("first entry is not a ClaimResponse")
-	}
-	urls := map[string]int{}
-	crs := 0
-	for i, e := range b.Entry {
-		if e.FullURL == "" || e.Resource == nil {
-			t.Errorf("entry %d lacks fullUrl or resource", i)
-		}
-		if e.Request != nil || e.Response != nil || e.Search != nil {
-			t.Errorf("entry %d carries request/response/search", i)
-		}
-		if !strings.HasPrefix(e.FullURL, "urn:uuid:") && !strings.HasPrefix(e.FullURL, "http") {
-			t.Errorf("entry %d fullUrl %q is neither absolute nor urn:uuid", i, e.FullURL)
-		}
-		urls[e.FullURL]++
-		if e.Resource["resourceType"] == "ClaimResponse" {
-			crs++
-		}
-	}
-	if crs != 1 {
-		t.Errorf("%d ClaimResponses, want exactly 1", crs)
-	}
-	for u, n := range urls {
-		if n > 1 {
-			t.Errorf("fullUrl %s appears %d times", u, n)
-		}
-	}
-	cr := b.Entry[0].Resource
-	for k, want := range map[string]string{"status": "active", "use": "preauthorization"} {
-		if cr[k] != want {
-			t.Errorf("ClaimResponse.%s = %v, want %s", k, cr[k], want)
-		}
-	}
-	switch cr["outcome"] {
-	case "complete", "error", "partial":
-	default:
-		t.Errorf("ClaimResponse.outcome = %v", cr["outcome"])
-	}
-	for _, k := range []string{"patient", "insurer", "request", "created", "type"} {
-		if cr[k] == nil {
-			t.Errorf("ClaimResponse.%s missing", k)
-		}
-	}
-	// Every reference in the ClaimResponse except request resolves to exactly one entry.
-	for _, ref := range refsIn(cr, "") {
-		if ref.path == ".request" {
-			continue
-		}
-		if urls[ref.value] != 1 {
-			t.Errorf("ClaimResponse%s → %q does not resolve to one entry", ref.path, ref.value)
-		}
+	if r == nil {
+		t.FailNow()
 	}
 	items := map[int]itemResult{}
-	list, _ := cr["item"].([]any)
-	for _, raw := range list {
-		it := raw.(map[string]any)
-		seq := int(it["itemSequence"].(float64))
-		res := itemResult{Sequence: seq}
-		adj, _ := it["adjudication"].([]any)
-		if len(adj) == 0 {
-			t.Errorf("item %d has no adjudication", seq)
-			continue
-		}
-		a := adj[0].(map[string]any)
-		if code := codeOf(a["category"]); code != "submitted" {
-			t.Errorf("item %d adjudication category %q, want submitted", seq, code)
-		}
-		for _, ext := range exts(a) {
-			if !strings.HasSuffix(ext["url"].(string), "extension-reviewAction") {
-				continue
-			}
-			for _, sub := range exts(ext) {
-				switch u := sub["url"].(string); {
-				case strings.HasSuffix(u, "extension-reviewActionCode"):
-					cc := sub["valueCodeableConcept"].(map[string]any)
-					c := cc["coding"].([]any)[0].(map[string]any)
-					if c["system"] != "https://codesystem.x12.org/005010/306" {
-						t.Errorf("item %d review action system %v", seq, c["system"])
-					}
-					res.ReviewAction = c["code"].(string)
-				case u == "reasonCode":
-					res.Reasons = append(res.Reasons, codeOf(sub["valueCodeableConcept"]))
-				case u == "number":
-					res.Number, _ = sub["valueString"].(string)
-				}
-			}
-		}
-		if res.ReviewAction == "" {
-			t.Errorf("item %d has no reviewAction code", seq)
-		}
-		if _, dup := items[seq]; dup {
-			t.Errorf("item sequence %d answered twice", seq)
-		}
-		items[seq] = res
-		for _, ext := range exts(it) {
-			if strings.HasSuffix(ext["url"].(string), "extension-itemAuthorizedProvider") {
-				typed := false
-				for _, sub := range exts(ext) {
-					if strings.HasSuffix(sub["url"].(string), "extension-authorizedProviderType") {
-						typed = true
-					}
-				}
-				if !typed {
-					t.Errorf("item %d itemAuthorizedProvider lacks providerType", seq)
-				}
-			}
-		}
+	for _, it := range r.Items {
+		items[it.Sequence] = it
 	}
-	return cr, items
-}
-
-type refAt struct{ path, value string }
-
-func refsIn(v any, path string) []refAt {
-	var out []refAt
-	switch t := v.(type) {
-	case map[string]any:
-		if r, ok := t["reference"].(string); ok {
-			out = append(out, refAt{path, r})
-		}
-		keys := make([]string, 0, len(t))
-		for k := range t {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		for _, k := range keys {
-			out = append(out, refsIn(t[k], path+"."+k)...)
-		}
-	case []any:
-		for i, c := range t {
-			out = append(out, refsIn(c, fmt.Sprintf("%s[%d]", path, i))...)
-		}
-	}
-	return out
-}
-
-func exts(m map[string]any) []map[string]any {
-	list, _ := m["extension"].([]any)
-	out := make([]map[string]any, 0, len(list))
-	for _, e := range list {
-		out = append(out, e.(map[string]any))
-	}
-	return out
+	return r.ClaimResponse, items
 }
 
 func codeOf(cc any) string {

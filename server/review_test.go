@@ -185,16 +185,9 @@ rules:
 	if !strings.Contains(string(r.Body), `"contentString":"11506-3"`) {
 		t.Errorf("no CommunicationRequest for LOINC 11506-3 in the response")
 	}
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		if l := queue(t, e, "?status=complete"); len(l.Tasks) == 1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the delayed rule did not finish the pended request")
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	testenv.WaitFor(t, 15*time.Second, "the delayed rule to finish the pended request", func() bool {
+		return len(queue(t, e, "?status=complete").Tasks) == 1
+	})
 	inq := inquiryResults(t, e, testenv.Fixture(t, "pas/kit/must_support_pa_inquire_request_payload.1.json"))
 	if len(inq) != 1 || inq[0][1].ReviewAction != "A1" || inq[0][2].ReviewAction != "A1" {
 		t.Errorf("after the delay = %+v, want both approved", inq)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"slices"
 	"strconv"
@@ -14,6 +15,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"go.mongodb.org/mongo-driver/v2/bson"
 
+	"github.com/priora/priora/conformance/check"
 	"github.com/priora/priora/internal/app"
 	"github.com/priora/priora/internal/testenv"
 	"github.com/priora/priora/pas"
@@ -45,6 +47,26 @@ func subscribe(t *testing.T, e *testenv.Env, endpoint, filter string, edit ...fu
 		t.Errorf("created subscription status = %v, want requested", got["status"])
 	}
 	return got["id"].(string)
+}
+
+// waitDelivered waits until the subscription's n notifications are all
+// marked delivered in the store: after that no process has one to send,
+// so the receiver's count is final.
+func waitDelivered(t *testing.T, e *testenv.Env, sub string, n int) {
+	t.Helper()
+	ctx := context.Background()
+	subs, err := e.App.Store.Subscriptions(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, 10*time.Second, fmt.Sprintf("%d notifications delivered", n), func() bool {
+		last, err := subs.LastSeq(ctx, sub)
+		if err != nil || last < n {
+			return false
+		}
+		pending, err := subs.Pending(ctx, sub, 1)
+		return err == nil && len(pending) == 0
+	})
 }
 
 // addEvent announces the authorization's current response again, as a
@@ -299,7 +321,8 @@ func TestOutageThenCatchUpInOrder(t *testing.T) {
 	if _, msg := subscriptionStatus(t, e, id); !strings.Contains(msg, "delivery failed") {
 		t.Errorf("Subscription.error = %q during the outage", msg)
 	}
-	time.Sleep(400 * time.Millisecond) // let a few retries fail
+	refused := rcv.refused.Load()
+	testenv.WaitFor(t, 10*time.Second, "two more failed delivery attempts", func() bool { return rcv.refused.Load() >= refused+2 })
 	rcv.down.Store(false)
 
 	got := rcv.waitEvents(t, 4)
@@ -335,9 +358,24 @@ func TestFiltersAndTenants(t *testing.T) {
 	addEvent(t, e.App.Store, mine)
 
 	got := rcv.waitEvents(t, 1)
-	time.Sleep(300 * time.Millisecond) // room for a wrong delivery to show
-	if n := len(rcv.ofType(t, "event-notification")); n != 1 {
-		t.Errorf("matching subscription got %d events, want 1", n)
+	// Once both authorizations' events are fanned out, no subscription can
+	// gain a notification for them: count what each was given.
+	ctx := context.Background()
+	subs, err := e.App.Store.Subscriptions(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, 10*time.Second, "both events fanned out", func() bool {
+		done, err := subs.Dispatched(ctx, []string{ans.Authorization, mine})
+		return err == nil && done[ans.Authorization] >= 1 && done[mine] >= 1
+	})
+	for _, c := range []struct {
+		id   string
+		want int
+	}{{match, 1}, {miss, 0}} {
+		if n, err := subs.LastSeq(ctx, c.id); err != nil || n != c.want {
+			t.Errorf("subscription %s was given %d events (%v), want %d", c.id, n, err, c.want)
+		}
 	}
 	if n := len(other.ofType(t, "event-notification")); n != 0 {
 		t.Errorf("non-matching subscription got %d events, want 0", n)
@@ -348,7 +386,6 @@ func TestFiltersAndTenants(t *testing.T) {
 
 	// Other tenants can neither see nor change the subscription.
 	svc := e.App.Subscriptions
-	ctx := context.Background()
 	stranger := subscriptions.Owner{Tenant: "other", Client: "c2"}
 	if _, err := svc.Read(ctx, stranger, match); err == nil || !strings.Contains(err.Error(), "not known") {
 		t.Errorf("read by another tenant: %v, want not found", err)
@@ -402,9 +439,9 @@ func TestTwoProcessesDeliverEachEventOnce(t *testing.T) {
 			t.Logf("p1 log:\n%s\np2 log:\n%s", p1.Logs, p2.Logs)
 		}
 	})
-	got := rcv.waitEvents(t, 8)
-	time.Sleep(300 * time.Millisecond) // room for a duplicate to show
-	got = rcv.ofType(t, "event-notification")
+	rcv.waitEvents(t, 8)
+	waitDelivered(t, p1, id, 8)
+	got := rcv.ofType(t, "event-notification")
 	if diff := cmp.Diff([]int{1, 2, 3, 4, 5, 6, 7, 8}, eventNumbers(t, got)); diff != "" {
 		t.Errorf("event numbers (-want +got):\n%s", diff)
 	}
@@ -429,14 +466,14 @@ func TestKilledProcessMidDeliveryOtherFinishes(t *testing.T) {
 
 	p2 := start(t, onStore(uri))
 	p1.Stop() // p1 dies mid-delivery
-	time.Sleep(100 * time.Millisecond)
+	testenv.WaitFor(t, 10*time.Second, "the receiver to see p1's delivery abandoned", func() bool { return rcv.dropped.Load() >= 1 })
 	rcv.mu.Lock()
 	close(rcv.hold)
 	rcv.hold = nil
 	rcv.mu.Unlock()
 
 	rcv.waitEvents(t, 1)
-	time.Sleep(300 * time.Millisecond) // room for a duplicate to show
+	waitDelivered(t, p2, id, 1)
 	if diff := cmp.Diff([]int{1}, eventNumbers(t, rcv.ofType(t, "event-notification"))); diff != "" {
 		t.Errorf("event numbers (-want +got):\n%s", diff)
 	}
@@ -461,11 +498,10 @@ func TestCrashedLeaseExpires(t *testing.T) {
 	})
 	auth := e.With(t).SubmitApproval("crash-1")
 	addEvent(t, e.App.Store, auth)
-	time.Sleep(time.Until(until) - 300*time.Millisecond)
-	if n := len(rcv.ofType(t, "event-notification")); n != 0 {
-		t.Fatalf("delivered %d events while another owner held the lease", n)
+	got := rcv.waitEvents(t, 1)
+	if got[0].At.Before(until) {
+		t.Errorf("event delivered at %s, %v before the crashed owner's lease expired", got[0].At.Format(time.RFC3339Nano), until.Sub(got[0].At))
 	}
-	rcv.waitEvents(t, 1)
 }
 
 func TestRestartResumesDelivery(t *testing.T) {
@@ -521,45 +557,17 @@ rules:
 			if diff := cmp.Diff([]int{1}, eventNumbers(t, got)); diff != "" {
 				t.Errorf("event numbers (-want +got):\n%s", diff)
 			}
-			var resp struct {
-				Type  string `json:"type"`
-				Entry []struct {
-					Resource struct {
-						ResourceType string `json:"resourceType"`
-						Item         []struct {
-							Adjudication []struct {
-								Extension []struct {
-									Extension []struct {
-										URL                  string `json:"url"`
-										ValueCodeableConcept struct {
-											Coding []struct{ System, Code string } `json:"coding"`
-										} `json:"valueCodeableConcept"`
-									} `json:"extension"`
-								} `json:"extension"`
-							} `json:"adjudication"`
-						} `json:"item"`
-					} `json:"resource"`
-				} `json:"entry"`
+			resp, err := check.Decode(got[0].Note.Entry[1].Resource)
+			if err != nil || check.Str(resp, "type") != "collection" {
+				t.Fatalf("focus is not a collection Bundle (%v)", err)
 			}
-			if err := json.Unmarshal(got[0].Note.Entry[1].Resource, &resp); err != nil {
-				t.Fatal(err)
-			}
-			if resp.Type != "collection" || len(resp.Entry) == 0 || resp.Entry[0].Resource.ResourceType != "ClaimResponse" {
-				t.Fatalf("focus is not a PAS Response Bundle starting with a ClaimResponse")
+			r, err := check.ReadPAS(resp)
+			if err != nil {
+				t.Fatalf("focus is not a PAS Response Bundle: %v", err)
 			}
 			var codes []string
-			for _, it := range resp.Entry[0].Resource.Item {
-				for _, adj := range it.Adjudication {
-					for _, ext := range adj.Extension {
-						for _, sub := range ext.Extension {
-							for _, c := range sub.ValueCodeableConcept.Coding {
-								if c.System == "https://codesystem.x12.org/005010/306" {
-									codes = append(codes, c.Code)
-								}
-							}
-						}
-					}
-				}
+			for _, it := range r.Items {
+				codes = append(codes, it.ReviewAction)
 			}
 			if diff := cmp.Diff([]string{tt.want}, slices.Compact(codes)); diff != "" {
 				t.Errorf("review action codes in the notified response (-want +got):\n%s", diff)

@@ -23,9 +23,11 @@ import (
 // accepted. While down it aborts every connection; with hold set it keeps
 // event notifications waiting until hold is closed.
 type receiver struct {
-	t    *testing.T
-	srv  *httptest.Server
-	down atomic.Bool
+	t       *testing.T
+	srv     *httptest.Server
+	down    atomic.Bool
+	refused atomic.Int64 // requests dropped while down
+	dropped atomic.Int64 // held requests the sender gave up on
 
 	mu      sync.Mutex
 	got     []*received
@@ -38,6 +40,7 @@ type received struct {
 	Header http.Header
 	Body   []byte
 	Note   notification
+	At     time.Time // when the receiver accepted it
 }
 
 // notification is the part of a backport notification Bundle tests read.
@@ -140,6 +143,7 @@ func (r *receiver) close() {
 
 func (r *receiver) serve(w http.ResponseWriter, req *http.Request) {
 	if r.down.Load() {
+		r.refused.Add(1)
 		panic(http.ErrAbortHandler) // the connection drops, as if nobody listened
 	}
 	body, err := io.ReadAll(req.Body)
@@ -160,10 +164,12 @@ func (r *receiver) serve(w http.ResponseWriter, req *http.Request) {
 		select {
 		case <-hold:
 		case <-req.Context().Done():
+			r.dropped.Add(1)
 			return // the sender gave up (or died): not received
 		}
 	}
 	r.mu.Lock()
+	got.At = time.Now()
 	r.got = append(r.got, got)
 	r.mu.Unlock()
 	w.WriteHeader(http.StatusOK)

@@ -33,6 +33,9 @@ func TestMain(m *testing.M) {
 // Priora as a child process.
 func buildPriora(t *testing.T) string {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("-short: skipping a test that builds and runs Priora as a child process")
+	}
 	buildOnce.Do(func() {
 		buildDir, buildErr = os.MkdirTemp("", "priora-test-bin-")
 		if buildErr != nil {

@@ -3,41 +3,22 @@ package suite
 import (
 	"encoding/json"
 	"fmt"
-	"sort"
-	"strconv"
 	"strings"
 
+	"github.com/priora/priora/conformance/check"
 	"github.com/priora/priora/profiles"
 )
 
 // Generic JSON access: the suite reads answers as decoded JSON, never
 // trusting them to have any shape.
 
-func obj(v any) map[string]any {
-	m, _ := v.(map[string]any)
-	return m
-}
+func obj(v any) map[string]any { return check.Obj(v) }
 
-func arr(v any) []any {
-	a, _ := v.([]any)
-	return a
-}
+func arr(v any) []any { return check.Arr(v) }
 
-func str(m map[string]any, k string) string {
-	s, _ := m[k].(string)
-	return s
-}
+func str(m map[string]any, k string) string { return check.Str(m, k) }
 
-func decodeObject(b []byte) (map[string]any, error) {
-	var m map[string]any
-	if err := json.Unmarshal(b, &m); err != nil {
-		return nil, err
-	}
-	if m == nil {
-		return nil, fmt.Errorf("not a JSON object")
-	}
-	return m, nil
-}
+func decodeObject(b []byte) (map[string]any, error) { return check.Decode(b) }
 
 func mustJSON(v any) []byte {
 	b, err := json.Marshal(v)
@@ -54,30 +35,6 @@ func clone(m map[string]any) map[string]any {
 	return out
 }
 
-// extensions returns the extensions of m whose url ends with suffix.
-func extensions(m map[string]any, suffix string) []map[string]any {
-	var out []map[string]any
-	for _, e := range arr(m["extension"]) {
-		em := obj(e)
-		if u := str(em, "url"); u != "" && (u == suffix || strings.HasSuffix(u, "/"+suffix)) {
-			out = append(out, em)
-		}
-	}
-	return out
-}
-
-// number reads a JSON number as an int.
-func number(v any) (int, bool) {
-	switch x := v.(type) {
-	case float64:
-		return int(x), true
-	case string:
-		n, err := strconv.Atoi(x)
-		return n, err == nil
-	}
-	return 0, false
-}
-
 // issues renders a validation result's errors for a message: at most max
 // lines, each with its location.
 func issues(r profiles.Result, max int) string {
@@ -91,31 +48,4 @@ func issues(r profiles.Result, max int) string {
 		fmt.Fprintf(&b, "\n  %s: %s", is.Expression, is.Diagnostics)
 	}
 	return b.String()
-}
-
-func joinInts(s []int) string {
-	sort.Ints(s)
-	parts := make([]string, len(s))
-	for i, n := range s {
-		parts[i] = strconv.Itoa(n)
-	}
-	return strings.Join(parts, ", ")
-}
-
-// codings returns the (system, code) pairs of a CodeableConcept.
-func codes(cc any) []string {
-	var out []string
-	for _, c := range arr(obj(cc)["coding"]) {
-		out = append(out, str(obj(c), "code"))
-	}
-	return out
-}
-
-func firstCoding(cc any) (system, code string) {
-	cs := arr(obj(cc)["coding"])
-	if len(cs) == 0 {
-		return "", ""
-	}
-	c := obj(cs[0])
-	return str(c, "system"), str(c, "code")
 }

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/priora/priora/conformance/check"
 )
 
 // pasState is what the PAS tests learn as they go.
@@ -73,7 +75,7 @@ func (s *session) prepare(t *T, input string) ([]byte, []int) {
 	var seqs []int
 	if entries := arr(b["entry"]); len(entries) > 0 {
 		for _, it := range arr(obj(obj(entries[0])["resource"])["item"]) {
-			if n, ok := number(obj(it)["sequence"]); ok {
+			if n, ok := check.Number(obj(it)["sequence"]); ok {
 				seqs = append(seqs, n)
 			}
 		}
@@ -214,7 +216,7 @@ func (s *session) subscriptionTests() []Test {
 				t.Failf("PAS spec-57: the Subscription does not conform to %s (%d errors):%s", pasSubscription, len(res.Errors()), issues(res, 6))
 			}
 			var filters []string
-			for _, e := range extensions(obj(sub["_criteria"]), "backport-filter-criteria") {
+			for _, e := range check.Extensions(obj(sub["_criteria"]), "backport-filter-criteria") {
 				filters = append(filters, str(e, "valueString"))
 			}
 			if len(filters) == 0 || !slices.ContainsFunc(filters, filterRe.MatchString) {
@@ -469,8 +471,8 @@ func correlationKeys(cr map[string]any) map[string]bool {
 	}
 	for _, it := range arr(cr["item"]) {
 		for _, adj := range arr(obj(it)["adjudication"]) {
-			for _, ra := range extensions(obj(adj), "extension-reviewAction") {
-				for _, num := range extensions(ra, "number") {
+			for _, ra := range check.Extensions(obj(adj), "extension-reviewAction") {
+				for _, num := range check.Extensions(ra, "number") {
 					if v := str(num, "valueString"); v != "" {
 						keys["number:"+v] = true
 					}
@@ -522,12 +524,12 @@ func (s *session) updateTests() []Test {
 		Test{ID: "pas-2.4.5.01", Group: g, Name: "Every returned itemSequence is a submitted Claim.item.sequence (spec-34)", Run: func(t *T) {
 			eachStep(t, func(step string, sub *submission, r *pasResponse) {
 				for i, it := range arr(r.ClaimResponse["item"]) {
-					seq, ok := number(obj(it)["itemSequence"])
+					seq, ok := check.Number(obj(it)["itemSequence"])
 					switch {
 					case !ok:
-						t.Failf("PAS spec-34: %s: ClaimResponse.item[%d] has no itemSequence (submitted: %s)", step, i, joinInts(slices.Clone(sub.sequences)))
+						t.Failf("PAS spec-34: %s: ClaimResponse.item[%d] has no itemSequence (submitted: %s)", step, i, check.JoinInts(slices.Clone(sub.sequences)))
 					case !slices.Contains(sub.sequences, seq):
-						t.Failf("PAS spec-34: %s: ClaimResponse.item[%d].itemSequence %d is not a submitted item sequence (submitted: %s)", step, i, seq, joinInts(slices.Clone(sub.sequences)))
+						t.Failf("PAS spec-34: %s: ClaimResponse.item[%d].itemSequence %d is not a submitted item sequence (submitted: %s)", step, i, seq, check.JoinInts(slices.Clone(sub.sequences)))
 					}
 				}
 			})
@@ -542,7 +544,7 @@ func (s *session) updateTests() []Test {
 					}
 				}
 				if len(missing) > 0 {
-					t.Failf("PAS spec-46: %s: no ClaimResponse.item for submitted sequence(s) %s (answered: %s)", step, joinInts(missing), joinInts(got))
+					t.Failf("PAS spec-46: %s: no ClaimResponse.item for submitted sequence(s) %s (answered: %s)", step, check.JoinInts(missing), check.JoinInts(got))
 				}
 			})
 		}},
@@ -661,7 +663,7 @@ func (s *session) mustSupportTests() []Test {
 						t.Failf("PAS R2: Parameters.parameter[%d] carries a %s, want a Bundle", i, cmp.Or(str(res, "resourceType"), "no resource"))
 						continue
 					}
-					s.pas.inq = append(s.pas.inq, &pasResponse{Bundle: res})
+					s.pas.inq = append(s.pas.inq, &pasResponse{&check.PASAnswer{Bundle: res}})
 				}
 			}
 			if len(s.pas.inq) == 0 && !t.Failed() {
@@ -863,7 +865,7 @@ func (s *session) capabilityTest() Test {
 			}
 		}
 		topic := false
-		for _, e := range extensions(sub, "capabilitystatement-subscriptiontopic-canonical") {
+		for _, e := range check.Extensions(sub, "capabilitystatement-subscriptiontopic-canonical") {
 			topic = topic || str(e, "valueCanonical") == pasTopic
 		}
 		if !topic {

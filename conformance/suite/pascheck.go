@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/priora/priora/conformance/check"
 	"github.com/priora/priora/profiles"
 )
 
@@ -18,18 +19,11 @@ const (
 )
 
 // itemResult is one ClaimResponse item as an EHR reads it.
-type itemResult struct {
-	Sequence     int    // 0 when the item has no itemSequence
-	ReviewAction string // X12 306 code
-}
+type itemResult = check.PASItem
 
 // pasResponse is a PAS Response Bundle (or Inquiry Response Bundle) that
-// has been checked.
-type pasResponse struct {
-	Bundle        map[string]any
-	ClaimResponse map[string]any
-	Items         []itemResult
-}
+// has been read (and, by checkResponse, checked).
+type pasResponse struct{ *check.PASAnswer }
 
 // reviewActions lists the items' X12 306 codes, in order.
 func (r *pasResponse) reviewActions() []string {
@@ -45,15 +39,7 @@ func (r *pasResponse) hasAction(code string) bool {
 }
 
 // sequences lists the item sequences answered.
-func (r *pasResponse) sequences() []int {
-	var out []int
-	for _, it := range r.Items {
-		if it.Sequence != 0 {
-			out = append(out, it.Sequence)
-		}
-	}
-	return out
-}
+func (r *pasResponse) sequences() []int { return r.Sequences() }
 
 // readResponse decodes a PAS response Bundle and reads its ClaimResponse
 // and items without judging them (for tests that only need the content).
@@ -66,42 +52,19 @@ func readResponse(body []byte) (*pasResponse, error) {
 }
 
 func readBundle(b map[string]any) (*pasResponse, error) {
-	if rt := str(b, "resourceType"); rt != "Bundle" {
-		return nil, fmt.Errorf("the answer is a %s, want a Bundle", cmp.Or(rt, "JSON object without resourceType"))
+	r, err := check.ReadPAS(b)
+	if err != nil {
+		return nil, err
 	}
-	r := &pasResponse{Bundle: b}
-	entries := arr(b["entry"])
-	if len(entries) == 0 {
-		return nil, fmt.Errorf("the Bundle has no entries, want a ClaimResponse first")
-	}
-	cr := obj(obj(entries[0])["resource"])
-	if str(cr, "resourceType") != "ClaimResponse" {
-		return nil, fmt.Errorf("PAS spec-30: the first entry is a %s, want a ClaimResponse", cmp.Or(str(cr, "resourceType"), "entry without resource"))
-	}
-	r.ClaimResponse = cr
-	for _, iv := range arr(cr["item"]) {
-		it := obj(iv)
-		seq, _ := number(it["itemSequence"])
-		res := itemResult{Sequence: seq}
-		for _, adj := range arr(it["adjudication"]) {
-			for _, ra := range extensions(obj(adj), "extension-reviewAction") {
-				for _, code := range extensions(ra, "extension-reviewActionCode") {
-					if sys, c := firstCoding(code["valueCodeableConcept"]); c != "" && (sys == x12ReviewAction || res.ReviewAction == "") {
-						res.ReviewAction = c
-					}
-				}
-			}
-		}
-		r.Items = append(r.Items, res)
-	}
-	return r, nil
+	return &pasResponse{r}, nil
 }
 
 // checkResponse checks a PAS Response Bundle (inquiry: a PAS Inquiry
 // Response Bundle) the way an EHR and the PAS kit do: profile validation,
-// entry rules, references resolvable in the Bundle, ClaimResponse codes,
-// and item sequences against the submitted ones (when known). Each
-// finding fails t; the response is returned when it could be read.
+// then the shared checker (conformance/check: entry rules, references
+// resolvable in the Bundle, ClaimResponse codes, item sequences against
+// the submitted ones when known). Each finding fails t; the response is
+// returned when it could be read.
 func (s *session) checkResponse(t *T, label string, b map[string]any, submitted []int, inquiry bool) *pasResponse {
 	var res profiles.Result
 	profile := "profile-pas-response-bundle"
@@ -113,163 +76,14 @@ func (s *session) checkResponse(t *T, label string, b map[string]any, submitted 
 	if res.HasErrors() {
 		t.Failf("PAS spec-23/R26: the %s does not conform to %s (%d errors):%s", label, profile, len(res.Errors()), issues(res, 8))
 	}
-	r, err := readBundle(b)
-	if err != nil {
-		t.Fatalf("%s: %v", label, err)
+	r, fs := check.PASResponse(b, check.PASOptions{Inquiry: inquiry, Submitted: submitted})
+	for _, f := range fs {
+		t.Failf("%s: %s %s", f.Rule, label, strings.TrimSuffix(f.Where+" "+f.Msg, " "))
 	}
-	if typ := str(b, "type"); typ != "collection" {
-		t.Failf("PAS R26: %s Bundle.type is %q, want collection", label, typ)
+	if r == nil {
+		t.Fatalf("%s: cannot be read", label)
 	}
-	if str(b, "timestamp") == "" {
-		t.Failf("PAS R26: %s has no Bundle.timestamp (1..1)", label)
-	}
-	if !inquiry && b["identifier"] == nil {
-		t.Failf("PAS R26: %s has no Bundle.identifier (1..1)", label)
-	}
-	full := map[string]int{}
-	claimResponses := 0
-	for i, ev := range arr(b["entry"]) {
-		e := obj(ev)
-		fu := str(e, "fullUrl")
-		if fu == "" {
-			t.Failf("PAS R26: %s entry[%d] has no fullUrl", label, i)
-		} else if !strings.HasPrefix(fu, "urn:uuid:") && !strings.HasPrefix(fu, "http://") && !strings.HasPrefix(fu, "https://") {
-			t.Failf("PAS spec-16: %s entry[%d].fullUrl %q is neither an absolute URL nor urn:uuid", label, i, fu)
-		}
-		full[fu]++
-		for _, k := range []string{"request", "response", "search"} {
-			if e[k] != nil {
-				t.Failf("PAS R26: %s entry[%d] carries entry.%s (0..0 in a collection Bundle)", label, i, k)
-			}
-		}
-		if str(obj(e["resource"]), "resourceType") == "ClaimResponse" {
-			claimResponses++
-		}
-	}
-	for u, n := range full {
-		if n > 1 && u != "" {
-			t.Failf("PAS spec-31: %s has %d entries with fullUrl %s; each resource appears at most once", label, n, u)
-		}
-	}
-	if !inquiry && claimResponses != 1 {
-		t.Failf("PAS R26: %s has %d ClaimResponses, want exactly 1", label, claimResponses)
-	}
-	cr := r.ClaimResponse
-	for _, ref := range referencesIn(cr, "ClaimResponse") {
-		if ref.path == "ClaimResponse.request" {
-			continue // spec-32 note: the Claim need not be included
-		}
-		if n := resolveCount(b, ref.value); n != 1 {
-			t.Failf("PAS spec-32: %s %s → %q resolves to %d Bundle entries, want exactly 1", label, ref.path, ref.value, n)
-		}
-	}
-	if v := str(cr, "status"); v != "active" {
-		t.Failf("PAS R33: %s ClaimResponse.status is %q, want active", label, v)
-	}
-	if v := str(cr, "use"); v != "preauthorization" {
-		t.Failf("PAS R33: %s ClaimResponse.use is %q, want preauthorization", label, v)
-	}
-	switch o := str(cr, "outcome"); o {
-	case "complete", "error", "partial":
-	case "queued":
-		t.Failf("PAS R33/§1.4: %s ClaimResponse.outcome is \"queued\", which PAS 2.2 removed: a pended request is outcome complete with review action A4", label)
-	default:
-		t.Failf("PAS R33: %s ClaimResponse.outcome is %q, want complete, error or partial", label, o)
-	}
-	seen := map[int]bool{}
-	for i, iv := range arr(cr["item"]) {
-		it := obj(iv)
-		seq, ok := number(it["itemSequence"])
-		if !ok {
-			t.Failf("PAS spec-34: %s ClaimResponse.item[%d] has no itemSequence; each item must echo its Claim.item.sequence", label, i)
-			continue
-		}
-		if seen[seq] {
-			t.Failf("PAS spec-34: %s answers item sequence %d twice", label, seq)
-		}
-		seen[seq] = true
-		if len(submitted) > 0 && !slices.Contains(submitted, seq) {
-			t.Failf("PAS spec-34: %s ClaimResponse.item[%d].itemSequence %d is not a submitted item sequence (submitted: %s)", label, i, seq, joinInts(slices.Clone(submitted)))
-		}
-		adjs := arr(it["adjudication"])
-		if len(adjs) == 0 {
-			t.Failf("PAS R37: %s ClaimResponse.item[%d] (sequence %d) has no adjudication, so no decision", label, i, seq)
-		}
-		for j, av := range adjs {
-			a := obj(av)
-			if _, code := firstCoding(a["category"]); code != "submitted" {
-				t.Failf("PAS R33: %s item[%d].adjudication[%d].category is %q, want submitted", label, i, j, code)
-			}
-			for _, ra := range extensions(a, "extension-reviewAction") {
-				for _, rc := range extensions(ra, "extension-reviewActionCode") {
-					if sys, _ := firstCoding(rc["valueCodeableConcept"]); sys != x12ReviewAction {
-						t.Failf("PAS R37: %s item[%d] reviewActionCode system is %q, want %s", label, i, sys, x12ReviewAction)
-					}
-				}
-			}
-		}
-	}
-	if len(submitted) > 0 && str(cr, "outcome") != "error" {
-		var missing []int
-		for _, q := range submitted {
-			if !seen[q] {
-				missing = append(missing, q)
-			}
-		}
-		if len(missing) > 0 {
-			t.Failf("PAS spec-46: %s has no result for submitted item sequence(s) %s (answered: %s)", label, joinInts(missing), joinInts(r.sequences()))
-		}
-	}
-	return r
-}
-
-type refAt struct{ path, value string }
-
-// referencesIn lists every Reference.reference under v (not descending
-// into contained resources).
-func referencesIn(v any, at string) []refAt {
-	var out []refAt
-	switch x := v.(type) {
-	case map[string]any:
-		if r, ok := x["reference"].(string); ok && !strings.HasPrefix(r, "#") {
-			out = append(out, refAt{at, r})
-		}
-		keys := make([]string, 0, len(x))
-		for k := range x {
-			if k != "contained" {
-				keys = append(keys, k)
-			}
-		}
-		slices.Sort(keys)
-		for _, k := range keys {
-			out = append(out, referencesIn(x[k], at+"."+k)...)
-		}
-	case []any:
-		for i, c := range x {
-			out = append(out, referencesIn(c, fmt.Sprintf("%s[%d]", at, i))...)
-		}
-	}
-	return out
-}
-
-// resolveCount counts the Bundle entries a reference resolves to: by
-// fullUrl, or for a relative Type/id by fullUrl suffix or by the
-// resource's type and id.
-func resolveCount(b map[string]any, ref string) int {
-	n := 0
-	relative := !strings.Contains(ref, ":")
-	for _, ev := range arr(b["entry"]) {
-		e := obj(ev)
-		fu := str(e, "fullUrl")
-		res := obj(e["resource"])
-		switch {
-		case fu == ref:
-			n++
-		case relative && (strings.HasSuffix(fu, "/"+ref) || str(res, "resourceType")+"/"+str(res, "id") == ref):
-			n++
-		}
-	}
-	return n
+	return &pasResponse{r}
 }
 
 // resolveEntry returns the entry a reference (urn, absolute or Type/id)

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/priora/priora/conformance/check"
 	"github.com/priora/priora/profiles"
 )
 
@@ -42,6 +43,22 @@ func RequireValid(t testing.TB, what string, res profiles.Result) {
 	}
 }
 
+// requirePASRules applies the shared PAS response checker
+// (conformance/check), the one the conformance suite uses, beyond the
+// profiles.
+func requirePASRules(t testing.TB, what string, body []byte, inquiry bool) {
+	t.Helper()
+	b, err := check.Decode(body)
+	if err != nil {
+		t.Errorf("%s is not a JSON object: %v", what, err)
+		return
+	}
+	_, fs := check.PASResponse(b, check.PASOptions{Inquiry: inquiry})
+	for _, f := range fs {
+		t.Errorf("%s: %s", what, f)
+	}
+}
+
 // checkPASResponse validates the successful answer of a PAS operation
 // against the PAS 2.2.1 profiles: a $submit answer against the response
 // Bundle profile, each `return` Bundle of an $inquire answer against the
@@ -51,6 +68,7 @@ func checkPASResponse(t testing.TB, path string, body []byte) {
 	switch path {
 	case "/fhir/Claim/$submit":
 		RequireValid(t, "$submit response", Validator(t).ValidatePASResponse(body))
+		requirePASRules(t, "$submit response", body, false)
 	case "/fhir/Claim/$inquire":
 		var p struct {
 			ResourceType string `json:"resourceType"`
@@ -67,8 +85,9 @@ func checkPASResponse(t testing.TB, path string, body []byte) {
 			if part.Name != "return" {
 				continue
 			}
-			RequireValid(t, "$inquire response Parameters.parameter["+strconv.Itoa(i)+"].resource",
-				Validator(t).ValidatePASInquiryResponse(part.Resource))
+			what := "$inquire response Parameters.parameter[" + strconv.Itoa(i) + "].resource"
+			RequireValid(t, what, Validator(t).ValidatePASInquiryResponse(part.Resource))
+			requirePASRules(t, what, part.Resource, true)
 		}
 	}
 }

@@ -44,7 +44,8 @@ func TestCheckPASResponse(t *testing.T) {
 		body       []byte
 		want       string // fragment of the first error; "" for none
 	}{
-		{"submit response", "/fhir/Claim/$submit", response, ""},
+		// The IG's example answer names a requestor it does not include.
+		{"submit response", "/fhir/Claim/$submit", response, `PAS spec-32: ClaimResponse.requestor: "PractitionerRole/ReferralPractitionerRoleExample" resolves to 0 Bundle entries`},
 		{"request answered to $submit", "/fhir/Claim/$submit", request, "$submit response does not conform: error Bundle: Bundle.entry:ClaimResponse: minimum required = 1"},
 		{"inquiry response", "/fhir/Claim/$inquire", wrap(inquiry), ""},
 		{"no match", "/fhir/Claim/$inquire", wrap(), ""},

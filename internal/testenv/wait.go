@@ -10,9 +10,11 @@ import (
 // WaitFor polls cond until it holds, failing t when d passes first; what
 // names the awaited state in the failure. It is for states another
 // process or goroutine reaches (a delivery, a lease): poll what a user
-// would see, never sleep a fixed time instead.
+// would see, never sleep a fixed time instead. Under the race detector d
+// is multiplied by raceFactor.
 func WaitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 	t.Helper()
+	d *= raceFactor
 	deadline := time.Now().Add(d)
 	for !cond() {
 		if time.Now().After(deadline) {
