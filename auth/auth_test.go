@@ -317,6 +317,10 @@ func TestCheckClient(t *testing.T) {
 		{"bad scope", store.Client{ID: "ehr-a", Org: "o", JWKS: jwks, Scopes: []string{"system/Claim.zz"}}, true},
 		{"symmetric key", store.Client{ID: "ehr-a", Org: "o", JWKS: `{"keys":[{"kty":"oct","kid":"k","k":"c2VjcmV0"}]}`, Scopes: []string{"system/Claim.c"}}, true},
 		{"bad npi", store.Client{ID: "ehr-a", Org: "o", NPI: "12", JWKS: jwks, Scopes: []string{"system/Claim.c"}}, true},
+		{"payer reviews", store.Client{ID: "um", Org: "payer", Kind: KindPayer, JWKS: jwks, Scopes: []string{ScopeReview, ScopeAdmin}}, false},
+		{"provider reviews", store.Client{ID: "ehr-a", Org: "o", JWKS: jwks, Scopes: []string{"system/Claim.c", ScopeReview}}, true},
+		{"provider reads the audit", store.Client{ID: "ehr-a", Org: "o", Kind: KindProvider, JWKS: jwks, Scopes: []string{ScopeAdmin}}, true},
+		{"unknown kind", store.Client{ID: "ehr-a", Org: "o", Kind: "reviewer", JWKS: jwks, Scopes: []string{"system/Claim.c"}}, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -378,11 +382,33 @@ func TestTokenLifecycle(t *testing.T) {
 	if len(pub.Keys) != 2 || bytes.Contains(jwks, []byte(`"d"`)) {
 		t.Errorf("JWKS after rotation: %s", jwks)
 	}
-	// Disabling the client, then letting the cache expire, stops its tokens.
+	// Narrowing the registration narrows the token at once; disabling the
+	// client stops it at once (no cache expiry between).
+	st.mu.Lock()
+	st.clients["ehr-a"].Scopes = []string{"system/ClaimResponse.r"}
+	st.mu.Unlock()
+	if a, err := svc.VerifyAccess(ctx, fresh); err != nil || a.Scopes.Allows("Claim", Create) {
+		t.Errorf("after narrowing: VerifyAccess = %+v, %v; want a token without system/Claim.c", a, err)
+	}
+	st.mu.Lock()
 	st.clients["ehr-a"].Disabled = true
-	now = now.Add(time.Minute)
-	if _, err := svc.VerifyAccess(ctx, issue()); err == nil {
-		t.Errorf("a disabled client's token verified")
+	st.mu.Unlock()
+	if _, err := svc.VerifyAccess(ctx, fresh); authnOf(err) == nil {
+		t.Errorf("a disabled client's token: err = %v, want an Unauthorized credential error", err)
+	}
+}
+
+// TestPayerOnlyScopes: a registry edited by hand cannot give a provider
+// the review or audit scopes, neither in new tokens nor in old ones.
+func TestPayerOnlyScopes(t *testing.T) {
+	legacy := &store.Client{ID: "ehr-a", Org: "org-a", Scopes: []string{"system/Claim.c", ScopeReview, ScopeAdmin}}
+	got := Allowed(legacy, ParseScopes("system/Claim.c priora/review priora/admin")).String()
+	if got != "system/Claim.c" {
+		t.Errorf("provider granted %q, want system/Claim.c", got)
+	}
+	payer := &store.Client{ID: "um", Org: "payer", Kind: KindPayer, Scopes: []string{ScopeReview}}
+	if got := Allowed(payer, ParseScopes("priora/review priora/admin")).String(); got != ScopeReview {
+		t.Errorf("payer granted %q, want priora/review", got)
 	}
 }
 
@@ -409,6 +435,8 @@ func TestLoadClients(t *testing.T) {
 		{"good", good, []string{"ehr-a", "https://ehr.example.org/cds"}, ""},
 		{"unknown field", "clients:\n  - id: a\n    orgg: x\n", nil, "orgg"},
 		{"no key", "clients:\n  - id: a\n    org: o\n    scopes: [system/Claim.c]\n", nil, "exactly one"},
+		{"payer", "clients:\n  - id: um\n    org: payer\n    kind: payer\n    jwksFile: a.jwks.json\n    scopes: [priora/review]\n", []string{"um"}, ""},
+		{"provider with review", "clients:\n  - id: a\n    org: o\n    jwksFile: a.jwks.json\n    scopes: [priora/review]\n", nil, "only to payer clients"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -27,10 +27,37 @@ var orgID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._\-]{0,63}$`)
 
 var npi = regexp.MustCompile(`^[0-9]{10}$`)
 
+// The principal kinds of a client (store.Client.Kind).
+const (
+	// KindProvider is a provider system (an EHR or its clearinghouse): its
+	// organization is its tenant; it submits, inquires, subscribes and calls
+	// CDS Hooks. Clients stored without a kind are providers.
+	KindProvider = "provider"
+	// KindPayer is one of the payer's own systems: it reviews the requests
+	// of every provider tenant and never submits.
+	KindPayer = "payer"
+)
+
+// KindOf is the client's principal kind; a client stored without one is a
+// provider.
+func KindOf(c *store.Client) string {
+	if c.Kind == "" {
+		return KindProvider
+	}
+	return c.Kind
+}
+
+// PayerOnly reports whether a scope may be granted only to payer clients:
+// deciding prior authorizations and reading the audit trail are the
+// payer's, never a provider's (who would otherwise approve its own
+// requests).
+func PayerOnly(scope string) bool { return scope == ScopeReview || scope == ScopeAdmin }
+
 // CheckClient validates a client before it is registered and normalises
-// it: its JWK Set is reduced to public keys. Exactly one of JWKS and
-// JWKSURL must be set; jku and JWK Set URLs must be https (http only on
-// loopback); every scope must parse.
+// it: its JWK Set is reduced to public keys and an empty kind becomes
+// provider. Exactly one of JWKS and JWKSURL must be set; jku and JWK Set
+// URLs must be https (http only on loopback); every scope must parse, and
+// the payer-only scopes (priora/review, priora/admin) need kind payer.
 func CheckClient(c *store.Client) error {
 	var errs []error
 	if !clientID.MatchString(c.ID) || strings.Contains(c.ID, "..") {
@@ -38,6 +65,13 @@ func CheckClient(c *store.Client) error {
 	}
 	if !orgID.MatchString(c.Org) {
 		errs = append(errs, fmt.Errorf("org %q: use letters, digits and . _ - (at most 64)", c.Org))
+	}
+	switch c.Kind {
+	case "":
+		c.Kind = KindProvider
+	case KindProvider, KindPayer:
+	default:
+		errs = append(errs, fmt.Errorf("kind %q must be %s or %s", c.Kind, KindProvider, KindPayer))
 	}
 	if c.NPI != "" && !npi.MatchString(c.NPI) {
 		errs = append(errs, fmt.Errorf("npi %q must be 10 digits", c.NPI))
@@ -77,6 +111,9 @@ func CheckClient(c *store.Client) error {
 		if _, ok := ParseScope(s); !ok {
 			errs = append(errs, fmt.Errorf("scope %q is not valid", s))
 		}
+		if PayerOnly(s) && c.Kind == KindProvider {
+			errs = append(errs, fmt.Errorf("scope %s is granted only to payer clients (kind %s): a provider never reviews requests", s, KindPayer))
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -94,6 +131,7 @@ func isLoopbackHost(h string) bool {
 //	clients:
 //	  - id: ehr-a
 //	    org: org-a
+//	    kind: provider                   # or payer; provider when absent
 //	    npi: "1234567893"
 //	    senderId: ISA06-A
 //	    jwksFile: keys/ehr-a.jwks.json   # relative to this file
@@ -164,9 +202,12 @@ func LoadClients(path string) ([]store.Client, error) {
 	return out, errors.Join(errs...)
 }
 
-// clientCache keeps recently loaded clients for a short while, so that
-// per-request checks (is the client still enabled? which org?) do not read
-// the database every time. A disabled client is refused within ttl.
+// clientCache keeps recently loaded clients for a short while, so that the
+// CDS Hooks JWT check on the order-sign hot path does not read the database
+// every time: a disabled EHR is refused there within ttl. Access tokens and
+// client assertions always read the registration fresh (and refresh the
+// cache), so disabling a client or narrowing its scopes takes effect on
+// them at once, whichever process changed the registration.
 type clientCache struct {
 	st  Store
 	now func() time.Time

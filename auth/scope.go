@@ -34,10 +34,10 @@ func (p Perm) String() string {
 
 // Priora's own scopes, outside the SMART resource syntax.
 const (
-	// ScopeReview lets a client use the review API (/review) for its own
-	// organization's requests.
+	// ScopeReview lets a payer client use the review API (/review) for the
+	// requests of every provider tenant. Granted only to payer clients.
 	ScopeReview = "priora/review"
-	// ScopeAdmin lets a client read the audit trail (/admin/audit).
+	// ScopeAdmin lets a payer client read the audit trail (/admin/audit).
 	ScopeAdmin = "priora/admin"
 )
 

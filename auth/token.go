@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -86,9 +87,13 @@ func (s *Service) IssueToken(ctx context.Context, form url.Values) (*Issued, err
 	if id := form.Get("client_id"); id != "" && id != claims.Issuer {
 		return nil, oauthErr("invalid_client", "client_id does not match the assertion's iss")
 	}
-	granted := Grant(ParseScopes(requested), ParseScopes(strings.Join(c.Scopes, " ")))
+	granted := Allowed(c, ParseScopes(requested))
 	if len(granted) == 0 {
-		return nil, oauthErr("invalid_scope", "none of the requested scopes is allowed for this client")
+		desc := "none of the requested scopes is allowed for this client"
+		if KindOf(c) != KindPayer && slices.ContainsFunc(strings.Fields(requested), PayerOnly) {
+			desc += " (priora/review and priora/admin are granted only to payer clients)"
+		}
+		return nil, oauthErr("invalid_scope", desc)
 	}
 	now := s.cfg.Now()
 	exp := now.Add(s.cfg.TokenLifetime)
@@ -115,6 +120,18 @@ func (s *Service) IssueToken(ctx context.Context, form url.Values) (*Issued, err
 	}, nil
 }
 
+// Allowed mediates requested scopes against the client's current
+// registration: what its registered scopes allow, without the payer-only
+// scopes unless it is a payer client (a registry edited by hand may give a
+// provider priora/review; it is never granted nor honoured).
+func Allowed(c *store.Client, requested Scopes) Scopes {
+	granted := Grant(requested, ParseScopes(strings.Join(c.Scopes, " ")))
+	if KindOf(c) == KindPayer {
+		return granted
+	}
+	return slices.DeleteFunc(granted, func(s Scope) bool { return PayerOnly(s.Raw) })
+}
+
 // accessClaims are the claims of Priora's access tokens.
 type accessClaims struct {
 	jwt.RegisteredClaims
@@ -123,19 +140,28 @@ type accessClaims struct {
 	Scope    string `json:"scope"`
 }
 
-// Access is a verified access token: who calls, for which tenant, with
-// which scopes.
+// Access is a verified access token: who calls (the client and its
+// principal kind), for which tenant, with which scopes.
 type Access struct {
-	Client  *store.Client
+	Client *store.Client
+	// Kind is KindProvider or KindPayer.
+	Kind    string
 	Tenant  string
 	Scopes  Scopes
 	Expires time.Time
 }
 
+// Payer reports whether the caller is one of the payer's own systems.
+func (a *Access) Payer() bool { return a != nil && a.Kind == KindPayer }
+
 // VerifyAccess checks an access token Priora issued: its signature by one
 // of Priora's keys, typ, iss, aud, expiry, and that its client is still
-// registered, enabled and of the same organization. An Unauthorized *fhir.Error means
-// the token is not good; other errors are Priora's.
+// registered, enabled and of the same organization. The client's
+// registration is read fresh on every call (one lookup by _id), so that a
+// disabled client is refused and narrowed scopes or a changed kind apply at
+// once: the scopes of the Access are the token's scopes still allowed by
+// the current registration. An Unauthorized *fhir.Error means the token is
+// not good; other errors are Priora's.
 func (s *Service) VerifyAccess(ctx context.Context, raw string) (*Access, error) {
 	if raw == "" || len(raw) > 8<<10 {
 		return nil, authnf("the access token is missing or too long")
@@ -177,7 +203,7 @@ func (s *Service) VerifyAccess(ctx context.Context, raw string) (*Access, error)
 	if claims.ExpiresAt.Sub(s.cfg.Now()) > 300*time.Second+5*time.Second {
 		return nil, authnf("the access token lives too long")
 	}
-	c, err := s.clients.get(ctx, claims.Subject, false)
+	c, err := s.clients.get(ctx, claims.Subject, true)
 	if errors.Is(err, errNoClient) {
 		return nil, authnf("the token's client is not registered or is disabled")
 	}
@@ -187,7 +213,8 @@ func (s *Service) VerifyAccess(ctx context.Context, raw string) (*Access, error)
 	if c.Org != claims.Tenant || c.ID != claims.ClientID {
 		return nil, authnf("the token's client changed organization; get a new token")
 	}
-	return &Access{Client: c, Tenant: c.Org, Scopes: ParseScopes(claims.Scope), Expires: claims.ExpiresAt.Time}, nil
+	scopes := Allowed(c, ParseScopes(claims.Scope))
+	return &Access{Client: c, Kind: KindOf(c), Tenant: c.Org, Scopes: scopes, Expires: claims.ExpiresAt.Time}, nil
 }
 
 // VerifyHook checks the Authorization header value of a CDS Hooks call

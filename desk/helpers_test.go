@@ -4,11 +4,9 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"html"
 	"io"
-	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
@@ -68,16 +66,6 @@ func fastDelivery(c *app.Config) {
 	c.Subscriptions.Lease = time.Second
 	c.Subscriptions.Timeout = 3 * time.Second
 	c.Subscriptions.HandshakeAttempts = 2
-	d := &net.Dialer{Timeout: 2 * time.Second}
-	c.Subscriptions.HTTPClient = &http.Client{
-		Transport: &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			if host, _, err := net.SplitHostPort(addr); err != nil || host != "127.0.0.1" {
-				return nil, errors.New("test transport: only 127.0.0.1 is allowed")
-			}
-			return d.DialContext(ctx, network, addr)
-		}},
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}
 }
 
 // pendedRequest is the kit approval request with both items asking for a

@@ -167,7 +167,7 @@ func (d *Desk) decide(w http.ResponseWriter, r *http.Request, s *session) error 
 		d.render(w, r, http.StatusUnprocessableEntity, "task", data)
 		return nil
 	}
-	ans, err := d.cfg.PAS.Decide(r.Context(), "", id, decision)
+	ans, err := d.cfg.PAS.Decide(r.Context(), pas.Principal{Desk: s.Reviewer.Username}, "", id, decision)
 	var fe *fhir.Error
 	if errors.As(err, &fe) && (fe.Kind == fhir.Invalid || fe.Kind == fhir.Conflict) {
 		status := http.StatusUnprocessableEntity

@@ -218,7 +218,13 @@ func (c *call) fetch(ctx context.Context, p *queryPlan) error {
 			}
 			p.qs = nil
 		} else {
-			e := &ehr{client: c.s.cfg.HTTPClient, base: strings.TrimRight(c.req.FHIRServer, "/"), max: c.s.cfg.MaxFetchBytes}
+			// The EHR's token goes only where the outbound policy allows:
+			// https, no literal loopback, private or special-purpose
+			// address (a DNS name is checked again when dialled).
+			if err := c.s.cfg.Outbound.CheckURL(c.req.FHIRServer); err != nil {
+				return errorf(fhir.Invalid, "fhirServer %v", err)
+			}
+			e := &ehr{client: c.s.client, base: strings.TrimRight(c.req.FHIRServer, "/"), max: c.s.cfg.MaxFetchBytes}
 			if a := c.req.FHIRAuthorization; a != nil {
 				e.token = a.AccessToken
 			}
@@ -850,6 +856,21 @@ func (c *call) assertion(d *decision, who Caller) store.CoverageAssertion {
 	}
 	if c.cov != nil {
 		a.MemberID = memberID(c.cov)
+	}
+	a.Quantity = d.svc.Quantity
+	switch o := d.t.o; {
+	case o.OccurrencePeriod != nil:
+		a.PeriodStart, a.PeriodEnd = o.OccurrencePeriod.Start, o.OccurrencePeriod.End
+	case o.OccurrenceDateTime != "":
+		a.PeriodStart, a.PeriodEnd = o.OccurrenceDateTime, o.OccurrenceDateTime
+	}
+	if a.PASatisfied && d.out.Rule != nil && d.out.Rule.CRD.PANeeded != "satisfied" {
+		for _, npi := range c.requesterNPIs(d.t) {
+			if slices.Contains(d.out.Rule.CRD.GoldCard, npi) {
+				a.GoldCardNPI = npi
+				break
+			}
+		}
 	}
 	for _, p := range c.payers {
 		a.PayerIDs = append(a.PayerIDs, p.System+"|"+p.Value)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/priora/priora/coverage"
 	"github.com/priora/priora/fhir"
+	"github.com/priora/priora/internal/outbound"
 	"github.com/priora/priora/store"
 )
 
@@ -55,7 +56,12 @@ func newTestService(t testing.TB, edit func(*Config)) (*Service, *recorder) {
 		t.Fatal(err)
 	}
 	rec := &recorder{}
-	cfg := Config{Rules: func() *coverage.Rules { return rules }, Store: rec, Now: func() time.Time { return testNow }}
+	// The fake EHRs listen on 127.0.0.1 over http: development mode's policy.
+	dev, err := outbound.New(outbound.Config{InsecureDev: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{Rules: func() *coverage.Rules { return rules }, Store: rec, Now: func() time.Time { return testNow }, Outbound: dev}
 	if edit != nil {
 		edit(&cfg)
 	}

@@ -27,6 +27,7 @@ import (
 
 	"github.com/priora/priora/coverage"
 	"github.com/priora/priora/fhir"
+	"github.com/priora/priora/internal/outbound"
 	"github.com/priora/priora/store"
 )
 
@@ -55,8 +56,9 @@ type Config struct {
 	// DefaultVersion is the CRD version answered when a call requests none:
 	// "2.2" (default) or "2.0" (the released Inferno CRD server suite).
 	DefaultVersion string
-	// HTTPClient makes EHR queries; nil uses a client without redirects.
-	HTTPClient *http.Client
+	// Outbound decides which fhirServer URLs may be queried and makes the
+	// client that queries them [the strict policy: public https only].
+	Outbound *outbound.Policy
 	// MaxFetchBytes caps one EHR answer (default 8 MiB).
 	MaxFetchBytes int64
 	// Validate, when set, checks the FHIR resources of a call (context and
@@ -72,6 +74,8 @@ type Service struct {
 	cfg       Config
 	log       *slog.Logger
 	discovery []byte
+	// client queries EHRs under the outbound policy.
+	client *http.Client
 }
 
 // New returns a Service. It fails only on a bad configuration.
@@ -89,11 +93,8 @@ func New(cfg Config) (*Service, error) {
 	default:
 		return nil, fmt.Errorf("hooks: CRD version %q must be 2.2 or 2.0", cfg.DefaultVersion)
 	}
-	if cfg.HTTPClient == nil {
-		cfg.HTTPClient = &http.Client{
-			// A token lent for one FHIR server is never sent elsewhere.
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		}
+	if cfg.Outbound == nil {
+		cfg.Outbound, _ = outbound.New(outbound.Config{}) // the zero Config is valid
 	}
 	if cfg.MaxFetchBytes <= 0 {
 		cfg.MaxFetchBytes = 8 << 20
@@ -108,7 +109,7 @@ func New(cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Service{cfg: cfg, log: cfg.Log, discovery: d}, nil
+	return &Service{cfg: cfg, log: cfg.Log, discovery: d, client: cfg.Outbound.Client(cfg.FetchTimeout, cfg.MaxFetchBytes)}, nil
 }
 
 // Discovery is the body of GET /cds-services: one service per hook with the
@@ -253,6 +254,23 @@ func outcomeOf(k fhir.Kind) string {
 	return "rejected"
 }
 
+// checkFHIRServer checks the shape of a call's fhirServer: an http(s)
+// FHIR base URL, without a query or fragment (anything appended to it
+// would change what is asked of the EHR). Whether Priora may send the
+// EHR's token there is for the outbound policy, asked only when a query
+// is needed (see queryEHR), so that a call whose prefetch is complete is
+// answered whatever its fhirServer.
+func (s *Service) checkFHIRServer(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil {
+		return errorf(fhir.Invalid, "fhirServer must be an https URL")
+	}
+	if u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.Contains(raw, "#") {
+		return errorf(fhir.Invalid, "fhirServer must be a FHIR base URL, without a query or fragment")
+	}
+	return nil
+}
+
 // decode reads and checks a hook call; anything malformed is a 400.
 func (s *Service) decode(hook string, body []byte) (*call, error) {
 	c := &call{s: s, hook: hook, d: newData(), rules: s.cfg.Rules(), now: s.cfg.Now()}
@@ -273,9 +291,8 @@ func (s *Service) decode(hook string, body []byte) (*call, error) {
 		return nil, errorf(fhir.Invalid, "fhirServer is required with fhirAuthorization")
 	}
 	if r.FHIRServer != "" {
-		u, err := url.Parse(r.FHIRServer)
-		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-			return nil, errorf(fhir.Invalid, "fhirServer must be an http(s) URL")
+		if err := s.checkFHIRServer(r.FHIRServer); err != nil {
+			return nil, err
 		}
 	}
 	c.hc = *r.Context

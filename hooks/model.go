@@ -89,6 +89,8 @@ type order struct {
 	Prescriber                *fhir.Reference        `json:"prescriber"`  // VisionPrescription
 	Insurance                 refs                   `json:"insurance"`   // the order's Coverage
 	QuantityQuantity          *fhir.Quantity         `json:"quantityQuantity"`
+	OccurrencePeriod          *fhir.Period           `json:"occurrencePeriod"` // ServiceRequest, DeviceRequest
+	OccurrenceDateTime        string                 `json:"occurrenceDateTime"`
 	DispenseRequest           *struct {
 		Quantity *fhir.Quantity `json:"quantity"`
 	} `json:"dispenseRequest"`

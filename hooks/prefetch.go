@@ -139,7 +139,10 @@ func splitRef(ref string) (typ, id string, ok bool) {
 var errNotFound = errors.New("not found on the EHR")
 
 // ehr is a FHIR client for the EHR named in a hook call, using the access
-// token the EHR lent (CDS Hooks: Authorization: Bearer on every call).
+// token the EHR lent (CDS Hooks: Authorization: Bearer on every call). The
+// token goes to fhirServer's own origin only: paths are built from ids
+// (never from references or links an answer carries), every request URL is
+// checked to stay under the base, and redirects are not followed.
 type ehr struct {
 	client *http.Client
 	base   string
@@ -154,6 +157,9 @@ func (e *ehr) get(ctx context.Context, path string) (json.RawMessage, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, e.base+"/"+path, nil)
 	if err != nil {
 		return nil, err
+	}
+	if !sameOrigin(req.URL, e.base) {
+		return nil, fmt.Errorf("query %q leaves the EHR's FHIR base", path)
 	}
 	req.Header.Set("Accept", "application/fhir+json")
 	if e.token != "" {
@@ -184,6 +190,12 @@ func (e *ehr) get(ctx context.Context, path string) (json.RawMessage, error) {
 		return nil, errors.New("EHR answered an OperationOutcome")
 	}
 	return body, nil
+}
+
+// sameOrigin says whether u is on base's scheme, host and port.
+func sameOrigin(u *url.URL, base string) bool {
+	b, err := url.Parse(base)
+	return err == nil && strings.EqualFold(u.Scheme, b.Scheme) && strings.EqualFold(u.Host, b.Host) && u.User == nil
 }
 
 // query is one EHR fetch: a read ("Patient/123") or a search

@@ -4,8 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
 	"time"
 
+	"github.com/priora/priora/coverage"
 	"github.com/priora/priora/fhir"
 	"github.com/priora/priora/store"
 )
@@ -50,9 +55,14 @@ func (r *request) assertionIDs(it fhir.ClaimItem) []string {
 
 // applyAssertions links items to the CRD coverage assertions they carry and
 // approves, without review, items whose assertion says prior authorization
-// is satisfied (gold carding) — when the assertion is still valid, is for
-// this member and covers the item's code.
+// is satisfied (gold carding) — only when the assertion fits the item
+// (assertionMismatch) and has not expired. An assertion that says
+// "satisfied" but does not fit leaves the item to the rules, with a note in
+// the response saying why it was not used.
 func (s *Service) applyAssertions(ctx context.Context, req *request, a *store.Authorization, now time.Time) error {
+	rules := s.cfg.Rules()
+	svc := req.serviceContext()
+	providers := req.providerNPIs()
 	for k := range a.Items {
 		item := &a.Items[k]
 		if item.Cancelled {
@@ -62,6 +72,7 @@ func (s *Service) applyAssertions(ctx context.Context, req *request, a *store.Au
 		if json.Unmarshal([]byte(item.ItemJSON), &src) != nil {
 			continue
 		}
+		var notUsed []string
 		for _, id := range req.assertionIDs(src) {
 			as, err := s.cfg.Store.CoverageAssertion(ctx, id)
 			if errors.Is(err, store.ErrNotFound) {
@@ -70,11 +81,19 @@ func (s *Service) applyAssertions(ctx context.Context, req *request, a *store.Au
 			if err != nil {
 				return err
 			}
-			if !assertionCovers(as, item, a.MemberIDs) {
+			why := assertionMismatch(as, a, item, providers, now)
+			if why == "" && as.PASatisfied {
+				why = ruleStillWaives(rules.Decide(itemService(svc, req, src)), as)
+			}
+			if why != "" {
+				if as.PASatisfied {
+					notUsed = append(notUsed, "CRD coverage assertion "+as.ID+" was not used: "+why+".")
+				}
 				continue
 			}
 			item.CoverageAssertion = as.ID
-			if as.PASatisfied && as.Valid(now) && item.Decision.Action != "approve" {
+			notUsed = nil
+			if as.PASatisfied && item.Decision.Action != "approve" {
 				setDecision(item, store.Decision{
 					Action: "approve", ReviewAction: "A1", RuleID: as.RuleID, By: "crd:" + as.ID, At: now,
 					Reason:       "prior authorization satisfied per CRD coverage assertion " + as.ID,
@@ -84,19 +103,55 @@ func (s *Service) applyAssertions(ctx context.Context, req *request, a *store.Au
 			}
 			break
 		}
+		if len(notUsed) > 0 {
+			item.Decision.Note = strings.TrimSpace(item.Decision.Note + " " + strings.Join(notUsed, " "))
+		}
 	}
 	return nil
 }
 
-// assertionCovers: the assertion is about this item's service (when it
-// names codes) and this member (when it names one).
-func assertionCovers(as *store.CoverageAssertion, it *store.Item, members []string) bool {
-	if as.MemberID != "" && !contains(members, as.MemberID) {
-		return false
+// assertionMismatch says why an assertion does not fit a chain's item, ""
+// when it does: it was issued to the same organization, for the same
+// member, for the item's code, for no more than the quantity and within the
+// period CRD saw, to a gold-carded provider who orders or requests this
+// claim, and it has not expired.
+func assertionMismatch(as *store.CoverageAssertion, a *store.Authorization, it *store.Item, providers []string, now time.Time) string {
+	switch {
+	case as.Tenant != a.Tenant:
+		return "it was issued to another organization"
+	case as.MemberID == "" || !contains(a.MemberIDs, as.MemberID):
+		return "it was issued for another member"
+	case !assertionCode(as, it):
+		return "it was issued for another service"
+	case as.Quantity > 0 && it.Quantity > as.Quantity:
+		return fmt.Sprintf("it covers at most %s units", formatQuantity(as.Quantity))
+	case as.PeriodStart != "" && it.ServiceFrom != "" && day(it.ServiceFrom) < day(as.PeriodStart),
+		as.PeriodEnd != "" && it.ServiceTo != "" && day(it.ServiceTo) > day(as.PeriodEnd):
+		return "the service dates fall outside the period it was issued for"
+	case as.GoldCardNPI != "" && !contains(providers, as.GoldCardNPI):
+		return "the claim's ordering or requesting provider is not the provider it was issued for"
+	case !as.Valid(now):
+		return "it expired on " + as.Expires.Format(time.DateOnly)
 	}
-	if len(as.Codes) == 0 {
-		return true
+	return ""
+}
+
+// ruleStillWaives re-checks, at submit time, the rule that waived prior
+// authorization: the rule the claim item matches now must be the
+// assertion's and must still waive it (for everyone, or for the
+// gold-carded provider).
+func ruleStillWaives(out coverage.Outcome, as *store.CoverageAssertion) string {
+	if out.Rule == nil || out.RuleID() != as.RuleID {
+		return "the claim no longer meets the conditions of coverage rule " + as.RuleID
 	}
+	if out.Rule.CRD.PANeeded == "satisfied" || (as.GoldCardNPI != "" && slices.Contains(out.Rule.CRD.GoldCard, as.GoldCardNPI)) {
+		return ""
+	}
+	return "coverage rule " + as.RuleID + " no longer waives prior authorization"
+}
+
+// assertionCode: the assertion names the item's code.
+func assertionCode(as *store.CoverageAssertion, it *store.Item) bool {
 	for _, c := range as.Codes {
 		if c.Code == it.Code && sameSystem(canonicalSystem(c.System), canonicalSystem(it.System)) {
 			return true
@@ -104,6 +159,10 @@ func assertionCovers(as *store.CoverageAssertion, it *store.Item, members []stri
 	}
 	return false
 }
+
+func day(s string) string { return s[:min(10, len(s))] }
+
+func formatQuantity(q float64) string { return strconv.FormatFloat(q, 'f', -1, 64) }
 
 func firstNonEmpty(vs ...string) string {
 	for _, v := range vs {

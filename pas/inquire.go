@@ -20,8 +20,10 @@ const (
 // prior authorization out (PAS 2.2.1, FHIR-55394). No match is an empty
 // Parameters, not an error.
 //
-// Matching follows PAS spec-52/53: any system may ask, but only with the
-// patient's member id and the ordering or rendering provider's NPI. The
+// Matching follows PAS spec-52/53: any system may ask, but only about the
+// request's own patient — a member id with its system, or a subscriber id
+// (which a whole family shares) together with the patient's name and birth
+// date — and with the ordering or rendering provider's NPI. The
 // inquiry's own Claim.identifier is its trace number, not a search key.
 // Authorization numbers (REF-BB/REF-NT), service codes and dates narrow the
 // result; a chain is always answered with its current response (spec-47/48).
@@ -76,6 +78,8 @@ func (s *Service) Inquire(ctx context.Context, who Caller, body []byte) (*Answer
 
 // inquiry is what an inquiry asks for.
 type inquiry struct {
+	patient store.PatientMatch
+	// memberIDs are the identifier values that find candidate chains.
 	memberIDs    []string
 	providerNPIs []string
 	insurerIDs   []string
@@ -115,14 +119,14 @@ func parseInquiry(raw []byte) (*inquiry, error) {
 		return nil, err
 	}
 	r.resolveParties()
-	q := &inquiry{memberIDs: appendUnique(nil, r.memberIDs()...), providerNPIs: appendUnique(nil, r.providerNPIs()...)}
+	q := &inquiry{patient: r.patientMatch(), memberIDs: appendUnique(nil, r.memberIDs()...), providerNPIs: appendUnique(nil, r.providerNPIs()...)}
 	if p := r.party(r.insurerEntry); p != nil {
 		for _, id := range p.Identifier {
 			q.insurerIDs = append(q.insurerIDs, id.Key())
 		}
 	}
-	if len(q.memberIDs) == 0 {
-		is.add("required", at+".patient", "an inquiry must identify the patient by member or subscriber id (PAS spec-53)")
+	if len(q.patient.MemberIDs) == 0 && len(q.patient.SubscriberIDs) == 0 {
+		is.add("required", at+".patient", "an inquiry must identify the patient by a member id with its system, or by the subscriber id with the patient's name and birth date (PAS spec-53)")
 	}
 	if len(q.providerNPIs) == 0 {
 		is.add("required", at+".provider", "an inquiry must identify the ordering or rendering provider by NPI (PAS spec-53)")
@@ -170,7 +174,7 @@ func parseInquiry(raw []byte) (*inquiry, error) {
 
 // matches applies the inquiry to one chain.
 func (q *inquiry) matches(a *store.Authorization) bool {
-	if !overlap(a.MemberIDs, q.memberIDs) || !overlap(a.ProviderNPIs, q.providerNPIs) {
+	if !samePatient(q.patient, a.Patient) || !overlap(a.ProviderNPIs, q.providerNPIs) {
 		return false
 	}
 	if len(q.insurerIDs) > 0 && len(a.InsurerIDs) > 0 && !overlap(a.InsurerIDs, q.insurerIDs) {

@@ -15,8 +15,43 @@ import (
 // ReviewDecision is a person's decision on a pended request, as posted to
 // the review API.
 type ReviewDecision struct {
+	// Reviewer is the person deciding. Through the review API it names the
+	// reviewer on whose behalf the payer client decides; at the desk it is
+	// the signed-in account.
 	Reviewer Reviewer       `json:"reviewer"`
 	Items    []ItemDecision `json:"items"`
+}
+
+// Principal is who authenticated a decision, as the server or the desk
+// established it — never taken from the decision body: a desk account, or a
+// payer client deciding on behalf of the reviewer it names.
+type Principal struct {
+	// Desk is the username of the desk account.
+	Desk string
+	// Client is the payer client's id.
+	Client string
+}
+
+// String is how the principal is recorded: "desk:<username>" or
+// "client:<id>".
+func (p Principal) String() string {
+	if p.Desk != "" {
+		return "desk:" + p.Desk
+	}
+	return "client:" + p.Client
+}
+
+// DecidedBy describes a decision's author for the audit trail: the
+// reviewer and the principal that vouched for them.
+func DecidedBy(p Principal, r Reviewer) string {
+	who := r.Name
+	if r.NPI != "" {
+		who = strings.TrimSpace(who + " (NPI " + r.NPI + ")")
+	}
+	if p.Desk != "" {
+		return "reviewer " + who + " at the desk as " + p.Desk
+	}
+	return "reviewer " + who + " on behalf of via client " + p.Client
 }
 
 // Reviewer identifies the person deciding.
@@ -115,8 +150,13 @@ func (d *ReviewDecision) check(a *store.Authorization) error {
 
 // Decide applies a reviewer's decision to a pended request: a new response
 // version, and an event that notifies subscribed EHRs, written together.
-// tenant "" allows any tenant (administrators).
-func (s *Service) Decide(ctx context.Context, tenant, id string, d ReviewDecision) (*Answer, error) {
+// by is the authenticated principal, recorded on every decided item with
+// the reviewer; a decision without one is refused. tenant "" allows any
+// tenant (the payer side).
+func (s *Service) Decide(ctx context.Context, by Principal, tenant, id string, d ReviewDecision) (*Answer, error) {
+	if (by.Desk == "") == (by.Client == "") {
+		return nil, fhir.Errorf(fhir.Forbidden, "a decision needs an authenticated payer principal: a desk account or a payer client")
+	}
 	return s.change(ctx, tenant, id, func(a *store.Authorization, now time.Time) error {
 		if err := d.check(a); err != nil {
 			return err
@@ -125,7 +165,8 @@ func (s *Service) Decide(ctx context.Context, tenant, id string, d ReviewDecisio
 		if who == "" {
 			who = d.Reviewer.Name
 		}
-		human := store.Decision{By: "reviewer:" + who, At: now, ReviewerNPI: d.Reviewer.NPI, ReviewerName: d.Reviewer.Name}
+		human := store.Decision{By: "reviewer:" + who, At: now, ReviewerNPI: d.Reviewer.NPI, ReviewerName: d.Reviewer.Name,
+			Principal: by.String()}
 		for _, it := range d.Items {
 			for k := range a.Items {
 				item := &a.Items[k]

@@ -186,6 +186,7 @@ func (s *Service) index(a *store.Authorization, req *request) {
 	for _, id := range req.claim.Identifier {
 		addKey("claim|" + id.Key())
 	}
+	a.Patient = mergePatient(a.Patient, req.patientMatch())
 	a.MemberIDs = appendUnique(a.MemberIDs, req.memberIDs()...)
 	a.ProviderNPIs = appendUnique(a.ProviderNPIs, req.providerNPIs()...)
 	a.InsurerIDs = appendUnique(a.InsurerIDs, req.insurerIDs()...)
@@ -222,25 +223,7 @@ func appendUnique(list []string, add ...string) []string {
 
 // decide applies the coverage rules to one item.
 func decide(rules *coverage.Rules, svc coverage.Service, req *request, it fhir.ClaimItem, authID string, now time.Time) store.Decision {
-	svc.Codes = nil
-	if it.ProductOrService != nil {
-		for _, c := range it.ProductOrService.Coding {
-			svc.Codes = append(svc.Codes, coverage.Code{System: c.System, Code: c.Code, Display: c.Display})
-		}
-	}
-	svc.Quantity = it.Quantity.Float()
-	if svc.Quantity == 0 {
-		svc.Quantity = 1
-	}
-	if it.LocationCodeableConcept != nil {
-		if c, ok := it.LocationCodeableConcept.Code(sysPOS); ok {
-			svc.PlaceOfService = c.Code
-		}
-	}
-	if len(it.DiagnosisSequence) > 0 {
-		svc.Diagnoses = req.diagnoses(it.DiagnosisSequence)
-	}
-	out := rules.Decide(svc)
+	out := rules.Decide(itemService(svc, req, it))
 	d := store.Decision{
 		Action:       string(out.Decision.Action),
 		ReviewAction: out.Decision.Action.ReviewAction(),
@@ -265,6 +248,31 @@ func decide(rules *coverage.Rules, svc coverage.Service, req *request, it fhir.C
 		d.RequestInfo = out.Decision.RequestInfo
 	}
 	return d
+}
+
+// itemService is what the coverage rules see of one claim item: the
+// claim's context (svc) with the item's codes, quantity, place of service
+// and diagnoses.
+func itemService(svc coverage.Service, req *request, it fhir.ClaimItem) coverage.Service {
+	svc.Codes = nil
+	if it.ProductOrService != nil {
+		for _, c := range it.ProductOrService.Coding {
+			svc.Codes = append(svc.Codes, coverage.Code{System: c.System, Code: c.Code, Display: c.Display})
+		}
+	}
+	svc.Quantity = it.Quantity.Float()
+	if svc.Quantity == 0 {
+		svc.Quantity = 1
+	}
+	if it.LocationCodeableConcept != nil {
+		if c, ok := it.LocationCodeableConcept.Code(sysPOS); ok {
+			svc.PlaceOfService = c.Code
+		}
+	}
+	if len(it.DiagnosisSequence) > 0 {
+		svc.Diagnoses = req.diagnoses(it.DiagnosisSequence)
+	}
+	return svc
 }
 
 func cancelled(now time.Time, authID string, seq int) store.Decision {

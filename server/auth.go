@@ -120,8 +120,11 @@ func (s *Server) cdsAuth(next echo.HandlerFunc) echo.HandlerFunc {
 		if client.Org == "" {
 			return fhir.Errorf(fhir.Forbidden, "the client has no organization")
 		}
+		if auth.KindOf(client) != auth.KindProvider {
+			return fhir.Errorf(fhir.Forbidden, "CDS Hooks are called by provider clients (EHRs); %s is a %s client", client.ID, auth.KindOf(client))
+		}
 		c.Set(ctxCaller, pas.Caller{Tenant: client.Org, Client: client.ID, Test: client.Test})
-		c.Set(ctxAccess, &auth.Access{Client: client, Tenant: client.Org})
+		c.Set(ctxAccess, &auth.Access{Client: client, Kind: auth.KindProvider, Tenant: client.Org})
 		return next(c)
 	}
 }

@@ -43,9 +43,12 @@ type secEnv struct {
 }
 
 const (
-	scopesAll = "system/Claim.c system/ClaimResponse.r system/Subscription.cruds priora/review"
+	scopesAll = "system/Claim.c system/ClaimResponse.r system/Subscription.cruds"
 	clientA   = "client-a"
 	clientB   = "client-b"
+	// payerUM is the payer's utilization management system: a payer client
+	// with the review API.
+	payerUM = "payer-um"
 )
 
 func startSecure(t *testing.T, opts ...testenv.Option) *secEnv {
@@ -73,13 +76,17 @@ func startSecure(t *testing.T, opts ...testenv.Option) *secEnv {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusOK) })
 	s.web = httptest.NewServer(mux)
 	t.Cleanup(s.web.Close)
-	s.Env = testenv.Start(t, append([]testenv.Option{testenv.WithAuth(), testenv.WithMaxBody(1 << 20)}, opts...)...)
+	// The loopback web server receives notifications and plays the EHR:
+	// the allow list lets Priora reach it (tests may drop it again).
+	allowLoopback := testenv.WithConfig(func(c *app.Config) { c.Security.OutboundAllow = []string{"127.0.0.1/32"} })
+	s.Env = testenv.Start(t, append([]testenv.Option{testenv.WithAuth(), testenv.WithMaxBody(1 << 20), allowLoopback}, opts...)...)
 	s.ehrIss = s.web.URL + "/inferno"
 
 	s.RegisterClient(store.Client{ID: clientA, Org: "org-a", NPI: "1234567893", Scopes: strings.Fields(scopesAll)}, s.keyA)
 	s.RegisterClient(store.Client{ID: clientB, Org: "org-b", Scopes: strings.Fields(scopesAll)}, s.keyB)
 	s.RegisterClient(store.Client{ID: "client-c", Org: "org-c", Scopes: []string{"system/ClaimResponse.r"}}, s.keyA)
-	s.RegisterClient(store.Client{ID: "admin", Org: "payer", Scopes: []string{auth.ScopeAdmin}}, s.keyAdmin)
+	s.RegisterClient(store.Client{ID: "admin", Org: "payer", Kind: auth.KindPayer, Scopes: []string{auth.ScopeAdmin}}, s.keyAdmin)
+	s.RegisterClient(store.Client{ID: payerUM, Org: "payer", Kind: auth.KindPayer, Scopes: []string{auth.ScopeReview, "system/Claim.c"}}, s.keyAdmin)
 	s.RegisterClient(store.Client{ID: "client-off", Org: "org-a", Scopes: []string{"system/Claim.c"}, Disabled: true}, s.keyA)
 	s.RegisterClient(store.Client{ID: "client-dup", Org: "org-d", JWKSURL: s.web.URL + "/dup/jwks.json", Scopes: []string{"system/Claim.c"}}, nil)
 	s.RegisterClient(store.Client{ID: "client-url", Org: "org-e", JWKSURL: s.web.URL + "/a/jwks.json",
@@ -87,6 +94,12 @@ func startSecure(t *testing.T, opts ...testenv.Option) *secEnv {
 	s.RegisterClient(store.Client{ID: s.ehrIss, Org: "org-a", JWKSURL: s.web.URL + "/inferno/jwks.json",
 		JKUAllow: []string{s.web.URL + "/inferno/jwks.json"}, Scopes: []string{"system/Claim.c"}}, nil)
 	return s
+}
+
+// payerToken is a review API token of the payer's UM system.
+func (s *secEnv) payerToken(t *testing.T) string {
+	t.Helper()
+	return s.With(t).Token(s.keyAdmin, payerUM, auth.ScopeReview)
 }
 
 // hookJWT is a CDS Hooks JWT as Inferno's CRD client makes it.
@@ -173,7 +186,7 @@ func (s *secEnv) seed(t *testing.T, tokA string) victim {
 	}
 	cr, _ := checkPASResponse(t, r.Body)
 	v.claimResponse, _ = cr["id"].(string)
-	q := s.Get("/review/tasks", testenv.Bearer(tokA)...)
+	q := s.Get("/review/tasks", testenv.Bearer(s.payerToken(t))...)
 	var l taskList
 	if err := json.Unmarshal(q.Body, &l); err != nil || len(l.Tasks) != 1 {
 		t.Fatalf("A's queue: %d %s", q.Status, q.Body)
@@ -251,9 +264,6 @@ func TestTokenAndAccess(t *testing.T) {
 	})
 	t.Run("RS384 client", func(t *testing.T) {
 		tok := s.With(t).Token(s.keyB, clientB, scopesAll)
-		if r := s.With(t).Get("/review/tasks", testenv.Bearer(tok)...); r.Status != 200 {
-			t.Errorf("review with the token: %d %s", r.Status, r.Body)
-		}
 		if r := s.With(t).Get("/fhir/Subscription", testenv.Bearer(tok)...); r.Status != 200 {
 			t.Errorf("subscription search with the token: %d %s", r.Status, r.Body)
 		}
@@ -396,8 +406,9 @@ func TestAttacks(t *testing.T) {
 		}), testenv.Bearer(tokB)...), 404, ""},
 		{"tenant B deletes A's Subscription", do(http.MethodDelete, subA, nil, testenv.Bearer(tokB)...), 404, ""},
 		{"tenant B asks A's Subscription $status", get(subA+"/$status", testenv.Bearer(tokB)...), 404, ""},
-		{"tenant B reads A's review task", get(taskA, testenv.Bearer(tokB)...), 404, ""},
-		{"tenant B decides A's review task", post(taskA+"/decision", decision, testenv.Bearer(tokB)...), 404, ""},
+		{"tenant B reads A's review task", get(taskA, testenv.Bearer(tokB)...), 403, ""},
+		{"tenant B decides A's review task", post(taskA+"/decision", decision, testenv.Bearer(tokB)...), 403, ""},
+		{"tenant A decides its own review task", post(taskA+"/decision", decision, testenv.Bearer(tokA)...), 403, ""},
 		{"tenant B inquires for A's ClaimResponse without the provider NPI", post(inquirePath, edit(t, inquiry, func(b map[string]any) {
 			setIdentifier(b, "Organization", "http://hl7.org/fhir/sid/us-npi", "1111111112")
 			setIdentifier(b, "Practitioner", "http://hl7.org/fhir/sid/us-npi", "1111111112")
@@ -410,10 +421,10 @@ func TestAttacks(t *testing.T) {
 		{"MongoDB operator strings as the inquiry's member ids", post(inquirePath, operatorMembers(inquiry, `{\"$ne\":null}`), testenv.Bearer(tokB)...), 200, ""},
 		{"MongoDB $where strings as the inquiry's member ids", post(inquirePath, operatorMembers(inquiry, `$where`), testenv.Bearer(tokB)...), 200, ""},
 		{"MongoDB operator in a search value", get("/fhir/Subscription?status[$ne]=x&url=%7B%22%24ne%22%3Anull%7D", testenv.Bearer(tokB)...), 200, ""},
-		{"MongoDB operator in a review filter", get("/review/tasks?status=%7B%22%24ne%22%3A1%7D", testenv.Bearer(tokB)...), 400, ""},
+		{"MongoDB operator in a review filter", get("/review/tasks?status=%7B%22%24ne%22%3A1%7D", testenv.Bearer(s.payerToken(t))...), 400, ""},
 		{"MongoDB operator as a Subscription id", get("/fhir/Subscription/%7B%22%24ne%22%3Anull%7D", testenv.Bearer(tokB)...), 404, ""},
 		{"path traversal in a Subscription id", get("/fhir/Subscription/..%2F..%2F"+v.subscription, testenv.Bearer(tokB)...), 404, ""},
-		{"path traversal in a task id", get("/review/tasks/..%2F..%2F"+v.authorization, testenv.Bearer(tokB)...), 404, ""},
+		{"path traversal in a task id", get("/review/tasks/..%2F..%2F"+v.authorization, testenv.Bearer(s.payerToken(t))...), 404, ""},
 
 		// CDS Hooks.
 		{"CDS call without a JWT", post("/cds-services/order-sign-crd", hookBody, "Content-Type", "application/json"), 401, ""},
@@ -454,7 +465,7 @@ func TestAttacks(t *testing.T) {
 	}
 
 	t.Run("tenant B's lists hold nothing of A's", func(t *testing.T) {
-		for _, p := range []string{"/review/tasks?status=all", "/fhir/Subscription", "/fhir/Subscription/$status"} {
+		for _, p := range []string{"/fhir/Subscription", "/fhir/Subscription/$status"} {
 			r := s.With(t).Get(p, testenv.Bearer(tokB)...)
 			if r.Status != 200 {
 				t.Errorf("%s: %d %s", p, r.Status, r.Body)
@@ -470,7 +481,7 @@ func TestAttacks(t *testing.T) {
 		if r := s.With(t).Get(subA, testenv.Bearer(tokA)...); r.Status != 200 || bytes.Contains(r.Body, []byte("/evil")) {
 			t.Errorf("A's subscription: %d %s", r.Status, r.Body)
 		}
-		if r := s.With(t).Get(taskA, testenv.Bearer(tokA)...); r.Status != 200 || !bytes.Contains(r.Body, []byte(`"pended"`)) {
+		if r := s.With(t).Get(taskA, testenv.Bearer(s.payerToken(t))...); r.Status != 200 || !bytes.Contains(r.Body, []byte(`"pended"`)) {
 			t.Errorf("A's task: %d %s", r.Status, r.Body)
 		}
 	})
@@ -543,7 +554,7 @@ func TestAuditTrail(t *testing.T) {
 	}
 	for _, want := range []rec{
 		{"/fhir/Claim/$submit", clientA, "org-a", "0"},
-		{"/review/tasks", clientA, "org-a", "0"},
+		{"/review/tasks", payerUM, "payer", "0"},
 		{"/fhir/Subscription", clientA, "org-a", "0"},
 		{"/fhir/Claim/$inquire", clientB, "org-b", "0"},
 		{"/fhir/Claim/$submit", "", "", "4"},

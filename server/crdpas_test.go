@@ -44,51 +44,134 @@ func withAssertion(t *testing.T, id string) []byte {
 	})
 }
 
-func TestGoldCardAssertionApprovesWithoutReview(t *testing.T) {
-	e := testenv.Start(t)
+// goldCardRules pend a knee replacement for chronic pain (G89.4) unless
+// the ordering provider is gold-carded, and pend it for anything else.
+const goldCardRules = `
+version: 1
+rules:
+  - id: knee-gold
+    match: {codes: [{system: "http://www.ama-assn.org/go/cpt", codes: ["27447"]}], diagnoses: [{system: "http://hl7.org/fhir/sid/icd-10-cm", codes: ["G89.4"]}]}
+    decision: {action: pend, reason: knee replacement needs review unless gold-carded}
+    crd: {covered: covered, paNeeded: auth-needed, goldCard: ["1234567893"]}
+  - id: knee
+    match: {codes: [{system: "http://www.ama-assn.org/go/cpt", codes: ["27447"]}]}
+    decision: {action: pend, reason: knee replacement needs review}
+`
+
+// TestGoldCardAssertionReplay: a gold-card assertion approves a PAS item
+// only for the organization it was issued to, for the same member, code,
+// quantity, period and gold-carded provider, while the rule still waives
+// prior authorization and before it expires. Tenant B citing tenant A's
+// assertion on another patient, diagnosis and provider gets the normal
+// adjudication, with a note saying why the assertion was not used.
+func TestGoldCardAssertionReplay(t *testing.T) {
+	s := startSecure(t, testenv.WithRules(goldCardRules))
 	ctx := context.Background()
+	tokA := s.Token(s.keyA, clientA, scopesAll)
+	tokB := s.Token(s.keyB, clientB, scopesAll)
 	knee := []store.AssertionCode{{System: "http://www.ama-assn.org/go/cpt", Code: "27447"}}
-	err := e.App.Store.SaveCoverageAssertions(ctx, []store.CoverageAssertion{
-		{ID: "ca-gold", Hook: "order-sign", Order: "ServiceRequest/1", Codes: knee, Covered: "covered",
-			PANeeded: "satisfied", PASatisfied: true, SatisfiedPAID: "GOLD-ca-gold", RuleID: "gold-card-ortho", Date: time.Now()},
-		{ID: "ca-expired", Hook: "order-sign", Order: "ServiceRequest/2", Codes: knee, Covered: "covered",
-			PANeeded: "satisfied", PASatisfied: true, Date: time.Now().Add(-48 * time.Hour), Expires: time.Now().Add(-24 * time.Hour)},
-		{ID: "ca-other-code", Hook: "order-sign", Order: "ServiceRequest/3", Covered: "covered", PANeeded: "satisfied", PASatisfied: true,
-			Codes: []store.AssertionCode{{System: "http://www.ama-assn.org/go/cpt", Code: "99213"}}, Date: time.Now()},
-		{ID: "ca-auth-needed", Hook: "order-sign", Order: "ServiceRequest/4", Codes: knee, Covered: "covered", PANeeded: "auth-needed", Date: time.Now()},
-	})
-	if err != nil {
+	// What order-sign stores for org-a's gold-carded surgeon (NPI 1234567893)
+	// ordering a knee replacement for member 12345678901.
+	good := store.CoverageAssertion{Tenant: "org-a", Client: s.ehrIss, Hook: "order-sign", Order: "ServiceRequest/1", Codes: knee,
+		MemberID: "12345678901", Covered: "covered", PANeeded: "satisfied", PASatisfied: true, RuleID: "knee-gold",
+		GoldCardNPI: "1234567893", Quantity: 1, PeriodStart: "2016-08-01", PeriodEnd: "2016-08-31", Date: time.Now()}
+	variant := func(id string, edit func(*store.CoverageAssertion)) store.CoverageAssertion {
+		a := good
+		a.ID, a.SatisfiedPAID = id, "GOLD-"+id
+		if edit != nil {
+			edit(&a)
+		}
+		return a
+	}
+	assertions := []store.CoverageAssertion{
+		variant("ca-gold", nil),
+		variant("ca-expired", func(a *store.CoverageAssertion) { a.Expires = time.Now().Add(-24 * time.Hour) }),
+		variant("ca-other-code", func(a *store.CoverageAssertion) {
+			a.Codes = []store.AssertionCode{{System: "http://www.ama-assn.org/go/cpt", Code: "99213"}}
+		}),
+		variant("ca-other-member", func(a *store.CoverageAssertion) { a.MemberID = "55500001" }),
+		variant("ca-other-npi", func(a *store.CoverageAssertion) { a.GoldCardNPI = "1122334455" }),
+		variant("ca-one-unit-less", func(a *store.CoverageAssertion) { a.Quantity = 0.5 }),
+		variant("ca-other-period", func(a *store.CoverageAssertion) { a.PeriodStart, a.PeriodEnd = "2017-01-01", "2017-01-31" }),
+		variant("ca-auth-needed", func(a *store.CoverageAssertion) { a.PANeeded, a.PASatisfied = "auth-needed", false }),
+	}
+	if err := s.App.Store.SaveCoverageAssertions(ctx, assertions); err != nil {
 		t.Fatal(err)
 	}
+	n := 0
+	submit := func(t *testing.T, tok, assertion string, change func(b map[string]any)) (*testenv.Response, map[int]itemResult) {
+		n++
+		body := withAssertion(t, assertion)
+		body = edit(t, body, func(b map[string]any) {
+			b["identifier"].(map[string]any)["value"] = fmt.Sprintf("replay-%d", n)
+			if change != nil {
+				change(b)
+			}
+		})
+		r := s.With(t).Post(submitPath, body, testenv.Bearer(tok)...)
+		if r.Status != 200 {
+			t.Fatalf("status %d: %s", r.Status, r.Body)
+		}
+		_, items := checkPASResponse(t, r.Body)
+		return r, items
+	}
+	// Tenant B's claim: another patient (member), another diagnosis, another
+	// ordering provider.
+	tenantB := func(b map[string]any) {
+		for _, en := range b["entry"].([]any) {
+			r := en.(map[string]any)["resource"].(map[string]any)
+			switch r["resourceType"] {
+			case "Coverage":
+				r["subscriberId"] = "55500001"
+				r["identifier"] = []any{map[string]any{"system": "http://davinci-pas.org/MEMBERID", "value": "55500001-01",
+					"type": map[string]any{"coding": []any{map[string]any{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "MB"}}}}}
+			case "Patient":
+				r["identifier"] = []any{map[string]any{"system": "http://davinci-pas.org/MIN", "value": "55500001"}}
+			case "Practitioner":
+				r["identifier"] = []any{map[string]any{"system": "http://hl7.org/fhir/sid/us-npi", "value": "1122334455"}}
+			case "Claim":
+				r["diagnosis"].([]any)[0].(map[string]any)["diagnosisCodeableConcept"] = map[string]any{"coding": []any{
+					map[string]any{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "M17.11"}}}
+			}
+		}
+	}
 	tests := []struct {
-		assertion string
-		want      string
+		name, tok, assertion string
+		edit                 func(b map[string]any)
+		want                 string // review action of every item
+		why                  string // the note when the assertion is not used
 	}{
-		{"ca-gold", "A1"},
-		{"ca-expired", "A4"},
-		{"ca-other-code", "A4"},
-		{"ca-auth-needed", "A4"},
-		{"never-issued", "A4"},
+		{"tenant A, the assertion's own order", tokA, "ca-gold", nil, "A1", ""},
+		{"tenant B replays A's assertion on another patient, diagnosis and provider", tokB, "ca-gold", tenantB, "A4", "issued to another organization"},
+		{"tenant B replays A's assertion on A's very claim", tokB, "ca-gold", nil, "A4", "issued to another organization"},
+		{"another diagnosis: the rule's conditions fail at submit time", tokA, "ca-gold", func(b map[string]any) {
+			claim(b)["diagnosis"].([]any)[0].(map[string]any)["diagnosisCodeableConcept"] = map[string]any{"coding": []any{
+				map[string]any{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "M17.11"}}}
+		}, "A4", "no longer meets the conditions of coverage rule knee-gold"},
+		{"expired", tokA, "ca-expired", nil, "A4", "expired on"},
+		{"another code", tokA, "ca-other-code", nil, "A4", "issued for another service"},
+		{"another member", tokA, "ca-other-member", nil, "A4", "issued for another member"},
+		{"another gold-carded provider", tokA, "ca-other-npi", nil, "A4", "not the provider it was issued for"},
+		{"more units than CRD saw", tokA, "ca-one-unit-less", nil, "A4", "covers at most 0.5 units"},
+		{"outside the period CRD saw", tokA, "ca-other-period", nil, "A4", "outside the period"},
+		{"PA not satisfied", tokA, "ca-auth-needed", nil, "A4", ""},
+		{"never issued", tokA, "never-issued", nil, "A4", ""},
 	}
 	for _, tt := range tests {
-		t.Run(tt.assertion, func(t *testing.T) {
-			r := e.With(t).Post(submitPath, withAssertion(t, tt.assertion))
-			if r.Status != 200 {
-				t.Fatalf("status %d: %s", r.Status, r.Body)
-			}
-			_, items := checkPASResponse(t, r.Body)
+		t.Run(tt.name, func(t *testing.T) {
+			r, items := submit(t, tt.tok, tt.assertion, tt.edit)
 			for seq, it := range items {
 				if it.ReviewAction != tt.want {
 					t.Errorf("item %d = %s, want %s", seq, it.ReviewAction, tt.want)
 				}
 			}
 			if tt.want == "A1" {
-				if !strings.Contains(string(r.Body), "CRD coverage assertion ca-gold") {
-					t.Errorf("response does not say the approval came from the CRD assertion")
+				if !strings.Contains(string(r.Body), "CRD coverage assertion ca-gold") || items[1].Number != "GOLD-ca-gold" {
+					t.Errorf("the approval does not name the CRD assertion (review number %q)", items[1].Number)
 				}
-				if items[1].Number != "GOLD-ca-gold" {
-					t.Errorf("review number %q, want the satisfied-pa-id", items[1].Number)
-				}
+			}
+			if tt.why != "" && (!strings.Contains(string(r.Body), "was not used: ") || !strings.Contains(string(r.Body), tt.why)) {
+				t.Errorf("the response does not say why the assertion was not used (%q)", tt.why)
 			}
 		})
 	}

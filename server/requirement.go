@@ -31,6 +31,16 @@ type requirement struct {
 	// it needs, for messages and docs.
 	allow func(auth.Scopes) bool
 	what  string
+	// kind, when set, is the principal kind (auth.KindProvider,
+	// auth.KindPayer) the caller must be.
+	kind string
+}
+
+// only narrows a requirement to callers of one principal kind: $submit is
+// a provider's, the review API and the audit trail the payer's.
+func (r requirement) only(kind string) requirement {
+	r.kind = kind
+	return r
 }
 
 // public is a route anyone may call.
@@ -76,6 +86,9 @@ func anyOf(rs ...requirement) requirement {
 func (r requirement) check(c echo.Context, acc *auth.Access) error {
 	if r.allow == nil || !r.allow(acc.Scopes) {
 		return fhir.CodedErrorf(fhir.Forbidden, "insufficient_scope", "the access token's scopes do not allow %s %s", c.Request().Method, c.Path())
+	}
+	if r.kind != "" && acc.Kind != r.kind {
+		return fhir.Errorf(fhir.Forbidden, "%s %s is for %s clients only; client %s is a %s client", c.Request().Method, c.Path(), r.kind, acc.Client.ID, acc.Kind)
 	}
 	return nil
 }

@@ -13,18 +13,29 @@ import (
 	"github.com/priora/priora/store"
 )
 
-// reviewTenant limits reviewers to their tenant once authentication says
-// who they are; until then every task is visible.
-func reviewTenant(c echo.Context) string {
-	if v, ok := c.Get(ctxCaller).(pas.Caller); ok {
-		return v.Tenant
+// reviewer is the principal of a review API call and the tenant it sees.
+// The review API is the payer's (its routes are for payer clients only): a
+// payer client sees and decides the tasks of every provider tenant (tenant
+// ""). Without authentication (InsecureDev) the anonymous caller is the
+// principal. A provider client never gets here; should one, it is refused.
+func reviewer(c echo.Context) (pas.Principal, string, error) {
+	acc := access(c)
+	if acc == nil {
+		return pas.Principal{Client: caller(c).Client}, "", nil
 	}
-	return ""
+	if !acc.Payer() {
+		return pas.Principal{}, "", fhir.Errorf(fhir.Forbidden, "the review API is for payer clients only")
+	}
+	return pas.Principal{Client: acc.Client.ID}, "", nil
 }
 
 func (s *Server) reviewQueue(c echo.Context) error {
 	q := c.QueryParams()
-	f := store.ReviewFilter{Status: q.Get("status"), Sort: q.Get("sort"), Tenant: reviewTenant(c)}
+	_, tenant, err := reviewer(c)
+	if err != nil {
+		return err
+	}
+	f := store.ReviewFilter{Status: q.Get("status"), Sort: q.Get("sort"), Tenant: tenant}
 	switch f.Status {
 	case "", "open":
 		f.Status = "pended"
@@ -61,7 +72,11 @@ func (s *Server) reviewTask(c echo.Context) error {
 	if !validID(id) {
 		return fhir.Errorf(fhir.NotFound, "no such task")
 	}
-	t, err := s.cfg.PAS.Task(c.Request().Context(), reviewTenant(c), id)
+	_, tenant, err := reviewer(c)
+	if err != nil {
+		return err
+	}
+	t, err := s.cfg.PAS.Task(c.Request().Context(), tenant, id)
 	if err != nil {
 		return err
 	}
@@ -73,6 +88,10 @@ func (s *Server) reviewDecision(c echo.Context) error {
 	if !validID(id) {
 		return fhir.Errorf(fhir.NotFound, "no such task")
 	}
+	by, tenant, err := reviewer(c)
+	if err != nil {
+		return err
+	}
 	body, err := s.readFHIR(c)
 	if err != nil {
 		return err
@@ -83,10 +102,10 @@ func (s *Server) reviewDecision(c echo.Context) error {
 	if err := dec.Decode(&d); err != nil {
 		return fhir.InvalidAt("structure", "", "the decision is not valid JSON of the documented shape: %s", fhir.JSONProblem(err))
 	}
-	ans, err := s.cfg.PAS.Decide(c.Request().Context(), reviewTenant(c), id, d)
+	ans, err := s.cfg.PAS.Decide(c.Request().Context(), by, tenant, id, d)
 	if err != nil {
 		return err
 	}
-	logAttrs(c, "authorization", ans.Authorization, "outcome", ans.Outcome)
+	logAttrs(c, "authorization", ans.Authorization, "outcome", ans.Outcome, "result", pas.DecidedBy(by, d.Reviewer))
 	return writeFHIR(c, http.StatusOK, ans.Body)
 }

@@ -25,7 +25,7 @@ func (s *Server) routes() {
 	f.add(http.MethodGet, "/.well-known/smart-configuration", public(), s.smartConfiguration)
 	f.add(http.MethodGet, "/OperationDefinition/:id", public(), s.operationDefinition)
 	f.add(http.MethodGet, "/SubscriptionTopic/:id", public(), s.subscriptionTopic)
-	f.add(http.MethodPost, "/Claim/$submit", perm("Claim", auth.Create), s.submit)
+	f.add(http.MethodPost, "/Claim/$submit", perm("Claim", auth.Create).only(auth.KindProvider), s.submit)
 	f.add(http.MethodPost, "/Claim/$inquire", anyOf(perm("ClaimResponse", auth.Read), perm("Claim", auth.Read)), s.inquire)
 
 	// R4 backport Subscriptions.
@@ -42,9 +42,9 @@ func (s *Server) routes() {
 	// The review API that reviewers (and the desk) use to work pended
 	// requests.
 	rv := s.group(e.Group("/review", s.audit, s.authenticate), fhirErrors)
-	rv.add(http.MethodGet, "/tasks", scope(auth.ScopeReview), s.reviewQueue)
-	rv.add(http.MethodGet, "/tasks/:id", scope(auth.ScopeReview), s.reviewTask)
-	rv.add(http.MethodPost, "/tasks/:id/decision", scope(auth.ScopeReview), s.reviewDecision)
+	rv.add(http.MethodGet, "/tasks", scope(auth.ScopeReview).only(auth.KindPayer), s.reviewQueue)
+	rv.add(http.MethodGet, "/tasks/:id", scope(auth.ScopeReview).only(auth.KindPayer), s.reviewTask)
+	rv.add(http.MethodPost, "/tasks/:id/decision", scope(auth.ScopeReview).only(auth.KindPayer), s.reviewDecision)
 
 	// SMART configuration, the token endpoint (OAuth 2.0 errors) and
 	// Priora's public JWK Set.
@@ -53,7 +53,7 @@ func (s *Server) routes() {
 	top.add(http.MethodGet, auth.JWKSPath, public(), s.jwks)
 
 	ad := s.group(e.Group("/admin", s.audit, s.authenticate), fhirErrors)
-	ad.add(http.MethodGet, "/audit", scope(auth.ScopeAdmin), s.auditTrail)
+	ad.add(http.MethodGet, "/audit", scope(auth.ScopeAdmin).only(auth.KindPayer), s.auditTrail)
 
 	// CDS Hooks (CRD) speak CDS Hooks, not FHIR REST: errors are a status
 	// with {"error": "..."}. Calls and feedback carry the EHR's own JWT

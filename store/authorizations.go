@@ -29,6 +29,8 @@ type Authorization struct {
 	ClaimKeys []string `bson:"claimKeys"`
 	// SubmissionKeys are the idempotency keys of every $submit in the chain.
 	SubmissionKeys []string `bson:"submissionKeys"`
+	// Patient identifies the chain's patient for $inquire (PAS spec-53).
+	Patient PatientMatch `bson:"patient"`
 	// Inquiry and subscription matching.
 	MemberIDs    []string `bson:"memberIds"`
 	ProviderNPIs []string `bson:"providerNpis"`
@@ -121,12 +123,27 @@ type Decision struct {
 	// ReviewerNPI and ReviewerName are set for human decisions.
 	ReviewerNPI  string `json:"reviewerNpi,omitempty" bson:"reviewerNpi,omitempty"`
 	ReviewerName string `json:"reviewerName,omitempty" bson:"reviewerName,omitempty"`
+	// Principal, on human decisions, is who authenticated the decision:
+	// "desk:<username>" (the reviewer's own desk account) or "client:<id>"
+	// (a payer client deciding on behalf of the reviewer it names).
+	Principal string `json:"principal,omitempty" bson:"principal,omitempty"`
 	// After, on a pend decided by a delayed rule, is when the rule finishes it.
 	After     time.Time `json:"after,omitzero" bson:"after,omitempty"`
 	FinalRule string    `json:"finalRule,omitempty" bson:"finalRule,omitempty"`
 	// RequestInfo lists LOINC attachment codes the payer asks the provider
 	// to send while the item is pended (PAS "additional information").
 	RequestInfo []string `json:"requestInfo,omitempty" bson:"requestInfo,omitempty"`
+}
+
+// PatientMatch is who a request is about, as $inquire compares patients:
+// member ids with their systems ("system|value"), the Coverage's subscriber
+// ids (shared by a family), and the patient's name (normalised
+// "FAMILY|GIVEN") and birth date.
+type PatientMatch struct {
+	MemberIDs     []string `bson:"memberIds,omitempty"`
+	SubscriberIDs []string `bson:"subscriberIds,omitempty"`
+	Name          string   `bson:"name,omitempty"`
+	BirthDate     string   `bson:"birthDate,omitempty"`
 }
 
 // Response is one version of the PAS Response Bundle for the chain.

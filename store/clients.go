@@ -24,13 +24,17 @@ const (
 	currentKeyID    = "current"
 )
 
-// Client is a registered system: a provider system that obtains SMART
-// Backend Services tokens, or an EHR that calls CDS Hooks (its JWT iss is the
-// client ID). Org is its tenant: everything it submits belongs to Org, and it
-// sees nothing of any other Org.
+// Client is a registered system. Kind says which side it is on: a
+// provider system (an EHR or its clearinghouse, obtaining SMART Backend
+// Services tokens or calling CDS Hooks with its JWT iss as the client ID),
+// whose Org is its tenant — everything it submits belongs to Org and it sees
+// nothing of any other Org; or a payer system, which reviews the requests of
+// every provider tenant and never submits. Kind "" (clients stored before
+// kinds existed) is a provider.
 type Client struct {
-	ID  string `bson:"_id" json:"id" yaml:"id"`
-	Org string `bson:"org" json:"org" yaml:"org"`
+	ID   string `bson:"_id" json:"id" yaml:"id"`
+	Org  string `bson:"org" json:"org" yaml:"org"`
+	Kind string `bson:"kind,omitempty" json:"kind,omitempty" yaml:"kind,omitempty"`
 	// NPI and SenderID (X12 ISA06) describe the organization; they are
 	// recorded for matching and audit.
 	NPI      string `bson:"npi,omitempty" json:"npi,omitempty" yaml:"npi,omitempty"`

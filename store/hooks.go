@@ -61,6 +61,15 @@ type CoverageAssertion struct {
 	// as satisfied-pa-id.
 	PASatisfied   bool   `bson:"paSatisfied"`
 	SatisfiedPAID string `bson:"satisfiedPaId,omitempty"`
+	// GoldCardNPI is the ordering provider for whom prior authorization was
+	// waived (the rule's goldCard list); empty when the rule waives it for
+	// every provider. Quantity and PeriodStart/PeriodEnd are the order's
+	// quantity and occurrence period as CRD saw them (zero when absent).
+	// PAS approves an item citing the assertion only within these.
+	GoldCardNPI string  `bson:"goldCardNpi,omitempty"`
+	Quantity    float64 `bson:"quantity,omitempty"`
+	PeriodStart string  `bson:"periodStart,omitempty"`
+	PeriodEnd   string  `bson:"periodEnd,omitempty"`
 	// RuleID is the coverage rule that decided ("default" when none matched).
 	RuleID string `bson:"ruleId,omitempty"`
 	// Reasons are the reason codes (e.g. gold-card, no-member-found).

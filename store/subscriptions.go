@@ -215,6 +215,14 @@ func (ss *Subscriptions) Find(ctx context.Context, tenant string, q Subscription
 	return ss.find(ctx, f)
 }
 
+// ByIDs loads subscriptions of any tenant by id (for delivery workers).
+func (ss *Subscriptions) ByIDs(ctx context.Context, ids []string) ([]Subscription, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	return ss.find(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}})
+}
+
 // Matching lists a tenant's subscriptions, other than those turned off,
 // whose filters name any of ids.
 func (ss *Subscriptions) Matching(ctx context.Context, tenant string, ids []string) ([]Subscription, error) {
@@ -326,37 +334,45 @@ func (ss *Subscriptions) HandshakeDone(ctx context.Context, id string, version i
 	return nil
 }
 
-// Due lists, in no particular order, up to limit subscriptions that may
-// have delivery work at now: a handshake asked for, an undelivered
-// notification or a heartbeat due. The caller checks each under its lease.
+// Due lists, in no particular order, subscriptions that may have delivery
+// work at now: a handshake asked for, an undelivered notification, or (up
+// to limit of these) a heartbeat due. The first two are distinct values,
+// so that one subscription's long backlog cannot hide the others'. The
+// caller checks each under its lease.
 func (ss *Subscriptions) Due(ctx context.Context, now time.Time, limit int) ([]string, error) {
 	seen := map[string]bool{}
 	var out []string
-	add := func(c *mongo.Collection, f bson.D, field string) error {
-		cur, err := c.Find(ctx, f, options.Find().SetLimit(int64(limit)).SetProjection(bson.D{{Key: field, Value: 1}}))
-		if err != nil {
-			return fmt.Errorf("store: due subscriptions: %w", err)
-		}
-		var docs []bson.M
-		if err := cur.All(ctx, &docs); err != nil {
-			return fmt.Errorf("store: due subscriptions: %w", err)
-		}
-		for _, d := range docs {
-			if id, ok := d[field].(string); ok && !seen[id] {
+	keep := func(ids []string) {
+		for _, id := range ids {
+			if !seen[id] {
 				seen[id] = true
 				out = append(out, id)
 			}
 		}
-		return nil
 	}
-	if err := add(ss.handshakes, bson.D{}, "subscription"); err != nil {
-		return nil, err
+	for _, c := range []struct {
+		coll *mongo.Collection
+		f    bson.D
+	}{{ss.handshakes, bson.D{}}, {ss.notes, bson.D{{Key: "status", Value: NotePending}}}} {
+		var ids []string
+		if err := c.coll.Distinct(ctx, "subscription", c.f).Decode(&ids); err != nil {
+			return nil, fmt.Errorf("store: due subscriptions: %w", err)
+		}
+		keep(ids)
 	}
-	if err := add(ss.notes, bson.D{{Key: "status", Value: NotePending}}, "subscription"); err != nil {
-		return nil, err
+	cur, err := ss.channels.Find(ctx, bson.D{{Key: "heartbeatAt", Value: bson.D{{Key: "$lte", Value: now}}}},
+		options.Find().SetLimit(int64(limit)).SetProjection(bson.D{{Key: "_id", Value: 1}}))
+	if err != nil {
+		return nil, fmt.Errorf("store: due subscriptions: %w", err)
 	}
-	if err := add(ss.channels, bson.D{{Key: "heartbeatAt", Value: bson.D{{Key: "$lte", Value: now}}}}, "_id"); err != nil {
-		return nil, err
+	var docs []struct {
+		ID string `bson:"_id"`
+	}
+	if err := cur.All(ctx, &docs); err != nil {
+		return nil, fmt.Errorf("store: due subscriptions: %w", err)
+	}
+	for _, d := range docs {
+		keep([]string{d.ID})
 	}
 	return out, nil
 }

@@ -1,12 +1,9 @@
 package subscriptions_test
 
 import (
-	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -221,22 +218,6 @@ func eventNumbers(t *testing.T, got []*received) []int {
 	return out
 }
 
-// loopbackOnly is an HTTP client that refuses to connect anywhere but
-// 127.0.0.1, so that no test notification leaves the machine.
-func loopbackOnly() *http.Client {
-	d := &net.Dialer{Timeout: 2 * time.Second}
-	return &http.Client{
-		Transport: &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			host, _, err := net.SplitHostPort(addr)
-			if err != nil || host != "127.0.0.1" {
-				return nil, errors.New("test transport: only 127.0.0.1 is allowed")
-			}
-			return d.DialContext(ctx, network, addr)
-		}},
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}
-}
-
 // fast makes delivery quick enough for tests.
 func fast(c *app.Config) {
 	c.Subscriptions.PollInterval = 20 * time.Millisecond
@@ -245,7 +226,7 @@ func fast(c *app.Config) {
 	c.Subscriptions.Lease = time.Second
 	c.Subscriptions.Timeout = 3 * time.Second
 	c.Subscriptions.HandshakeAttempts = 2
-	c.Subscriptions.HTTPClient = loopbackOnly()
+	c.Subscriptions.MinHeartbeat = time.Second
 }
 
 func start(t *testing.T, opts ...testenv.Option) *testenv.Env {

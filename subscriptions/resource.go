@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/priora/priora/fhir"
+	"github.com/priora/priora/internal/outbound"
 	"github.com/priora/priora/store"
 )
 
@@ -36,8 +37,18 @@ const (
 	maxHeaders   = 20
 	maxHeaderLen = 4096
 	maxFilters   = 100
-	maxTimeout   = 120 * time.Second
+	maxTimeout   = outbound.MaxTimeout
 )
+
+// limits is what parse checks a Subscription against besides its shape.
+type limits struct {
+	// timeout applies when the subscription sets no backport-timeout.
+	timeout time.Duration
+	// minHeartbeat is the shortest heartbeat period accepted.
+	minHeartbeat time.Duration
+	// policy decides which endpoints may be used.
+	policy *outbound.Policy
+}
 
 // extension is the part of an R4 extension the backport uses.
 type extension struct {
@@ -83,16 +94,18 @@ type channel struct {
 
 // parse reads a Subscription that fhir.Parser has found valid R4 and checks
 // it against what Priora supports: the PAS topic, a rest-hook channel to an
-// http(s) endpoint, full-resource JSON payloads and an org-identifier
-// filter. Everything else is an Unprocessable error listing every finding.
-// A past end and any meta.profile are accepted: Priora does not expire
-// subscriptions (Inferno's sample ends in 2020).
-func parse(raw []byte, defaultTimeout time.Duration) (*channel, error) {
+// endpoint the outbound policy allows, full-resource JSON payloads, an
+// org-identifier filter, channel headers that cannot steer the request,
+// and a heartbeat period of at least lim.minHeartbeat. Everything else is
+// an Unprocessable error listing every finding. A past end and any
+// meta.profile are accepted: Priora does not expire subscriptions
+// (Inferno's sample ends in 2020).
+func parse(raw []byte, lim limits) (*channel, error) {
 	var w wireSubscription
 	if err := json.Unmarshal(raw, &w); err != nil {
 		return nil, fhir.InvalidAt("structure", "Subscription", "the body is not a Subscription")
 	}
-	c := &channel{id: w.ID, status: w.Status, payload: w.Channel.Payload, timeout: defaultTimeout}
+	c := &channel{id: w.ID, status: w.Status, payload: w.Channel.Payload, timeout: min(lim.timeout, maxTimeout)}
 	var issues []fhir.Issue
 	bad := func(code, expr, format string, args ...any) {
 		issues = append(issues, fhir.Issue{Severity: "error", Code: code, Expression: expr, Diagnostics: fmt.Sprintf(format, args...)})
@@ -130,9 +143,10 @@ func parse(raw []byte, defaultTimeout time.Duration) (*channel, error) {
 	if w.Channel.Type != "rest-hook" {
 		bad("not-supported", "Subscription.channel.type", "channel type %q is not supported; PAS subscriptions use rest-hook", w.Channel.Type)
 	}
-	if u, err := url.Parse(w.Channel.Endpoint); w.Channel.Endpoint == "" || err != nil ||
-		(u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
-		bad("value", "Subscription.channel.endpoint", "channel.endpoint must be an absolute http or https URL")
+	if u, err := url.Parse(w.Channel.Endpoint); w.Channel.Endpoint == "" || err != nil {
+		bad("value", "Subscription.channel.endpoint", "channel.endpoint must be an absolute https URL")
+	} else if err := lim.policy.CheckURL(w.Channel.Endpoint); err != nil {
+		bad("value", "Subscription.channel.endpoint", "channel.endpoint %v", err)
 	} else {
 		c.endpoint = u.String()
 	}
@@ -171,6 +185,9 @@ func parse(raw []byte, defaultTimeout time.Duration) (*channel, error) {
 			}
 		}
 	}
+	if c.heartbeat > 0 && c.heartbeat < lim.minHeartbeat {
+		bad("value", "Subscription.channel.extension", "the heartbeat period must be at least %d seconds", int(lim.minHeartbeat/time.Second))
+	}
 	if len(issues) > 0 {
 		return nil, &fhir.Error{Kind: fhir.Unprocessable, Message: issues[0].Diagnostics, Issues: issues}
 	}
@@ -207,10 +224,27 @@ func parseFilter(s string) ([]string, error) {
 	return out, nil
 }
 
-// reservedHeaders are set by Priora, not by a subscription.
+// reservedHeaders may not be set by a subscription: those Priora sets, the
+// hop-by-hop ones (RFC 9110 7.6.1), and those that would steer the
+// receiving side or what sits in front of it — cookies, the Host, proxy
+// and forwarding headers (a receiver behind a proxy would take the
+// client's word for the caller's address), method overrides.
 var reservedHeaders = map[string]bool{
-	"Content-Type": true, "Content-Length": true, "Host": true, "Transfer-Encoding": true,
-	"Connection": true, "Te": true, "Trailer": true, "Upgrade": true, "Expect": true,
+	"Content-Type": true, "Content-Length": true, "Content-Encoding": true, "Host": true,
+	"Transfer-Encoding": true, "Connection": true, "Keep-Alive": true, "Te": true, "Trailer": true,
+	"Upgrade": true, "Expect": true, "Proxy-Connection": true,
+	"Cookie": true, "Cookie2": true, "Set-Cookie": true,
+	"Forwarded": true, "Via": true, "X-Real-Ip": true, "X-Client-Ip": true, "True-Client-Ip": true,
+	"Cf-Connecting-Ip": true, "Fastly-Client-Ip": true, "X-Cluster-Client-Ip": true,
+	"X-Original-Url": true, "X-Rewrite-Url": true, "X-Http-Method-Override": true,
+	"X-Http-Method": true, "X-Method-Override": true, "Max-Forwards": true, "Range": true,
+}
+
+// reservedHeader says whether a (canonical) header name may not be set by
+// a subscription.
+func reservedHeader(name string) bool {
+	return reservedHeaders[name] || strings.HasPrefix(name, "X-Forwarded-") || strings.HasPrefix(name, "Proxy-") ||
+		strings.HasPrefix(name, "Sec-")
 }
 
 // checkHeader checks a channel.header entry "Name: value".
@@ -226,19 +260,21 @@ func checkHeader(h string) error {
 	if strings.ContainsAny(value, "\r\n\x00") {
 		return fmt.Errorf("a channel header value may not contain line breaks")
 	}
-	if reservedHeaders[textproto.CanonicalMIMEHeaderKey(name)] {
-		return fmt.Errorf("header %s is set by the server", textproto.CanonicalMIMEHeaderKey(name))
+	if key := textproto.CanonicalMIMEHeaderKey(name); reservedHeader(key) {
+		return fmt.Errorf("header %s may not be set by a subscription (hop-by-hop, cookie, host, forwarding and proxy headers are refused; Content-Type follows channel.payload)", key)
 	}
 	return nil
 }
 
-// setHeaders adds the channel headers to an outgoing request.
+// setHeaders adds the channel headers to an outgoing request, skipping
+// any a subscription stored before a header was refused may still hold.
 func setHeaders(h http.Header, headers []string) {
 	for _, line := range headers {
-		name, value, ok := strings.Cut(line, ":")
-		if ok {
-			h.Add(strings.TrimSpace(name), strings.TrimSpace(value))
+		if checkHeader(line) != nil {
+			continue
 		}
+		name, value, _ := strings.Cut(line, ":")
+		h.Add(strings.TrimSpace(name), strings.TrimSpace(value))
 	}
 }
 

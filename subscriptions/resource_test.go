@@ -12,6 +12,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/priora/priora/fhir"
+	"github.com/priora/priora/internal/outbound"
 	"github.com/priora/priora/store"
 )
 
@@ -51,12 +52,22 @@ func setFilter(m map[string]any, filters ...string) {
 
 func TestParse(t *testing.T) {
 	const good = "PAS_Subscription_example_v221_good.json"
+	dev, _ := outbound.New(outbound.Config{InsecureDev: true})
+	strict, _ := outbound.New(outbound.Config{})
+	withEndpoint := func(u string) []byte {
+		return edit(t, good, func(m map[string]any) { chan_(m)["endpoint"] = u })
+	}
+	withHeader := func(h string) []byte {
+		return edit(t, good, func(m map[string]any) { chan_(m)["header"] = []any{"Authorization: Bearer x", h} })
+	}
 	tests := []struct {
 		name string
 		raw  []byte
 		want *channel
 		// wantExpr lists the expressions of the expected issues.
 		wantExpr []string
+		// strict checks endpoints with authentication on (else insecure dev mode).
+		strict bool
 	}{
 		{
 			name: "kit v2.2.1 good",
@@ -65,15 +76,21 @@ func TestParse(t *testing.T) {
 				payload: "application/json", filters: []string{"8189991234"}, timeout: 10 * time.Second},
 		},
 		{
-			name: "kit preset: past end, timeout, header",
+			name: "kit preset: past end, timeout capped, header, localhost in dev mode",
 			raw:  fixture(t, "kit_subscription_resource.json"),
 			want: &channel{status: "requested", endpoint: "http://localhost:4567/custom/subscriptions_r5_backport_r4_server/subscription/channel/notification_listener",
-				payload: "application/fhir+json", headers: []string{"Authorization: Bearer demo_execution"}, filters: []string{"8189991234"}, timeout: 60 * time.Second},
+				payload: "application/fhir+json", headers: []string{"Authorization: Bearer demo_execution"}, filters: []string{"8189991234"}, timeout: 10 * time.Second},
 		},
+		{name: "kit preset with authentication on: localhost refused", raw: fixture(t, "kit_subscription_resource.json"), strict: true,
+			wantExpr: []string{"Subscription.channel.endpoint"}},
+		{name: "IG example: plain http to a public host", raw: fixture(t, "Subscription-PASSubscriptionExample.json"),
+			wantExpr: []string{"Subscription.channel.endpoint"}},
 		{
-			name: "IG example: orgIdentifier spelling",
-			raw:  fixture(t, "Subscription-PASSubscriptionExample.json"),
-			want: &channel{id: "PASSubscriptionExample", status: "requested", endpoint: "http://example.org/send-me-subscription-notifications",
+			name: "IG example over https: orgIdentifier spelling",
+			raw: edit(t, "Subscription-PASSubscriptionExample.json", func(m map[string]any) {
+				chan_(m)["endpoint"] = "https://example.org/send-me-subscription-notifications"
+			}),
+			want: &channel{id: "PASSubscriptionExample", status: "requested", endpoint: "https://example.org/send-me-subscription-notifications",
 				payload: "application/fhir+json", filters: []string{"1234567893"}, timeout: 10 * time.Second},
 		},
 		{
@@ -81,13 +98,26 @@ func TestParse(t *testing.T) {
 			raw: edit(t, good, func(m map[string]any) {
 				setFilter(m, "org-identifier=a, b,a", "ClaimResponse?orgIdentifier:eq=http://hl7.org/fhir/sid/us-npi|c")
 				chan_(m)["extension"] = []any{
-					map[string]any{"url": extHeartbeat, "valueUnsignedInt": 30},
+					map[string]any{"url": extHeartbeat, "valueUnsignedInt": 90},
 					map[string]any{"url": extTimeout, "valueUnsignedInt": 9999},
 				}
 			}),
 			want: &channel{id: "pas-subscription-v221-good", status: "requested", endpoint: "https://subscriptions.argo.run/fhir/r4/$subscription-hook",
-				payload: "application/json", filters: []string{"a", "b", "http://hl7.org/fhir/sid/us-npi|c"}, heartbeat: 30 * time.Second, timeout: maxTimeout},
+				payload: "application/json", filters: []string{"a", "b", "http://hl7.org/fhir/sid/us-npi|c"}, heartbeat: 90 * time.Second, timeout: maxTimeout},
 		},
+		{name: "heartbeat under a minute", raw: edit(t, good, func(m map[string]any) {
+			chan_(m)["extension"] = []any{map[string]any{"url": extHeartbeat, "valueUnsignedInt": 1}}
+		}), wantExpr: []string{"Subscription.channel.extension"}},
+		{name: "loopback endpoint", raw: withEndpoint("https://127.0.0.1:8080/admin/audit"), strict: true, wantExpr: []string{"Subscription.channel.endpoint"}},
+		{name: "IPv4-mapped loopback endpoint", raw: withEndpoint("https://[::ffff:7f00:1]/"), strict: true, wantExpr: []string{"Subscription.channel.endpoint"}},
+		{name: "metadata endpoint", raw: withEndpoint("https://169.254.169.254/latest/meta-data/"), wantExpr: []string{"Subscription.channel.endpoint"}},
+		{name: "private endpoint", raw: withEndpoint("https://10.1.2.3/hook"), wantExpr: []string{"Subscription.channel.endpoint"}},
+		{name: "Cookie header", raw: withHeader("Cookie: priora_session=x"), wantExpr: []string{"Subscription.channel.header[1]"}},
+		{name: "Host header", raw: withHeader("host: admin.internal"), wantExpr: []string{"Subscription.channel.header[1]"}},
+		{name: "X-Forwarded-For header", raw: withHeader("X-Forwarded-For: 127.0.0.1"), wantExpr: []string{"Subscription.channel.header[1]"}},
+		{name: "Forwarded header", raw: withHeader("Forwarded: for=127.0.0.1"), wantExpr: []string{"Subscription.channel.header[1]"}},
+		{name: "hop-by-hop header", raw: withHeader("Keep-Alive: timeout=5"), wantExpr: []string{"Subscription.channel.header[1]"}},
+		{name: "proxy header", raw: withHeader("Proxy-Authorization: Basic eA=="), wantExpr: []string{"Subscription.channel.header[1]"}},
 		{name: "email channel, id-only, identifier= filter", raw: fixture(t, "PAS_Subscription_example_v221_bad.json"),
 			wantExpr: []string{"Subscription.criteria.extension", "Subscription.channel.type", "Subscription.channel.payload.extension"}},
 		{name: "id-only", raw: fixture(t, "PAS_Subscription_example_id_only.json"),
@@ -120,7 +150,11 @@ func TestParse(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := parse(tt.raw, 10*time.Second)
+			lim := limits{timeout: 10 * time.Second, minHeartbeat: time.Minute, policy: dev}
+			if tt.strict {
+				lim.policy = strict
+			}
+			got, err := parse(tt.raw, lim)
 			if tt.want != nil {
 				if err != nil {
 					t.Fatalf("parse: %v", err)
@@ -149,7 +183,7 @@ func TestParse(t *testing.T) {
 
 func TestSetHeaders(t *testing.T) {
 	h := http.Header{}
-	setHeaders(h, []string{"Authorization: Bearer abc:def", "X-Many: 1", "x-many:2"})
+	setHeaders(h, []string{"Authorization: Bearer abc:def", "X-Many: 1", "x-many:2", "Cookie: stored before it was refused"})
 	want := http.Header{"Authorization": {"Bearer abc:def"}, "X-Many": {"1", "2"}}
 	if diff := cmp.Diff(want, h); diff != "" {
 		t.Errorf("headers (-want +got):\n%s", diff)

@@ -35,6 +35,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/priora/priora/fhir"
+	"github.com/priora/priora/internal/outbound"
 	"github.com/priora/priora/store"
 )
 
@@ -48,13 +49,21 @@ type Config struct {
 	Now     func() time.Time
 	Log     *slog.Logger
 	Options Options
+	// Outbound decides which endpoints may be used and makes the HTTP
+	// client every notification goes through [the strict policy: public
+	// https endpoints only].
+	Outbound *outbound.Policy
 }
 
 // Options tune delivery. Zero values take the defaults in brackets.
 type Options struct {
-	// Workers is the number of concurrent delivery loops per process [2].
+	// Workers is how many deliveries one process makes at a time [8].
 	Workers int
-	// PollInterval is how often idle loops look for work [1s].
+	// TenantWorkers is how many of them may be for one tenant's
+	// subscriptions [Workers/4, at least 1], so that a tenant whose
+	// endpoints are slow cannot hold up the others.
+	TenantWorkers int
+	// PollInterval is how often an idle process looks for work [1s].
 	PollInterval time.Duration
 	// RetryBase and RetryCap shape the backoff after a failed delivery:
 	// RetryBase·2^(n-1) after the n-th failure in a row, at most RetryCap
@@ -64,14 +73,24 @@ type Options struct {
 	// subscription's status to error [3].
 	HandshakeAttempts int
 	// Timeout is a notification request's timeout when the subscription
-	// sets no backport-timeout [10s]; a subscription may ask for up to 120s.
+	// sets no backport-timeout [10s]; neither may exceed
+	// outbound.MaxTimeout (10s).
 	Timeout time.Duration
 	// Lease is how long a worker holds a subscription beyond the timeout of
 	// the request it is making; a crashed worker's work resumes elsewhere
 	// after at most Lease + timeout [30s].
 	Lease time.Duration
-	// HTTPClient sends notifications [a client that does not follow redirects].
-	HTTPClient *http.Client
+	// MaxPerTenant is how many subscriptions one tenant may have [20].
+	MaxPerTenant int
+	// MinHeartbeat is the shortest heartbeat period a subscription may ask
+	// for [60s]; shorter ones are refused. Tests lower it.
+	MinHeartbeat time.Duration
+	// BreakerFailures failures in a row of one tenant's deliveries to one
+	// endpoint origin open its circuit breaker [5]: for BreakerCooldown
+	// [30s] deliveries there fail without a request, then one probe
+	// decides whether it closes again.
+	BreakerFailures int
+	BreakerCooldown time.Duration
 }
 
 func (o *Options) defaults() {
@@ -81,19 +100,28 @@ func (o *Options) defaults() {
 		}
 	}
 	if o.Workers <= 0 {
-		o.Workers = 2
+		o.Workers = 8
+	}
+	if o.TenantWorkers <= 0 {
+		o.TenantWorkers = max(1, o.Workers/4)
 	}
 	if o.HandshakeAttempts <= 0 {
 		o.HandshakeAttempts = 3
 	}
+	if o.MaxPerTenant <= 0 {
+		o.MaxPerTenant = 20
+	}
+	if o.BreakerFailures <= 0 {
+		o.BreakerFailures = 5
+	}
 	def(&o.PollInterval, time.Second)
 	def(&o.RetryBase, 2*time.Second)
 	def(&o.RetryCap, 5*time.Minute)
-	def(&o.Timeout, 10*time.Second)
+	def(&o.Timeout, outbound.MaxTimeout)
+	o.Timeout = min(o.Timeout, outbound.MaxTimeout)
 	def(&o.Lease, 30*time.Second)
-	if o.HTTPClient == nil {
-		o.HTTPClient = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	}
+	def(&o.MinHeartbeat, time.Minute)
+	def(&o.BreakerCooldown, 30*time.Second)
 }
 
 // Service manages subscriptions and delivers their notifications. It is
@@ -101,11 +129,17 @@ func (o *Options) defaults() {
 type Service struct {
 	cfg      Config
 	opt      Options
+	lim      limits
+	client   *http.Client
 	log      *slog.Logger
 	subs     *store.Subscriptions
 	fhirBase string
 	owner    string
-	kick     chan struct{}
+	// kick wakes the dispatch loop, wake the delivery loop.
+	kick, wake chan struct{}
+	// sched runs this process's deliveries; breakers guard endpoints.
+	sched    *scheduler
+	breakers *breakers
 	// since is where the dispatcher's next scan for events starts; only
 	// the dispatch loop touches it.
 	since time.Time
@@ -120,6 +154,9 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
 	cfg.Options.defaults()
+	if cfg.Outbound == nil {
+		cfg.Outbound, _ = outbound.New(outbound.Config{}) // the zero Config is valid
+	}
 	subs, err := cfg.Store.Subscriptions(ctx)
 	if err != nil {
 		return nil, err
@@ -130,11 +167,16 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	return &Service{
 		cfg:      cfg,
 		opt:      cfg.Options,
+		lim:      limits{timeout: cfg.Options.Timeout, minHeartbeat: cfg.Options.MinHeartbeat, policy: cfg.Outbound},
+		client:   cfg.Outbound.Client(outbound.MaxTimeout, maxAnswer),
 		log:      cfg.Log.With("component", "subscriptions"),
 		subs:     subs,
 		fhirBase: strings.TrimRight(cfg.BaseURL, "/") + "/fhir",
 		owner:    fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b[:])),
-		kick:     make(chan struct{}, cfg.Options.Workers+1),
+		kick:     make(chan struct{}, 1),
+		wake:     make(chan struct{}, 1),
+		sched:    newScheduler(),
+		breakers: newBreakers(cfg.Options.BreakerFailures, cfg.Options.BreakerCooldown),
 	}, nil
 }
 
@@ -155,7 +197,8 @@ type Resource struct {
 // Create stores a new Subscription with status requested and returns it;
 // a worker then sends the handshake and sets it active (or error). Errors:
 // Invalid when raw is not a valid R4 Subscription, Unprocessable when it
-// asks for what Priora does not support.
+// asks for what Priora does not support (an endpoint the outbound policy
+// refuses among it) or the tenant has MaxPerTenant subscriptions.
 func (s *Service) Create(ctx context.Context, who Owner, raw []byte) (*Resource, error) {
 	c, compact, err := s.check(raw)
 	if err != nil {
@@ -169,9 +212,37 @@ func (s *Service) Create(ctx context.Context, who Owner, raw []byte) (*Resource,
 	if err := s.subs.Create(ctx, sub); err != nil {
 		return nil, err
 	}
+	if err := s.withinQuota(ctx, sub); err != nil {
+		return nil, err
+	}
 	s.log.InfoContext(ctx, "subscription created", "subscription", sub.ID, "tenant", who.Tenant)
 	s.Kick()
 	return s.resource(ctx, sub)
+}
+
+// withinQuota keeps a tenant at MaxPerTenant subscriptions. It runs after
+// the insert: the tenant's subscriptions in creation order are counted and
+// a new one beyond the limit is taken back, so that concurrent creates
+// cannot overshoot (each sees the same order; no transaction needed).
+func (s *Service) withinQuota(ctx context.Context, sub *store.Subscription) error {
+	all, err := s.subs.Find(ctx, sub.Tenant, store.SubscriptionQuery{})
+	if err != nil {
+		return err
+	}
+	for i := range all {
+		if all[i].ID != sub.ID {
+			continue
+		}
+		if i < s.opt.MaxPerTenant {
+			return nil
+		}
+		break
+	}
+	if err := s.subs.Delete(context.WithoutCancel(ctx), sub.Tenant, sub.ID); err != nil && !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	msg := fmt.Sprintf("an organization may have at most %d subscriptions; delete one first", s.opt.MaxPerTenant)
+	return &fhir.Error{Kind: fhir.Unprocessable, Message: msg, Issues: []fhir.Issue{{Severity: "error", Code: "too-costly", Diagnostics: msg}}}
 }
 
 // Read returns a tenant's Subscription. Errors: NotFound.
@@ -236,6 +307,7 @@ func (s *Service) Delete(ctx context.Context, who Owner, id string) error {
 		}
 		return err
 	}
+	s.sched.cancel(id) // a delivery in flight here stops now; elsewhere within its timeout
 	s.log.InfoContext(ctx, "subscription deleted", "subscription", id, "tenant", who.Tenant)
 	return nil
 }
@@ -343,14 +415,13 @@ func StatusParameters(body []byte) (ids, statuses []string, err error) {
 	return ids, statuses, nil
 }
 
-// Kick wakes idle workers of this process, e.g. after a subscription
+// Kick wakes this process's idle loops, e.g. after a subscription
 // changed; other processes notice within their poll interval.
 func (s *Service) Kick() {
-	for range cap(s.kick) {
+	for _, c := range []chan struct{}{s.kick, s.wake} {
 		select {
-		case s.kick <- struct{}{}:
+		case c <- struct{}{}:
 		default:
-			return
 		}
 	}
 }
@@ -368,7 +439,7 @@ func (s *Service) check(raw []byte) (*channel, string, error) {
 	if err := s.cfg.Parser.Check(raw); err != nil {
 		return nil, "", err
 	}
-	c, err := parse(raw, s.opt.Timeout)
+	c, err := parse(raw, s.lim)
 	if err != nil {
 		return nil, "", err
 	}

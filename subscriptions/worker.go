@@ -11,6 +11,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -22,27 +23,26 @@ import (
 
 const (
 	deliverBatch = 20
-	dueBatch     = 100
+	dueBatch     = 1000
 	// dispatchSlack is how far back each scan for events looks beyond the
 	// previous one: longer than any decision takes to be written.
 	dispatchSlack = 2 * time.Minute
 )
 
 // Run fans out events and delivers notifications until ctx ends, then
-// returns once every loop has stopped. Any number of processes may run it
-// on one store.
+// returns once every loop and every delivery in flight has stopped. Any
+// number of processes may run it on one store.
 func (s *Service) Run(ctx context.Context) {
 	var wg sync.WaitGroup
-	wg.Go(func() { s.loop(ctx, "dispatch", s.dispatchSome) })
-	for range s.opt.Workers {
-		wg.Go(func() { s.loop(ctx, "deliver", s.deliverSome) })
-	}
+	wg.Go(func() { s.loop(ctx, "dispatch", s.kick, s.dispatchSome) })
+	wg.Go(func() { s.loop(ctx, "deliver", s.wake, s.deliverSome) })
 	wg.Wait()
+	s.sched.wait()
 }
 
 // loop runs step while it finds work; when it finds none (or fails) it
-// waits for a kick or the poll interval.
-func (s *Service) loop(ctx context.Context, name string, step func(context.Context) (bool, error)) {
+// waits for a wake-up or the poll interval.
+func (s *Service) loop(ctx context.Context, name string, wake <-chan struct{}, step func(context.Context) (bool, error)) {
 	t := time.NewTicker(s.opt.PollInterval)
 	defer t.Stop()
 	for {
@@ -60,7 +60,7 @@ func (s *Service) loop(ctx context.Context, name string, step func(context.Conte
 		case <-ctx.Done():
 			return
 		case <-t.C:
-		case <-s.kick:
+		case <-wake:
 		}
 	}
 }
@@ -150,14 +150,19 @@ func (s *Service) fanOut(ctx context.Context, auth string, ev store.Event, subs 
 	return nil
 }
 
-// deliverSome looks for subscriptions with delivery work due and does the
-// work of each one whose lease it gets; it reports whether it did any.
+// deliverSome looks for subscriptions with delivery work due and starts
+// a delivery for each one the scheduler has room for: at most Workers at a
+// time, at most TenantWorkers of them for one tenant, tenants taken in
+// turn. A delivery that sent something wakes the loop when it ends, so
+// that its subscription's remaining work and freed room are used at once.
+// It never reports itself busy: the deliveries' ends drive it.
 func (s *Service) deliverSome(ctx context.Context) (bool, error) {
 	now := s.now()
 	ids, err := s.subs.Due(ctx, now, dueBatch)
 	if err != nil || len(ids) == 0 {
 		return false, err
 	}
+	ids = slices.DeleteFunc(ids, s.sched.running)
 	chs, err := s.subs.Channels(ctx, ids)
 	if err != nil {
 		return false, err
@@ -167,16 +172,53 @@ func (s *Service) deliverSome(ctx context.Context) (bool, error) {
 		ch := chs[id]
 		return ch.RetryAt.After(now) && (ch.HeartbeatAt == nil || ch.HeartbeatAt.After(now))
 	})
-	rand.Shuffle(len(ids), func(i, j int) { ids[i], ids[j] = ids[j], ids[i] })
-	busy := false
-	for _, id := range ids {
-		did, err := s.work(ctx, id)
-		if err != nil || ctx.Err() != nil {
-			return busy, err
-		}
-		busy = busy || did
+	if len(ids) == 0 {
+		return false, nil
 	}
-	return busy, nil
+	subs, err := s.subs.ByIDs(ctx, ids)
+	if err != nil {
+		return false, err
+	}
+	for _, sub := range fairOrder(subs) {
+		id := sub.ID
+		s.sched.start(ctx, sub.Tenant, id, s.opt.Workers, s.opt.TenantWorkers, func(ctx context.Context) {
+			did, err := s.work(ctx, id)
+			if err != nil && ctx.Err() == nil {
+				s.log.WarnContext(ctx, "subscription delivery failed", "subscription", id, "err", err)
+			}
+			if did {
+				select {
+				case s.wake <- struct{}{}:
+				default:
+				}
+			}
+		})
+	}
+	return false, nil
+}
+
+// fairOrder shuffles subscriptions and then interleaves the tenants: one
+// of each tenant's in turn, so that no tenant's many subscriptions come
+// before another tenant's one.
+func fairOrder(subs []store.Subscription) []store.Subscription {
+	rand.Shuffle(len(subs), func(i, j int) { subs[i], subs[j] = subs[j], subs[i] })
+	var tenants []string
+	by := map[string][]store.Subscription{}
+	for _, sub := range subs {
+		if by[sub.Tenant] == nil {
+			tenants = append(tenants, sub.Tenant)
+		}
+		by[sub.Tenant] = append(by[sub.Tenant], sub)
+	}
+	out := make([]store.Subscription, 0, len(subs))
+	for round := 0; len(out) < len(subs); round++ {
+		for _, t := range tenants {
+			if round < len(by[t]) {
+				out = append(out, by[t][round])
+			}
+		}
+	}
+	return out
 }
 
 // work takes a subscription's lease and does its due work: the handshake,
@@ -287,7 +329,7 @@ func (w *channelWork) handshake(ctx context.Context) error {
 	}
 	ch.Attempts++
 	ch.RetryAt = now.Add(s.backoff(ch.Attempts))
-	ch.Error = "handshake failed: " + err.Error()
+	ch.Error = "handshake failed: " + deliveryFailed
 	s.log.WarnContext(ctx, "subscription handshake failed", "subscription", sub.ID, "attempt", ch.Attempts, "err", err)
 	if ch.Attempts < s.opt.HandshakeAttempts {
 		return s.subs.SaveChannel(ctx, ch)
@@ -343,7 +385,7 @@ func (w *channelWork) deliver(ctx context.Context, n *store.Notification) (bool,
 	if err != nil {
 		ch.Attempts++
 		ch.RetryAt = now.Add(s.backoff(ch.Attempts))
-		ch.Error = "notification delivery failed: " + err.Error()
+		ch.Error = "notification delivery failed: " + deliveryFailed
 		ch.HeartbeatAt = nil
 		s.log.WarnContext(ctx, "notification delivery failed", "subscription", sub.ID, "event", n.Seq, "attempt", ch.Attempts, "err", err)
 		return false, s.subs.SaveChannel(ctx, ch)
@@ -374,7 +416,7 @@ func (w *channelWork) heartbeat(ctx context.Context) error {
 		return s.subs.SaveChannel(ctx, ch)
 	}
 	ch.Attempts++
-	ch.Error = "heartbeat failed: " + err.Error()
+	ch.Error = "heartbeat failed: " + deliveryFailed
 	ch.HeartbeatAt = ptr(now.Add(s.backoff(ch.Attempts)))
 	s.log.WarnContext(ctx, "subscription heartbeat failed", "subscription", sub.ID, "attempt", ch.Attempts, "err", err)
 	return s.subs.SaveChannel(ctx, ch)
@@ -385,7 +427,8 @@ func (w *channelWork) heartbeat(ctx context.Context) error {
 func (w *channelWork) succeeded(now time.Time) {
 	w.ch.Attempts, w.ch.Error, w.ch.RetryAt, w.ch.HeartbeatAt = 0, "", time.Time{}, nil
 	if w.sub.Heartbeat > 0 {
-		w.ch.HeartbeatAt = ptr(now.Add(w.sub.Heartbeat))
+		// A subscription stored before the minimum was enforced keeps it too.
+		w.ch.HeartbeatAt = ptr(now.Add(max(w.sub.Heartbeat, w.s.opt.MinHeartbeat)))
 	}
 }
 
@@ -400,29 +443,66 @@ func (s *Service) backoff(n int) time.Duration {
 	return min(d, s.opt.RetryCap)
 }
 
+// deliveryFailed is all a subscription's owner is told about a failed
+// delivery (Subscription.error, $status): whether the connection was
+// refused, the outbound policy refused the address, the endpoint timed
+// out or answered 401 must not show, or Priora would be a port scanner.
+// The log has the cause.
+const deliveryFailed = "the endpoint did not accept the notification"
+
+// maxAnswer is how much of an endpoint's answer is read (and discarded).
+const maxAnswer = 64 << 10
+
+// errCircuitOpen is a delivery not attempted: the endpoint's breaker is open.
+var errCircuitOpen = errors.New("circuit breaker open: recent deliveries to this endpoint failed")
+
 // post sends a notification with the subscription's content type, headers
-// and timeout; any answer but 2xx is a failure. Errors are worded for the
-// subscription's owner (they become Subscription.error).
+// and timeout, through the endpoint's circuit breaker; any answer but 2xx
+// is a failure. Errors are for the log only (see deliveryFailed).
 func (s *Service) post(ctx context.Context, sub *store.Subscription, body []byte) error {
-	ctx, cancel := context.WithTimeout(ctx, sub.Timeout)
+	key := sub.Tenant + " " + origin(sub.Endpoint)
+	if !s.breakers.allow(key, s.cfg.Now()) {
+		return errCircuitOpen
+	}
+	err := s.request(ctx, sub, body)
+	if ctx.Err() != nil {
+		s.breakers.abandon(key) // cancelled or shutting down: says nothing of the endpoint
+		return err
+	}
+	s.breakers.record(key, err == nil, s.cfg.Now())
+	return err
+}
+
+func (s *Service) request(ctx context.Context, sub *store.Subscription, body []byte) error {
+	timeout := min(sub.Timeout, maxTimeout)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, sub.Endpoint, bytes.NewReader(body))
 	if err != nil {
-		return errors.New("the endpoint URL cannot be used")
+		return fmt.Errorf("the endpoint URL cannot be used: %w", err)
 	}
 	setHeaders(req.Header, sub.Headers)
 	req.Header.Set("Content-Type", sub.Payload)
-	resp, err := s.opt.HTTPClient.Do(req)
+	resp, err := s.client.Do(req)
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) {
-			return fmt.Errorf("the endpoint did not answer within %s", sub.Timeout)
+			return fmt.Errorf("the endpoint did not answer within %s", timeout)
 		}
-		return errors.New("the endpoint could not be reached")
+		return err
 	}
 	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	_, _ = io.Copy(io.Discard, resp.Body) // bounded by the client (maxAnswer)
 	if resp.StatusCode/100 != 2 {
 		return fmt.Errorf("the endpoint answered %d %s", resp.StatusCode, strings.TrimSpace(http.StatusText(resp.StatusCode)))
 	}
 	return nil
+}
+
+// origin is scheme://host[:port] of an endpoint URL.
+func origin(endpoint string) string {
+	u, err := url.Parse(endpoint)
+	if err != nil {
+		return endpoint
+	}
+	return strings.ToLower(u.Scheme + "://" + u.Host)
 }

@@ -17,9 +17,10 @@ import (
 )
 
 const clientsUsage = `Usage:
-  priora clients add --id ID --org ORG [--npi NPI] [--sender-id ISA06]
-                     (--jwks-file FILE | --jwks-url URL) [--jku-allow URL]...
-                     --scopes "system/Claim.c system/ClaimResponse.r" [--test] [--replace]
+  priora clients add --id ID --org ORG [--kind provider|payer] [--npi NPI]
+                     [--sender-id ISA06] (--jwks-file FILE | --jwks-url URL)
+                     [--jku-allow URL]... --scopes "system/Claim.c system/ClaimResponse.r"
+                     [--test] [--replace]
   priora clients list [--json]
   priora clients disable ID
   priora clients enable ID
@@ -27,6 +28,11 @@ const clientsUsage = `Usage:
 Each takes --data-dir [PRIORA_DATA_DIR] or --mongodb-uri [MONGODB_URI], the
 same store as the server; with the embedded store it works whether or not
 the server runs (it uses the running server's store when there is one).
+
+A provider client (the default kind) is an EHR or clearinghouse: its org is
+its tenant. A payer client is one of the payer's own systems: only it may
+hold priora/review (deciding requests of every provider tenant) and
+priora/admin, and it never submits.
 `
 
 // storeFlags are the flags that say which store to open.
@@ -88,6 +94,7 @@ func clientsCmd(ctx context.Context, args []string, getenv func(string) string, 
 		var replace bool
 		fs.StringVar(&c.ID, "id", "", "client id (for a CDS Hooks EHR: its JWT iss)")
 		fs.StringVar(&c.Org, "org", "", "the client's organization: its tenant")
+		fs.StringVar(&c.Kind, "kind", auth.KindProvider, "provider (an EHR: submits for its org) or payer (the payer's own system: reviews, never submits)")
 		fs.StringVar(&c.NPI, "npi", "", "the organization's NPI")
 		fs.StringVar(&c.SenderID, "sender-id", "", "the organization's X12 sender id (ISA06)")
 		fs.StringVar(&jwksFile, "jwks-file", "", "JWK Set file with the client's public keys")
@@ -125,7 +132,7 @@ func clientsCmd(ctx context.Context, args []string, getenv func(string) string, 
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "client %s added (org %s, scopes %s)\n", c.ID, c.Org, strings.Join(c.Scopes, " "))
+		fmt.Fprintf(stdout, "client %s added (%s, org %s, scopes %s)\n", c.ID, c.Kind, c.Org, strings.Join(c.Scopes, " "))
 		return nil
 	case "list":
 		asJSON := fs.Bool("json", false, "print JSON")
@@ -147,7 +154,7 @@ func clientsCmd(ctx context.Context, args []string, getenv func(string) string, 
 			return enc.Encode(cs)
 		}
 		tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "ID\tORG\tNPI\tSENDER\tKEYS\tSTATUS\tSCOPES")
+		fmt.Fprintln(tw, "ID\tKIND\tORG\tNPI\tSENDER\tKEYS\tSTATUS\tSCOPES")
 		for _, c := range cs {
 			keys, status := "jwks", "enabled"
 			if c.JWKSURL != "" {
@@ -159,7 +166,7 @@ func clientsCmd(ctx context.Context, args []string, getenv func(string) string, 
 			if c.Test {
 				status += ",test"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", c.ID, c.Org, dash(c.NPI), dash(c.SenderID), keys, status, strings.Join(c.Scopes, " "))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", c.ID, auth.KindOf(&c), c.Org, dash(c.NPI), dash(c.SenderID), keys, status, strings.Join(c.Scopes, " "))
 		}
 		return tw.Flush()
 	case "disable", "enable":
@@ -185,7 +192,7 @@ func clientsCmd(ctx context.Context, args []string, getenv func(string) string, 
 		} else if err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "client %s %sd (a running server notices within 30 s)\n", id, sub)
+		fmt.Fprintf(stdout, "client %s %sd (a running server applies it to access tokens at once, to CDS Hooks JWTs within 30 s)\n", id, sub)
 		return nil
 	}
 	fmt.Fprintf(stderr, "unknown clients command %q\n\n%s", sub, clientsUsage)

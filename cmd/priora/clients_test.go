@@ -37,7 +37,14 @@ func TestClientsCommand(t *testing.T) {
 		{"no key", []string{"add", "--id", "x", "--org", "o", "--scopes", "system/Claim.c"}, "exactly one", ""},
 		{"plain http JWK Set URL", []string{"add", "--id", "x", "--org", "o", "--jwks-url", "http://ehr.example.org/jwks.json", "--scopes", "system/Claim.c"}, "https", ""},
 		{"bad scope", []string{"add", "--id", "x", "--org", "o", "--jwks-file", jwksFile("ES384.public.json"), "--scopes", "system/Claim.zz"}, "scope", ""},
+		{"add a payer client", []string{"add", "--id", "um", "--org", "payer", "--kind", "payer",
+			"--jwks-file", jwksFile("ES384.public.json"), "--scopes", "priora/review"}, "", "client um added (payer"},
+		{"review scope for a provider", []string{"add", "--id", "x", "--org", "o", "--jwks-file", jwksFile("ES384.public.json"),
+			"--scopes", "system/Claim.c priora/review"}, "only to payer clients", ""},
+		{"unknown kind", []string{"add", "--id", "x", "--org", "o", "--kind", "reviewer", "--jwks-file", jwksFile("ES384.public.json"),
+			"--scopes", "system/Claim.c"}, "kind", ""},
 		{"list", []string{"list"}, "", "ehr-a"},
+		{"list shows kinds", []string{"list"}, "", "payer"},
 		{"disable", []string{"disable", "ehr-a"}, "", "disabled"},
 		{"list shows disabled", []string{"list"}, "", "disabled"},
 		{"enable", []string{"enable", "--id", "ehr-a"}, "", "enabled"},
@@ -66,7 +73,7 @@ func TestClientsCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	var cs []store.Client
-	if err := json.Unmarshal(out.Bytes(), &cs); err != nil || len(cs) != 2 {
+	if err := json.Unmarshal(out.Bytes(), &cs); err != nil || len(cs) != 3 {
 		t.Fatalf("list --json: %v %s", err, out.String())
 	}
 	if strings.Contains(cs[1].JWKS, `"d"`) {
@@ -132,6 +139,13 @@ func TestClientsWhileServerRuns(t *testing.T) {
 	req.Header.Set("Authorization", "Bearer "+tr.AccessToken)
 	if r, err := http.DefaultClient.Do(req); err != nil || r.StatusCode != 200 {
 		t.Fatalf("search with the token: %v %v", r, err)
+	}
+	// Disabling the client from the command stops the same token at once.
+	if err := run(context.Background(), []string{"clients", "disable", "ehr-a"}, env(vars), &cout, &cerr); err != nil {
+		t.Fatalf("clients disable: %v %s", err, cerr.String())
+	}
+	if r, err := http.DefaultClient.Do(req); err != nil || r.StatusCode != 401 {
+		t.Fatalf("the token right after clients disable: %v %v, want 401", r, err)
 	}
 	var aout bytes.Buffer
 	if err := run(context.Background(), []string{"audit", "--client", "ehr-a"}, env(vars), &aout, &aout); err != nil {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/priora/priora/coverage"
 	"github.com/priora/priora/internal/app"
+	"github.com/priora/priora/internal/outbound"
 	"github.com/priora/priora/store"
 )
 
@@ -46,6 +47,10 @@ type config struct {
 	TLSKey      string
 	RateLimit   string
 	security    app.Security
+	// Outbound requests and subscriptions (security.go).
+	OutboundAllow    string
+	MaxSubscriptions string
+	maxSubscriptions int
 	// MetricsAddr is the private listener for /metrics and pprof ("off": none).
 	MetricsAddr string
 }
@@ -73,6 +78,8 @@ func (c *config) settings() []setting {
 		{"tls-cert", "PRIORA_TLS_CERT", "", "TLS certificate (PEM); with PRIORA_TLS_KEY Priora serves HTTPS only, TLS 1.2+", false, &c.TLSCert},
 		{"tls-key", "PRIORA_TLS_KEY", "", "TLS private key (PEM)", false, &c.TLSKey},
 		{"rate-limit", "PRIORA_RATE_LIMIT", "20,40", "requests per second per client and burst, RATE[,BURST]; 0 = no limit", false, &c.RateLimit},
+		{"outbound-allow", "PRIORA_OUTBOUND_ALLOW", "", "targets of Subscription notifications and CRD EHR queries allowed although loopback, private or special-purpose, and over plain http: comma-separated CIDR prefixes, addresses and host:port", false, &c.OutboundAllow},
+		{"max-subscriptions", "PRIORA_MAX_SUBSCRIPTIONS", "20", "most Subscriptions one organization may have", false, &c.MaxSubscriptions},
 		{"validation", "PRIORA_VALIDATION", "enforce", "profile validation of PAS requests: enforce (reject errors with 400), log (log counts, accept) or off", false, &c.Validation},
 		{"metrics-addr", "PRIORA_METRICS_ADDR", "127.0.0.1:9464", "private listener for Prometheus /metrics and /debug/pprof (never the public one); off = none", false, &c.MetricsAddr},
 		{"crd-validation", "PRIORA_CRD_VALIDATION", "off", "profile validation of CDS Hooks calls: off, log, or enforce (422 for CRD profile violations)", false, &c.CRDValidation},
@@ -132,8 +139,8 @@ func (c *config) check() error {
 		errs = append(errs, err)
 	}
 	c.payers = parsePayerIDs(c.PayerIDs)
-	if d, err := time.ParseDuration(c.CRDFetchTimeout); err != nil || d <= 0 || d > time.Minute {
-		errs = append(errs, fmt.Errorf("PRIORA_CRD_FETCH_TIMEOUT %q must be a duration such as 2s (at most 1m)", c.CRDFetchTimeout))
+	if d, err := time.ParseDuration(c.CRDFetchTimeout); err != nil || d <= 0 || d > outbound.MaxTimeout {
+		errs = append(errs, fmt.Errorf("PRIORA_CRD_FETCH_TIMEOUT %q must be a duration such as 2s (at most %s, the bound of every outbound request)", c.CRDFetchTimeout, outbound.MaxTimeout))
 	} else {
 		c.hookFetchTimeout = d
 	}

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/priora/priora/internal/app"
+	"github.com/priora/priora/subscriptions"
 )
 
 func main() {
@@ -116,6 +117,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		HookFetchTimeout: cfg.hookFetchTimeout,
 		Security:         cfg.security,
 		CRDVersion:       cfg.CRDVersion,
+		Subscriptions:    subscriptions.Options{MaxPerTenant: cfg.maxSubscriptions},
 	})
 	if err != nil {
 		return err

@@ -7,6 +7,8 @@ import (
 	"net"
 	"strconv"
 	"strings"
+
+	"github.com/priora/priora/internal/outbound"
 )
 
 // scheme is https when TLS is configured.
@@ -49,6 +51,14 @@ func (c *config) checkSecurity(string) error {
 		errs = append(errs, err)
 	}
 	sec.RateLimit, sec.RateBurst = r, b
+	if sec.OutboundAllow, err = outbound.ParseAllow(c.OutboundAllow); err != nil {
+		errs = append(errs, fmt.Errorf("PRIORA_OUTBOUND_ALLOW: %w", err))
+	}
+	if n, err := strconv.Atoi(strings.TrimSpace(c.MaxSubscriptions)); err != nil || n < 1 || n > 10000 {
+		errs = append(errs, fmt.Errorf("PRIORA_MAX_SUBSCRIPTIONS %q must be a number from 1 to 10000", c.MaxSubscriptions))
+	} else {
+		c.maxSubscriptions = n
+	}
 	return errors.Join(errs...)
 }
 

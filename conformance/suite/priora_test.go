@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/priora/priora/conformance/suite"
+	"github.com/priora/priora/internal/app"
 	"github.com/priora/priora/internal/testenv"
 	"github.com/priora/priora/profiles"
 	"github.com/priora/priora/store"
@@ -102,7 +103,10 @@ func only() []string {
 // signed client assertion for the FHIR API, and a signed JWT on every CDS
 // Hooks call.
 func TestPrioraWithAuth(t *testing.T) {
-	e := testenv.Start(t, testenv.WithAuth(), testenv.WithoutResponseChecks())
+	// The suite's listener (notifications, mock EHR) is on loopback: the
+	// allow list lets Priora reach it with authentication on.
+	e := testenv.Start(t, testenv.WithAuth(), testenv.WithoutResponseChecks(),
+		testenv.WithConfig(func(c *app.Config) { c.Security.OutboundAllow = []string{"127.0.0.1/32"} }))
 	raw := testenv.Fixture(t, "auth/ES384.private.json")
 	tk := testenv.LoadKey(t, "auth/ES384.private.json", "")
 	e.RegisterClient(store.Client{ID: "conformance-ehr", Org: "umo-example", NPI: "8189991234", Scopes: []string{"system/*.cruds"}}, tk)

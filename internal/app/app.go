@@ -18,6 +18,7 @@ import (
 	"github.com/priora/priora/desk"
 	"github.com/priora/priora/fhir"
 	"github.com/priora/priora/hooks"
+	"github.com/priora/priora/internal/outbound"
 	"github.com/priora/priora/internal/reqlog"
 	"github.com/priora/priora/internal/telemetry"
 	"github.com/priora/priora/pas"
@@ -42,7 +43,8 @@ type Config struct {
 	Log       *slog.Logger
 	// Now overrides the clock (tests).
 	Now func() time.Time
-	// Subscriptions tunes notification delivery (zero = defaults).
+	// Subscriptions tunes notification delivery (zero = defaults;
+	// MaxPerTenant is PRIORA_MAX_SUBSCRIPTIONS, the rest are for tests).
 	Subscriptions subscriptions.Options
 	// Validation is what profile validation does to PAS requests:
 	// ValidationEnforce ("" too), ValidationLog or ValidationOff.
@@ -144,6 +146,11 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 		st.Close(context.Background())
 		return nil, err
 	}
+	policy, err := outbound.New(outbound.Config{Allow: cfg.Security.OutboundAllow, InsecureDev: cfg.Security.InsecureDev})
+	if err != nil {
+		st.Close(context.Background())
+		return nil, err
+	}
 	a := &App{Config: cfg, Log: log, Store: st, Validator: validator, Metrics: metrics, rules: rules}
 	metrics.Registry().MustRegister(telemetry.NewQueueCollector(a.queueStats, 10*time.Second))
 	a.PAS = pas.New(pas.Config{
@@ -157,7 +164,7 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 		Decisions: metrics,
 	})
 	a.Subscriptions, err = subscriptions.New(ctx, subscriptions.Config{
-		Store: st, Parser: parser, BaseURL: cfg.BaseURL, Now: cfg.Now, Log: log, Options: cfg.Subscriptions,
+		Store: st, Parser: parser, BaseURL: cfg.BaseURL, Now: cfg.Now, Log: log, Options: cfg.Subscriptions, Outbound: policy,
 	})
 	if err != nil {
 		st.Close(context.Background())
@@ -176,6 +183,7 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 		Store:          st,
 		PayerIDs:       cfg.PayerIDs,
 		FetchTimeout:   cfg.HookFetchTimeout,
+		Outbound:       policy,
 		DefaultVersion: cfg.CRDVersion,
 		Validate:       a.crdValidate(),
 		Now:            cfg.Now,

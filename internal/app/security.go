@@ -32,6 +32,12 @@ type Security struct {
 	AuditRetention time.Duration
 	// JWKSClient fetches client JWK Sets (default: 5 s timeout).
 	JWKSClient *http.Client
+	// OutboundAllow lists the targets Subscription notifications and CRD's
+	// EHR queries may reach although their addresses are loopback,
+	// private or otherwise special-purpose, and may reach over plain http:
+	// CIDR prefixes, addresses and host:port (PRIORA_OUTBOUND_ALLOW; see
+	// internal/outbound).
+	OutboundAllow []string
 }
 
 // startAuth builds the auth service (creating Priora's first signing key
