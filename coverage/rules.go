@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/priora/priora/members"
 )
 
 // Action is what the payer does with a requested item.
@@ -110,7 +112,8 @@ type Match struct {
 	Quantity *Range `yaml:"quantity"`
 	// Payers, when given, limit the rule to coverage from these payers.
 	Payers []PayerID `yaml:"payers"`
-	// Plans, when given, limit the rule to these plan identifiers (Coverage.class plan value).
+	// Plans, when given, limit the rule to these plan identifiers: the
+	// member's plan on the roster (members), else Coverage.class plan value.
 	Plans []string `yaml:"plans"`
 }
 
@@ -353,8 +356,12 @@ type Service struct {
 	PlaceOfService string
 	// Payers are the identifiers of the Coverage.payor organization.
 	Payers []PayerID
-	// Plan is the plan identifier from Coverage.class.
+	// Plan is the member's plan on the roster when the member was found
+	// there, else the plan identifier from Coverage.class.
 	Plan string
+	// Member is what the payer's roster says of the member (nil when no
+	// roster is in force): for policy criteria (%member).
+	Member *members.View
 }
 
 // Outcome is the rules' answer for one service.

@@ -33,10 +33,14 @@ type queuePageData struct {
 	Sort string
 	Desc bool
 	// Test is "include" when test data (HTEST) is listed too.
-	Test    string
-	Tasks   []queueRow
-	Columns []sortColumn
-	Overdue int
+	Test string
+	// Eligibility filters the queue: "" (all), eligible, not-eligible
+	// (not found, mismatch or no coverage) or unchecked.
+	Eligibility string
+	Filters     []eligibilityFilter
+	Tasks       []queueRow
+	Columns     []sortColumn
+	Overdue     int
 	// Truncated is true when the queue holds more than the page shows.
 	Truncated bool
 	Flash     string
@@ -48,6 +52,29 @@ type queueRow struct {
 	Age     string
 	DueIn   string
 	Service string
+}
+
+// eligibilityFilter is one choice of the queue's eligibility filter.
+type eligibilityFilter struct {
+	Value, Label, Href string
+	Current            bool
+}
+
+var eligibilityFilters = []struct{ Value, Label string }{
+	{"", "All"}, {"eligible", "Eligible"}, {"not-eligible", "Not eligible"}, {"unchecked", "Not checked"},
+}
+
+// eligibilityMatches applies the queue's eligibility filter to a task.
+func eligibilityMatches(e *store.Eligibility, filter string) bool {
+	switch filter {
+	case "eligible":
+		return e != nil && e.Status == "eligible"
+	case "not-eligible":
+		return e != nil && e.Status != "eligible"
+	case "unchecked":
+		return e == nil
+	}
+	return true
 }
 
 // sortColumn is a sortable header: its link and its aria-sort state.
@@ -72,6 +99,10 @@ func (d *Desk) queuePage(w http.ResponseWriter, r *http.Request, s *session) err
 		data.Sort = k
 		data.Desc = q.Get("dir") == "desc"
 	}
+	data.Eligibility = q.Get("eligibility")
+	if !slices.ContainsFunc(eligibilityFilters, func(f struct{ Value, Label string }) bool { return f.Value == data.Eligibility }) {
+		return fhir.Errorf(fhir.Invalid, "The queue cannot be filtered that way.")
+	}
 	switch data.Test = q.Get("test"); data.Test {
 	case "", "include":
 	default:
@@ -84,6 +115,9 @@ func (d *Desk) queuePage(w http.ResponseWriter, r *http.Request, s *session) err
 	data.Truncated = len(tasks) == queueLimit
 	sortTasks(tasks, data.Sort, data.Desc)
 	for _, t := range tasks {
+		if !eligibilityMatches(t.Eligibility, data.Eligibility) {
+			continue
+		}
 		row := queueRow{TaskSummary: t, Age: since(data.Now, t.Received), Service: strings.Join(slices.Compact(slices.Clone(t.Services)), ", ")}
 		if data.View == "pended" {
 			row.DueIn = until(data.Now, t.DueAt)
@@ -107,7 +141,23 @@ func (d *Desk) queuePage(w http.ResponseWriter, r *http.Request, s *session) err
 		if desc {
 			col.Href += "&dir=desc"
 		}
+		if data.Eligibility != "" {
+			col.Href += "&eligibility=" + data.Eligibility
+		}
 		data.Columns = append(data.Columns, col)
+	}
+	for _, f := range eligibilityFilters {
+		href := "/desk/?view=" + data.View + "&sort=" + data.Sort
+		if data.Desc {
+			href += "&dir=desc"
+		}
+		if data.Test != "" {
+			href += "&test=" + data.Test
+		}
+		if f.Value != "" {
+			href += "&eligibility=" + f.Value
+		}
+		data.Filters = append(data.Filters, eligibilityFilter{Value: f.Value, Label: f.Label, Href: href, Current: f.Value == data.Eligibility})
 	}
 	if id := q.Get("decided"); id != "" && validID(id) {
 		data.Flash = "Your decision on " + id + " was recorded and sent to the provider."

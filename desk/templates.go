@@ -44,6 +44,17 @@ func parsePages() (map[string]*template.Template, error) {
 		},
 		"slice3": func(a, b, c partyView) []partyView { return []partyView{a, b, c} },
 		"idify":  func(s string) string { return strings.ToLower(strings.ReplaceAll(s, " ", "-")) },
+		"eligibilityLabel": func(status string) string {
+			switch status {
+			case "not-found":
+				return "Member not found"
+			case "mismatch":
+				return "Demographics differ"
+			case "no-coverage":
+				return "No coverage in effect"
+			}
+			return status
+		},
 	}
 	pages := map[string]*template.Template{}
 	for _, name := range pageNames {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/priora/priora/coverage"
 	"github.com/priora/priora/fhir"
+	"github.com/priora/priora/members"
 	"github.com/priora/priora/store"
 )
 
@@ -41,6 +42,9 @@ type call struct {
 	payers    []coverage.PayerID
 	// patientMissing is true when the EHR says the patient does not exist.
 	patientMissing bool
+	// roster is the member roster's answer (eligibility.go); nil when no
+	// roster is in force.
+	roster *members.Result
 }
 
 // target is one resource the call is about: an order, an appointment or,
@@ -70,7 +74,10 @@ func (c *call) gather(ctx context.Context) error {
 	if c.technical != "" {
 		return nil
 	}
-	return c.chooseCoverage(p.covs)
+	if err := c.chooseCoverage(p.covs); err != nil {
+		return err
+	}
+	return c.checkRoster(ctx)
 }
 
 // queryPlan is what a call must fetch from the EHR and where each result
@@ -468,6 +475,12 @@ func (c *call) coverageProblem() (covered, reason, text string) {
 	if b := c.cov.Beneficiary; b != nil && b.Reference != "" && relativeRef(b.Reference) != "Patient/"+c.hc.PatientID {
 		return "not-covered", reasonCoverageNotFound, "The coverage provided is not the patient's own coverage."
 	}
+	if covered, reason, text := c.rosterProblem(); covered != "" {
+		return covered, reason, text
+	}
+	if c.roster != nil {
+		return "", "", "" // the payer's roster, not the EHR's Coverage, says the coverage is in effect
+	}
 	if c.cov.Status != "" && c.cov.Status != "active" {
 		return "not-covered", reasonNoActiveCoverage, "The patient's coverage is not active."
 	}
@@ -509,7 +522,13 @@ func (c *call) payerName() string {
 // service is what the coverage rules see of a target.
 func (c *call) service(t *target) coverage.Service {
 	s := coverage.Service{Payers: c.payers}
-	if c.cov != nil {
+	if c.roster != nil {
+		v := c.roster.View()
+		s.Member = &v
+	}
+	if c.roster != nil && c.roster.Member != nil {
+		s.Plan = c.roster.Plan(0)
+	} else if c.cov != nil {
 		for _, cl := range c.cov.Class {
 			if cl.Type != nil {
 				if cd, ok := cl.Type.Code(""); ok && cd.Code == "plan" {

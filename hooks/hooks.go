@@ -28,6 +28,7 @@ import (
 	"github.com/priora/priora/coverage"
 	"github.com/priora/priora/fhir"
 	"github.com/priora/priora/internal/outbound"
+	"github.com/priora/priora/members"
 	"github.com/priora/priora/store"
 )
 
@@ -67,6 +68,9 @@ type Config struct {
 	Validate func(ctx context.Context, body []byte, version string) []string
 	Now      func() time.Time
 	Log      *slog.Logger
+	// Roster is the payer's member roster (nil: the EHR's Coverage is taken
+	// at its word).
+	Roster *members.Roster
 }
 
 // Service answers CDS Hooks calls. It is safe for concurrent use.

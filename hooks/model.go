@@ -145,6 +145,7 @@ type coverageRes struct {
 	Status       string                `json:"status"`
 	Identifier   []fhir.Identifier     `json:"identifier"`
 	SubscriberID string                `json:"subscriberId"`
+	Relationship *fhir.CodeableConcept `json:"relationship"`
 	Beneficiary  *fhir.Reference       `json:"beneficiary"`
 	Period       *fhir.Period          `json:"period"`
 	Payor        []fhir.Reference      `json:"payor"`

@@ -14,6 +14,7 @@ import (
 
 	"github.com/priora/priora/coverage"
 	"github.com/priora/priora/fhir"
+	"github.com/priora/priora/members"
 	"github.com/priora/priora/store"
 )
 
@@ -28,6 +29,12 @@ type Config struct {
 	Validate func(ctx context.Context, raw []byte, profile string) []fhir.Issue
 	Now      func() time.Time
 	Log      *slog.Logger
+	// Roster is the member roster eligibility is checked against (nil:
+	// eligibility off).
+	Roster *members.Roster
+	// PayerIDs are the payers this instance serves; empty uses the rules
+	// file's payers (and empty there serves every payer).
+	PayerIDs []coverage.PayerID
 	// Decisions, when set, counts the decisions stored (telemetry.go).
 	Decisions DecisionCounter
 }

@@ -38,10 +38,19 @@ func (s *Service) Submit(ctx context.Context, who Caller, body []byte) (*Answer,
 	} else if !errors.Is(err, store.ErrNotFound) {
 		return nil, err
 	}
-	if req.isUpdate() {
-		return s.update(ctx, who, req, key)
+	var elig *eligibility
+	if !req.claimCancelled() {
+		if elig, err = s.checkEligibility(ctx, req, s.cfg.Rules()); err != nil {
+			return nil, err
+		}
+		if elig != nil && len(elig.errors) > 0 {
+			return s.reject(req, elig.errors...)
+		}
 	}
-	return s.create(ctx, who, req, key)
+	if req.isUpdate() {
+		return s.update(ctx, who, req, key, elig)
+	}
+	return s.create(ctx, who, req, key, elig)
 }
 
 // validateAsync runs the profile validation of raw beside the base R4
@@ -89,7 +98,7 @@ func replay(a *store.Authorization, key string) (*Answer, error) {
 }
 
 // create decides a new request and stores it as a new chain.
-func (s *Service) create(ctx context.Context, who Caller, req *request, key string) (*Answer, error) {
+func (s *Service) create(ctx context.Context, who Caller, req *request, key string, elig *eligibility) (*Answer, error) {
 	now := s.cfg.Now().UTC().Truncate(time.Millisecond)
 	rules := s.cfg.Rules()
 	a := &store.Authorization{
@@ -100,13 +109,14 @@ func (s *Service) create(ctx context.Context, who Caller, req *request, key stri
 		Updated:   now,
 	}
 	s.index(a, req)
+	a.Eligibility = elig.record()
 	a.Submissions = []store.Submission{newSubmission(req, key, now, 1)}
 	a.SubmissionKeys = []string{key}
 	svc := req.serviceContext()
 	for i := range req.claim.Item {
 		it := req.claim.Item[i]
 		item := itemRecord(it, req.rawItems[i])
-		item.Decision = decide(rules, svc, req, it, a.ID, now)
+		item.Decision = decide(rules, elig.service(svc, i), req, it, a.ID, now)
 		if req.claimCancelled() || item.Cancelled {
 			item.Decision = cancelled(now, a.ID, it.Sequence)
 		}

@@ -26,6 +26,8 @@ type TaskSummary struct {
 	Services    []string `json:"services,omitempty"`
 	Category    string   `json:"category,omitempty"`
 	PendedItems int      `json:"pendedItems"`
+	// Eligibility is what the member roster said (nil: not checked).
+	Eligibility *store.Eligibility `json:"eligibility,omitempty"`
 }
 
 // TaskItem is one item as a reviewer sees it.
@@ -87,7 +89,7 @@ func summarize(a *store.Authorization, now time.Time) TaskSummary {
 		ID: a.ID, Status: a.Status, Received: a.Created, DueAt: a.DueAt, Expedited: a.Expedited, Test: a.Test,
 		Overdue: a.Status == "pended" && now.After(a.DueAt),
 		Patient: a.Summary.PatientName, MemberID: a.Summary.MemberID, Provider: a.Summary.ProviderName,
-		Services: a.Summary.Services, Category: a.Summary.Category,
+		Services: a.Summary.Services, Category: a.Summary.Category, Eligibility: a.Eligibility,
 	}
 	for _, it := range a.Items {
 		if it.Decision.Action == "pend" {

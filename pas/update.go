@@ -20,7 +20,7 @@ const (
 // own keys — the prior Claim's fullUrl, then its identifiers — never by
 // Priora's ids. The write is guarded by the chain's version and redone on
 // a concurrent change.
-func (s *Service) update(ctx context.Context, who Caller, req *request, key string) (*Answer, error) {
+func (s *Service) update(ctx context.Context, who Caller, req *request, key string, elig *eligibility) (*Answer, error) {
 	keys := []string{"url|" + req.priorFullURL}
 	if req.prior != nil {
 		for _, id := range req.prior.Identifier {
@@ -37,7 +37,7 @@ func (s *Service) update(ctx context.Context, who Caller, req *request, key stri
 			// elsewhere, or predates this server): decide the update as a
 			// new request, so the provider gets an answer for every item.
 			s.log.InfoContext(ctx, "update of a request not on file; deciding it as a new request")
-			return s.create(ctx, who, req, key)
+			return s.create(ctx, who, req, key, elig)
 		}
 		if err != nil {
 			return nil, err
@@ -46,7 +46,7 @@ func (s *Service) update(ctx context.Context, who Caller, req *request, key stri
 			return replay(a, key)
 		}
 		if a.Status == "cancelled" || allDenied(a) {
-			return s.rejectUpdate(req, businessError{
+			return s.reject(req, businessError{
 				Code: rejectAuthorizationNotFound, Followup: followupNoResubmission,
 				Path: "Bundle.entry[0].resource.related[0].claim", Element: "2000E-REF02",
 				Note: "This prior authorization request was " + map[bool]string{true: "cancelled", false: "denied"}[a.Status == "cancelled"] +
@@ -58,7 +58,7 @@ func (s *Service) update(ctx context.Context, who Caller, req *request, key stri
 		}); err != nil {
 			return nil, err
 		}
-		answer, err := s.applyUpdate(ctx, who, a, req, key)
+		answer, err := s.applyUpdate(ctx, who, a, req, key, elig)
 		if errors.Is(err, store.ErrConflict) {
 			continue
 		}
@@ -81,8 +81,8 @@ func allDenied(a *store.Authorization) bool {
 	return live > 0
 }
 
-// rejectUpdate answers a business error without touching stored state.
-func (s *Service) rejectUpdate(req *request, be businessError) (*Answer, error) {
+// reject answers business errors without touching stored state.
+func (s *Service) reject(req *request, bes ...businessError) (*Answer, error) {
 	now := s.cfg.Now().UTC()
 	a := &store.Authorization{ID: "PA-rejected", Created: now}
 	s.index(a, req)
@@ -93,7 +93,7 @@ func (s *Service) rejectUpdate(req *request, be businessError) (*Answer, error) 
 	}
 	body, outcome, err := buildResponse(responseInput{
 		auth: a, claim: req.claim, claimFullURL: req.claimFullURL(), bundleID: req.bundle.Identifier,
-		now: now, number: 1, businessErrors: []businessError{be}, authDays: s.cfg.Rules().Defaults.AuthorizationDays,
+		now: now, number: 1, businessErrors: bes, authDays: s.cfg.Rules().Defaults.AuthorizationDays,
 	})
 	if err != nil {
 		return nil, err
@@ -102,7 +102,7 @@ func (s *Service) rejectUpdate(req *request, be businessError) (*Answer, error) 
 }
 
 // applyUpdate merges the update's items into the chain and writes it.
-func (s *Service) applyUpdate(ctx context.Context, who Caller, a *store.Authorization, req *request, key string) (*Answer, error) {
+func (s *Service) applyUpdate(ctx context.Context, who Caller, a *store.Authorization, req *request, key string, elig *eligibility) (*Answer, error) {
 	now := s.cfg.Now().UTC().Truncate(time.Millisecond)
 	rules := s.cfg.Rules()
 	svc := req.serviceContext()
@@ -118,7 +118,7 @@ func (s *Service) applyUpdate(ctx context.Context, who Caller, a *store.Authoriz
 		changed := change.ValueCode != nil
 		switch {
 		case !known:
-			rec.Decision = decide(rules, svc, req, it, a.ID, now)
+			rec.Decision = decide(rules, elig.service(svc, n), req, it, a.ID, now)
 			if rec.Cancelled || cancelAll {
 				rec.Decision = cancelled(now, a.ID, it.Sequence)
 			}
@@ -133,7 +133,7 @@ func (s *Service) applyUpdate(ctx context.Context, who Caller, a *store.Authoriz
 			prev := a.Items[i]
 			rec.History = prev.History
 			rec.Decision = prev.Decision
-			setDecision(&rec, decide(rules, svc, req, it, a.ID, now))
+			setDecision(&rec, decide(rules, elig.service(svc, n), req, it, a.ID, now))
 			a.Items[i] = rec
 		}
 	}
@@ -149,6 +149,9 @@ func (s *Service) applyUpdate(ctx context.Context, who Caller, a *store.Authoriz
 		return nil, err
 	}
 	s.index(a, req)
+	if e := elig.record(); e != nil {
+		a.Eligibility = e
+	}
 	number := len(a.Responses) + 1
 	a.Submissions = append(a.Submissions, newSubmission(req, key, now, number))
 	a.SubmissionKeys = append(a.SubmissionKeys, key)

@@ -54,6 +54,8 @@ func (s *Server) routes() {
 
 	ad := s.group(e.Group("/admin", s.audit, s.authenticate), fhirErrors)
 	ad.add(http.MethodGet, "/audit", scope(auth.ScopeAdmin).only(auth.KindPayer), s.auditTrail)
+	ad.add(http.MethodPost, "/members", scope(auth.ScopeAdmin).only(auth.KindPayer), s.importMembers)
+	ad.add(http.MethodGet, "/members/:id", scope(auth.ScopeAdmin).only(auth.KindPayer), s.member)
 
 	// CDS Hooks (CRD) speak CDS Hooks, not FHIR REST: errors are a status
 	// with {"error": "..."}. Calls and feedback carry the EHR's own JWT

@@ -20,6 +20,7 @@ import (
 	"github.com/priora/priora/fhir"
 	"github.com/priora/priora/hooks"
 	"github.com/priora/priora/internal/reqlog"
+	"github.com/priora/priora/members"
 	"github.com/priora/priora/pas"
 	"github.com/priora/priora/store"
 	"github.com/priora/priora/subscriptions"
@@ -38,6 +39,8 @@ type Config struct {
 	PAS     *pas.Service
 	// Hooks answers CDS Hooks (CRD) under /cds-services; nil serves none.
 	Hooks *hooks.Service
+	// Roster is the member roster behind /admin/members.
+	Roster *members.Roster
 	// Subscriptions serves the PAS topic Subscriptions.
 	Subscriptions *subscriptions.Service
 	Started       time.Time

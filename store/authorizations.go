@@ -41,6 +41,10 @@ type Authorization struct {
 	// authorization and administrative reference numbers the provider sent.
 	RefNumbers []string `bson:"refNumbers"`
 
+	// Eligibility is what the member roster said of the request's member
+	// (nil when eligibility checking was off).
+	Eligibility *Eligibility `bson:"eligibility,omitempty"`
+
 	Submissions []Submission `bson:"submissions"`
 	Items       []Item       `bson:"items"`
 	Responses   []Response   `bson:"responses"`

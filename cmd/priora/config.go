@@ -16,6 +16,7 @@ import (
 	"github.com/priora/priora/coverage"
 	"github.com/priora/priora/internal/app"
 	"github.com/priora/priora/internal/outbound"
+	"github.com/priora/priora/members"
 	"github.com/priora/priora/store"
 )
 
@@ -34,6 +35,8 @@ type config struct {
 	CRDValidation string
 	// Strict ("true") makes validation tolerate nothing.
 	Strict string
+	// Eligibility is what the member roster does to requests.
+	Eligibility string
 	// CRD (CDS Hooks): payers served, EHR query deadline, default version.
 	PayerIDs         string
 	CRDFetchTimeout  string
@@ -70,7 +73,7 @@ func (c *config) settings() []setting {
 		{"rules", "PRIORA_RULES", "", "coverage rules YAML file (default: the shipped sample)", false, &c.Rules},
 		{"mongodb-uri", "MONGODB_URI", "", "MongoDB URI; empty starts the embedded store", true, &c.MongoURI},
 		{"log-level", "PRIORA_LOG_LEVEL", "info", "debug, info, warn or error", false, &c.LogLevel},
-		{"payer-ids", "PRIORA_PAYER_IDS", "", "Coverage.payor identifiers CRD answers for, comma-separated system|value or bare value (default: the rules file's payers; none = every payer)", false, &c.PayerIDs},
+		{"payer-ids", "PRIORA_PAYER_IDS", "", "Coverage.payor identifiers CRD and $submit answer for, comma-separated system|value or bare value (default: the rules file's payers; none = every payer)", false, &c.PayerIDs},
 		{"crd-fetch-timeout", "PRIORA_CRD_FETCH_TIMEOUT", "2s", "deadline for CRD's queries to the EHR's FHIR server per hook call", false, &c.CRDFetchTimeout},
 		{"crd-version", "PRIORA_CRD_VERSION", "2.2", "CRD version answered when a hook call requests none: 2.2, or 2.0 for the released Inferno CRD kit", false, &c.CRDVersion},
 		{"insecure-dev", "PRIORA_INSECURE_DEV", "", "1 turns authentication OFF for development; refused unless the listen address is loopback", false, &c.InsecureDev},
@@ -81,6 +84,7 @@ func (c *config) settings() []setting {
 		{"outbound-allow", "PRIORA_OUTBOUND_ALLOW", "", "targets of Subscription notifications and CRD EHR queries allowed although loopback, private or special-purpose, and over plain http: comma-separated CIDR prefixes, addresses and host:port", false, &c.OutboundAllow},
 		{"max-subscriptions", "PRIORA_MAX_SUBSCRIPTIONS", "20", "most Subscriptions one organization may have", false, &c.MaxSubscriptions},
 		{"validation", "PRIORA_VALIDATION", "enforce", "profile validation of PAS requests: enforce (reject errors with 400), log (log counts, accept) or off", false, &c.Validation},
+		{"eligibility", "PRIORA_ELIGIBILITY", "auto", "member eligibility from the roster: auto (enforce once the roster holds a member), enforce, warn (flag to reviewers) or off", false, &c.Eligibility},
 		{"metrics-addr", "PRIORA_METRICS_ADDR", "127.0.0.1:9464", "private listener for Prometheus /metrics and /debug/pprof (never the public one); off = none", false, &c.MetricsAddr},
 		{"crd-validation", "PRIORA_CRD_VALIDATION", "off", "profile validation of CDS Hooks calls: off, log, or enforce (422 for CRD profile violations)", false, &c.CRDValidation},
 		{"strict", "PRIORA_STRICT", "false", "true makes validation tolerate nothing: the documented tolerances and known IG defects become errors", false, &c.Strict},
@@ -159,6 +163,9 @@ func (c *config) check() error {
 	case "enforce", "log", "off":
 	default:
 		errs = append(errs, fmt.Errorf("PRIORA_CRD_VALIDATION %q must be enforce, log or off", c.CRDValidation))
+	}
+	if _, err := members.ParseMode(c.Eligibility); err != nil {
+		errs = append(errs, fmt.Errorf("PRIORA_ELIGIBILITY: %w", err))
 	}
 	if c.MetricsAddr != "off" {
 		if _, _, err := net.SplitHostPort(c.MetricsAddr); err != nil {

@@ -54,6 +54,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return clientsCmd(ctx, args, getenv, stdout, stderr)
 	case "reviewers":
 		return reviewersCmd(ctx, args, getenv, os.Stdin, stdout, stderr)
+	case "members":
+		return membersCmd(ctx, args, getenv, stdout, stderr)
 	case "keys":
 		return keysCmd(ctx, args, getenv, stdout, stderr)
 	case "audit":
@@ -82,6 +84,7 @@ Commands:
   validate  validate FHIR JSON files against the PAS/CRD profiles (priora validate FILE...)
   clients   manage registered clients (priora clients add|list|disable|enable)
   reviewers manage reviewer desk accounts (priora reviewers add|list|disable|enable)
+  members   the payer's member roster (priora members import FILE... | show MEMBER-ID)
   keys      make a client key pair (priora keys new) or rotate Priora's token signing key (priora keys rotate)
   audit     print the audit trail (priora audit [-client ID] [-since T] [-limit N])
   version   print the version and the VCS revision (also priora --version)
@@ -112,6 +115,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		Validation:    cfg.Validation,
 		CRDValidation: cfg.CRDValidation,
 		Strict:        cfg.Strict == "true",
+		Eligibility:   cfg.Eligibility,
 
 		PayerIDs:         cfg.payers,
 		HookFetchTimeout: cfg.hookFetchTimeout,

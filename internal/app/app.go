@@ -21,6 +21,7 @@ import (
 	"github.com/priora/priora/internal/outbound"
 	"github.com/priora/priora/internal/reqlog"
 	"github.com/priora/priora/internal/telemetry"
+	"github.com/priora/priora/members"
 	"github.com/priora/priora/pas"
 	"github.com/priora/priora/profiles"
 	"github.com/priora/priora/server"
@@ -68,6 +69,9 @@ type Config struct {
 	Strict bool
 	// Security is authentication, TLS, rate limits and audit (security.go).
 	Security Security
+	// Eligibility is the member roster mode: auto ("" too), enforce, warn
+	// or off.
+	Eligibility string
 	// Metrics receives Priora's Prometheus series; nil makes a new set
 	// (App.Metrics), served by the command on its private listener.
 	Metrics *telemetry.Metrics
@@ -93,6 +97,8 @@ type App struct {
 	// is loaded at start whatever Config.Validation says. Use Check to
 	// apply the configured mode to a validation.
 	Validator *profiles.Validator
+	// Roster is the payer's member roster.
+	Roster *members.Roster
 
 	// Subscriptions manages PAS Subscriptions; its delivery workers run
 	// from New until Close.
@@ -146,14 +152,22 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 		st.Close(context.Background())
 		return nil, err
 	}
+	mode, err := members.ParseMode(cfg.Eligibility)
+	if err != nil {
+		st.Close(context.Background())
+		return nil, err
+	}
 	policy, err := outbound.New(outbound.Config{Allow: cfg.Security.OutboundAllow, InsecureDev: cfg.Security.InsecureDev})
 	if err != nil {
 		st.Close(context.Background())
 		return nil, err
 	}
 	a := &App{Config: cfg, Log: log, Store: st, Validator: validator, Metrics: metrics, rules: rules}
+	a.Roster = members.New(st, mode, cfg.Now)
 	metrics.Registry().MustRegister(telemetry.NewQueueCollector(a.queueStats, 10*time.Second))
 	a.PAS = pas.New(pas.Config{
+		Roster:   a.Roster,
+		PayerIDs: cfg.PayerIDs,
 		Store:    st,
 		Rules:    a.Rules,
 		Parser:   parser,
@@ -179,6 +193,7 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 		return nil, err
 	}
 	a.Hooks, err = hooks.New(hooks.Config{
+		Roster:         a.Roster,
 		Rules:          a.Rules,
 		Store:          st,
 		PayerIDs:       cfg.PayerIDs,
@@ -206,6 +221,7 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 		Store:   st,
 		PAS:     a.PAS,
 		Hooks:   a.Hooks,
+		Roster:  a.Roster,
 		Started: cfg.Now(),
 
 		Tolerances: tolerances(cfg.Strict),
