@@ -10,6 +10,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/priora/priora/fhir"
+	"github.com/priora/priora/pas"
 	"github.com/priora/priora/store"
 )
 
@@ -34,6 +35,9 @@ type Account struct {
 	// both are optional, the username is used when neither is given.
 	NPI  string
 	Name string
+	// Role is nurse, physician or admin; none makes a nurse, the role
+	// with the fewest powers over decisions.
+	Role string
 }
 
 // ErrAccountExists is returned by AddReviewer for a taken username.
@@ -53,6 +57,12 @@ func AddReviewer(ctx context.Context, st *store.Store, a Account, now time.Time)
 	if a.NPI != "" && !fhir.IsNPI(a.NPI) {
 		return errors.New("npi: must be 10 digits")
 	}
+	if a.Role == "" {
+		a.Role = pas.RoleNurse
+	}
+	if !pas.ValidRole(a.Role) {
+		return errors.New("role: must be nurse, physician or admin")
+	}
 	if len(a.Name) > 200 {
 		return errors.New("name: at most 200 characters")
 	}
@@ -60,7 +70,7 @@ func AddReviewer(ctx context.Context, st *store.Store, a Account, now time.Time)
 	if err != nil {
 		return fmt.Errorf("hash password: %w", err)
 	}
-	err = st.CreateReviewer(ctx, &store.Reviewer{Username: a.Username, PasswordHash: string(hash), NPI: a.NPI, Name: a.Name, Created: now.UTC()})
+	err = st.CreateReviewer(ctx, &store.Reviewer{Username: a.Username, PasswordHash: string(hash), NPI: a.NPI, Name: a.Name, Role: a.Role, Created: now.UTC()})
 	if errors.Is(err, store.ErrDuplicate) {
 		return ErrAccountExists
 	}

@@ -183,7 +183,7 @@ func TestDeskInBrowser(t *testing.T) {
 	checkAccessible(t, ctx, "sign-in")
 	screenshots(t, ctx, "signin")
 	if err := chromedp.Do(ctx,
-		chromedp.SendKeys(chromedp.CSS("#username"), reviewerUser),
+		chromedp.SendKeys(chromedp.CSS("#username"), physicianUser),
 		chromedp.SendKeys(chromedp.CSS("#password"), reviewerPassword),
 		chromedp.Click(chromedp.CSS(".signin button[type=submit]")),
 		chromedp.WaitVisible(chromedp.CSS("table.queue")),

@@ -193,7 +193,7 @@ func TestDecisionForm(t *testing.T) {
 	e := start(t)
 	id := submit(t, e, "form-1")
 	b := newBrowser(t, e)
-	token := b.mustSignIn()
+	token := b.mustSignInAs(physicianUser)
 
 	task := b.get("/desk/tasks/" + id)
 	if task.Status != http.StatusOK {
@@ -273,7 +273,7 @@ func TestDecisionForm(t *testing.T) {
 	a, _ = e.App.Store.Authorization(context.Background(), "", id)
 	got := []string{a.Items[0].Decision.Action, strings.Join(a.Items[0].Decision.RequestInfo, ","), a.Items[1].Decision.Action,
 		a.Items[1].Decision.AuthorizedFrom, a.Items[1].Decision.ReviewerNPI, a.Items[1].Decision.ReviewerName}
-	want := []string{"pend", "11506-3,18748-4", "modify", "2026-03-01", reviewerNPI, reviewerName}
+	want := []string{"pend", "11506-3,18748-4", "modify", "2026-03-01", physicianNPI, physicianName}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("decisions (-want +got):\n%s", diff)
 	}
@@ -289,7 +289,7 @@ func TestDecideAndQueue(t *testing.T) {
 	c.Set(0)
 
 	b := newBrowser(t, e)
-	token := b.mustSignIn()
+	token := b.mustSignInAs(physicianUser)
 	q := b.get("/desk/")
 	if i, j := strings.Index(q.Body, oldest), strings.Index(q.Body, newer); i < 0 || j < 0 || i > j {
 		t.Fatalf("the queue does not list the oldest request first")
@@ -337,7 +337,7 @@ func TestDecideAndQueue(t *testing.T) {
 	if diff := cmp.Diff(map[int]string{1: "A1", 2: "A3"}, reviewActions(t, []byte(cur.JSON))); diff != "" {
 		t.Errorf("response review actions (-want +got):\n%s", diff)
 	}
-	if !strings.Contains(cur.JSON, reviewerNPI) || len(a.Events) != 1 {
+	if !strings.Contains(cur.JSON, physicianNPI) || len(a.Events) != 1 {
 		t.Errorf("the response does not name the reviewer, or no event was recorded (%d)", len(a.Events))
 	}
 	// Deciding again is refused: nothing is pended any more.
@@ -391,7 +391,7 @@ func TestMetricsAPI(t *testing.T) {
 	submit(t, e, "metrics-2")
 	c.Set(0)
 	b := newBrowser(t, e)
-	token := b.mustSignIn()
+	token := b.mustSignInAs(physicianUser)
 	if p := b.post("/desk/tasks/"+partial+"/decision", url.Values{"csrf": {token},
 		"action-1": {"approve"}, "action-2": {"deny"}, "reason-2": {"0U"}}); p.Status != http.StatusSeeOther {
 		t.Fatalf("decision: %d", p.Status)

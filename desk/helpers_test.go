@@ -31,6 +31,10 @@ const (
 	reviewerPassword = "correct horse battery staple"
 	reviewerNPI      = "1234567893"
 	reviewerName     = "Ana Rivera, RN"
+	// The physician reviewer (same password) makes adverse determinations.
+	physicianUser = "dr.okafor"
+	physicianNPI  = "1245319599"
+	physicianName = "Chidi Okafor, MD"
 	// noteText is the progress note attached to the pended request; the
 	// patient's name in the kit fixtures is SUSAN WATSON's patient.
 	noteText = "Progress note: 12 weeks of physical therapy without relief; BMI 31."
@@ -48,7 +52,8 @@ func (c *clock) Move(d time.Duration) { c.offset.Add(int64(d)) }
 func start(t *testing.T, opts ...testenv.Option) *testenv.Env {
 	t.Helper()
 	e := testenv.Start(t, append([]testenv.Option{testenv.WithConfig(fastDelivery)}, opts...)...)
-	addReviewer(t, e, desk.Account{Username: reviewerUser, Password: reviewerPassword, NPI: reviewerNPI, Name: reviewerName})
+	addReviewer(t, e, desk.Account{Username: reviewerUser, Password: reviewerPassword, NPI: reviewerNPI, Name: reviewerName, Role: "nurse"})
+	addReviewer(t, e, desk.Account{Username: physicianUser, Password: reviewerPassword, NPI: physicianNPI, Name: physicianName, Role: "physician"})
 	return e
 }
 
@@ -220,7 +225,13 @@ func (b *browser) signIn(user, password string) *page {
 // the session.
 func (b *browser) mustSignIn() string {
 	b.t.Helper()
-	if p := b.signIn(reviewerUser, reviewerPassword); p.Status != http.StatusSeeOther || p.Location != "/desk/" {
+	return b.mustSignInAs(reviewerUser)
+}
+
+// mustSignInAs signs in as one of the test accounts.
+func (b *browser) mustSignInAs(user string) string {
+	b.t.Helper()
+	if p := b.signIn(user, reviewerPassword); p.Status != http.StatusSeeOther || p.Location != "/desk/" {
 		b.t.Fatalf("sign-in: %d %s\n%.1500s", p.Status, p.Location, p.Body)
 	}
 	q := b.get("/desk/")

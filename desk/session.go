@@ -36,9 +36,12 @@ func (s *session) DisplayName() string {
 	return s.Reviewer.Username
 }
 
+// Role is the signed-in account's role (none counts as nurse).
+func (s *session) Role() string { return pas.RoleOf(s.Reviewer.Role) }
+
 // reviewer is who decisions made in this session are recorded as.
 func (s *session) reviewer() pas.Reviewer {
-	r := pas.Reviewer{NPI: s.Reviewer.NPI, Name: s.Reviewer.Name}
+	r := pas.Reviewer{NPI: s.Reviewer.NPI, Name: s.Reviewer.Name, Role: pas.RoleOf(s.Reviewer.Role)}
 	if r.NPI == "" && r.Name == "" {
 		r.Name = s.Reviewer.Username
 	}

@@ -169,8 +169,11 @@ func (d *Desk) decide(w http.ResponseWriter, r *http.Request, s *session) error 
 	}
 	ans, err := d.cfg.PAS.Decide(r.Context(), pas.Principal{Desk: s.Reviewer.Username}, "", id, decision)
 	var fe *fhir.Error
-	if errors.As(err, &fe) && (fe.Kind == fhir.Invalid || fe.Kind == fhir.Conflict) {
+	if errors.As(err, &fe) && (fe.Kind == fhir.Invalid || fe.Kind == fhir.Conflict || fe.Kind == fhir.Forbidden) {
 		status := http.StatusUnprocessableEntity
+		if fe.Kind == fhir.Forbidden {
+			status = http.StatusForbidden
+		}
 		if fe.Kind == fhir.Conflict {
 			status = http.StatusConflict
 			data.Errors = append(data.Errors, formError{"decision", "Someone else has decided part of this request meanwhile; the page now shows the current state."})

@@ -520,6 +520,11 @@ func reviewerExtension(items []store.Item) fhir.Extension {
 		ext.Extension = append(ext.Extension, fhir.Extension{URL: "reviewerNPI",
 			ValueIdentifier: &fhir.Identifier{System: sysNPI, Value: human.ReviewerNPI}})
 	}
+	if human != nil {
+		if sp := roleSpecialty(human.ReviewerRole); sp != nil {
+			ext.Extension = append(ext.Extension, fhir.Extension{URL: "reviewerSpecialty", ValueCodeableConcept: sp})
+		}
+	}
 	return ext
 }
 

@@ -58,6 +58,10 @@ func DecidedBy(p Principal, r Reviewer) string {
 type Reviewer struct {
 	NPI  string `json:"npi"`
 	Name string `json:"name"`
+	// Role is nurse or physician (see RoleOf: none counts as nurse). At
+	// the desk it is the account's; through the review API the payer
+	// client vouches for it as for the rest of the reviewer.
+	Role string `json:"role,omitempty"`
 }
 
 // ItemDecision decides one pended item.
@@ -87,6 +91,7 @@ func (d *ReviewDecision) check(a *store.Authorization) error {
 	if len(d.Items) == 0 {
 		is.add("required", "items", "decide at least one item")
 	}
+	role := RoleOf(d.Reviewer.Role)
 	seen := map[int]bool{}
 	for i, it := range d.Items {
 		at := fmt.Sprintf("items[%d]", i)
@@ -108,6 +113,7 @@ func (d *ReviewDecision) check(a *store.Authorization) error {
 			is.add("conflict", at+".sequence", "item %d is not pended (it is %s)", it.Sequence, cur.Decision.Action)
 			continue
 		}
+		checkRole(&is, at, role, it, cur)
 		switch it.Action {
 		case "approve":
 		case "deny":
@@ -136,16 +142,7 @@ func (d *ReviewDecision) check(a *store.Authorization) error {
 			is.add("value", at+".action", "action %q must be approve, deny, modify or request-info", it.Action)
 		}
 	}
-	if len(is) == 0 {
-		return nil
-	}
-	kind := fhir.Invalid
-	for _, i := range is {
-		if i.Code == "conflict" {
-			kind = fhir.Conflict
-		}
-	}
-	return &fhir.Error{Kind: kind, Message: "the decision cannot be applied", Issues: is}
+	return issuesError(is)
 }
 
 // Decide applies a reviewer's decision to a pended request: a new response
@@ -166,7 +163,7 @@ func (s *Service) Decide(ctx context.Context, by Principal, tenant, id string, d
 			who = d.Reviewer.Name
 		}
 		human := store.Decision{By: "reviewer:" + who, At: now, ReviewerNPI: d.Reviewer.NPI, ReviewerName: d.Reviewer.Name,
-			Principal: by.String()}
+			Principal: by.String(), ReviewerRole: RoleOf(d.Reviewer.Role)}
 		for _, it := range d.Items {
 			for k := range a.Items {
 				item := &a.Items[k]

@@ -99,7 +99,7 @@ func TestX12SystemsMatchBindings(t *testing.T) {
 	if len(tasks.Tasks) != 1 {
 		t.Fatalf("open tasks = %+v, want one", tasks)
 	}
-	decision := `{"reviewer": {"npi": "1234567893", "name": "Dr. Rev"},
+	decision := `{"reviewer": {"npi": "1234567893", "name": "Dr. Rev", "role": "physician"},
 		"items": [{"sequence": 1, "action": "modify", "quantity": 1, "reasonCode": "0P", "note": "One knee."},
 		          {"sequence": 2, "action": "deny", "reasonCode": "0U", "note": "Conservative therapy not documented."}]}`
 	d := e.Post("/review/tasks/"+tasks.Tasks[0].ID+"/decision", []byte(decision), "Content-Type", "application/json")

@@ -89,7 +89,7 @@ func TestReviewWorkflow(t *testing.T) {
 		t.Errorf("task lacks supporting information or the request: %+v", task.SupportingInfo)
 	}
 
-	decision := `{"reviewer": {"npi": "1234567893", "name": "Dr. Rev"},
+	decision := `{"reviewer": {"npi": "1234567893", "name": "Dr. Rev", "role": "physician"},
 		"items": [{"sequence": 1, "action": "approve"},
 		          {"sequence": 2, "action": "deny", "reasonCode": "0U", "note": "Conservative therapy not documented."}]}`
 	d := e.Post("/review/tasks/"+id+"/decision", []byte(decision), "Content-Type", "application/json")
@@ -138,7 +138,7 @@ func TestReviewRejects(t *testing.T) {
 		{"no reviewer", "/review/tasks/" + id + "/decision", `{"items":[{"sequence":1,"action":"approve"}]}`, 400, "reviewer"},
 		{"bad NPI", "/review/tasks/" + id + "/decision", `{"reviewer":{"npi":"12"},"items":[{"sequence":1,"action":"approve"}]}`, 400, "reviewer.npi"},
 		{"unknown action", "/review/tasks/" + id + "/decision", `{"reviewer":{"name":"x"},"items":[{"sequence":1,"action":"maybe"}]}`, 400, "items[0].action"},
-		{"deny without reason", "/review/tasks/" + id + "/decision", `{"reviewer":{"name":"x"},"items":[{"sequence":1,"action":"deny"}]}`, 400, "items[0].reasonCode"},
+		{"deny without reason", "/review/tasks/" + id + "/decision", `{"reviewer":{"name":"x","role":"physician"},"items":[{"sequence":1,"action":"deny"}]}`, 400, "items[0].reasonCode"},
 		{"modify without quantity", "/review/tasks/" + id + "/decision", `{"reviewer":{"name":"x"},"items":[{"sequence":1,"action":"modify"}]}`, 400, "items[0].quantity"},
 		{"unknown item", "/review/tasks/" + id + "/decision", `{"reviewer":{"name":"x"},"items":[{"sequence":9,"action":"approve"}]}`, 400, "items[0].sequence"},
 		{"unknown field", "/review/tasks/" + id + "/decision", `{"reviewer":{"name":"x"},"items":[],"approveAll":true}`, 400, ""},

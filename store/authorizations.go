@@ -127,6 +127,15 @@ type Decision struct {
 	// ReviewerNPI and ReviewerName are set for human decisions.
 	ReviewerNPI  string `json:"reviewerNpi,omitempty" bson:"reviewerNpi,omitempty"`
 	ReviewerName string `json:"reviewerName,omitempty" bson:"reviewerName,omitempty"`
+	// ReviewerRole is the reviewer's role (nurse or physician) when they
+	// decided; adverse determinations need a physician.
+	ReviewerRole string `json:"reviewerRole,omitempty" bson:"reviewerRole,omitempty"`
+	// InternalNote is the reviewer's note for the payer's own staff: shown
+	// on the desk and in the review API, never sent to the provider (Note is).
+	InternalNote string `json:"internalNote,omitempty" bson:"internalNote,omitempty"`
+	// Reopened, on a decision that was reopened for reconsideration, is
+	// the previous final decision's action (approve, deny or modify).
+	Reopened string `json:"reopened,omitempty" bson:"reopened,omitempty"`
 	// Principal, on human decisions, is who authenticated the decision:
 	// "desk:<username>" (the reviewer's own desk account) or "client:<id>"
 	// (a payer client deciding on behalf of the reviewer it names).

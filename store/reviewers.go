@@ -28,8 +28,12 @@ type Reviewer struct {
 	PasswordHash string `bson:"passwordHash"`
 	// NPI and Name identify the reviewer on the decisions they make
 	// (ClaimResponse reviewer extension); either may be empty.
-	NPI      string    `bson:"npi,omitempty"`
-	Name     string    `bson:"name,omitempty"`
+	NPI  string `bson:"npi,omitempty"`
+	Name string `bson:"name,omitempty"`
+	// Role is nurse, physician or admin (pas.RoleNurse...). Accounts made
+	// before roles existed have none and count as nurses, the role with
+	// the fewest powers over decisions (pas.RoleOf).
+	Role     string    `bson:"role,omitempty"`
 	Disabled bool      `bson:"disabled"`
 	Created  time.Time `bson:"created"`
 	// LastLogin is the time of the last successful sign-in.
@@ -96,6 +100,21 @@ func (s *Store) SetReviewerDisabled(ctx context.Context, username string, disabl
 		if _, err := s.db.Collection(deskSessions).DeleteMany(ctx, bson.D{{Key: "username", Value: username}}); err != nil {
 			return fmt.Errorf("store: end sessions of a disabled reviewer: %w", err)
 		}
+	}
+	return nil
+}
+
+// SetReviewerRole changes an account's role; ErrNotFound when there is
+// none. Sessions see the new role on their next request (the desk loads
+// the account on each one).
+func (s *Store) SetReviewerRole(ctx context.Context, username, role string) error {
+	res, err := s.db.Collection(reviewers).UpdateOne(ctx, bson.D{{Key: "_id", Value: username}},
+		bson.D{{Key: "$set", Value: bson.D{{Key: "role", Value: role}}}})
+	if err != nil {
+		return fmt.Errorf("store: set reviewer role: %w", err)
+	}
+	if res.MatchedCount == 0 {
+		return ErrNotFound
 	}
 	return nil
 }

@@ -12,11 +12,13 @@ import (
 	"time"
 
 	"github.com/priora/priora/desk"
+	"github.com/priora/priora/pas"
 	"github.com/priora/priora/store"
 )
 
 const reviewersUsage = `Usage:
-  priora reviewers add --username NAME --password-stdin [--npi NPI] [--name "Full Name"]
+  priora reviewers add --username NAME --password-stdin [--role nurse|physician|admin] [--npi NPI] [--name "Full Name"]
+  priora reviewers role --username NAME --role nurse|physician|admin
   priora reviewers list
   priora reviewers disable --username NAME
   priora reviewers enable --username NAME
@@ -25,6 +27,13 @@ Reviewer accounts sign in to the reviewer desk (/desk/). The password is
 read from standard input (one line, %d to %d bytes) and stored as a bcrypt
 hash; it is never taken from a flag, so it stays out of the shell history
 and the process list. Disabling an account ends its sessions at once.
+
+Roles: a nurse approves, requests information and changes what is
+authorized without reducing it (or reduces it to a plan quantity limit,
+reason code 0P); a physician also denies, reduces and reopens decided
+items (adverse medical-necessity determinations need a physician); an
+admin makes no decisions. --role defaults to nurse, and accounts made
+before roles existed count as nurses.
 
 Each takes --data-dir [PRIORA_DATA_DIR] or --mongodb-uri [MONGODB_URI], the
 same store as the server; with the embedded store it works whether or not
@@ -50,6 +59,9 @@ func reviewersCmd(ctx context.Context, args []string, getenv func(string) string
 		fs.BoolVar(&passwordStdin, "password-stdin", false, "read the password from standard input (required)")
 		fs.StringVar(&a.NPI, "npi", "", "the reviewer's NPI, recorded on their decisions")
 		fs.StringVar(&a.Name, "name", "", "the reviewer's full name, recorded on their decisions")
+		fs.StringVar(&a.Role, "role", pas.RoleNurse, "nurse, physician or admin")
+	case "role":
+		fs.StringVar(&a.Role, "role", "", "nurse, physician or admin (required)")
 	case "list":
 	case "disable", "enable":
 	default:
@@ -96,7 +108,7 @@ func reviewersCmd(ctx context.Context, args []string, getenv func(string) string
 			return err
 		}
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "USERNAME\tNAME\tNPI\tSTATUS\tCREATED\tLAST SIGN-IN")
+		fmt.Fprintln(tw, "USERNAME\tROLE\tNAME\tNPI\tSTATUS\tCREATED\tLAST SIGN-IN")
 		for _, r := range rs {
 			status, last := "active", "never"
 			if r.Disabled {
@@ -105,9 +117,23 @@ func reviewersCmd(ctx context.Context, args []string, getenv func(string) string
 			if !r.LastLogin.IsZero() {
 				last = r.LastLogin.UTC().Format(time.RFC3339)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Username, dash(r.Name), dash(r.NPI), status, r.Created.UTC().Format(time.RFC3339), last)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Username, pas.RoleOf(r.Role), dash(r.Name), dash(r.NPI), status, r.Created.UTC().Format(time.RFC3339), last)
 		}
 		return tw.Flush()
+	case "role":
+		name := strings.ToLower(strings.TrimSpace(a.Username))
+		if !pas.ValidRole(a.Role) {
+			fmt.Fprintln(stderr, "--role must be nurse, physician or admin")
+			return errUsage
+		}
+		err := st.SetReviewerRole(ctx, name, a.Role)
+		if errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("no reviewer %s", name)
+		}
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "reviewer %s is now %s\n", name, a.Role)
 	case "disable", "enable":
 		name := strings.ToLower(strings.TrimSpace(a.Username))
 		err := st.SetReviewerDisabled(ctx, name, sub == "disable")

@@ -36,7 +36,13 @@ func TestReviewersCommand(t *testing.T) {
 		{"bad username", []string{"add", "--username", "no spaces", "--password-stdin"}, "a long enough password\n", "username", ""},
 		{"disable", []string{"disable", "--username", "spec2"}, "", "", "reviewer spec2 disabled"},
 		{"disable unknown", []string{"disable", "--username", "nobody"}, "", "no reviewer nobody", ""},
-		{"list", []string{"list"}, "", "", "nurse.kim  Dana Kim, RN  1234567893  active"},
+		{"add a physician", []string{"add", "--username", "dr.lee", "--password-stdin", "--role", "physician", "--name", "Sam Lee, MD"}, "a long enough password\n", "", "reviewer dr.lee added"},
+		{"unknown role", []string{"add", "--username", "x3", "--password-stdin", "--role", "surgeon"}, "a long enough password\n", "role", ""},
+		{"change a role", []string{"role", "--username", "spec2", "--role", "admin"}, "", "", "reviewer spec2 is now admin"},
+		{"change to an unknown role", []string{"role", "--username", "spec2", "--role", "boss"}, "", "usage", ""},
+		{"role of an unknown account", []string{"role", "--username", "nobody", "--role", "nurse"}, "", "no reviewer nobody", ""},
+		{"list", []string{"list"}, "", "", "nurse.kim  nurse      Dana Kim, RN  1234567893  active"},
+		{"list shows roles", []string{"list"}, "", "", "dr.lee     physician  Sam Lee, MD"},
 		{"unknown subcommand", []string{"promote"}, "", "usage", ""},
 	}
 	for _, tt := range tests {
@@ -63,7 +69,7 @@ func TestReviewersCommand(t *testing.T) {
 	if err := reviewersCmd(context.Background(), []string{"list"}, getenv, nil, &out, &out); err != nil {
 		t.Fatal(err)
 	}
-	if !regexp.MustCompile(`spec2\s+-\s+-\s+disabled`).MatchString(out.String()) {
+	if !regexp.MustCompile(`spec2\s+admin\s+-\s+-\s+disabled`).MatchString(out.String()) {
 		t.Errorf("list does not show spec2 disabled:\n%s", out.String())
 	}
 }
