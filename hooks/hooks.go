@@ -65,7 +65,7 @@ type Config struct {
 	// Validate, when set, checks the FHIR resources of a call (context and
 	// prefetch) against the CRD profiles and returns the violations of
 	// CRD-specific rules; any makes the call unprocessable (422, hook-13).
-	Validate func(ctx context.Context, body []byte) []string
+	Validate func(ctx context.Context, body []byte, version string) []string
 	Now      func() time.Time
 	Log      *slog.Logger
 	// Roster is the payer's member roster (nil: the EHR's Coverage is taken
@@ -175,7 +175,7 @@ func (s *Service) Call(ctx context.Context, serviceID string, who Caller, body [
 	}
 	rec.Hook, rec.HookInstance, rec.Version = hook, c.req.HookInstance, c.version
 	if s.cfg.Validate != nil {
-		if found := s.cfg.Validate(ctx, body); len(found) > 0 {
+		if found := s.cfg.Validate(ctx, body, c.version); len(found) > 0 {
 			return nil, errorf(fhir.Unprocessable, "the request's FHIR resources break CRD profile rules: %s", strings.Join(firstN(found, 5), "; "))
 		}
 	}

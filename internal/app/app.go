@@ -63,6 +63,10 @@ type Config struct {
 	// CRDVersion is the CRD version answered when a hook call requests
 	// none: "2.2" (default) or "2.0" (the released Inferno CRD kit).
 	CRDVersion string
+	// Strict makes validation tolerate nothing: the documented tolerances
+	// and known IG defects (profiles.Tolerances, KnownIGDefects) are
+	// errors (PRIORA_STRICT=true).
+	Strict bool
 	// Security is authentication, TLS, rate limits and audit (security.go).
 	Security Security
 	// Eligibility is the member roster mode: auto ("" too), enforce, warn
@@ -130,7 +134,7 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 			return nil, err
 		}
 	}
-	validator, err := loadValidator(log, cfg.Validation)
+	validator, err := loadValidator(log, cfg.Validation, cfg.Strict)
 	if err != nil {
 		return nil, err
 	}
@@ -221,6 +225,8 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 		Hooks:   a.Hooks,
 		Roster:  a.Roster,
 		Started: cfg.Now(),
+
+		Tolerances: tolerances(cfg.Strict),
 
 		Subscriptions: a.Subscriptions,
 		Desk:          a.Desk,
