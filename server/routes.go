@@ -103,6 +103,7 @@ func (s *Server) metadata(c echo.Context) error {
 	return writeFHIR(c, http.StatusOK, conformance.CapabilityStatement(conformance.Server{
 		BaseURL: s.cfg.BaseURL, Version: s.cfg.Version, Started: s.cfg.Started,
 		SMART: smart, TokenURL: s.cfg.BaseURL + "/auth/token",
+		Tolerances: s.cfg.Tolerances,
 	}))
 }
 

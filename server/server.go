@@ -44,6 +44,9 @@ type Config struct {
 	// Subscriptions serves the PAS topic Subscriptions.
 	Subscriptions *subscriptions.Service
 	Started       time.Time
+	// Tolerances are what validation tolerates, one sentence each, listed
+	// in the CapabilityStatement's documentation (empty under strict).
+	Tolerances []string
 
 	// Desk serves the reviewer desk under /desk/ (its own sign-in and
 	// error pages); nil serves none.

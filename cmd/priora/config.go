@@ -34,6 +34,8 @@ type config struct {
 	// Validation is the profile validation mode: enforce, log or off.
 	Validation    string
 	CRDValidation string
+	// Strict ("true") makes validation tolerate nothing.
+	Strict string
 	// Eligibility is what the member roster does to requests.
 	Eligibility string
 	// CRD (CDS Hooks): payers served, EHR query deadline, default version.
@@ -95,6 +97,7 @@ func (c *config) settings() []setting {
 		{"eligibility", "PRIORA_ELIGIBILITY", "auto", "member eligibility from the roster: auto (enforce once the roster holds a member), enforce, warn (flag to reviewers) or off", false, &c.Eligibility},
 		{"metrics-addr", "PRIORA_METRICS_ADDR", "127.0.0.1:9464", "private listener for Prometheus /metrics and /debug/pprof (never the public one); off = none", false, &c.MetricsAddr},
 		{"crd-validation", "PRIORA_CRD_VALIDATION", "off", "profile validation of CDS Hooks calls: off, log, or enforce (422 for CRD profile violations)", false, &c.CRDValidation},
+		{"strict", "PRIORA_STRICT", "false", "true makes validation tolerate nothing: the documented tolerances and known IG defects become errors", false, &c.Strict},
 	}
 }
 
@@ -154,6 +157,9 @@ func (c *config) check() error {
 		errs = append(errs, fmt.Errorf("PRIORA_CRD_FETCH_TIMEOUT %q must be a duration such as 2s (at most %s, the bound of every outbound request)", c.CRDFetchTimeout, outbound.MaxTimeout))
 	} else {
 		c.hookFetchTimeout = d
+	}
+	if c.Strict != "true" && c.Strict != "false" {
+		errs = append(errs, fmt.Errorf("PRIORA_STRICT %q must be true or false", c.Strict))
 	}
 	if c.CRDVersion != "2.2" && c.CRDVersion != "2.0" {
 		errs = append(errs, fmt.Errorf("PRIORA_CRD_VERSION %q must be 2.2 or 2.0", c.CRDVersion))

@@ -114,6 +114,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		Log:           log,
 		Validation:    cfg.Validation,
 		CRDValidation: cfg.CRDValidation,
+		Strict:        cfg.Strict == "true",
 		Eligibility:   cfg.Eligibility,
 
 		PayerIDs:         cfg.payers,

@@ -63,6 +63,10 @@ type Config struct {
 	// CRDVersion is the CRD version answered when a hook call requests
 	// none: "2.2" (default) or "2.0" (the released Inferno CRD kit).
 	CRDVersion string
+	// Strict makes validation tolerate nothing: the documented tolerances
+	// and known IG defects (profiles.Tolerances, KnownIGDefects) are
+	// errors (PRIORA_STRICT=true).
+	Strict bool
 	// Security is authentication, TLS, rate limits and audit (security.go).
 	Security Security
 	// Limits bound request bodies, concurrent PAS work and connections per
@@ -133,7 +137,7 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 			return nil, err
 		}
 	}
-	validator, err := loadValidator(log, cfg.Validation)
+	validator, err := loadValidator(log, cfg.Validation, cfg.Strict)
 	if err != nil {
 		return nil, err
 	}
@@ -178,6 +182,7 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 	})
 	a.Subscriptions, err = subscriptions.New(ctx, subscriptions.Config{
 		Store: st, Parser: parser, BaseURL: cfg.BaseURL, Now: cfg.Now, Log: log, Options: cfg.Subscriptions, Outbound: policy,
+		Deliveries: metrics,
 	})
 	if err != nil {
 		st.Close(context.Background())
@@ -200,6 +205,7 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 		Outbound:       policy,
 		DefaultVersion: cfg.CRDVersion,
 		Validate:       a.crdValidate(),
+		Answers:        metrics,
 		Now:            cfg.Now,
 		Log:            log,
 	})
@@ -222,6 +228,8 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 		Hooks:   a.Hooks,
 		Roster:  a.Roster,
 		Started: cfg.Now(),
+
+		Tolerances: tolerances(cfg.Strict),
 
 		Subscriptions: a.Subscriptions,
 		Desk:          a.Desk,
