@@ -9,6 +9,7 @@ import (
 	"embed"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -16,10 +17,65 @@ import (
 var resources embed.FS
 
 // OperationDefinition returns a PAS OperationDefinition by id
-// (Claim-submit or Claim-inquiry), as published in PAS 2.2.1.
+// (Claim-submit or Claim-inquiry): PAS 2.2.1's, corrected for opd-3
+// (correctOperationDefinition).
 func OperationDefinition(id string) ([]byte, bool) {
 	b, err := resources.ReadFile("resources/OperationDefinition-" + id + ".json")
-	return b, err == nil
+	if err != nil {
+		return nil, false
+	}
+	out, err := correctOperationDefinition(b)
+	return out, err == nil
+}
+
+// correctOperationDefinition fixes what makes PAS 2.2.1's
+// OperationDefinitions fail R4's opd-3 ("A targetProfile can only be
+// specified for parameters of type Reference or Canonical"): their Bundle
+// parameters name the PAS Bundle profiles in targetProfile. The profile
+// moves into the parameter's documentation, and the description says what
+// was corrected; nothing else changes.
+func correctOperationDefinition(b []byte) ([]byte, error) {
+	var od map[string]json.RawMessage
+	if err := json.Unmarshal(b, &od); err != nil {
+		return nil, err
+	}
+	var params []map[string]any
+	if err := json.Unmarshal(od["parameter"], &params); err != nil {
+		return nil, err
+	}
+	var moved []string
+	for _, p := range params {
+		typ, _ := p["type"].(string)
+		tps, _ := p["targetProfile"].([]any)
+		if len(tps) == 0 || typ == "Reference" || typ == "canonical" {
+			continue
+		}
+		var names []string
+		for _, tp := range tps {
+			if s, ok := tp.(string); ok {
+				names = append(names, s)
+			}
+		}
+		delete(p, "targetProfile")
+		doc, _ := p["documentation"].(string)
+		p["documentation"] = strings.TrimSpace(doc + " Conforms to " + strings.Join(names, ", ") + ".")
+		moved = append(moved, fmt.Sprintf("%v (%s)", p["name"], strings.Join(names, ", ")))
+	}
+	if len(moved) == 0 {
+		return b, nil
+	}
+	var desc string
+	_ = json.Unmarshal(od["description"], &desc) // absent is ""
+	desc += "\n\nCorrected by Priora: R4 allows targetProfile only on Reference and canonical parameters (opd-3), so the Bundle profiles of " +
+		strings.Join(moved, "; ") + " are stated in each parameter's documentation instead of targetProfile."
+	var err error
+	if od["description"], err = json.Marshal(desc); err != nil {
+		return nil, err
+	}
+	if od["parameter"], err = json.Marshal(params); err != nil {
+		return nil, err
+	}
+	return json.Marshal(od)
 }
 
 // Server describes the server a CapabilityStatement is written for.
@@ -31,6 +87,10 @@ type Server struct {
 	TokenURL  string
 	CDSHooks  bool
 	Published time.Time
+	// Tolerances are the departures from the profiles that validation
+	// accepts as warnings, one sentence each; the documentation lists
+	// them, or says that there are none (PRIORA_STRICT=true).
+	Tolerances []string
 }
 
 // CapabilityStatement renders Priora's CapabilityStatement (kind instance).
@@ -76,7 +136,7 @@ func CapabilityStatement(s Server) []byte {
 		},
 		"rest": []map[string]any{{
 			"mode":          "server",
-			"documentation": "Da Vinci PAS STU 2.2.1 payer intermediary: Claim/$submit and Claim/$inquire, with topic-based Subscriptions (R4 backport) for pended results.",
+			"documentation": "Da Vinci PAS STU 2.2.1 payer intermediary: Claim/$submit and Claim/$inquire, with topic-based Subscriptions (R4 backport) for pended results. " + tolerancesText(s.Tolerances),
 			"resource": []resource{
 				{
 					Type:             "Claim",
@@ -125,4 +185,18 @@ func CapabilityStatement(s Server) []byte {
 		panic(fmt.Sprintf("conformance: marshal CapabilityStatement: %v", err)) // static shape; cannot fail
 	}
 	return b
+}
+
+// tolerancesText documents what request validation tolerates.
+func tolerancesText(tol []string) string {
+	if len(tol) == 0 {
+		return "Request validation tolerates nothing: every profile rule is enforced (PRIORA_STRICT=true)."
+	}
+	var b strings.Builder
+	b.WriteString("Request validation reports these departures from the profiles as warnings, not errors (PRIORA_STRICT=true makes them errors):")
+	for _, t := range tol {
+		b.WriteString(" - ")
+		b.WriteString(t)
+	}
+	return b.String()
 }

@@ -231,7 +231,7 @@ func TestDecisionForm(t *testing.T) {
 		{"no CSRF token", url.Values{"action-1": {"approve"}}, "", http.StatusForbidden, "expired"},
 		{"another site's form", url.Values{"csrf": {token}, "action-1": {"approve"}}, "http://evil.example", http.StatusForbidden, "another site"},
 		{"nothing decided", url.Values{"csrf": {token}}, "", http.StatusUnprocessableEntity, "Choose a decision for at least one item"},
-		{"denial without a reason", url.Values{"csrf": {token}, "action-2": {"deny"}}, "", http.StatusUnprocessableEntity, "Item 2: a denial needs a reasonCode or a note"},
+		{"denial without a reason", url.Values{"csrf": {token}, "action-2": {"deny"}}, "", http.StatusUnprocessableEntity, "Item 2: a denial needs a reasonCode"},
 		{"modification without units", url.Values{"csrf": {token}, "action-1": {"modify"}, "quantity-1": {"-3"}}, "", http.StatusUnprocessableEntity, "Item 1: The authorized units must be a number above zero."},
 		{"request for information without codes", url.Values{"csrf": {token}, "action-1": {"request-info"}}, "", http.StatusUnprocessableEntity, "Item 1: a request for information needs LOINC attachment codes"},
 		{"unknown action", url.Values{"csrf": {token}, "action-1": {"maybe"}}, "", http.StatusBadRequest, "not one the desk offers"},
@@ -266,14 +266,14 @@ func TestDecisionForm(t *testing.T) {
 	}
 	// A modification with units and dates.
 	p = b.post("/desk/tasks/"+id+"/decision", url.Values{"csrf": {token}, "action-2": {"modify"}, "quantity-2": {"1"},
-		"from-2": {"2026-03-01"}, "to-2": {"2026-03-31"}, "note-2": {"One knee at a time."}})
+		"from-2": {"2016-08-10"}, "to-2": {"2016-08-12"}, "note-2": {"One knee at a time."}})
 	if p.Status != http.StatusSeeOther {
 		t.Fatalf("modification: %d\n%.2000s", p.Status, p.Body)
 	}
 	a, _ = e.App.Store.Authorization(context.Background(), "", id)
 	got := []string{a.Items[0].Decision.Action, strings.Join(a.Items[0].Decision.RequestInfo, ","), a.Items[1].Decision.Action,
 		a.Items[1].Decision.AuthorizedFrom, a.Items[1].Decision.ReviewerNPI, a.Items[1].Decision.ReviewerName}
-	want := []string{"pend", "11506-3,18748-4", "modify", "2026-03-01", physicianNPI, physicianName}
+	want := []string{"pend", "11506-3,18748-4", "modify", "2016-08-10", physicianNPI, physicianName}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("decisions (-want +got):\n%s", diff)
 	}
@@ -393,7 +393,7 @@ func TestMetricsAPI(t *testing.T) {
 	b := newBrowser(t, e)
 	token := b.mustSignInAs(physicianUser)
 	if p := b.post("/desk/tasks/"+partial+"/decision", url.Values{"csrf": {token},
-		"action-1": {"approve"}, "action-2": {"deny"}, "reason-2": {"0U"}}); p.Status != http.StatusSeeOther {
+		"action-1": {"approve"}, "action-2": {"deny"}, "reason-2": {"0U"}, "note-2": {"Not covered."}}); p.Status != http.StatusSeeOther {
 		t.Fatalf("decision: %d", p.Status)
 	}
 	// CRD hook calls with known durations.

@@ -49,7 +49,9 @@ type itemView struct {
 	Pended   bool
 	// Form state of a pended item (what the reviewer last entered).
 	Action, Reason, Note, AuthQuantity, From, To, Codes string
-	Error                                               string
+	// Internal is the note for the payer's staff, never sent to the provider.
+	Internal string
+	Error    string
 }
 
 // Actions a reviewer can take on a pended item, in form order.
@@ -128,10 +130,11 @@ func (d *Desk) decide(w http.ResponseWriter, r *http.Request, s *session) error 
 		v.Action, v.Reason, v.Note = f.Get("action-"+seq), strings.TrimSpace(f.Get("reason-"+seq)), strings.TrimSpace(f.Get("note-"+seq))
 		v.AuthQuantity, v.From, v.To = strings.TrimSpace(f.Get("quantity-"+seq)), f.Get("from-"+seq), f.Get("to-"+seq)
 		v.Codes = strings.TrimSpace(f.Get("codes-" + seq))
+		v.Internal = strings.TrimSpace(f.Get("internal-" + seq))
 		if v.Action == "" {
 			continue
 		}
-		it := pas.ItemDecision{Sequence: v.Sequence, Action: v.Action, Note: v.Note}
+		it := pas.ItemDecision{Sequence: v.Sequence, Action: v.Action, Note: v.Note, InternalNote: v.Internal}
 		switch v.Action {
 		case "approve":
 		case "deny":
@@ -152,7 +155,7 @@ func (d *Desk) decide(w http.ResponseWriter, r *http.Request, s *session) error 
 		default:
 			return fhir.Errorf(fhir.Invalid, "That decision is not one the desk offers.")
 		}
-		if len(it.Note) > 2000 {
+		if len(it.Note) > 2000 || len(it.InternalNote) > 2000 {
 			v.Error = "The note is longer than 2,000 characters."
 			data.Errors = append(data.Errors, formError{"note-" + seq, fmt.Sprintf("Item %d: %s", v.Sequence, v.Error)})
 			continue

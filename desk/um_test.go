@@ -55,3 +55,33 @@ func TestDeskRoles(t *testing.T) {
 		t.Errorf("the task page does not show the reviewer's role")
 	}
 }
+
+// The desk keeps an internal note apart from the note to the provider: it
+// shows on the request page and never reaches the PAS response.
+func TestDeskInternalNote(t *testing.T) {
+	e := start(t)
+	id := submit(t, e, "internal-1")
+	b := newBrowser(t, e)
+	token := b.mustSignInAs(physicianUser)
+	const secret = "Spoke with the medical director; revisit in March."
+	// A denial without a note to the provider is refused, even with an internal note.
+	p := b.post("/desk/tasks/"+id+"/decision", url.Values{"csrf": {token}, "action-2": {"deny"}, "reason-2": {"0U"}, "internal-2": {secret}})
+	if p.Status != http.StatusUnprocessableEntity || !strings.Contains(p.Body, "note to the provider") || !strings.Contains(p.Body, secret) {
+		t.Fatalf("denial without a note to the provider: %d\n%.3000s", p.Status, p.Body)
+	}
+	p = b.post("/desk/tasks/"+id+"/decision", url.Values{"csrf": {token}, "action-2": {"deny"}, "reason-2": {"0U"},
+		"note-2": {"Conservative therapy not documented."}, "internal-2": {secret}})
+	if p.Status != http.StatusSeeOther {
+		t.Fatalf("denial: %d\n%.3000s", p.Status, p.Body)
+	}
+	a, err := e.App.Store.Authorization(context.Background(), "", id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Items[1].Decision.InternalNote != secret || strings.Contains(a.CurrentResponse().JSON, secret) {
+		t.Errorf("internal note stored %q; in the response: %v", a.Items[1].Decision.InternalNote, strings.Contains(a.CurrentResponse().JSON, secret))
+	}
+	if page := b.get("/desk/tasks/" + id); !strings.Contains(page.Body, htmlEscape(secret)) {
+		t.Errorf("the request page does not show the internal note")
+	}
+}

@@ -124,3 +124,47 @@ func TestIssuesOfHidesInternals(t *testing.T) {
 type errString string
 
 func (e errString) Error() string { return string(e) }
+
+// TestParserLocations: every expression of a base R4 parse error is a
+// FHIRPath to the offending element (google/fhir's proto steps removed),
+// and an unknown element is named.
+func TestParserLocations(t *testing.T) {
+	p, err := NewParser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const bundle = `{"resourceType":"Bundle","type":"collection","entry":[{"fullUrl":"urn:uuid:1","resource":%s}]}`
+	tests := []struct {
+		name, body string
+		want       []string // expression: diagnostics fragment
+	}{
+		{"missing required in an entry", strings.Replace(bundle, "%s", `{"resourceType":"Coverage","status":"active","payor":[{"reference":"Organization/x"}]}`, 1),
+			[]string{`Bundle.entry[0].resource: missing required field "beneficiary"`}},
+		{"bad dateTime and unknown element in an entry", strings.Replace(bundle, "%s", `{"resourceType":"Claim","status":"active","created":"yesterday","foo":1,"use":"preauthorization","type":{"text":"x"},"patient":{"reference":"Patient/1"},"provider":{"reference":"Organization/1"},"priority":{"text":"x"},"insurance":[{"sequence":1,"focal":true,"coverage":{"reference":"Coverage/1"}}]}`, 1),
+			[]string{"Bundle.entry[0].resource.foo: unknown element 'foo'", "Bundle.entry[0].resource.created: expected datetime"}},
+		{"unknown element deep", strings.Replace(bundle, "%s", `{"resourceType":"ClaimResponse","status":"active","use":"preauthorization","type":{"text":"x"},"patient":{"reference":"Patient/1"},"created":"2020-01-01","insurer":{"reference":"Organization/1"},"outcome":"complete","item":[{"itemSequence":1,"adjudication":[{"category":{"text":"x"}}],"bogus":2,"_bogus2":{}}]}`, 1),
+			[]string{"Bundle.entry[0].resource.item[0].bogus: unknown element 'bogus'", "Bundle.entry[0].resource.item[0]._bogus2: unknown element '_bogus2'"}},
+		{"choice and reference are known", `{"resourceType":"Observation","status":"final","code":{"text":"x"},"valueQuantity":{"value":1},"subject":{"reference":"Patient/1"},"colour":"blue"}`,
+			[]string{"Observation.colour: unknown element 'colour'"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var got []string
+			for _, is := range IssuesOf(p.Check([]byte(tt.body))) {
+				got = append(got, is.Expression+": "+is.Diagnostics)
+			}
+			for _, w := range tt.want {
+				found := false
+				for _, g := range got {
+					found = found || strings.HasPrefix(g, w)
+				}
+				if !found {
+					t.Errorf("no issue %q; got:\n%s", w, strings.Join(got, "\n"))
+				}
+			}
+			if len(got) != len(tt.want) {
+				t.Errorf("got %d issues, want %d:\n%s", len(got), len(tt.want), strings.Join(got, "\n"))
+			}
+		})
+	}
+}

@@ -45,15 +45,19 @@ func (p *Parser) Check(raw []byte) (err error) {
 		}
 	}()
 	if _, perr := p.um.Unmarshal(raw); perr != nil {
-		return parseError(perr)
+		return parseError(perr, raw)
 	}
 	return nil
 }
 
 // parseError turns google/fhir's error text, one finding per line in the
-// form `error at "Path": details`, into issues.
-func parseError(err error) error {
+// form `error at "Path": details`, into issues whose expressions are
+// FHIRPaths into raw (parseLocation); an unknown element is named.
+func parseError(err error, raw []byte) error {
 	e := &Error{Kind: Invalid, Message: "the body is not valid FHIR R4 JSON", Err: err}
+	named := map[string]bool{}
+	var doc any
+	_ = json.Unmarshal(raw, &doc) // on failure locations stay as google/fhir gave them
 	for _, line := range strings.Split(err.Error(), "\n") {
 		line = strings.TrimSpace(line)
 		if line == "" {
@@ -74,7 +78,20 @@ func parseError(err error) error {
 		case strings.Contains(msg, "code type mismatch"), strings.Contains(msg, "invalid"):
 			code = "value"
 		}
-		e.Issues = append(e.Issues, Issue{Severity: "error", Code: code, Diagnostics: msg, Expression: expr})
+		unknown := msg == "unknown field"
+		at := parseLocation(doc, expr, unknown)
+		if unknown && len(at.names) > 0 {
+			// One line per unknown member, each at the parent: name each once.
+			if !named[at.expr] {
+				named[at.expr] = true
+				for _, n := range at.names {
+					e.Issues = append(e.Issues, Issue{Severity: "error", Code: "structure",
+						Diagnostics: "unknown element '" + n + "'", Expression: at.expr + "." + n})
+				}
+			}
+			continue
+		}
+		e.Issues = append(e.Issues, Issue{Severity: "error", Code: code, Diagnostics: msg, Expression: at.expr})
 	}
 	return e
 }

@@ -56,6 +56,8 @@ type target struct {
 	o   order
 	// basedOn are orders an appointment is based on, when known.
 	basedOn []order
+	// unreadable are the order's members that could not be decoded.
+	unreadable []string
 }
 
 // gather collects the call's resources in steps: the targets the context
@@ -312,12 +314,31 @@ func prefetchKey(typ string) string {
 func (c *call) addTarget(ref string, raw json.RawMessage) {
 	t := &target{ref: ref, raw: raw}
 	if json.Unmarshal(raw, &t.o) != nil {
-		// A malformed order still gets coverage information, decided on
-		// what can be read of it (nothing: the rules' default).
-		h, _ := head(raw)
-		t.o = order{ResourceType: h.ResourceType, ID: h.ID}
+		// A malformed member (the CDS Hooks sandbox's MedicationRequest
+		// sends category as an object) does not hide the others: the order
+		// is read member by member, and what cannot be read is left out.
+		t.o = order{}
+		t.unreadable = decodeMembers(raw, &t.o)
 	}
 	c.targets = append(c.targets, t)
+}
+
+// decodeMembers decodes the members of a JSON object into v one at a
+// time, and returns the names of those that do not decode.
+func decodeMembers(raw json.RawMessage, v any) []string {
+	var members map[string]json.RawMessage
+	if json.Unmarshal(raw, &members) != nil {
+		return []string{"(the whole resource)"}
+	}
+	var bad []string
+	for k, val := range members {
+		one, err := json.Marshal(map[string]json.RawMessage{k: val})
+		if err != nil || json.Unmarshal(one, v) != nil {
+			bad = append(bad, k)
+		}
+	}
+	slices.Sort(bad)
+	return bad
 }
 
 func ofTypeIn(rs []json.RawMessage, typ string) []json.RawMessage {
@@ -682,6 +703,13 @@ func (c *call) assess(t *target, svc coverage.Service) (coverageInfo, coverage.O
 		ci.normalize(c.version, text)
 		return ci, coverage.Outcome{}
 	}
+	if text := unreadService(t, svc); text != "" {
+		// Never a guess: without the service no policy can be applied.
+		ci.Covered = "indeterminate"
+		ci.Reasons = []fhir.CodeableConcept{{Text: text}}
+		ci.normalize(c.version, text)
+		return ci, coverage.Outcome{}
+	}
 	out := c.rules.Decide(svc)
 	ans := c.rules.CRDAnswer(out)
 	crd, reason := ans.CRD, ans.Reason
@@ -748,6 +776,19 @@ func (c *call) assess(t *target, svc coverage.Service) (coverageInfo, coverage.O
 	return ci, out
 }
 
+// unreadService explains why the service a target orders cannot be told,
+// or returns "": it carries no code Priora could read.
+func unreadService(t *target, svc coverage.Service) string {
+	if len(svc.Codes) > 0 || t.o.ResourceType == "Encounter" {
+		return ""
+	}
+	text := "Coverage could not be determined: the ordered service could not be read (" + t.ref + " carries no code"
+	if len(t.unreadable) > 0 {
+		text += "; unreadable: " + strings.Join(t.unreadable, ", ")
+	}
+	return text + ")."
+}
+
 // draftWithCode finds another order of the call with a code.
 func (c *call) draftWithCode(code coverage.Code) (string, bool) {
 	for _, t := range c.targets {
@@ -774,6 +815,9 @@ type decision struct {
 	// annotate is false when no system action is due (the order already
 	// carries the same coverage information, or the hook does not annotate).
 	annotate bool
+	// unread is true when the ordered service could not be read: the
+	// answer says so, and no coverage assertion is stored.
+	unread bool
 }
 
 // respond builds the response and the assertions to store.
@@ -791,7 +835,10 @@ func (c *call) respond(ctx context.Context, who Caller) (*Response, []store.Cove
 		}
 		svc := c.service(t)
 		ci, out := c.assess(t, svc)
-		d := &decision{t: t, svc: svc, ci: ci, out: out, annotate: covInfoOn}
+		d := &decision{t: t, svc: svc, ci: ci, out: out, annotate: covInfoOn, unread: unreadService(t, svc) != ""}
+		if d.unread {
+			c.s.log.Warn("cds hook: the ordered service could not be read; coverage not determined", "hook_instance", c.req.HookInstance, "order", t.ref, "unreadable", t.unreadable)
+		}
 		if sig, ok := existingCoverageInfo(t.o.Extension); ok && sig == ci.signature() {
 			d.annotate = false // resp-35: nothing new
 		}
@@ -820,7 +867,9 @@ func (c *call) respond(ctx context.Context, who Caller) (*Response, []store.Cove
 			Description: actionDescription(d),
 			Resource:    res,
 		})
-		assertions = append(assertions, c.assertion(d, who))
+		if !d.unread {
+			assertions = append(assertions, c.assertion(d, who))
+		}
 	}
 	resp.Cards = c.cards(decisions)
 	return resp, assertions

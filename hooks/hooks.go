@@ -65,12 +65,21 @@ type Config struct {
 	// Validate, when set, checks the FHIR resources of a call (context and
 	// prefetch) against the CRD profiles and returns the violations of
 	// CRD-specific rules; any makes the call unprocessable (422, hook-13).
-	Validate func(ctx context.Context, body []byte) []string
+	Validate func(ctx context.Context, body []byte, version string) []string
 	Now      func() time.Time
 	Log      *slog.Logger
 	// Roster is the payer's member roster (nil: the EHR's Coverage is taken
 	// at its word).
 	Roster *members.Roster
+	// Answers, when set, counts the coverage answers given (metrics).
+	Answers AnswerCounter
+}
+
+// AnswerCounter is told of each order's coverage answer: the hook and the
+// covered value of its coverage-information ("none" when no assessment
+// was made).
+type AnswerCounter interface {
+	CRDAnswer(hook, covered string)
 }
 
 // Service answers CDS Hooks calls. It is safe for concurrent use.
@@ -166,7 +175,7 @@ func (s *Service) Call(ctx context.Context, serviceID string, who Caller, body [
 	}
 	rec.Hook, rec.HookInstance, rec.Version = hook, c.req.HookInstance, c.version
 	if s.cfg.Validate != nil {
-		if found := s.cfg.Validate(ctx, body); len(found) > 0 {
+		if found := s.cfg.Validate(ctx, body, c.version); len(found) > 0 {
 			return nil, errorf(fhir.Unprocessable, "the request's FHIR resources break CRD profile rules: %s", strings.Join(firstN(found, 5), "; "))
 		}
 	}
@@ -190,6 +199,14 @@ func (s *Service) Call(ctx context.Context, serviceID string, who Caller, body [
 	ids := make([]string, len(assertions))
 	for i := range assertions {
 		ids[i] = assertions[i].ID
+	}
+	if s.cfg.Answers != nil {
+		for _, as := range assertions {
+			s.cfg.Answers.CRDAnswer(hook, as.Covered)
+		}
+		for range len(c.targets) - len(assertions) {
+			s.cfg.Answers.CRDAnswer(hook, "none")
+		}
 	}
 	rec.Assertions = ids
 	if s.cfg.Store != nil && len(assertions) > 0 {

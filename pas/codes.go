@@ -35,6 +35,7 @@ const (
 	extItemAuthorizedDetail  = pasSD + "extension-itemAuthorizedDetail"
 	extErrorElement          = pasSD + "extension-errorElement"
 	extErrorFollowupAction   = pasSD + "extension-errorFollowupAction"
+	extDataAbsentReason      = "http://hl7.org/fhir/StructureDefinition/data-absent-reason"
 
 	sysX12ReviewAction = "https://codesystem.x12.org/005010/306"
 	sysX12ReasonCode   = "https://codesystem.x12.org/external/886" // X12278ReviewDecisionReasonCode includes only this system

@@ -295,11 +295,16 @@ func buildResponse(in responseInput) ([]byte, string, error) {
 
 // claimRequestRef points ClaimResponse.request at the client's Claim. The
 // Claim is not echoed (PAS allows that), so an absolute fullUrl is used
-// where the client gave one, and the Claim's identifier otherwise.
+// where the client gave one, and the Claim's identifier otherwise. A
+// Claim sent under a urn:uuid fullUrl has no URL a reference could hold:
+// the reference is then marked with a data-absent-reason (not-applicable),
+// the slice PAS provides for it.
 func claimRequestRef(c *fhir.Claim, fullURL string) *fhir.Reference {
 	ref := &fhir.Reference{Type: "Claim"}
 	if strings.HasPrefix(fullURL, "http") {
 		ref.Reference = fullURL
+	} else {
+		ref.Extension = []fhir.Extension{{URL: extDataAbsentReason, ValueCode: fhir.Ptr("not-applicable")}}
 	}
 	if len(c.Identifier) > 0 {
 		id := c.Identifier[0]

@@ -77,6 +77,9 @@ type ItemDecision struct {
 	To       string  `json:"to,omitempty"`
 	// Codes are the LOINC attachment codes a request-info asks for.
 	Codes []string `json:"codes,omitempty"`
+	// InternalNote is for the payer's own staff: stored and shown on the
+	// desk and in the review API, never sent to the provider (Note is).
+	InternalNote string `json:"internalNote,omitempty"`
 }
 
 // check validates a decision against the chain before anything changes.
@@ -117,8 +120,11 @@ func (d *ReviewDecision) check(a *store.Authorization) error {
 		switch it.Action {
 		case "approve":
 		case "deny":
-			if it.ReasonCode == "" && it.Note == "" {
-				is.add("required", at+".reasonCode", "a denial needs a reasonCode or a note")
+			if strings.TrimSpace(it.ReasonCode) == "" {
+				is.add("required", at+".reasonCode", "a denial needs a reasonCode")
+			}
+			if strings.TrimSpace(it.Note) == "" {
+				is.add("required", at+".note", "a denial needs a note to the provider saying why")
 			}
 		case "modify":
 			if it.Quantity <= 0 && it.From == "" {
@@ -134,6 +140,7 @@ func (d *ReviewDecision) check(a *store.Authorization) error {
 					}
 				}
 			}
+			checkNotMore(&is, at, it, cur)
 		case "request-info":
 			if len(it.Codes) == 0 {
 				is.add("required", at+".codes", "a request for information needs LOINC attachment codes")
@@ -173,6 +180,7 @@ func (s *Service) Decide(ctx context.Context, by Principal, tenant, id string, d
 				nd := human
 				nd.ReviewNumber = item.Decision.ReviewNumber
 				nd.Note = it.Note
+				nd.InternalNote = it.InternalNote
 				if it.ReasonCode != "" {
 					nd.ReasonCodes = []string{it.ReasonCode}
 				}

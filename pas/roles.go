@@ -49,7 +49,7 @@ func reduces(it ItemDecision, cur *store.Item) bool {
 		return true
 	}
 	if it.From != "" && cur.ServiceFrom != "" && cur.ServiceTo != "" {
-		if days(it.From, it.To) < days(cur.ServiceFrom, cur.ServiceTo) {
+		if days(it.From, it.To) < days(day(cur.ServiceFrom), day(cur.ServiceTo)) {
 			return true
 		}
 	}
@@ -125,3 +125,25 @@ func roleSpecialty(role string) *fhir.CodeableConcept {
 }
 
 const sysNUCC = "http://nucc.org/provider-taxonomy"
+
+// checkNotMore refuses a modify that authorizes more units than were
+// requested, or dates outside the requested period (so a longer one).
+func checkNotMore(is *issues, at string, it ItemDecision, cur *store.Item) {
+	if it.Quantity > 0 && cur.Quantity > 0 && it.Quantity > cur.Quantity {
+		is.add("value", at+".quantity", "a modification cannot authorize more than was requested (%g requested, %g given)", cur.Quantity, it.Quantity)
+	}
+	if it.From == "" || it.To == "" || cur.ServiceFrom == "" {
+		return
+	}
+	from, to := day(cur.ServiceFrom), day(cur.ServiceTo)
+	if to == "" {
+		to = from
+	}
+	// Dates in YYYY-MM-DD compare as strings.
+	if it.From < from || it.To > to {
+		is.add("value", at+".to", "a modification cannot authorize a longer period than requested (%s to %s requested, %s to %s given)", from, to, it.From, it.To)
+	}
+	if it.To < it.From {
+		is.add("value", at+".to", "the authorized period ends (%s) before it starts (%s)", it.To, it.From)
+	}
+}

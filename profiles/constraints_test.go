@@ -62,3 +62,34 @@ func TestEveryConstraintIsEvaluated(t *testing.T) {
 		t.Errorf("only %d constraints found: the walk over the packages is broken", total)
 	}
 }
+
+// TestExtensionContextsFollowContentReference: an extension whose context
+// is Questionnaire.item.answerOption is allowed on the answer options of
+// nested items too (Questionnaire.item.item is #Questionnaire.item), as
+// in US Core's Questionnaire-prapare-example; on Questionnaire.item itself
+// it is still refused.
+func TestExtensionContextsFollowContentReference(t *testing.T) {
+	v := registry(t).NewValidator(Options{})
+	exclusive := []any{map[string]any{"url": "http://hl7.org/fhir/StructureDefinition/questionnaire-optionExclusive", "valueBoolean": true}}
+	option := map[string]any{"valueCoding": map[string]any{"system": "http://loinc.org", "code": "LA30122-8"}, "extension": exclusive}
+	q := func(nested bool) []byte {
+		inner := map[string]any{"linkId": "1.1", "type": "choice", "text": "Which?", "answerOption": []any{option}}
+		outer := map[string]any{"linkId": "1", "type": "group", "text": "Group", "item": []any{inner}}
+		if !nested {
+			outer = map[string]any{"linkId": "1", "type": "choice", "text": "Which?", "extension": exclusive, "answerOption": []any{option}}
+		}
+		return mutate(t, []byte(`{"resourceType":"Questionnaire","status":"active"}`), set("item", []any{outer}))
+	}
+	for _, is := range v.Validate(q(true)).Issues {
+		if is.Severity == SeverityError || strings.Contains(is.Diagnostics, "not allowed to be used") {
+			t.Errorf("nested answerOption: %s %s: %s", is.Severity, is.Expression, is.Diagnostics)
+		}
+	}
+	found := false
+	for _, is := range v.Validate(q(false)).Issues {
+		found = found || is.Severity == SeverityError && is.Expression == "Questionnaire.item[0].extension[0]" && strings.Contains(is.Diagnostics, "not allowed to be used at this point (Questionnaire.item)")
+	}
+	if !found {
+		t.Errorf("questionnaire-optionExclusive on Questionnaire.item is not refused")
+	}
+}

@@ -80,6 +80,36 @@ func Lint(w io.Writer, files []string) (errors int, err error) {
 }
 
 func (v *Validator) lintOne(raw []byte) Result {
+	kind, profile := classify(raw)
+	switch {
+	case kind == "hook":
+		return v.ValidateCRDHookRequest(raw)
+	case profile == PASRequestBundle:
+		return v.ValidatePASRequest(raw)
+	case profile == PASInquiryRequestBundle:
+		return v.ValidatePASInquiry(raw)
+	case profile == PASResponseBundle:
+		return v.ValidatePASResponse(raw)
+	case profile == PASInquiryResponseBundle:
+		return v.ValidatePASInquiryResponse(raw)
+	}
+	return v.Validate(raw)
+}
+
+// PASRequestProfile says whether raw is a PAS request Bundle
+// (PASRequestBundle) or inquiry Bundle (PASInquiryRequestBundle), by its
+// meta.profile or its first entry, as `priora validate` decides; "" for
+// anything else.
+func PASRequestProfile(raw []byte) string {
+	if _, p := classify(raw); p == PASRequestBundle || p == PASInquiryRequestBundle {
+		return p
+	}
+	return ""
+}
+
+// classify tells a CDS Hooks request (kind "hook") from a FHIR resource,
+// and for a PAS Bundle names its Bundle profile.
+func classify(raw []byte) (kind, profile string) {
 	var probe struct {
 		ResourceType string `json:"resourceType"`
 		Hook         string `json:"hook"`
@@ -97,21 +127,16 @@ func (v *Validator) lintOne(raw []byte) Result {
 	}
 	_ = json.Unmarshal(raw, &probe) // a syntax error is reported by the validator
 	if probe.ResourceType == "" && probe.Hook != "" {
-		return v.ValidateCRDHookRequest(raw)
+		return "hook", ""
 	}
 	if probe.ResourceType != "Bundle" {
-		return v.Validate(raw)
+		return "resource", ""
 	}
 	for _, p := range probe.Meta.Profile {
-		switch {
-		case sameURL(p, PASRequestBundle):
-			return v.ValidatePASRequest(raw)
-		case sameURL(p, PASInquiryRequestBundle):
-			return v.ValidatePASInquiry(raw)
-		case sameURL(p, PASResponseBundle):
-			return v.ValidatePASResponse(raw)
-		case sameURL(p, PASInquiryResponseBundle):
-			return v.ValidatePASInquiryResponse(raw)
+		for _, b := range []string{PASRequestBundle, PASInquiryRequestBundle, PASResponseBundle, PASInquiryResponseBundle} {
+			if sameURL(p, b) {
+				return "resource", b
+			}
 		}
 	}
 	if len(probe.Entry) > 0 {
@@ -125,14 +150,14 @@ func (v *Validator) lintOne(raw []byte) Result {
 		}
 		switch {
 		case first.ResourceType == "Claim" && inquiry:
-			return v.ValidatePASInquiry(raw)
+			return "resource", PASInquiryRequestBundle
 		case first.ResourceType == "Claim":
-			return v.ValidatePASRequest(raw)
+			return "resource", PASRequestBundle
 		case first.ResourceType == "ClaimResponse" && inquiry:
-			return v.ValidatePASInquiryResponse(raw)
+			return "resource", PASInquiryResponseBundle
 		case first.ResourceType == "ClaimResponse":
-			return v.ValidatePASResponse(raw)
+			return "resource", PASResponseBundle
 		}
 	}
-	return v.Validate(raw)
+	return "resource", ""
 }

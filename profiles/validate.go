@@ -63,6 +63,8 @@ type run struct {
 	strictRefs bool
 	ctxPkg     int
 	defaults   func(resType string) []string // profiles for resources that name none
+	// defaultsAlways applies defaults to resources that name profiles too.
+	defaultsAlways bool
 }
 
 type doneKey struct {
@@ -155,7 +157,7 @@ func (x *run) resource(res *elem, anyOf []string, from int) {
 		metaSDs = append(metaSDs, alts[0])
 		claims = append(claims, alts)
 	}
-	if len(anyOf) == 0 && len(metaSDs) == 0 && x.defaults != nil {
+	if len(anyOf) == 0 && (len(metaSDs) == 0 || x.defaultsAlways) && x.defaults != nil {
 		anyOf = x.defaults(res.resType)
 	}
 	var sds []*sdef
@@ -489,7 +491,7 @@ func (x *run) cardinality(parent *elem, cd *edef, items []*elem, label, src stri
 // path: an error, or a warning when the rule is listed in tolerances.
 func (x *run) rule(code string, e *elem, src, path, format string, a ...any) {
 	sev, msg := SeverityError, fmt.Sprintf(format, a...)
-	if reason := tolerated(src, path); reason != "" {
+	if reason := tolerated(src, path); reason != "" && !x.v.strict {
 		sev, msg = SeverityWarning, msg+"; tolerated: "+reason
 	}
 	loc := ""

@@ -59,6 +59,7 @@ func (x *run) extContext(e *elem, sd *sdef) {
 	}
 	p := e.parent
 	ppath := fhirPath(p)
+	dpath := x.definitionPath(ppath)
 	ptype := p.typ
 	if p.resType != "" {
 		ptype = p.resType
@@ -88,7 +89,7 @@ func (x *run) extContext(e *elem, sd *sdef) {
 		switch {
 		case expr == "Element" || expr == "Base":
 			return
-		case expr == ppath || expr == ptype || typed[expr]:
+		case expr == ppath || expr == dpath || expr == ptype || typed[expr]:
 			return
 		case (expr == "Resource" || expr == "DomainResource") && p.resType != "":
 			return
@@ -98,11 +99,39 @@ func (x *run) extContext(e *elem, sd *sdef) {
 			return
 		}
 	}
-	if reason := knownContextDefect(sd.url, ppath); reason != "" {
+	if reason := knownContextDefect(sd.url, ppath); reason != "" && !x.v.strict {
 		x.add(SeverityWarning, "extension", e, canon(sd), "The extension %s is not allowed to be used at this point (%s); accepted as a known IG defect: %s", sd.url, ppath, reason)
 		return
 	}
 	x.add(SeverityError, "extension", e, canon(sd), "The extension %s is not allowed to be used at this point (%s); allowed contexts: %s", sd.url, ppath, strings.Join(allowed, ", "))
+}
+
+// definitionPath is the path of the base definition an instance path
+// follows, through contentReference: Questionnaire.item.item.answerOption
+// is defined as Questionnaire.item.answerOption (Questionnaire.item.item
+// refers to #Questionnaire.item). It is path itself when it has no such
+// step or cannot be followed.
+func (x *run) definitionPath(path string) string {
+	segs := strings.Split(path, ".")
+	sd := x.r.typeSD(segs[0])
+	if sd == nil {
+		return path
+	}
+	cur := segs[0]
+	for _, seg := range segs[1:] {
+		d := sd.byPath[cur+"."+seg]
+		if d == nil {
+			return path
+		}
+		cur = d.path
+		if ref := d.contentRef; ref != "" {
+			if i := strings.IndexByte(ref, '#'); i >= 0 {
+				ref = ref[i+1:]
+			}
+			cur = ref
+		}
+	}
+	return cur
 }
 
 // fhirPath is the element's definition path: Claim.item.extension.

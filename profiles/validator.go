@@ -22,17 +22,28 @@ type Options struct {
 	// CRDVersion is the CRD IG version: "2.0.1" (the default) or "2.2.0"
 	// (the 2.2 preview build).
 	CRDVersion string
+	// Strict turns every tolerance (Tolerances) and every known IG defect
+	// (KnownIGDefects) back into the error it stands for.
+	Strict bool
 }
 
 // Validator validates FHIR JSON against profiles. It is safe for
 // concurrent use.
 type Validator struct {
 	r      *Registry
+	strict bool
 	pasPkg int
 	crdPkg int
 
-	crdOnce   sync.Once
-	crdByType map[string][]string
+	crdOnce         sync.Once
+	crdByType       map[string][]string
+	crdAppointments []string // Bundle profiles for context.appointments
+}
+
+// ForCRD returns a Validator like v for CRD IG version crdVersion
+// ("2.0.1" or "2.2.0"), sharing v's registry and its compiled definitions.
+func (v *Validator) ForCRD(crdVersion string) *Validator {
+	return &Validator{r: v.r, strict: v.strict, pasPkg: v.pasPkg, crdPkg: v.r.pkgIndex(pkgCRD, crdVersion)}
 }
 
 // NewValidator returns a Validator over the registry's packages.
@@ -45,6 +56,7 @@ func (r *Registry) NewValidator(opts Options) *Validator {
 	}
 	return &Validator{
 		r:      r,
+		strict: opts.Strict,
 		pasPkg: r.pkgIndex(pkgPAS, opts.PASVersion),
 		crdPkg: r.pkgIndex(pkgCRD, opts.CRDVersion),
 	}
@@ -193,6 +205,13 @@ func (v *Validator) crdProfiles(resType string) []string {
 				if err != nil || sd.kind != "resource" || sd.abstract || sd.derivation != "constraint" {
 					continue
 				}
+				if sd.typ == "Bundle" {
+					// CRD 2.2's profile-bundle-appointment is for
+					// context.appointments only; prefetch searchsets and
+					// draftOrders are Bundles it does not describe.
+					v.crdAppointments = append(v.crdAppointments, canon(sd))
+					continue
+				}
 				v.crdByType[sd.typ] = append(v.crdByType[sd.typ], canon(sd))
 			}
 		}
@@ -232,6 +251,9 @@ func (v *Validator) ValidateCRDHookRequest(raw []byte) Result {
 	}
 	x := v.newRun(v.crdPkg)
 	x.defaults = v.crdProfiles
+	// A resource that claims a profile (US Core, say) is checked against
+	// that claim and still against the CRD profile for its type.
+	x.defaultsAlways = true
 	for _, part := range []string{"context", "prefetch"} {
 		obj := jv.get(part)
 		if obj == nil || obj.kind != jObj {
@@ -244,7 +266,12 @@ func (v *Validator) ValidateCRDHookRequest(raw []byte) Result {
 			}
 			res := &elem{name: f.name, fname: f.name, index: -1, parent: holder}
 			fillValue(res, f.val, nil)
-			x.resource(res, nil, v.crdPkg)
+			var anyOf []string
+			if part == "context" && f.name == "appointments" {
+				v.crdProfiles("") // loads crdAppointments
+				anyOf = v.crdAppointments
+			}
+			x.resource(res, anyOf, v.crdPkg)
 		}
 	}
 	return Result{Issues: x.issues}

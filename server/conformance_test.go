@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/priora/priora/conformance/check"
+	"github.com/priora/priora/internal/app"
 	"github.com/priora/priora/internal/testenv"
 	"github.com/priora/priora/profiles"
 )
@@ -207,5 +208,140 @@ func TestResponsesResolveEveryReference(t *testing.T) {
 				t.Errorf("inquiry item[%d] carries %d communicatedDiagnosis extensions, profile allows 0..1", i, n)
 			}
 		}
+	}
+}
+
+// TestServedConformanceResourcesValidate: the CapabilityStatement, the
+// PAS OperationDefinitions (corrected for opd-3, and saying so) and the
+// SubscriptionTopic validate against their base definitions, and the
+// CapabilityStatement lists what request validation tolerates.
+func TestServedConformanceResourcesValidate(t *testing.T) {
+	e := testenv.Start(t)
+	v := testenv.Validator(t)
+	for _, path := range []string{"/fhir/metadata", "/fhir/OperationDefinition/Claim-submit", "/fhir/OperationDefinition/Claim-inquiry", "/fhir/SubscriptionTopic/PASSubscriptionTopic"} {
+		r := e.Get(path)
+		if r.Status != http.StatusOK {
+			t.Errorf("GET %s: %d %s", path, r.Status, r.Body)
+			continue
+		}
+		testenv.RequireValid(t, path, v.Validate(r.Body))
+		if strings.Contains(path, "OperationDefinition") {
+			var od struct {
+				Description string `json:"description"`
+				Parameter   []struct {
+					Name, Type, Documentation string
+					TargetProfile             []string `json:"targetProfile"`
+				} `json:"parameter"`
+			}
+			if err := json.Unmarshal(r.Body, &od); err != nil {
+				t.Fatal(err)
+			}
+			for _, p := range od.Parameter {
+				if p.Type == "Bundle" && (len(p.TargetProfile) > 0 || !strings.Contains(p.Documentation, "Conforms to http://hl7.org/fhir/us/davinci-pas/StructureDefinition/profile-pas-")) {
+					t.Errorf("%s parameter %s: targetProfile %v, documentation %q; want the profile in the documentation", path, p.Name, p.TargetProfile, p.Documentation)
+				}
+			}
+			if !strings.Contains(od.Description, "Corrected by Priora") || !strings.Contains(od.Description, "opd-3") {
+				t.Errorf("%s description does not say what was corrected: %q", path, od.Description)
+			}
+		}
+	}
+	doc := string(e.Get("/fhir/metadata").Body)
+	for _, tol := range profiles.Tolerances() {
+		if !strings.Contains(doc, tol.Path) {
+			t.Errorf("CapabilityStatement documentation does not list the tolerance at %s", tol.Path)
+		}
+	}
+}
+
+// TestStrictToleratesNothing: the public kit's request (a DocumentReference
+// with an attachment url instead of data) is accepted with warnings, and
+// refused with PRIORA_STRICT=true, whose CapabilityStatement says nothing
+// is tolerated.
+func TestStrictToleratesNothing(t *testing.T) {
+	kit := testenv.Fixture(t, "pas/kit/approval_pa_submit_request_payload.json")
+	if r := testenv.Start(t).Post(submitPath, kit); r.Status != http.StatusOK {
+		t.Fatalf("tolerant: %d %s", r.Status, r.Body)
+	}
+	strict := testenv.Start(t, testenv.WithConfig(func(c *app.Config) { c.Strict = true }))
+	r := strict.Post(submitPath, kit)
+	if r.Status != http.StatusBadRequest || !strings.Contains(string(r.Body), "attachment") {
+		t.Errorf("strict: %d %s; want 400 naming the attachment", r.Status, r.Body)
+	}
+	if doc := string(strict.Get("/fhir/metadata").Body); !strings.Contains(doc, "tolerates nothing") {
+		t.Errorf("strict CapabilityStatement does not say nothing is tolerated")
+	}
+}
+
+// TestRequestWithoutURLCarriesDataAbsentReason: a Claim sent under a
+// urn:uuid fullUrl has no URL ClaimResponse.request could hold; the
+// response (and what $inquire returns for it) says so with the
+// data-absent-reason PAS provides, and still names the Claim's identifier.
+func TestRequestWithoutURLCarriesDataAbsentReason(t *testing.T) {
+	e := testenv.Start(t)
+	req := edit(t, testenv.Fixture(t, "pas/kit/approval_pa_submit_request_payload.json"), func(b map[string]any) {
+		b["entry"].([]any)[0].(map[string]any)["fullUrl"] = "urn:uuid:0f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f9"
+	})
+	r := e.Post(submitPath, req)
+	if r.Status != http.StatusOK {
+		t.Fatalf("submit: %d %s", r.Status, r.Body)
+	}
+	checkRequest := func(what string, body []byte) {
+		t.Helper()
+		ref, _ := decodeBundle(t, body).Entry[0].Resource["request"].(map[string]any)
+		x := check.Extensions(ref, "data-absent-reason")
+		if ref["reference"] != nil || ref["identifier"] == nil || len(x) != 1 ||
+			x[0]["url"] != "http://hl7.org/fhir/StructureDefinition/data-absent-reason" || x[0]["valueCode"] != "not-applicable" {
+			t.Errorf("%s: ClaimResponse.request = %v, want the identifier and a data-absent-reason", what, ref)
+		}
+	}
+	checkRequest("$submit response", r.Body)
+	q := e.Post(inquirePath, testenv.Fixture(t, "pas/kit/must_support_pa_inquire_request_payload.1.json"))
+	returns := returnBundles(t, q.Body)
+	if q.Status != http.StatusOK || len(returns) == 0 {
+		t.Fatalf("inquire: %d %s", q.Status, q.Body)
+	}
+	checkRequest("$inquire return", returns[0])
+}
+
+// TestCRDValidationChecksClaimsAndAnsweredVersion: under
+// PRIORA_CRD_VALIDATION=enforce a ServiceRequest without subject is
+// unprocessable whether or not it claims a US Core profile, and the rule
+// cited is the one of the CRD version the call is answered as (2.2 by
+// default, 2.0 when the call asks for it).
+func TestCRDValidationChecksClaimsAndAnsweredVersion(t *testing.T) {
+	e := testenv.Start(t, testenv.WithConfig(func(c *app.Config) { c.CRDValidation = app.ValidationEnforce }))
+	body := func(claim, version string) []byte {
+		return edit(t, testenv.Fixture(t, "crd/ig/CRDServiceRequest.json"), func(b map[string]any) {
+			for _, o := range b["context"].(map[string]any)["draftOrders"].(map[string]any)["entry"].([]any) {
+				r := o.(map[string]any)["resource"].(map[string]any)
+				if r["resourceType"] == "ServiceRequest" {
+					delete(r, "subject")
+					if claim != "" {
+						r["meta"] = map[string]any{"profile": []any{claim}}
+					}
+				}
+			}
+			if version != "" {
+				b["extension"] = map[string]any{"davinci-crd.requestedVersion": version}
+			}
+		})
+	}
+	for _, tt := range []struct {
+		name, claim, version, wantProfile string
+	}{
+		{"no claim, answered as 2.2", "", "", "http://hl7.org/fhir/us/davinci-crd/StructureDefinition/profile-servicerequest|2.2"},
+		{"US Core claim, answered as 2.2", "http://hl7.org/fhir/us/core/StructureDefinition/us-core-servicerequest", "", "http://hl7.org/fhir/us/davinci-crd/StructureDefinition/profile-servicerequest|2.2"},
+		{"no claim, answered as 2.0", "", "2.0", "http://hl7.org/fhir/us/davinci-crd/StructureDefinition/profile-servicerequest|2.0.1"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r := e.Post("/cds-services/order-sign-crd", body(tt.claim, tt.version), "Content-Type", "application/json")
+			if r.Status != http.StatusUnprocessableEntity {
+				t.Fatalf("status %d, want 422: %.400s", r.Status, r.Body)
+			}
+			if !strings.Contains(string(r.Body), "ServiceRequest.subject") || !strings.Contains(string(r.Body), tt.wantProfile) {
+				t.Errorf("422 does not cite subject under %s: %s", tt.wantProfile, r.Body)
+			}
+		})
 	}
 }

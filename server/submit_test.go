@@ -156,7 +156,7 @@ func TestSubmitRejects(t *testing.T) {
 		{"unresolved reference", dropEntry(t, good, "Coverage"), "", 400, "Bundle.entry[0].resource.insurance[0].coverage", "does not resolve"},
 		{"duplicate supportingInfo sequence", duplicateSupportingInfo(t, good), "", 400, "Bundle.entry[0].resource.supportingInfo[1].sequence", "used twice"},
 		{"duplicate item sequence", edit(t, good, func(b map[string]any) { claim(b)["item"].([]any)[1].(map[string]any)["sequence"] = 1.0 }), "", 400, "Bundle.entry[0].resource.item[1].sequence", "used twice"},
-		{"unknown element", edit(t, good, func(b map[string]any) { claim(b)["favouriteColour"] = "blue" }), "", 400, "", "unknown field"},
+		{"unknown element", edit(t, good, func(b map[string]any) { claim(b)["favouriteColour"] = "blue" }), "", 400, "Bundle.entry[0].resource.favouriteColour", "unknown element 'favouriteColour'"},
 		{"bad code on a required binding", edit(t, good, func(b map[string]any) { claim(b)["status"] = "bogus" }), "", 400, "", ""},
 		{"wrong Bundle.type", edit(t, good, func(b map[string]any) { b["type"] = "batch" }), "", 400, "Bundle.type", "collection"},
 		{"no Bundle.identifier", edit(t, good, func(b map[string]any) { delete(b, "identifier") }), "", 400, "Bundle.identifier", "identifier"},

@@ -113,3 +113,39 @@ func TestReviewRoles(t *testing.T) {
 		t.Errorf("the task does not record the reviewers' roles: %.2000s", task.Body)
 	}
 }
+
+// A modify cannot authorize more units or a longer period than requested;
+// a denial needs both a reason code and a note to the provider; an
+// internal note is kept for the payer and never reaches the provider.
+func TestDecisionSafeguards(t *testing.T) {
+	e := testenv.Start(t)
+	id := submitPended(t, e) // each item asks for 1 unit on 2016-08-09
+	doc := `{"npi": "1245319599", "name": "Chidi Okafor, MD", "role": "physician"}`
+	tests := []struct{ name, item, expression, want string }{
+		{"more units than requested", `{"sequence": 1, "action": "modify", "quantity": 4}`, "items[0].quantity", "more than was requested"},
+		{"a longer period than requested", `{"sequence": 1, "action": "modify", "from": "2016-08-01", "to": "2016-08-31"}`, "items[0].to", "longer period"},
+		{"a denial without a note", `{"sequence": 1, "action": "deny", "reasonCode": "0U"}`, "items[0].note", "note to the provider"},
+		{"a denial without a reason code", `{"sequence": 1, "action": "deny", "note": "Not covered."}`, "items[0].reasonCode", "reasonCode"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := postDecision(t, e, id, `{"reviewer": `+doc+`, "items": [`+tt.item+`]}`)
+			if r.Status != http.StatusBadRequest {
+				t.Fatalf("status %d, want 400: %s", r.Status, r.Body)
+			}
+			checkOutcome(t, r.Body, tt.expression, tt.want)
+		})
+	}
+	const secret = "Internal: member called twice about this."
+	r := postDecision(t, e, id, `{"reviewer": `+doc+`, "items": [{"sequence": 1, "action": "modify", "quantity": 1, "from": "2016-08-09", "to": "2016-08-09",
+		"note": "Authorized for the requested day.", "internalNote": "`+secret+`"}]}`)
+	if r.Status != http.StatusOK {
+		t.Fatalf("modify within the request: %d %s", r.Status, r.Body)
+	}
+	if strings.Contains(string(r.Body), secret) {
+		t.Errorf("the internal note reached the provider's response")
+	}
+	if task := e.Get("/review/tasks/" + id); !strings.Contains(string(task.Body), secret) {
+		t.Errorf("the review task does not keep the internal note")
+	}
+}

@@ -5,7 +5,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 
+	"github.com/priora/priora/fhir"
+	"github.com/priora/priora/pas"
 	"github.com/priora/priora/profiles"
 )
 
@@ -54,7 +57,7 @@ func validate(args []string, stdout, stderr io.Writer) error {
 	if *profile != "" {
 		n, err = v.LintProfile(stdout, files, *profile)
 	} else {
-		n, err = v.Lint(stdout, files)
+		n, err = lintFiles(stdout, v, files)
 	}
 	if err != nil {
 		return err
@@ -77,3 +80,62 @@ request against the CRD profiles, anything else against its meta.profile.
 Exits non-zero when any file has an error.
 
 `
+
+// lintFiles validates each file as Priora does: a PAS request or inquiry
+// Bundle through pas.CheckRequest, the very checks Claim/$submit and
+// Claim/$inquire make (Parameters wrapper, base R4 parse, PAS Bundle rules,
+// profiles); anything else by profiles.Validator.Lint. It prints one line
+// per error or warning and returns the number of errors.
+func lintFiles(w io.Writer, v *profiles.Validator, files []string) (int, error) {
+	parser, err := fhir.NewParser()
+	if err != nil {
+		return 0, err
+	}
+	errs := 0
+	for _, f := range files {
+		raw, err := os.ReadFile(f)
+		if err != nil {
+			return errs, err
+		}
+		profile := profiles.PASRequestProfile(raw)
+		if profile == "" {
+			n, err := v.Lint(w, []string{f})
+			errs += n
+			if err != nil {
+				return errs, err
+			}
+			continue
+		}
+		var found []fhir.Issue
+		ran := false
+		cerr := pas.CheckRequest(parser, func(raw []byte, profile string) []fhir.Issue {
+			ran = true
+			res := v.ValidatePASRequest(raw)
+			if profile == pas.ProfileInquiryRequestBundle {
+				res = v.ValidatePASInquiry(raw)
+			}
+			for _, is := range res.Issues {
+				if is.Severity != profiles.SeverityInformation {
+					found = append(found, fhir.Issue{Severity: is.Severity, Code: is.Code, Diagnostics: is.Diagnostics, Expression: is.Expression})
+				}
+			}
+			return found
+		}, raw, profile)
+		if !ran {
+			found = fhir.IssuesOf(cerr)
+		}
+		for _, is := range found {
+			if is.Severity == "error" || is.Severity == "fatal" {
+				errs++
+			}
+			expr := is.Expression
+			if expr == "" {
+				expr = "-"
+			}
+			if _, err := fmt.Fprintf(w, "%s: %s %s: %s\n", f, is.Severity, expr, is.Diagnostics); err != nil {
+				return errs, err
+			}
+		}
+	}
+	return errs, nil
+}

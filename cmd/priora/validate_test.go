@@ -32,6 +32,36 @@ func TestValidateCommand(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// What Claim/$submit refuses beyond the profiles, which the command
+	// must refuse too: a duplicate supportingInfo sequence, an unresolved
+	// reference, a relative fullUrl.
+	variant := func(name string, f func(m map[string]any)) string {
+		var m map[string]any
+		if err := json.Unmarshal(good, &m); err != nil {
+			t.Fatal(err)
+		}
+		f(m)
+		b, _ := json.Marshal(m)
+		p := filepath.Join(dir, name+".json")
+		if err := os.WriteFile(p, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	claimOf := func(m map[string]any) map[string]any {
+		return m["entry"].([]any)[0].(map[string]any)["resource"].(map[string]any)
+	}
+	dupSeq := variant("dup-seq", func(m map[string]any) {
+		c := claimOf(m)
+		si := c["supportingInfo"].([]any)
+		c["supportingInfo"] = append(si, si[0])
+	})
+	unresolved := variant("unresolved", func(m map[string]any) {
+		claimOf(m)["patient"] = map[string]any{"reference": "Patient/nobody-here"}
+	})
+	relative := variant("relative", func(m map[string]any) {
+		m["entry"].([]any)[1].(map[string]any)["fullUrl"] = "Organization/UMOExample"
+	})
 	const response = "http://hl7.org/fhir/us/davinci-pas/StructureDefinition/profile-pas-response-bundle"
 	cases := []struct {
 		name    string
@@ -46,6 +76,9 @@ func TestValidateCommand(t *testing.T) {
 		{"forced profile", []string{"--profile", response, goodFile}, errInvalid, []string{
 			goodFile + ": error Bundle: Bundle.entry:ClaimResponse: minimum required = 1",
 		}},
+		{"duplicate supportingInfo sequence", []string{dupSeq}, errInvalid, []string{dupSeq + ": error Bundle.entry[0].resource.supportingInfo"}},
+		{"unresolved reference", []string{unresolved}, errInvalid, []string{unresolved + ": error Bundle.entry[0].resource.patient"}},
+		{"relative fullUrl", []string{relative}, errInvalid, []string{relative + ": error Bundle.entry[1].fullUrl"}},
 		{"no files", nil, errUsage, nil},
 	}
 	for _, c := range cases {

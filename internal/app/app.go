@@ -65,8 +65,15 @@ type Config struct {
 	// CRDVersion is the CRD version answered when a hook call requests
 	// none: "2.2" (default) or "2.0" (the released Inferno CRD kit).
 	CRDVersion string
+	// Strict makes validation tolerate nothing: the documented tolerances
+	// and known IG defects (profiles.Tolerances, KnownIGDefects) are
+	// errors (PRIORA_STRICT=true).
+	Strict bool
 	// Security is authentication, TLS, rate limits and audit (security.go).
 	Security Security
+	// Limits bound request bodies, concurrent PAS work and connections per
+	// address (zero = defaults).
+	Limits server.Limits
 	// Eligibility is the member roster mode: auto ("" too), enforce, warn
 	// or off.
 	Eligibility string
@@ -148,7 +155,7 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 			return nil, err
 		}
 	}
-	validator, err := loadValidator(log, cfg.Validation)
+	validator, err := loadValidator(log, cfg.Validation, cfg.Strict)
 	if err != nil {
 		return nil, err
 	}
@@ -196,6 +203,7 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 	})
 	a.Subscriptions, err = subscriptions.New(ctx, subscriptions.Config{
 		Store: st, Parser: parser, BaseURL: cfg.BaseURL, Now: cfg.Now, Log: log, Options: cfg.Subscriptions, Outbound: policy,
+		Deliveries: metrics,
 	})
 	if err != nil {
 		st.Close(context.Background())
@@ -218,6 +226,7 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 		Outbound:       policy,
 		DefaultVersion: cfg.CRDVersion,
 		Validate:       a.crdValidate(),
+		Answers:        metrics,
 		Now:            cfg.Now,
 		Log:            log,
 	})
@@ -241,6 +250,8 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 		Roster:  a.Roster,
 		Started: cfg.Now(),
 
+		Tolerances: tolerances(cfg.Strict),
+
 		Subscriptions: a.Subscriptions,
 		Desk:          a.Desk,
 
@@ -250,6 +261,7 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 		RateBurst:      cfg.Security.RateBurst,
 		TLS:            cfg.Security.TLSCert != "",
 		AuditRetention: cfg.Security.AuditRetention,
+		Limits:         cfg.Limits,
 		Requests:       metrics,
 
 		ReloadRules: func() (any, error) {
@@ -352,10 +364,13 @@ func (a *App) RulesStatus() RulesStatus {
 // Serve answers on ln until ctx ends, then drains in-flight requests for up
 // to drain before returning.
 func (a *App) Serve(ctx context.Context, ln net.Listener, drain time.Duration) error {
+	lim := a.Config.Limits.WithDefaults()
+	// Every request has PreAuthTimeout for its headers and body; once
+	// authenticated it gets server.ReadTimeout (server/limits.go).
 	hs := &http.Server{
 		Handler:           a.Handler,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       60 * time.Second,
+		ReadHeaderTimeout: min(5*time.Second, lim.PreAuthTimeout),
+		ReadTimeout:       lim.PreAuthTimeout,
 		WriteTimeout:      60 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,
@@ -364,6 +379,7 @@ func (a *App) Serve(ctx context.Context, ln net.Listener, drain time.Duration) e
 	if err := a.checkListener(ln); err != nil {
 		return err
 	}
+	ln = server.LimitListener(ln, lim.ConnsPerIP)
 	errc := make(chan error, 1)
 	go func() { errc <- a.serve(hs, ln) }()
 	select {

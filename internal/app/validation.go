@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"strings"
 	"time"
 
 	"github.com/priora/priora/fhir"
@@ -30,7 +29,7 @@ const maxLoggedExpressions = 20
 
 // loadValidator checks the validation mode and loads the embedded
 // conformance packages (about 10 ms; definitions compile on first use).
-func loadValidator(log *slog.Logger, mode string) (*profiles.Validator, error) {
+func loadValidator(log *slog.Logger, mode string, strict bool) (*profiles.Validator, error) {
 	switch mode {
 	case "", ValidationEnforce, ValidationLog, ValidationOff:
 	default:
@@ -41,8 +40,24 @@ func loadValidator(log *slog.Logger, mode string) (*profiles.Validator, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load FHIR profiles: %w", err)
 	}
-	log.Info("FHIR profiles loaded", "duration_ms", float64(time.Since(start).Microseconds())/1000, "validation", modeName(mode))
-	return reg.NewValidator(profiles.Options{}), nil
+	log.Info("FHIR profiles loaded", "duration_ms", float64(time.Since(start).Microseconds())/1000, "validation", modeName(mode), "strict", strict)
+	return reg.NewValidator(profiles.Options{Strict: strict}), nil
+}
+
+// tolerances are what validation accepts as warnings, one sentence each,
+// for the CapabilityStatement: none under strict.
+func tolerances(strict bool) []string {
+	if strict {
+		return nil
+	}
+	var out []string
+	for _, t := range profiles.Tolerances() {
+		out = append(out, t.Path+" ("+t.Profile+"): "+t.Reason)
+	}
+	for _, d := range profiles.KnownIGDefects() {
+		out = append(out, d.Extension+" on "+d.Context+": "+d.Reason)
+	}
+	return out
 }
 
 func modeName(mode string) string {
@@ -131,28 +146,40 @@ func fhirIssues(res profiles.Result) []fhir.Issue {
 	return out
 }
 
-// crdCanonical prefixes the CRD profiles' canonical URLs.
-const crdCanonical = "http://hl7.org/fhir/us/davinci-crd/"
+// crdPackageVersion is the CRD package each answered CRD version is
+// validated against.
+var crdPackageVersion = map[string]string{"2.2": "2.2.0", "2.0": "2.0.1"}
 
 // crdValidate is hooks.Config.Validate for Config.CRDValidation: the
-// violations of CRD profile rules by a call's FHIR resources (base FHIR and
-// US Core findings do not make a call unprocessable), or nil when CRD
-// validation is off — its default, because it sits on the order-sign path
-// (about 1 ms per call against a 0.4 ms answer), because orders at sign
-// time are drafts that CRD must still answer for (resp-42: missing data is
-// not an error), and because the IG's own example calls and the released
-// conformance kit's bodies break the profiles.
-func (a *App) crdValidate() func(ctx context.Context, body []byte) []string {
+// violations of profile rules by a call's FHIR resources, each checked
+// against the CRD profile for its type of the CRD version the call is
+// answered as, and against every profile it claims in meta.profile (US
+// Core, say). Base FHIR findings alone do not make a call unprocessable.
+// It is nil when CRD validation is off — its default, because it sits on
+// the order-sign path (about 1 ms per call against a 0.4 ms answer),
+// because orders at sign time are drafts that CRD must still answer for
+// (resp-42: missing data is not an error), and because the IG's own
+// example calls and the released conformance kit's bodies break the
+// profiles.
+func (a *App) crdValidate() func(ctx context.Context, body []byte, version string) []string {
 	mode := a.Config.CRDValidation
 	if mode == "" || mode == ValidationOff {
 		return nil
 	}
-	return func(ctx context.Context, body []byte) []string {
+	byVersion := map[string]*profiles.Validator{}
+	for v, pkg := range crdPackageVersion {
+		byVersion[v] = a.Validator.ForCRD(pkg)
+	}
+	return func(ctx context.Context, body []byte, version string) []string {
+		v := byVersion[version]
+		if v == nil {
+			v = byVersion["2.2"]
+		}
 		found := a.check(ctx, mode, "crd-hook", func() profiles.Result {
-			r := a.Validator.ValidateCRDHookRequest(body)
+			r := v.ValidateCRDHookRequest(body)
 			keep := r.Issues[:0]
 			for _, is := range r.Issues {
-				if strings.HasPrefix(is.Source, crdCanonical) {
+				if is.Source != "" {
 					keep = append(keep, is)
 				}
 			}
