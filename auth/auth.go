@@ -181,6 +181,9 @@ func (s *Service) verifyClientJWT(ctx context.Context, raw string, want clientJW
 	if raw == "" || len(raw) > 16<<10 {
 		return nil, nil, authnf("the %s is missing or too long", want.kind)
 	}
+	if err := checkNumericDates(raw, want.kind); err != nil {
+		return nil, nil, err
+	}
 	var client *store.Client
 	var storeErr error
 	keyfunc := func(t *jwt.Token) (any, error) {

@@ -102,7 +102,7 @@ func New(cfg Config) (*Desk, error) {
 		cfg.MetricsTTL = 30 * time.Second
 	}
 	d := &Desk{cfg: cfg, log: cfg.Log.With("component", "desk"), mux: http.NewServeMux(),
-		throttle: newThrottle(5, 15*time.Minute, 5*time.Minute)}
+		throttle: newThrottle()}
 	if u, err := url.Parse(cfg.BaseURL); err == nil && u.Host != "" {
 		d.origin = u.Scheme + "://" + u.Host
 		d.secure = u.Scheme == "https"

@@ -2,6 +2,7 @@ package desk
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http/httptest"
 	"net/url"
 	"testing"
@@ -132,30 +133,50 @@ func TestViewHelpers(t *testing.T) {
 func ptr[T any](v T) *T { return &v }
 
 func TestThrottle(t *testing.T) {
-	th := newThrottle(3, time.Minute, 5*time.Minute)
+	th := newThrottle()
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	for i := range 2 {
-		th.fail("a", t0.Add(time.Duration(i)*time.Second))
+	for i := range 4 {
+		th.fail("a1", "u", t0.Add(time.Duration(i)*time.Second))
 	}
-	if th.locked("a", t0.Add(3*time.Second)) {
-		t.Fatal("locked after 2 of 3 failures")
+	if r, _ := th.refused("a1", "u", t0.Add(5*time.Second)); r {
+		t.Fatal("refused after 4 of 5 failures")
 	}
-	// Failures outside the window do not add up.
-	th.fail("a", t0.Add(2*time.Minute))
-	if th.locked("a", t0.Add(2*time.Minute)) {
-		t.Fatal("old failures counted")
+	th.fail("a1", "u", t0.Add(5*time.Second))
+	if r, why := th.refused("a1", "u", t0.Add(6*time.Second)); !r || why != "username" {
+		t.Fatalf("not refused after 5 failures (%q)", why)
 	}
-	th.fail("a", t0.Add(2*time.Minute+time.Second))
-	th.fail("a", t0.Add(2*time.Minute+2*time.Second))
-	if !th.locked("a", t0.Add(3*time.Minute)) || th.locked("b", t0.Add(3*time.Minute)) {
-		t.Fatal("a not locked after 3 failures, or b locked")
+	// The lock lasts 1 minute, then each failure doubles it.
+	if r, _ := th.refused("a1", "u", t0.Add(66*time.Second)); r {
+		t.Fatal("still locked after the first minute")
 	}
-	if th.locked("a", t0.Add(8*time.Minute)) {
-		t.Fatal("still locked after the lockout")
+	th.fail("a1", "u", t0.Add(66*time.Second))
+	if r, _ := th.refused("a1", "u", t0.Add(66*time.Second+119*time.Second)); !r {
+		t.Fatal("the second lock is not 2 minutes")
 	}
-	th.fail("a", t0.Add(8*time.Minute))
-	th.succeed("a")
-	if f := th.byUser["a"]; f != nil {
+	// Other addresses are not locked out of u, nor is a1 out of other names.
+	if r, _ := th.refused("a2", "u", t0.Add(70*time.Second)); r {
+		t.Fatal("another address is locked out")
+	}
+	if r, _ := th.refused("a1", "v", t0.Add(70*time.Second)); r {
+		t.Fatal("the address is locked out of another username")
+	}
+	// Failures lapse after the window.
+	if th.pair.failed("a1|u", t0.Add(66*time.Second+2*time.Minute+16*time.Minute)) {
+		t.Fatal("failures did not lapse")
+	}
+	// Ten addresses failing once each put the username into a backoff that
+	// holds for them, not for an address that has not failed.
+	for i := range 10 {
+		th.fail(fmt.Sprint("b", i), "w", t0)
+	}
+	if r, why := th.refused("b0", "w", t0.Add(time.Second)); !r || why != "account" {
+		t.Fatalf("an address that failed on w during its backoff: %v %q", r, why)
+	}
+	if r, _ := th.refused("c", "w", t0.Add(time.Second)); r {
+		t.Fatal("a clean address is refused w")
+	}
+	th.succeed("a1", "u")
+	if th.pair.m["a1|u"] != nil || th.account.m["u"] != nil {
 		t.Fatal("a success did not clear the failures")
 	}
 }

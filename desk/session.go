@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -72,18 +73,22 @@ func (d *Desk) authed(h authedHandler) http.Handler {
 		r = r.WithContext(context.WithValue(r.Context(), sessionKey{}, s))
 		if r.Method == http.MethodPost {
 			if !d.sameOrigin(r) {
-				return fhir.Errorf(fhir.Forbidden, "This form was sent from another site and was refused.")
+				err := fhir.Errorf(fhir.Forbidden, "This form was sent from another site and was refused.")
+				d.audit(r, w, s, 0, err, "form refused: cross-site")
+				return err
 			}
 			if err := r.ParseForm(); err != nil {
 				return fhir.Errorf(fhir.Invalid, "The form could not be read.")
 			}
 			if !equal(r.PostFormValue("csrf"), s.CSRF) {
-				return fhir.Errorf(fhir.Forbidden, "This form has expired. Reload the page and try again.")
+				err := fhir.Errorf(fhir.Forbidden, "This form has expired. Reload the page and try again.")
+				d.audit(r, w, s, 0, err, "form refused: CSRF token mismatch")
+				return err
 			}
 		}
 		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
 		err = h(sw, r, s)
-		d.audit(r, s, sw.status, err)
+		d.audit(r, w, s, sw.status, err, "")
 		return err
 	})
 }
@@ -103,7 +108,7 @@ func (w *statusWriter) WriteHeader(code int) {
 // patient data — in the audit trail the API's accesses go to (GET
 // /admin/audit). Like the rest of the trail it holds no patient data: the
 // path names Priora's own request ids only.
-func (d *Desk) audit(r *http.Request, s *session, status int, err error) {
+func (d *Desk) audit(r *http.Request, w http.ResponseWriter, s *session, status int, err error, detail string) {
 	if err != nil {
 		status = fhir.KindOf(err).Status()
 	}
@@ -126,11 +131,47 @@ func (d *Desk) audit(r *http.Request, s *session, status int, err error) {
 		Time:    now,
 		Expires: now.AddDate(6, 0, 0),
 		Type:    "desk", Action: action, Method: r.Method, Route: r.URL.Path, Status: status, Outcome: outcome,
-		Client: "reviewer:" + s.Reviewer.Username, Source: r.RemoteAddr,
+		Client: "reviewer:" + s.Reviewer.Username, Source: remoteAddr(r), RequestID: requestID(w), Detail: detail,
 	}
 	if aerr := d.cfg.Store.AddAudit(context.WithoutCancel(r.Context()), rec); aerr != nil {
 		d.log.ErrorContext(r.Context(), "desk: audit record not written", "err", aerr)
 	}
+}
+
+// auditSignIn records a failed or refused sign-in, or a refused sign-in
+// form, in the audit trail with the request id. The username tried is
+// recorded as sent (normalized, at most 64 characters): it may be anyone's
+// guess, never a password.
+func (d *Desk) auditSignIn(w http.ResponseWriter, r *http.Request, username string, status int, detail string) {
+	now := d.cfg.Now().UTC()
+	var rnd [6]byte
+	_, _ = rand.Read(rnd[:])
+	if len(username) > 64 {
+		username = username[:64]
+	}
+	client := ""
+	if username != "" {
+		client = "reviewer:" + username
+	}
+	rec := &store.AuditRecord{
+		ID:      now.Format("20060102T150405.000000000Z") + "-desk-" + hex.EncodeToString(rnd[:]),
+		Time:    now,
+		Expires: now.AddDate(6, 0, 0),
+		Type:    "desk", Action: "E", Method: r.Method, Route: r.URL.Path, Status: status, Outcome: "4",
+		Client: client, Source: remoteAddr(r), RequestID: requestID(w), Detail: detail,
+	}
+	if aerr := d.cfg.Store.AddAudit(context.WithoutCancel(r.Context()), rec); aerr != nil {
+		d.log.Error("desk: audit record not written", "err", aerr)
+	}
+}
+
+// remoteAddr is the client's address without its port (behind a trusted
+// proxy the server has already put the forwarded address there).
+func remoteAddr(r *http.Request) string {
+	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		return host
+	}
+	return r.RemoteAddr
 }
 
 // currentSession returns the session the request's cookie names, nil when
@@ -259,15 +300,18 @@ func (d *Desk) login(w http.ResponseWriter, r *http.Request) error {
 	if !d.sameOrigin(r) || err != nil || !equal(r.PostFormValue("csrf"), c.Value) {
 		d.log.InfoContext(r.Context(), "desk sign-in form refused",
 			"cross_origin", !d.sameOrigin(r), "login_cookie", err == nil)
+		d.auditSignIn(w, r, "", http.StatusForbidden, "sign-in form refused: cross-site or CSRF token mismatch")
 		return fhir.Errorf(fhir.Forbidden, "This sign-in form has expired or was sent from another site. Reload the page and try again.")
 	}
 	username := normalizeUsername(r.PostFormValue("username"))
 	password := r.PostFormValue("password")
 	data := &loginPageData{Title: "Sign in", CSRF: c.Value, Username: username}
 	now := d.cfg.Now()
-	if d.throttle.locked(username, now) {
-		d.log.WarnContext(r.Context(), "desk sign-in refused: too many failures")
-		data.Error = "Too many failed sign-ins for this username. Wait a few minutes, then try again."
+	addr := remoteAddr(r)
+	if refused, limit := d.throttle.refused(addr, username, now); refused {
+		d.log.WarnContext(r.Context(), "desk sign-in refused: too many failures", "limit", limit)
+		d.auditSignIn(w, r, username, http.StatusTooManyRequests, "sign-in refused: too many failures ("+limit+")")
+		data.Error = "Too many failed sign-ins. Wait a few minutes, then try again."
 		d.render(w, r, http.StatusTooManyRequests, "login", data)
 		return nil
 	}
@@ -283,7 +327,8 @@ func (d *Desk) login(w http.ResponseWriter, r *http.Request) error {
 	// answer's timing does not tell which usernames do.
 	match := bcrypt.CompareHashAndPassword(hash, []byte(password)) == nil
 	if rev == nil || rev.Disabled || !match {
-		d.throttle.fail(username, now)
+		d.throttle.fail(addr, username, now)
+		d.auditSignIn(w, r, username, http.StatusUnauthorized, "sign-in failed")
 		attrs := []any{"account_exists", rev != nil}
 		if rev != nil {
 			attrs = append(attrs, "username", rev.Username)
@@ -293,7 +338,7 @@ func (d *Desk) login(w http.ResponseWriter, r *http.Request) error {
 		d.render(w, r, http.StatusUnauthorized, "login", data)
 		return nil
 	}
-	d.throttle.succeed(username)
+	d.throttle.succeed(addr, username)
 	if err := d.startSession(w, r, rev); err != nil {
 		return err
 	}
@@ -335,59 +380,136 @@ func equal(a, b string) bool {
 
 func normalizeUsername(s string) string { return strings.ToLower(strings.TrimSpace(s)) }
 
-// throttle locks a username out after max failed sign-ins within window,
-// for lockout. It counts every username tried, existing or not, so that a
-// lockout tells nothing about which accounts exist. It is per process: a
-// deployment of several Priora instances allows max failures per instance.
+// throttle slows password guessing without letting anyone lock a reviewer
+// out. It keeps three counts of failed sign-ins, each with its own backoff:
+//
+//   - per address and username: 5 failures in 15 minutes lock that address
+//     out of that username for 1 minute, doubling with every further
+//     failure up to 15 minutes;
+//   - per address, across usernames: 30 failures in 15 minutes lock the
+//     address out of every username for 15 minutes;
+//   - per username, from any address: 10 failures in 15 minutes put the
+//     username into a backoff of 5 s, doubling up to 1 minute — which holds
+//     only for addresses that have themselves failed on that username.
+//
+// An attacker's failures thus lock out the attacker's own addresses; the
+// reviewer, from an address with no failures, can always sign in. A
+// distributed guesser gets one guess per new address before the
+// username's backoff applies to it too. Refused attempts are not counted
+// (they cannot renew a lock). Every username tried counts, existing or not,
+// so that a refusal tells nothing about which accounts exist. The counts
+// are per process.
 type throttle struct {
-	mu              sync.Mutex
-	max             int
-	window, lockout time.Duration
-	byUser          map[string]*failures
-	pruneLength     int
+	mu      sync.Mutex
+	pair    *backoff // address + "|" + username
+	addr    *backoff // address
+	account *backoff // username
+}
+
+func newThrottle() *throttle {
+	return &throttle{
+		pair:    newBackoff(5, 15*time.Minute, time.Minute, 15*time.Minute),
+		addr:    newBackoff(30, 15*time.Minute, 15*time.Minute, 15*time.Minute),
+		account: newBackoff(10, 15*time.Minute, 5*time.Second, time.Minute),
+	}
+}
+
+// refused says whether a sign-in for user from addr is refused now, and
+// which limit refuses it ("address", "username" or "account").
+func (t *throttle) refused(addr, user string, now time.Time) (bool, string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	switch {
+	case t.addr.locked(addr, now):
+		return true, "address"
+	case t.pair.locked(addr+"|"+user, now):
+		return true, "username"
+	case t.account.locked(user, now) && t.pair.failed(addr+"|"+user, now):
+		return true, "account"
+	}
+	return false, ""
+}
+
+func (t *throttle) fail(addr, user string, now time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.pair.fail(addr+"|"+user, now)
+	t.addr.fail(addr, now)
+	t.account.fail(user, now)
+}
+
+// succeed clears the address's failures for the username, and the
+// username's backoff.
+func (t *throttle) succeed(addr, user string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	delete(t.pair.m, addr+"|"+user)
+	delete(t.account.m, user)
+}
+
+// backoff counts failures per key: max of them within window lock the key
+// for base, and every further failure before the count lapses locks it for
+// twice as long as the last time, up to limit.
+type backoff struct {
+	max                 int
+	window, base, limit time.Duration
+	m                   map[string]*failures
+	pruneLength         int
 }
 
 type failures struct {
 	n           int
-	first       time.Time
+	first, last time.Time
 	lockedUntil time.Time
+	lock        time.Duration // the last lock's length
 }
 
-func newThrottle(max int, window, lockout time.Duration) *throttle {
-	return &throttle{max: max, window: window, lockout: lockout, byUser: map[string]*failures{}, pruneLength: 10000}
+func newBackoff(max int, window, base, limit time.Duration) *backoff {
+	return &backoff{max: max, window: window, base: base, limit: limit, m: map[string]*failures{}, pruneLength: 10000}
 }
 
-func (t *throttle) locked(user string, now time.Time) bool {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	f := t.byUser[user]
+func (b *backoff) locked(key string, now time.Time) bool {
+	f := b.m[key]
 	return f != nil && now.Before(f.lockedUntil)
 }
 
-func (t *throttle) fail(user string, now time.Time) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if len(t.byUser) >= t.pruneLength {
-		for u, f := range t.byUser {
-			if now.Sub(f.first) > t.window && !now.Before(f.lockedUntil) {
-				delete(t.byUser, u)
+// failed says whether key has failures that still count.
+func (b *backoff) failed(key string, now time.Time) bool {
+	f := b.m[key]
+	return f != nil && !b.lapsed(f, now)
+}
+
+// lapsed: no failure for a window, and no lock in force.
+func (b *backoff) lapsed(f *failures, now time.Time) bool {
+	return now.Sub(f.last) > b.window && !now.Before(f.lockedUntil)
+}
+
+func (b *backoff) fail(key string, now time.Time) {
+	if len(b.m) >= b.pruneLength {
+		for k, f := range b.m {
+			if b.lapsed(f, now) {
+				delete(b.m, k)
 			}
 		}
 	}
-	f := t.byUser[user]
-	if f == nil || now.Sub(f.first) > t.window {
+	f := b.m[key]
+	if f == nil || b.lapsed(f, now) {
 		f = &failures{first: now}
-		t.byUser[user] = f
+		b.m[key] = f
 	}
-	f.n++
-	if f.n >= t.max {
-		f.lockedUntil = now.Add(t.lockout)
-		f.n, f.first = 0, now
+	f.last = now
+	if f.n++; f.n < b.max {
+		return
 	}
+	if f.lock == 0 {
+		f.lock = b.base
+	} else {
+		f.lock = min(2*f.lock, b.limit)
+	}
+	f.lockedUntil = now.Add(f.lock)
+	f.n = b.max - 1 // the next failure locks again, for longer
 }
 
-func (t *throttle) succeed(user string) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	delete(t.byUser, user)
-}
+// requestID is the request's id, which the server's middleware has put in
+// the response's X-Request-Id, for audit records.
+func requestID(w http.ResponseWriter) string { return w.Header().Get("X-Request-Id") }

@@ -71,6 +71,15 @@ type Config struct {
 	// Roster is the payer's member roster (nil: the EHR's Coverage is taken
 	// at its word).
 	Roster *members.Roster
+	// Answers, when set, counts the coverage answers given (metrics).
+	Answers AnswerCounter
+}
+
+// AnswerCounter is told of each order's coverage answer: the hook and the
+// covered value of its coverage-information ("none" when no assessment
+// was made).
+type AnswerCounter interface {
+	CRDAnswer(hook, covered string)
 }
 
 // Service answers CDS Hooks calls. It is safe for concurrent use.
@@ -190,6 +199,14 @@ func (s *Service) Call(ctx context.Context, serviceID string, who Caller, body [
 	ids := make([]string, len(assertions))
 	for i := range assertions {
 		ids[i] = assertions[i].ID
+	}
+	if s.cfg.Answers != nil {
+		for _, as := range assertions {
+			s.cfg.Answers.CRDAnswer(hook, as.Covered)
+		}
+		for range len(c.targets) - len(assertions) {
+			s.cfg.Answers.CRDAnswer(hook, "none")
+		}
 	}
 	rec.Assertions = ids
 	if s.cfg.Store != nil && len(assertions) > 0 {

@@ -79,6 +79,9 @@ func (s *Server) readCDS(c echo.Context) ([]byte, error) {
 		}
 		return nil, fhir.Errorf(fhir.Invalid, "the request body could not be read")
 	}
+	if err := fhir.Scan(body, s.cfg.Limits.JSON); err != nil {
+		return nil, err
+	}
 	return body, nil
 }
 

@@ -25,8 +25,8 @@ func (s *Server) routes() {
 	f.add(http.MethodGet, "/.well-known/smart-configuration", public(), s.smartConfiguration)
 	f.add(http.MethodGet, "/OperationDefinition/:id", public(), s.operationDefinition)
 	f.add(http.MethodGet, "/SubscriptionTopic/:id", public(), s.subscriptionTopic)
-	f.add(http.MethodPost, "/Claim/$submit", perm("Claim", auth.Create).only(auth.KindProvider), s.submit)
-	f.add(http.MethodPost, "/Claim/$inquire", anyOf(perm("ClaimResponse", auth.Read), perm("Claim", auth.Read)), s.inquire)
+	f.add(http.MethodPost, "/Claim/$submit", perm("Claim", auth.Create).only(auth.KindProvider), s.submit, s.heavyWork)
+	f.add(http.MethodPost, "/Claim/$inquire", anyOf(perm("ClaimResponse", auth.Read), perm("Claim", auth.Read)), s.inquire, s.heavyWork)
 
 	// R4 backport Subscriptions.
 	f.add(http.MethodPost, "/Subscription", perm("Subscription", auth.Create), s.createSubscription)

@@ -66,6 +66,9 @@ type Config struct {
 	TLS bool
 	// AuditRetention is how long audit records are kept (default 6 years).
 	AuditRetention time.Duration
+	// Limits bound request bodies, concurrent PAS work and connections
+	// (limits.go).
+	Limits Limits
 	// Requests, when set, times every request by route, method and status
 	// (the Prometheus metrics).
 	Requests RequestObserver
@@ -82,6 +85,9 @@ type Server struct {
 	echo    *echo.Echo
 	log     *slog.Logger
 	limiter *limiter
+	// tokenLimiter limits POST /auth/token apart from every other route.
+	tokenLimiter *limiter
+	heavy        *gate
 	// table is every registered route's requirement and error family, by
 	// "METHOD /path" (routes.go); notFound holds the paths of the
 	// not-found catch-alls echo adds to groups with middleware.
@@ -104,10 +110,12 @@ func New(cfg Config) *Server {
 	if cfg.AuditRetention <= 0 {
 		cfg.AuditRetention = 6 * 365 * 24 * time.Hour
 	}
+	cfg.Limits = cfg.Limits.WithDefaults()
 	s := &Server{cfg: cfg, echo: e, log: cfg.Log, limiter: newLimiter(cfg.RateLimit, cfg.RateBurst),
+		tokenLimiter: newLimiter(cfg.RateLimit, cfg.RateBurst), heavy: newGate(cfg.Limits.Submits),
 		table: map[string]routeInfo{}, notFound: map[string]bool{}}
 	e.HTTPErrorHandler = s.renderError
-	e.Use(s.requestID, s.accessLog, s.recover, s.securityHeaders, s.transportSecurity)
+	e.Use(s.clientAddr, s.closeUnread, s.requestID, s.accessLog, s.recover, s.securityHeaders, s.transportSecurity)
 	s.routes()
 	return s
 }
@@ -140,7 +148,7 @@ func (s *Server) readFHIR(c echo.Context) ([]byte, error) {
 		}
 		return nil, fhir.Errorf(fhir.Invalid, "the request body could not be read")
 	}
-	if err := fhir.CheckDepth(body, fhir.MaxDepth); err != nil {
+	if err := fhir.Scan(body, s.cfg.Limits.JSON); err != nil {
 		return nil, err
 	}
 	return body, nil

@@ -60,7 +60,10 @@ func (s *Server) token(c echo.Context) error {
 	h := c.Response().Header()
 	h.Set("Cache-Control", "no-store")
 	h.Set("Pragma", "no-cache")
-	if err := s.allow(c, ipKey(c)); err != nil {
+	// The token endpoint has buckets of its own, so that junk sent to
+	// other endpoints from the same address cannot starve it: one per
+	// address before the assertion is checked, one per client after.
+	if err := s.allowToken(c, ipKey(c)); err != nil {
 		return err
 	}
 	if s.cfg.Auth == nil {
@@ -83,6 +86,10 @@ func (s *Server) token(c echo.Context) error {
 		return err
 	}
 	c.Set(ctxCaller, pas.Caller{Tenant: issued.Tenant, Client: issued.Client})
+	if err := s.allowToken(c, "client:"+issued.Client); err != nil {
+		logAttrs(c, "oauth_error", "slow_down")
+		return err
+	}
 	logAttrs(c, "client", issued.Client, "scope", issued.Response.Scope)
 	return c.JSON(http.StatusOK, issued.Response)
 }

@@ -74,11 +74,14 @@ type Store struct {
 }
 
 type embedded struct {
-	uri    string
-	dir    string
-	cancel context.CancelFunc
-	done   chan struct{}
-	unlock func() // releases the data directory (lock.go)
+	uri string
+	dir string
+	// sock is the engine's unix socket; sockDir, when set, is the private
+	// directory made for it because dir was too long for a socket path.
+	sock, sockDir string
+	cancel        context.CancelFunc
+	done          chan struct{}
+	unlock        func() // releases the data directory (lock.go)
 }
 
 // Open connects to MongoDB (starting the embedded engine when opts.URI is
@@ -174,23 +177,35 @@ func startEmbedded(dataDir string, log *slog.Logger) (*embedded, error) {
 	// synchronous(full) makes SQLite fsync the WAL on every commit, so an
 	// acknowledged write survives a power cut, not only a process crash.
 	sqliteURL := (&url.URL{Scheme: "file", Path: dir + "/", RawQuery: "_pragma=synchronous(full)"}).String()
+	sock, sockDir, err := socketPath(dir)
+	if err != nil {
+		return nil, err
+	}
 	fdbLog := log.With("component", "ferretdb")
 	f, err := ferretdb.New(&ferretdb.Config{
-		Listener:  ferretdb.ListenerConfig{TCP: "127.0.0.1:0"},
+		Listener:  ferretdb.ListenerConfig{Unix: sock},
 		Handler:   "sqlite",
 		SQLiteURL: sqliteURL,
 		Logger:    slog.New(levelFloor{Handler: fdbLog.Handler(), min: slog.LevelError}),
 	})
 	if err != nil {
+		removeSocket(sock, sockDir)
 		return nil, fmt.Errorf("store: start embedded engine: %w", err)
 	}
+	// The socket is created with the umask's mode inside a 0700 directory;
+	// narrow it to the owner before any client could reach it.
+	if err := os.Chmod(sock, 0o600); err != nil {
+		removeSocket(sock, sockDir)
+		return nil, fmt.Errorf("store: embedded engine socket: %w", err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	e := &embedded{uri: f.MongoDBURI(), dir: dir, cancel: cancel, done: make(chan struct{})}
+	e := &embedded{uri: socketURI(sock), dir: dir, sock: sock, sockDir: sockDir, cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(e.done)
 		if err := f.Run(ctx); err != nil {
 			log.Error("embedded store stopped", "err", err)
 		}
+		removeSocket(sock, sockDir)
 	}()
 	return e, nil
 }

@@ -53,6 +53,22 @@ type Config struct {
 	// client every notification goes through [the strict policy: public
 	// https endpoints only].
 	Outbound *outbound.Policy
+	// Deliveries, when set, counts every delivery attempt (metrics).
+	Deliveries DeliveryCounter
+}
+
+// DeliveryCounter is told of each notification sent: its type (handshake,
+// heartbeat, event-notification), whether the endpoint accepted it, and for
+// a delivered event how long after its creation.
+type DeliveryCounter interface {
+	Delivery(kind string, ok bool, lag time.Duration)
+}
+
+// counted reports one delivery attempt to the counter, if any.
+func (s *Service) counted(kind string, err error, lag time.Duration) {
+	if s.cfg.Deliveries != nil {
+		s.cfg.Deliveries.Delivery(kind, err == nil, lag)
+	}
 }
 
 // Options tune delivery. Zero values take the defaults in brackets.

@@ -317,6 +317,7 @@ func (w *channelWork) handshake(ctx context.Context) error {
 	if ctx.Err() != nil || errors.Is(err, errLeaseLost) {
 		return nil
 	}
+	s.counted(typeHandshake, err, 0)
 	now := s.now()
 	if err == nil {
 		s.log.InfoContext(ctx, "subscription handshake succeeded", "subscription", sub.ID)
@@ -382,6 +383,7 @@ func (w *channelWork) deliver(ctx context.Context, n *store.Notification) (bool,
 		return false, nil
 	}
 	now := s.now()
+	s.counted(typeEvent, err, now.Sub(n.Created))
 	if err != nil {
 		ch.Attempts++
 		ch.RetryAt = now.Add(s.backoff(ch.Attempts))
@@ -410,6 +412,7 @@ func (w *channelWork) heartbeat(ctx context.Context) error {
 	if ctx.Err() != nil || errors.Is(err, errLeaseLost) {
 		return nil
 	}
+	s.counted(typeHeartbeat, err, 0)
 	now := s.now()
 	if err == nil {
 		w.succeeded(now)

@@ -17,6 +17,7 @@ import (
 	"github.com/priora/priora/internal/app"
 	"github.com/priora/priora/internal/outbound"
 	"github.com/priora/priora/members"
+	"github.com/priora/priora/server"
 	"github.com/priora/priora/store"
 )
 
@@ -50,6 +51,9 @@ type config struct {
 	TLSKey      string
 	RateLimit   string
 	security    app.Security
+	// Limits (limits.go).
+	MaxEntries, MaxArray, MaxJSONValues, SubmitConcurrency, MaxConnsPerIP, TrustedProxies string
+	limits                                                                                server.Limits
 	// Outbound requests and subscriptions (security.go).
 	OutboundAllow    string
 	MaxSubscriptions string
@@ -81,6 +85,12 @@ func (c *config) settings() []setting {
 		{"tls-cert", "PRIORA_TLS_CERT", "", "TLS certificate (PEM); with PRIORA_TLS_KEY Priora serves HTTPS only, TLS 1.2+", false, &c.TLSCert},
 		{"tls-key", "PRIORA_TLS_KEY", "", "TLS private key (PEM)", false, &c.TLSKey},
 		{"rate-limit", "PRIORA_RATE_LIMIT", "20,40", "requests per second per client and burst, RATE[,BURST]; 0 = no limit", false, &c.RateLimit},
+		{"max-entries", "PRIORA_MAX_ENTRIES", "1000", "most entries in a request Bundle", false, &c.MaxEntries},
+		{"max-array", "PRIORA_MAX_ARRAY", "10000", "longest JSON array in a request body", false, &c.MaxArray},
+		{"max-json-values", "PRIORA_MAX_JSON_VALUES", "50000", "most JSON values in a request body", false, &c.MaxJSONValues},
+		{"submit-concurrency", "PRIORA_SUBMIT_CONCURRENCY", "4", "$submit and $inquire requests worked on at once (more wait up to 10 s, then 503)", false, &c.SubmitConcurrency},
+		{"max-conns-per-ip", "PRIORA_MAX_CONNS_PER_IP", "512", "open connections per client address; 0 = no limit", false, &c.MaxConnsPerIP},
+		{"trusted-proxies", "PRIORA_TRUSTED_PROXIES", "", "CIDRs of load balancers whose X-Forwarded-For is believed, comma-separated", false, &c.TrustedProxies},
 		{"outbound-allow", "PRIORA_OUTBOUND_ALLOW", "", "targets of Subscription notifications and CRD EHR queries allowed although loopback, private or special-purpose, and over plain http: comma-separated CIDR prefixes, addresses and host:port", false, &c.OutboundAllow},
 		{"max-subscriptions", "PRIORA_MAX_SUBSCRIPTIONS", "20", "most Subscriptions one organization may have", false, &c.MaxSubscriptions},
 		{"validation", "PRIORA_VALIDATION", "enforce", "profile validation of PAS requests: enforce (reject errors with 400), log (log counts, accept) or off", false, &c.Validation},
@@ -174,7 +184,7 @@ func (c *config) check() error {
 			errs = append(errs, fmt.Errorf("PRIORA_METRICS_ADDR must differ from PRIORA_ADDR: metrics and pprof are never served publicly"))
 		}
 	}
-	errs = append(errs, c.checkSecurity(host))
+	errs = append(errs, c.checkSecurity(host), c.checkLimits())
 	if c.MongoURI == "" && c.DataDir == "" {
 		errs = append(errs, errors.New("PRIORA_DATA_DIR is required for the embedded store"))
 	}

@@ -70,7 +70,10 @@ func TestCrashSafety(t *testing.T) {
 		subs[i] = &submission{token: tok, body: templates[i%len(templates)].Render(tok)}
 	}
 
-	srv := startChild(t, bin, addr, data, deadline)
+	// Durability, not load shedding, is tested here: each of the 500 has
+	// its own connection (PRIORA_MAX_CONNS_PER_IP); they wait in the
+	// $submit queue, and the kill comes before any has waited its 10 s.
+	srv := startChild(t, bin, addr, data, deadline, "PRIORA_MAX_CONNS_PER_IP=0")
 	var acked atomic.Int64
 	killed := make(chan struct{})
 	var kill sync.Once

@@ -120,6 +120,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		PayerIDs:         cfg.payers,
 		HookFetchTimeout: cfg.hookFetchTimeout,
 		Security:         cfg.security,
+		Limits:           cfg.limits,
 		CRDVersion:       cfg.CRDVersion,
 		Subscriptions:    subscriptions.Options{MaxPerTenant: cfg.maxSubscriptions},
 	})
@@ -131,8 +132,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err != nil {
 		return err
 	}
-	if uri, ok := a.Store.Embedded(); ok {
-		log.Info("embedded store started", "uri", uri, "data_dir", cfg.DataDir)
+	if _, ok := a.Store.Embedded(); ok {
+		// No address: the engine answers on a private unix socket only.
+		log.Info("embedded store started", "data_dir", cfg.DataDir)
 	}
 	if cfg.MetricsAddr != "off" {
 		mln, err := net.Listen("tcp", cfg.MetricsAddr)

@@ -1,9 +1,12 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -48,12 +51,58 @@ func TestMetrics(t *testing.T) {
 		t.Fatalf("$submit: %d", r.StatusCode)
 	}
 
+	// A subscription: its handshake is a delivery.
+	hooked := make(chan struct{}, 8)
+	receiver := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		select {
+		case hooked <- struct{}{}:
+		default:
+		}
+	}))
+	defer receiver.Close()
+	var sub map[string]any
+	raw, err := os.ReadFile(filepath.Join(testenv.Root(), "testdata", "subscriptions", "PAS_Subscription_example_v221_good.json"))
+	if err != nil || json.Unmarshal(raw, &sub) != nil {
+		t.Fatalf("subscription fixture: %v", err)
+	}
+	sub["channel"].(map[string]any)["endpoint"] = receiver.URL + "/hook"
+	subJSON, _ := json.Marshal(sub)
+	r, err = http.Post(base+"/fhir/Subscription", "application/fhir+json", bytes.NewReader(subJSON))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Body.Close()
+	if r.StatusCode != http.StatusCreated {
+		t.Fatalf("POST Subscription: %d", r.StatusCode)
+	}
+	select {
+	case <-hooked:
+	case <-time.After(30 * time.Second):
+		t.Fatal("no handshake arrived")
+	}
+
+	// A CRD order-sign.
+	hook, err := os.ReadFile(filepath.Join(testenv.Root(), "testdata", "crd", "ig", "CRDServiceRequest.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err = http.Post(base+"/cds-services/order-sign-crd", "application/json", strings.NewReader(string(hook)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Body.Close()
+	if r.StatusCode != 200 {
+		t.Fatalf("order-sign: %d", r.StatusCode)
+	}
+
 	// A request is timed once its answer is written, so the client may
 	// scrape before the server has counted it: wait for the count.
 	var m map[string]float64
 	for deadline := time.Now().Add(5 * time.Second); ; {
 		m = scrape(t, mbase+"/metrics")
-		if _, ok := m[`priora_http_request_duration_seconds_count{method="POST",route="/fhir/Claim/$submit",status="200"}`]; ok || time.Now().After(deadline) {
+		_, timed := m[`priora_http_request_duration_seconds_count{method="POST",route="/fhir/Claim/$submit",status="200"}`]
+		_, delivered := m[`priora_subscription_deliveries_total{result="delivered",type="handshake"}`]
+		if timed && delivered || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -66,6 +115,7 @@ func TestMetrics(t *testing.T) {
 		{`priora_pas_decisions_total{by="rule",outcome="A1"}`, 1},
 		{`priora_pas_decisions_total{by="rule",outcome="A4"}`, 1},
 		{`priora_review_queue_depth`, 1},
+		{`priora_subscription_deliveries_total{result="delivered",type="handshake"}`, 1},
 		{`priora_review_queue_oldest_age_seconds`, 0},
 		{`priora_review_queue_overdue`, 0},
 		{`priora_store_operation_duration_seconds_count{command="insert",result="ok"}`, 1},
@@ -78,6 +128,17 @@ func TestMetrics(t *testing.T) {
 		} else if v < want.min {
 			t.Errorf("%s = %v, want ≥ %v", want.series, v, want.min)
 		}
+	}
+
+	// The order-sign's answer, whatever the rules say of its order.
+	answers := 0.0
+	for k, v := range m {
+		if strings.HasPrefix(k, "priora_crd_coverage_answers_total{") && strings.Contains(k, `hook="order-sign"`) {
+			answers += v
+		}
+	}
+	if answers < 1 {
+		t.Errorf("priora_crd_coverage_answers_total has no order-sign answer (%v)", keys(m, "priora_crd"))
 	}
 
 	for _, c := range []struct {

@@ -69,6 +69,9 @@ type Config struct {
 	Strict bool
 	// Security is authentication, TLS, rate limits and audit (security.go).
 	Security Security
+	// Limits bound request bodies, concurrent PAS work and connections per
+	// address (zero = defaults).
+	Limits server.Limits
 	// Eligibility is the member roster mode: auto ("" too), enforce, warn
 	// or off.
 	Eligibility string
@@ -179,6 +182,7 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 	})
 	a.Subscriptions, err = subscriptions.New(ctx, subscriptions.Config{
 		Store: st, Parser: parser, BaseURL: cfg.BaseURL, Now: cfg.Now, Log: log, Options: cfg.Subscriptions, Outbound: policy,
+		Deliveries: metrics,
 	})
 	if err != nil {
 		st.Close(context.Background())
@@ -201,6 +205,7 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 		Outbound:       policy,
 		DefaultVersion: cfg.CRDVersion,
 		Validate:       a.crdValidate(),
+		Answers:        metrics,
 		Now:            cfg.Now,
 		Log:            log,
 	})
@@ -235,6 +240,7 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 		RateBurst:      cfg.Security.RateBurst,
 		TLS:            cfg.Security.TLSCert != "",
 		AuditRetention: cfg.Security.AuditRetention,
+		Limits:         cfg.Limits,
 		Requests:       metrics,
 	})
 	wctx, stop := context.WithCancel(context.Background())
@@ -276,10 +282,13 @@ func (a *App) Rules() *coverage.Rules { return a.rules }
 // Serve answers on ln until ctx ends, then drains in-flight requests for up
 // to drain before returning.
 func (a *App) Serve(ctx context.Context, ln net.Listener, drain time.Duration) error {
+	lim := a.Config.Limits.WithDefaults()
+	// Every request has PreAuthTimeout for its headers and body; once
+	// authenticated it gets server.ReadTimeout (server/limits.go).
 	hs := &http.Server{
 		Handler:           a.Handler,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       60 * time.Second,
+		ReadHeaderTimeout: min(5*time.Second, lim.PreAuthTimeout),
+		ReadTimeout:       lim.PreAuthTimeout,
 		WriteTimeout:      60 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,
@@ -288,6 +297,7 @@ func (a *App) Serve(ctx context.Context, ln net.Listener, drain time.Duration) e
 	if err := a.checkListener(ln); err != nil {
 		return err
 	}
+	ln = server.LimitListener(ln, lim.ConnsPerIP)
 	errc := make(chan error, 1)
 	go func() { errc <- a.serve(hs, ln) }()
 	select {
