@@ -48,10 +48,10 @@ type Breakdown struct {
 // Figures count one group of requests. The outcome of a request is that of
 // its live (not cancelled) items once none awaits a decision:
 //
-//   - Approved: every live item approved, some possibly with modified units
-//     or dates (X12 A1 or A6).
+//   - Approved: every live item approved as requested (X12 A1).
 //   - Denied: every live item denied (A3).
-//   - PartiallyApproved: some live items approved or modified, some denied.
+//   - PartiallyApproved: some live item approved with changes (A6: fewer
+//     units or other dates), or some approved and some denied.
 //   - Pended: some item still awaits a decision (A4) now.
 //   - Cancelled: the provider withdrew every item.
 //
@@ -216,7 +216,7 @@ type outcome struct {
 func classify(a *store.Authorization) outcome {
 	var o outcome
 	var decided time.Time
-	approved, denied := 0, 0
+	approved, denied, modified := 0, 0, 0
 	for _, it := range a.Items {
 		for _, d := range append(it.History, it.Decision) {
 			if d.Action == "pend" {
@@ -228,6 +228,9 @@ func classify(a *store.Authorization) outcome {
 			continue
 		case "approve", "modify":
 			approved++
+			if it.Decision.Action == "modify" {
+				modified++
+			}
 			for _, h := range it.History {
 				if h.Action == "deny" {
 					o.afterResubmit = true
@@ -245,7 +248,7 @@ func classify(a *store.Authorization) outcome {
 		o.result = "pended"
 	case a.Status == "cancelled" || approved+denied == 0:
 		o.result = "cancelled"
-	case denied == 0:
+	case denied == 0 && modified == 0:
 		o.result = "approved"
 	case approved == 0:
 		o.result = "denied"

@@ -40,8 +40,8 @@ func TestMetricsFigures(t *testing.T) {
 	}{
 		{"approved at once", chain("complete", false, item(dec("approve", 0))),
 			pas.Figures{Received: 1, Decided: 1, Approved: 1, ApprovedRate: 1}},
-		{"modified counts as approved", chain("complete", false, item(dec("modify", 0)), item(dec("approve", 0))),
-			pas.Figures{Received: 1, Decided: 1, Approved: 1, ApprovedRate: 1}},
+		{"modified (A6) counts as partially approved", chain("complete", false, item(dec("modify", 0)), item(dec("approve", 0))),
+			pas.Figures{Received: 1, Decided: 1, PartiallyApproved: 1, PartiallyApprovedRate: 1}},
 		{"denied after review", chain("complete", false, item(dec("pend", 0), dec("deny", 30*h))),
 			pas.Figures{Received: 1, Decided: 1, Denied: 1, DeniedRate: 1, PendedForReview: 1, PendedForReviewRate: 1}},
 		{"partially approved", chain("complete", true, item(dec("pend", 0), dec("approve", 2*h)), item(dec("pend", 0), dec("deny", 4*h))),
