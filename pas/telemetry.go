@@ -25,18 +25,26 @@ func (s *Service) countDecided(a *store.Authorization, now time.Time) {
 		if d.At.IsZero() || !d.At.Equal(now) {
 			continue
 		}
-		s.cfg.Decisions.Decision(d.ReviewAction, decidedBy(d.By))
+		s.cfg.Decisions.Decision(d.ReviewAction, decidedBy(d))
 	}
 }
 
-// decidedBy is the kind of decider in a Decision's By ("rule:ID",
-// "reviewer:NPI", "crd:ASSERTION", …).
-func decidedBy(by string) string {
-	kind, _, _ := strings.Cut(by, ":")
+// decidedBy is the kind of decider of a decision: a rule's gold card, a
+// rule's criteria, a plain rule, a CRD assertion, a reviewer, or the
+// client (cancellations), from its By ("rule:ID", "reviewer:NPI",
+// "crd:ASSERTION", …).
+func decidedBy(d store.Decision) string {
+	kind, _, _ := strings.Cut(d.By, ":")
 	switch kind {
 	case "crd":
 		return "assertion"
-	case "":
+	case "", "rule":
+		switch {
+		case d.GoldCard != "":
+			return "gold-card"
+		case len(d.Criteria) > 0:
+			return "criteria"
+		}
 		return "rule"
 	}
 	return kind

@@ -154,9 +154,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	return a.Serve(ctx, ln, 30*time.Second)
 }
 
-// reloadOnHangup reloads the coverage rules on SIGHUP until ctx ends. A
-// hangup never ends the server; an invalid file keeps the running rules
-// (ReloadRules logs why).
+// reloadOnHangup reloads the coverage rules and the clients file on SIGHUP
+// until ctx ends. A hangup never ends the server; an invalid file keeps
+// what is running (ReloadRules and ReloadClients log why).
 func reloadOnHangup(ctx context.Context, a *app.App) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -168,6 +168,7 @@ func reloadOnHangup(ctx context.Context, a *app.App) {
 				return
 			case <-hup:
 				_, _ = a.ReloadRules()
+				_ = a.ReloadClients(ctx)
 			}
 		}
 	}()

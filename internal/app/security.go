@@ -62,10 +62,18 @@ func (a *App) startAuth(ctx context.Context) error {
 		return err
 	}
 	a.Auth = svc
-	if sec.ClientsFile == "" {
+	return a.registerClients(ctx)
+}
+
+// registerClients registers (or replaces) every client of the clients
+// file, if there is one. The whole file is read and checked first, so an
+// invalid file registers nothing.
+func (a *App) registerClients(ctx context.Context) error {
+	file := a.Config.Security.ClientsFile
+	if file == "" {
 		return nil
 	}
-	clients, err := auth.LoadClients(sec.ClientsFile)
+	clients, err := auth.LoadClients(file)
 	if err != nil {
 		return err
 	}
@@ -73,11 +81,27 @@ func (a *App) startAuth(ctx context.Context) error {
 	for i := range clients {
 		c := &clients[i]
 		c.Created, c.Updated = now, now
+		if old, err := a.Store.Client(ctx, c.ID); err == nil {
+			c.Created = old.Created
+		}
 		if err := a.Store.PutClient(ctx, c); err != nil {
 			return err
 		}
 	}
-	a.Log.Info("clients registered from file", "file", sec.ClientsFile, "clients", len(clients))
+	a.Log.Info("clients registered from file", "file", file, "clients", len(clients))
+	return nil
+}
+
+// ReloadClients re-reads the clients file (SIGHUP): changed clients take
+// effect on their next request (every access token is re-checked against
+// the registration), new ones can get tokens. A client removed from the
+// file stays registered: disable it with priora clients disable. An
+// invalid file changes nothing and is logged.
+func (a *App) ReloadClients(ctx context.Context) error {
+	if err := a.registerClients(ctx); err != nil {
+		a.Log.Error("clients: reload refused; the registered clients stay as they are", "file", a.Config.Security.ClientsFile, "err", err)
+		return err
+	}
 	return nil
 }
 
