@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/priora/priora/internal/testenv"
 )
 
 // htest marks a request Bundle as test data (meta.security HTEST).
@@ -36,7 +38,7 @@ func TestTestDataKeptApart(t *testing.T) {
 	if got := reviewActions(t, r.Body); got[1] != "A4" {
 		t.Fatalf("the HTEST request was not answered like a real one: review actions %v", got)
 	}
-	testID := authorizationID(t, r.Body)
+	testID := testenv.AuthorizationID(t, r.Body)
 
 	// The review API.
 	for _, c := range []struct {
@@ -120,26 +122,4 @@ func TestTestDataKeptApart(t *testing.T) {
 	if depth != 1 {
 		t.Errorf("priora_review_queue_depth = %v, want 1 (the test request left out)", depth)
 	}
-}
-
-// authorizationID is Priora's id of the request a PAS response answers.
-func authorizationID(t *testing.T, body []byte) string {
-	t.Helper()
-	var b struct {
-		Entry []struct {
-			Resource struct {
-				Identifier []struct{ System, Value string } `json:"identifier"`
-			} `json:"resource"`
-		} `json:"entry"`
-	}
-	if err := json.Unmarshal(body, &b); err != nil || len(b.Entry) == 0 {
-		t.Fatalf("not a PAS response: %v", err)
-	}
-	for _, id := range b.Entry[0].Resource.Identifier {
-		if id.System == "urn:priora:authorization" {
-			return id.Value
-		}
-	}
-	t.Fatal("no urn:priora:authorization identifier in the response")
-	return ""
 }
