@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/priora/priora/coverage"
 	"github.com/priora/priora/fhir"
 	"github.com/priora/priora/store"
 )
@@ -117,6 +118,10 @@ func (d *ReviewDecision) check(a *store.Authorization) error {
 			continue
 		}
 		checkRole(&is, at, role, it, cur)
+		if code := strings.TrimSpace(it.ReasonCode); code != "" && !coverage.KnownReasonCode(code) {
+			is.add("code-invalid", at+".reasonCode", "reason code %q is not in the shipped X12 review decision reason list; valid: %s",
+				code, knownReasonCodes())
+		}
 		switch it.Action {
 		case "approve":
 		case "deny":
@@ -291,4 +296,13 @@ func latestInput(a *store.Authorization) (responseInput, error) {
 		}
 	}
 	return in, nil
+}
+
+// knownReasonCodes lists the shipped X12 reason codes for an error message.
+func knownReasonCodes() string {
+	var out []string
+	for _, rc := range coverage.ReasonCodes() {
+		out = append(out, rc.Code+" ("+rc.Description+")")
+	}
+	return strings.Join(out, ", ")
 }

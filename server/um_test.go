@@ -126,6 +126,7 @@ func TestDecisionSafeguards(t *testing.T) {
 		{"a longer period than requested", `{"sequence": 1, "action": "modify", "from": "2016-08-01", "to": "2016-08-31"}`, "items[0].to", "longer period"},
 		{"a denial without a note", `{"sequence": 1, "action": "deny", "reasonCode": "0U"}`, "items[0].note", "note to the provider"},
 		{"a denial without a reason code", `{"sequence": 1, "action": "deny", "note": "Not covered."}`, "items[0].reasonCode", "reasonCode"},
+		{"an unknown reason code", `{"sequence": 1, "action": "deny", "reasonCode": "ZZ9", "note": "Not covered."}`, "items[0].reasonCode", "valid: 0U"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
