@@ -130,6 +130,14 @@ func TestMetrics(t *testing.T) {
 		}
 	}
 
+	// The rules in force are named; starting is not a reload.
+	if len(keys(m, "priora_rules_info{")) != 1 {
+		t.Errorf("priora_rules_info names %v, want the one rule set in force", keys(m, "priora_rules_info{"))
+	}
+	if n := m[`priora_rules_reloads_total{result="ok"}`]; n != 0 {
+		t.Errorf("priora_rules_reloads_total{ok} = %v after start, want 0", n)
+	}
+
 	// The order-sign's answer, whatever the rules say of its order.
 	answers := 0.0
 	for k, v := range m {

@@ -188,7 +188,7 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 	a.reloads = RulesStatus{Version: rules.Version, File: cfg.RulesFile, Rules: len(rules.All()), LoadedAt: cfg.Now()}
 	a.Roster = members.New(st, mode, cfg.Now)
 	metrics.Registry().MustRegister(telemetry.NewQueueCollector(a.queueStats, 10*time.Second))
-	a.rulesLoaded(rules)
+	a.rulesLoaded(rules, false)
 	a.PAS = pas.New(pas.Config{
 		Roster:   a.Roster,
 		PayerIDs: cfg.PayerIDs,
@@ -338,20 +338,25 @@ func (a *App) ReloadRules() (*coverage.Rules, error) {
 		return nil, err
 	}
 	a.rules.Store(r)
-	a.rulesLoaded(r)
+	a.rulesLoaded(r, true)
 	a.reloads.Reloads++
 	a.reloads.Version, a.reloads.Rules, a.reloads.LoadedAt = r.Version, len(r.All()), a.Config.Now()
 	a.Log.Info("rules: reloaded", "file", a.Config.RulesFile, "version", r.Version, "previous_version", cur.Version, "rules", len(r.All()))
 	return r, nil
 }
 
-// rulesLoaded puts the rules' version in the metrics (label and hash).
-func (a *App) rulesLoaded(r *coverage.Rules) {
+// rulesLoaded puts the rules' version in the metrics (label and hash);
+// reload counts an accepted reload, start-up does not.
+func (a *App) rulesLoaded(r *coverage.Rules, reload bool) {
 	label, hash, ok := strings.Cut(r.Version, "@")
 	if !ok {
 		label, hash = "", r.Version
 	}
-	a.Metrics.RulesLoaded(true, label, hash)
+	if reload {
+		a.Metrics.RulesLoaded(true, label, hash)
+	} else {
+		a.Metrics.RulesInForce(label, hash)
+	}
 }
 
 // RulesStatus reports the rules in force and what reloads did.

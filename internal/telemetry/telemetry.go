@@ -158,6 +158,15 @@ func (m *Metrics) RulesLoaded(ok bool, version, hash string) {
 		return
 	}
 	m.rulesReloads.WithLabelValues("ok").Inc()
+	m.RulesInForce(version, hash)
+}
+
+// RulesInForce sets the rules_info series to the rules now running (at
+// start, and after each accepted reload); it counts no reload.
+func (m *Metrics) RulesInForce(version, hash string) {
+	if m == nil {
+		return
+	}
 	m.rulesMu.Lock()
 	defer m.rulesMu.Unlock()
 	if m.rulesVersion != nil {
