@@ -110,7 +110,7 @@ func TestQueueSearchAndAssignment(t *testing.T) {
 	}
 	smith := submitQ("q-1", "SMITH", "MEM-1234567", "27447")
 	smith2 := submitQ("q-2", "SMITH", "MEM-1234567", "27447") // same member and code: a possible duplicate
-	jones := submitQ("q-3", "JONES", "MEM-7654321", "99243") // standard (elective)
+	jones := submitQ("q-3", "JONES", "MEM-7654321", "99243")  // standard (elective)
 
 	all := listTasks(t, e, url.Values{})
 	if got := ids(all); !slices.Equal(got, ids([]queueTask{{ID: smith}, {ID: smith2}, {ID: jones}})) {
