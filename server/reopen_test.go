@@ -14,62 +14,6 @@ import (
 	"github.com/priora/priora/pas"
 )
 
-// infoUpdate is a PAS Claim Update of original (a request Bundle) that
-// answers a request for information: the same items, and one new
-// supportingInfo pointing to a DocumentReference with text.
-func infoUpdate(t *testing.T, original []byte, bundleID, text string) []byte {
-	t.Helper()
-	return edit(t, original, func(b map[string]any) {
-		b["identifier"].(map[string]any)["value"] = bundleID
-		entries := b["entry"].([]any)
-		prior := cloneJSON(entries[0]).(map[string]any)
-		upd := entries[0].(map[string]any)
-		upd["fullUrl"] = "http://davinci-pas.org/fhir/Claim/KneeUpdate1"
-		c := upd["resource"].(map[string]any)
-		c["id"] = "KneeUpdate1"
-		c["meta"] = map[string]any{"profile": []any{"http://hl7.org/fhir/us/davinci-pas/StructureDefinition/profile-claim-update"}}
-		c["related"] = []any{map[string]any{
-			"claim": map[string]any{"reference": prior["fullUrl"]},
-			"relationship": map[string]any{"coding": []any{map[string]any{
-				"system": "http://terminology.hl7.org/CodeSystem/ex-relatedclaimrelationship", "code": "prior"}}},
-		}}
-		infos := c["supportingInfo"].([]any)
-		max := 0.0
-		for _, si := range infos {
-			max = maxf(max, si.(map[string]any)["sequence"].(float64))
-		}
-		docInfo := infos[0].(map[string]any)["extension"].([]any)[0]
-		c["supportingInfo"] = append(infos, map[string]any{
-			"extension": []any{docInfo},
-			"sequence":  max + 1,
-			"category": map[string]any{"coding": []any{map[string]any{
-				"system": "http://hl7.org/fhir/us/davinci-pas/CodeSystem/PASTempCodes", "code": "additionalInformation"}}},
-			"valueReference": map[string]any{"reference": "DocumentReference/op-note"},
-		})
-		doc := map[string]any{
-			"fullUrl": "http://davinci-pas.org/fhir/DocumentReference/op-note",
-			"resource": map[string]any{
-				"resourceType": "DocumentReference", "id": "op-note", "status": "current",
-				"type":    map[string]any{"coding": []any{map[string]any{"system": "http://loinc.org", "code": "11506-3", "display": "Progress note"}}},
-				"subject": map[string]any{"reference": "Patient/SubscriberExample"},
-				"category": []any{map[string]any{"coding": []any{map[string]any{
-					"system": "http://hl7.org/fhir/us/core/CodeSystem/us-core-documentreference-category", "code": "clinical-note"}}}},
-				"content": []any{map[string]any{"attachment": map[string]any{
-					"contentType": "text/plain", "title": "Orthopedic progress note", "data": base64.StdEncoding.EncodeToString([]byte(text))}}},
-			},
-		}
-		rest := append([]any{prior}, entries[1:]...)
-		b["entry"] = append(append([]any{upd}, rest...), doc)
-	})
-}
-
-func maxf(a, b float64) float64 {
-	if a > b {
-		return a
-	}
-	return b
-}
-
 // taskDetail is the part of GET /review/tasks/{id} these tests read.
 type taskDetail struct {
 	State        string    `json:"state"`
@@ -161,7 +105,7 @@ func TestRequestInfoAndReconsideration(t *testing.T) {
 
 	// The provider answers with a PAS update carrying the document.
 	const note = "Orthopedic progress note: failed 12 weeks of therapy."
-	r = e.Post(submitPath, infoUpdate(t, original, "knee-update-1", note))
+	r = e.Post(submitPath, testenv.InfoUpdate(t, original, "knee-update-1", note))
 	if r.Status != http.StatusOK {
 		t.Fatalf("update: %d %s", r.Status, r.Body)
 	}
