@@ -45,6 +45,9 @@ func (s *Server) routes() {
 	rv.add(http.MethodGet, "/tasks", scope(auth.ScopeReview).only(auth.KindPayer), s.reviewQueue)
 	rv.add(http.MethodGet, "/tasks/:id", scope(auth.ScopeReview).only(auth.KindPayer), s.reviewTask)
 	rv.add(http.MethodPost, "/tasks/:id/decision", scope(auth.ScopeReview).only(auth.KindPayer), s.reviewDecision)
+	if s.cfg.UMEvents != nil {
+		rv.add(http.MethodGet, "/events", scope(auth.ScopeReview).only(auth.KindPayer), s.umEvents)
+	}
 
 	// SMART configuration, the token endpoint (OAuth 2.0 errors) and
 	// Priora's public JWK Set.

@@ -21,6 +21,7 @@ import (
 
 	"github.com/priora/priora/internal/app"
 	"github.com/priora/priora/subscriptions"
+	"github.com/priora/priora/umevents"
 )
 
 func main() {
@@ -122,6 +123,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 
 		PayerIDs:         cfg.payers,
 		HookFetchTimeout: cfg.hookFetchTimeout,
+		UMEvents:         umevents.Options{DeadlineLead: cfg.umDeadlineLead},
 		Security:         cfg.security,
 		Limits:           cfg.limits,
 		CRDVersion:       cfg.CRDVersion,
