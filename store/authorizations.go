@@ -56,6 +56,11 @@ type Authorization struct {
 	// subscriptions; Dispatched is the number of the last event that has.
 	Undispatched bool `bson:"undispatched"`
 	Dispatched   int  `bson:"dispatched"`
+	// UMEvents are the utilization-management events of the chain (pend
+	// created, information received, deadline approaching, decided, ...),
+	// for the payer's own UM system (umevents.go). Like Events they are
+	// appended in the same write as the change they announce.
+	UMEvents []UMEvent `bson:"umEvents,omitempty"`
 	// NextAuto is the earliest time a delayed rule finishes a pended item
 	// (zero when none is scheduled).
 	NextAuto time.Time `bson:"nextAuto"`

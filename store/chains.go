@@ -258,6 +258,9 @@ func (s *Store) writeKeys(ctx context.Context, a *Authorization) error {
 				return fmt.Errorf("store: write outbox: %w", err)
 			}
 		}
+		if err := s.writeUMOutbox(ctx, a); err != nil {
+			return err
+		}
 		if fresh && a.NextAuto.IsZero() {
 			return nil
 		}
