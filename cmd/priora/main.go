@@ -123,6 +123,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 
 		PayerIDs:         cfg.payers,
 		HookFetchTimeout: cfg.hookFetchTimeout,
+		DuplicateWindow:  cfg.duplicateWindow,
 		UMEvents:         umevents.Options{DeadlineLead: cfg.umDeadlineLead},
 		Security:         cfg.security,
 		Limits:           cfg.limits,
