@@ -62,6 +62,7 @@ func (s *Server) routes() {
 	ad.add(http.MethodGet, "/audit", scope(auth.ScopeAdmin).only(auth.KindPayer), s.auditTrail)
 	ad.add(http.MethodPost, "/members", scope(auth.ScopeAdmin).only(auth.KindPayer), s.importMembers)
 	ad.add(http.MethodGet, "/members/:id", scope(auth.ScopeAdmin).only(auth.KindPayer), s.member)
+	ad.add(http.MethodGet, "/metrics/cms-0057-f", scope(auth.ScopeAdmin).only(auth.KindPayer), s.publicReport)
 	if s.cfg.ReloadRules != nil {
 		ad.add(http.MethodPost, "/rules/reload", scope(auth.ScopeAdmin).only(auth.KindPayer), s.reloadRules)
 		ad.add(http.MethodGet, "/rules", scope(auth.ScopeAdmin).only(auth.KindPayer), s.rulesStatus)
