@@ -3,8 +3,8 @@ package pas
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"encoding/csv"
+	"encoding/json"
 	"regexp"
 	"strconv"
 	"strings"
