@@ -317,6 +317,7 @@ func settle(a *store.Authorization) {
 			a.NextAuto = d.After
 		}
 	}
+	a.State = reviewState(a)
 }
 
 // chainStatus is pended while any live item awaits a decision.
