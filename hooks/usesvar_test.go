@@ -18,7 +18,7 @@ func TestCriteriaReadCoverage(t *testing.T) {
 	if sample, _ := coverage.Sample(); sample.UsesVariable("coverage") {
 		t.Errorf("no sample criterion reads %%coverage, but UsesVariable says one does")
 	}
-	ids := regexp.MustCompile(`[0-9a-zA-Z]*[0-9a-f]{8}-[0-9a-f-]{27}|"(crd|PA)-?[0-9a-f]{8,}"`)
+	ids := regexp.MustCompile(`[0-9a-zA-Z]*[0-9a-f]{8}-[0-9a-f-]{27}|"(crd|PA)-?[0-9a-f]{8,}(-[0-9]+)?"`)
 	answer := func(expr string) string {
 		yaml := strings.Replace(string(coverage.SampleYAML()), `    description: Hospital beds and home oxygen need review
 `, `    description: Hospital beds and home oxygen need review
