@@ -193,7 +193,7 @@ func TestDeskInBrowser(t *testing.T) {
 
 	// The queue: oldest first, the overdue one marked.
 	rows, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](
-		`[...document.querySelectorAll('table.queue tbody tr')].map(r => r.querySelector('th').textContent.trim() + (r.classList.contains('overdue') ? ' overdue' : ''))`))
+		`[...document.querySelectorAll('table.queue tbody tr')].map(r => r.querySelector('th a').textContent.trim() + (r.classList.contains('overdue') ? ' overdue' : ''))`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -246,7 +246,7 @@ func TestDeskInBrowser(t *testing.T) {
 
 	// The queue changed at once: only the newer request is left.
 	rows, err = chromedp.Run(ctx, chromedp.Evaluate[[]string](
-		`[...document.querySelectorAll('table.queue tbody tr th')].map(th => th.textContent.trim())`))
+		`[...document.querySelectorAll('table.queue tbody tr th a')].map(a => a.textContent.trim())`))
 	if err != nil {
 		t.Fatal(err)
 	}

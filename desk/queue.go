@@ -3,6 +3,7 @@ package desk
 import (
 	"cmp"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -38,13 +39,26 @@ type queuePageData struct {
 	// (not found, mismatch or no coverage) or unchecked.
 	Eligibility string
 	Filters     []eligibilityFilter
-	Tasks       []queueRow
-	Columns     []sortColumn
-	Overdue     int
+	// Search holds the search and filter form's values.
+	Search  queueSearch
+	States  []labelValue
+	Tasks   []queueRow
+	Columns []sortColumn
+	Overdue int
 	// Truncated is true when the queue holds more than the page shows.
 	Truncated bool
 	Flash     string
 	Now       time.Time
+	// Mine is the signed-in reviewer's assignee key.
+	Mine string
+}
+
+// queueSearch is the queue's search form: what the reviewer typed and chose.
+type queueSearch struct {
+	Patient, Member, NPI, Code, State, Priority, Assignee string
+	Overdue                                               bool
+	// Active is true when any of them narrows the queue.
+	Active bool
 }
 
 type queueRow struct {
@@ -52,6 +66,14 @@ type queueRow struct {
 	Age     string
 	DueIn   string
 	Service string
+	// AssigneeName is who works the request ("You" for the signed-in reviewer).
+	AssigneeName string
+}
+
+// stateLabels name the review states for people.
+var stateLabels = map[string]string{
+	pas.StateNew: "New", pas.StateInReview: "In review", pas.StateAwaitingInfo: "Awaiting provider information",
+	pas.StateReopened: "Reopened", pas.StateDecided: "Decided", pas.StateCancelled: "Cancelled",
 }
 
 // eligibilityFilter is one choice of the queue's eligibility filter.
@@ -64,27 +86,72 @@ var eligibilityFilters = []struct{ Value, Label string }{
 	{"", "All"}, {"eligible", "Eligible"}, {"not-eligible", "Not eligible"}, {"unchecked", "Not checked"},
 }
 
-// eligibilityMatches applies the queue's eligibility filter to a task.
-func eligibilityMatches(e *store.Eligibility, filter string) bool {
-	switch filter {
-	case "eligible":
-		return e != nil && e.Status == "eligible"
-	case "not-eligible":
-		return e != nil && e.Status != "eligible"
-	case "unchecked":
-		return e == nil
-	}
-	return true
-}
-
 // sortColumn is a sortable header: its link and its aria-sort state.
 type sortColumn struct {
 	Key, Label, Href, AriaSort string
 }
 
+// readSearch reads and checks the search form. Free text is bounded and
+// compared exactly (member id, NPI, code) or as a part of the name, never
+// as a pattern.
+func readSearch(q url.Values, s *session) (queueSearch, store.ReviewFilter, error) {
+	var qs queueSearch
+	var f store.ReviewFilter
+	qs.Patient, qs.Member = strings.TrimSpace(q.Get("patient")), strings.TrimSpace(q.Get("member"))
+	qs.NPI, qs.Code = strings.TrimSpace(q.Get("npi")), strings.TrimSpace(q.Get("code"))
+	qs.State, qs.Priority, qs.Assignee = q.Get("state"), q.Get("priority"), q.Get("assignee")
+	qs.Overdue = q.Get("overdue") == "true"
+	for _, v := range []string{qs.Patient, qs.Member, qs.NPI, qs.Code} {
+		if len(v) > 100 {
+			return qs, f, fhir.Errorf(fhir.Invalid, "A search term is longer than 100 characters.")
+		}
+	}
+	if qs.NPI != "" && !fhir.IsNPI(qs.NPI) {
+		return qs, f, fhir.Errorf(fhir.Invalid, "An NPI has 10 digits and a valid check digit.")
+	}
+	f.Patient, f.MemberID, f.NPI, f.Code, f.Overdue = qs.Patient, qs.Member, qs.NPI, qs.Code, qs.Overdue
+	if qs.State != "" {
+		if _, ok := stateLabels[qs.State]; !ok {
+			return qs, f, fhir.Errorf(fhir.Invalid, "There is no such review state.")
+		}
+		f.State = qs.State
+	}
+	switch qs.Priority {
+	case "":
+	case "expedited", "standard":
+		e := qs.Priority == "expedited"
+		f.Expedited = &e
+	default:
+		return qs, f, fhir.Errorf(fhir.Invalid, "Priority is expedited or standard.")
+	}
+	switch qs.Assignee {
+	case "", "unassigned", "assigned":
+		f.Assignee = qs.Assignee
+	case "mine":
+		f.Assignee = pas.AssigneeKey(s.reviewer())
+	default:
+		return qs, f, fhir.Errorf(fhir.Invalid, "The queue cannot be filtered by that assignee.")
+	}
+	qs.Active = qs.Patient != "" || qs.Member != "" || qs.NPI != "" || qs.Code != "" || qs.State != "" || qs.Priority != "" || qs.Assignee != "" || qs.Overdue
+	return qs, f, nil
+}
+
+// query is the search as URL parameters (for sort and filter links).
+func (qs queueSearch) query(v url.Values) {
+	for k, val := range map[string]string{"patient": qs.Patient, "member": qs.Member, "npi": qs.NPI, "code": qs.Code,
+		"state": qs.State, "priority": qs.Priority, "assignee": qs.Assignee} {
+		if val != "" {
+			v.Set(k, val)
+		}
+	}
+	if qs.Overdue {
+		v.Set("overdue", "true")
+	}
+}
+
 func (d *Desk) queuePage(w http.ResponseWriter, r *http.Request, s *session) error {
 	q := r.URL.Query()
-	data := &queuePageData{Title: "Work queue", Session: s, View: "pended", Sort: "age", Now: d.cfg.Now()}
+	data := &queuePageData{Title: "Work queue", Session: s, View: "pended", Sort: "age", Now: d.cfg.Now(), Mine: pas.AssigneeKey(s.reviewer())}
 	switch v := q.Get("view"); v {
 	case "", "pended":
 	case "complete":
@@ -108,17 +175,29 @@ func (d *Desk) queuePage(w http.ResponseWriter, r *http.Request, s *session) err
 	default:
 		return fhir.Errorf(fhir.Invalid, "The queue shows test data with test=include, or leaves it out.")
 	}
-	tasks, err := d.cfg.PAS.Queue(r.Context(), store.ReviewFilter{Status: data.View, Sort: "age", Limit: queueLimit, Test: data.Test})
+	search, filter, err := readSearch(q, s)
+	if err != nil {
+		return err
+	}
+	data.Search = search
+	for _, st := range pas.States {
+		data.States = append(data.States, labelValue{stateLabels[st], st})
+	}
+	filter.Status, filter.Sort, filter.Limit, filter.Test, filter.Eligibility = data.View, "age", queueLimit, data.Test, data.Eligibility
+	tasks, err := d.cfg.PAS.Queue(r.Context(), filter)
 	if err != nil {
 		return err
 	}
 	data.Truncated = len(tasks) == queueLimit
 	sortTasks(tasks, data.Sort, data.Desc)
 	for _, t := range tasks {
-		if !eligibilityMatches(t.Eligibility, data.Eligibility) {
-			continue
-		}
 		row := queueRow{TaskSummary: t, Age: since(data.Now, t.Received), Service: strings.Join(slices.Compact(slices.Clone(t.Services)), ", ")}
+		if t.Assignee != nil {
+			row.AssigneeName = t.Assignee.Name
+			if t.Assignee.Key == data.Mine {
+				row.AssigneeName = "You"
+			}
+		}
 		if data.View == "pended" {
 			row.DueIn = until(data.Now, t.DueAt)
 			if t.Overdue {
@@ -127,6 +206,20 @@ func (d *Desk) queuePage(w http.ResponseWriter, r *http.Request, s *session) err
 		}
 		data.Tasks = append(data.Tasks, row)
 	}
+	link := func(sort string, desc bool, eligibility string) string {
+		v := url.Values{"view": {data.View}, "sort": {sort}}
+		if data.Test != "" {
+			v.Set("test", data.Test)
+		}
+		if desc {
+			v.Set("dir", "desc")
+		}
+		if eligibility != "" {
+			v.Set("eligibility", eligibility)
+		}
+		search.query(v)
+		return "/desk/?" + v.Encode()
+	}
 	for _, c := range queueSorts {
 		col := sortColumn{Key: c.Key, Label: c.Label, AriaSort: "none"}
 		desc := false
@@ -134,30 +227,11 @@ func (d *Desk) queuePage(w http.ResponseWriter, r *http.Request, s *session) err
 			col.AriaSort = map[bool]string{false: "ascending", true: "descending"}[data.Desc]
 			desc = !data.Desc
 		}
-		col.Href = "/desk/?view=" + data.View + "&sort=" + c.Key
-		if data.Test != "" {
-			col.Href += "&test=" + data.Test
-		}
-		if desc {
-			col.Href += "&dir=desc"
-		}
-		if data.Eligibility != "" {
-			col.Href += "&eligibility=" + data.Eligibility
-		}
+		col.Href = link(c.Key, desc, data.Eligibility)
 		data.Columns = append(data.Columns, col)
 	}
 	for _, f := range eligibilityFilters {
-		href := "/desk/?view=" + data.View + "&sort=" + data.Sort
-		if data.Desc {
-			href += "&dir=desc"
-		}
-		if data.Test != "" {
-			href += "&test=" + data.Test
-		}
-		if f.Value != "" {
-			href += "&eligibility=" + f.Value
-		}
-		data.Filters = append(data.Filters, eligibilityFilter{Value: f.Value, Label: f.Label, Href: href, Current: f.Value == data.Eligibility})
+		data.Filters = append(data.Filters, eligibilityFilter{Value: f.Value, Label: f.Label, Href: link(data.Sort, data.Desc, f.Value), Current: f.Value == data.Eligibility})
 	}
 	if id := q.Get("decided"); id != "" && validID(id) {
 		data.Flash = "Your decision on " + id + " was recorded and sent to the provider."

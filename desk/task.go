@@ -33,6 +33,8 @@ type taskPageData struct {
 	Diagnoses  []fhir.Coding
 	// Errors are what stopped the last decision, shown above the form.
 	Errors []formError
+	// Assign is who holds the request and what this reviewer may do.
+	Assign assignView
 }
 
 // formError points at the field a problem is about.
@@ -87,6 +89,9 @@ func (d *Desk) loadTask(r *http.Request, s *session, id string) (*taskPageData, 
 		Diagnoses: t.Diagnoses}
 	if t.Status == "pended" {
 		data.DueIn = until(now, t.DueAt)
+	}
+	if data.Assign, err = d.assignment(r, s, t); err != nil {
+		return nil, err
 	}
 	for _, it := range t.Items {
 		v := itemView{TaskItem: it, Dates: dateRange(it.ServiceFrom, it.ServiceTo), Pended: it.Decision.Action == "pend"}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/priora/priora/pas"
+	"github.com/priora/priora/store"
 )
 
 // pageNames are the pages; each is parsed with layout.html.
@@ -42,8 +43,18 @@ func parsePages() (map[string]*template.Template, error) {
 				Rows []pas.Breakdown
 			}{key, rows}
 		},
-		"slice3": func(a, b, c partyView) []partyView { return []partyView{a, b, c} },
-		"idify":  func(s string) string { return strings.ToLower(strings.ReplaceAll(s, " ", "-")) },
+		"slice3":     func(a, b, c partyView) []partyView { return []partyView{a, b, c} },
+		"idify":      func(s string) string { return strings.ToLower(strings.ReplaceAll(s, " ", "-")) },
+		"stateLabel": func(st string) string { return first(stateLabels[st], st) },
+		"outcomeLabel": func(o string) string {
+			return first(map[string]string{"approved": "Approved", "partially-approved": "Partially approved", "denied": "Denied", "cancelled": "Cancelled"}[o], o)
+		},
+		"notifiedLabel": func(n string) string {
+			return first(map[string]string{
+				store.NotifiedNone: "Nothing to send", store.NotifiedPending: "Sending", store.NotifiedDelivered: "Delivered",
+				store.NotifiedFailing: "Failing (retrying)", store.NotifiedNoSubscription: "No subscription",
+			}[n], n)
+		},
 		"eligibilityLabel": func(status string) string {
 			switch status {
 			case "not-found":

@@ -4,14 +4,19 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/fnv"
 	"io"
+	"log/slog"
 	"reflect"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/priora/priora/store"
 )
@@ -97,17 +102,69 @@ func (r *Roster) Import(ctx context.Context, sources []Source, opt Options) (*Re
 	r.importMu.Lock()
 	defer r.importMu.Unlock()
 	defer r.invalidate()
+	// One import at a time across processes too: two imports changing one
+	// member would each merge into the member as they read it, and the
+	// second write would lose the first's coverage.
+	leases, err := r.st.Subscriptions(ctx)
+	if err != nil {
+		return nil, err
+	}
+	lease, err := leases.Acquire(ctx, importLease, newRunID(), r.now(), r.now().Add(importLeaseFor))
+	if errors.Is(err, store.ErrConflict) {
+		return nil, ErrImportRunning
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err := leases.Release(context.WithoutCancel(ctx), lease); err != nil {
+			slog.WarnContext(ctx, "members: import lease not released; it expires on its own", "err", err)
+		}
+	}()
 	if opt.AllOrNothing {
-		check := &importer{r: r, opt: opt, dry: true}
+		check := &importer{r: r, opt: opt, dry: true, leases: leases, lease: lease}
 		rep, err := check.run(ctx, sources)
 		if err != nil || len(rep.Errors) > 0 {
 			return rep, err
 		}
 	}
-	im := &importer{r: r, opt: opt}
+	im := &importer{r: r, opt: opt, leases: leases, lease: lease}
 	rep, err := im.run(ctx, sources)
 	rep.Written = true
 	return rep, err
+}
+
+// ErrImportRunning: another roster import holds the store's import lease.
+var ErrImportRunning = errors.New("members: another roster import is running; try again when it has finished")
+
+const (
+	importLease = "roster-import"
+	// importLeaseFor is how long the import lease lasts unless renewed;
+	// it is renewed before each batch write, so a crashed import blocks
+	// others for at most this long.
+	importLeaseFor = 2 * time.Minute
+)
+
+// renewLease extends the import lease before a write; an import that lost
+// its lease (stalled past its expiry) stops rather than write.
+func (im *importer) renewLease(ctx context.Context) error {
+	now := im.r.now()
+	if im.lease.Until.Sub(now) > importLeaseFor/2 {
+		return nil
+	}
+	if err := im.leases.Renew(ctx, im.lease, now, now.Add(importLeaseFor), 5*time.Second); err != nil {
+		if errors.Is(err, store.ErrConflict) {
+			return ErrImportRunning
+		}
+		return err
+	}
+	return nil
+}
+
+func newRunID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }
 
 type position struct {
@@ -126,13 +183,14 @@ func (p position) err(path, reason string) EntryError {
 	return e
 }
 
-// compact patient and payer, kept for the import's duration.
+// patient is what an import keeps of a Patient for its Coverages (in its
+// spill map, JSON-encoded).
 type patient struct {
-	family    string
-	given     []string
-	birthDate string
-	gender    string
-	mb        []ID // Patient.identifier of type MB
+	Family    string   `json:"f"`
+	Given     []string `json:"g,omitempty"`
+	BirthDate string   `json:"b"`
+	Gender    string   `json:"s,omitempty"`
+	MB        []ID     `json:"m,omitempty"` // Patient.identifier of type MB
 }
 
 type payer struct {
@@ -150,18 +208,38 @@ type importer struct {
 	dry bool
 	rep Report
 
-	patients map[string]*patient // by "Patient/id" and fullUrl
-	payers   map[string]payer    // by "Organization/id" and fullUrl
-	// people maps the hash of a member id to a hash of the person first
-	// imported under it in this run: a second person under the same id is
-	// an error.
-	people  map[uint64]uint64
-	pending []pendingCoverage
-	batch   []batched
+	stageRun string
+	patients *spillMap        // by "Patient/id" and fullUrl
+	payers   map[string]payer // by "Organization/id" and fullUrl
+	// people maps each member id to a hash of the person first imported
+	// under it in this run: a second person under the same id is an
+	// error. batchPeople holds the batch's own until the batch is flushed.
+	people      *spillMap
+	batchPeople map[string]uint64
+	pending     []pendingCoverage
+	batch       []batched
+	leases      *store.Subscriptions
+	lease       *store.Lease
 }
 
+// The import's memory bounds (see spillMap): Patients and member ids
+// remembered in memory before they move to the store's import stage.
+var (
+	patientsInMemory = 10_000
+	peopleInMemory   = 25_000
+)
+
 func (im *importer) run(ctx context.Context, sources []Source) (*Report, error) {
-	im.patients, im.payers, im.people = map[string]*patient{}, map[string]payer{}, map[uint64]uint64{}
+	now := time.Now
+	im.stageRun = newRunID()
+	im.patients = newSpillMap(im.r.st, im.stageRun, "patients", patientsInMemory, now)
+	im.people = newSpillMap(im.r.st, im.stageRun, "people", peopleInMemory, now)
+	im.payers, im.batchPeople = map[string]payer{}, map[string]uint64{}
+	defer func() {
+		if err := im.r.st.StageDrop(context.WithoutCancel(ctx), im.stageRun, now().Add(-24*time.Hour)); err != nil {
+			slog.WarnContext(ctx, "members: import stage not dropped", "err", err)
+		}
+	}()
 	for _, src := range sources {
 		if err := im.source(ctx, src); err != nil {
 			return &im.rep, err
@@ -172,7 +250,10 @@ func (im *importer) run(ctx context.Context, sources []Source) (*Report, error) 
 		if err := ctx.Err(); err != nil {
 			return &im.rep, err
 		}
-		pat := im.patients[p.cov.beneficiary()]
+		pat, err := im.patient(ctx, p.cov.beneficiary())
+		if err != nil {
+			return &im.rep, err
+		}
 		if pat == nil {
 			im.fail(p.pos.err("Coverage.beneficiary", "the beneficiary Patient "+p.cov.beneficiary()+" is not in the import"))
 			continue
@@ -535,15 +616,15 @@ func (im *importer) resourceAt(ctx context.Context, pos position, raw []byte, fu
 			im.fail(pos.err("Patient.id", "the Patient needs an id (or a Bundle entry fullUrl) for its Coverage to refer to"))
 			return nil
 		}
-		pat := &patient{birthDate: p.BirthDate, gender: p.Gender}
+		pat := &patient{BirthDate: p.BirthDate, Gender: p.Gender}
 		for _, n := range p.Name {
 			if n.Use != "old" && n.Use != "maiden" && n.Family != "" {
-				pat.family, pat.given = n.Family, n.Given
+				pat.Family, pat.Given = n.Family, n.Given
 				break
 			}
 		}
 		switch {
-		case pat.family == "":
+		case pat.Family == "":
 			im.fail(pos.err("Patient.name.family", "the member's family name is required"))
 			return nil
 		case !fhirDate.MatchString(p.BirthDate) || len(p.BirthDate) != 10:
@@ -552,11 +633,17 @@ func (im *importer) resourceAt(ctx context.Context, pos position, raw []byte, fu
 		}
 		for i, id := range p.Identifier {
 			if id.typed("MB") && id.Value != "" {
-				pat.mb = append(pat.mb, ID{System: id.System, Value: id.Value, Path: fmt.Sprintf("Patient.identifier[%d]", i)})
+				pat.MB = append(pat.MB, ID{System: id.System, Value: id.Value, Path: fmt.Sprintf("Patient.identifier[%d]", i)})
 			}
 		}
+		enc, err := json.Marshal(pat)
+		if err != nil {
+			return err
+		}
 		for _, k := range ks {
-			im.patients[k] = pat
+			if err := im.patients.put(ctx, k, enc); err != nil {
+				return err
+			}
 		}
 	case "Coverage":
 		var c coverageRes
@@ -572,7 +659,10 @@ func (im *importer) resourceAt(ctx context.Context, pos position, raw []byte, fu
 			im.fail(pos.err("Coverage.beneficiary", "the Coverage needs a beneficiary reference to its Patient"))
 			return nil
 		}
-		pat := im.patients[c.beneficiary()]
+		pat, err := im.patient(ctx, c.beneficiary())
+		if err != nil {
+			return err
+		}
 		if pat == nil {
 			if len(im.pending) >= 1_000_000 {
 				im.fail(pos.err("Coverage.beneficiary", "too many Coverages before their Patients; put each Patient before its Coverages"))
@@ -608,14 +698,14 @@ func (im *importer) coverage(ctx context.Context, pos position, c *coverageRes, 
 	}
 	if mid.Value == "" && c.SubscriberID != "" && (rel == "self" || rel == "") {
 		mid = ID{Value: c.SubscriberID, Path: "Coverage.subscriberId"}
-		for _, p := range pat.mb {
+		for _, p := range pat.MB {
 			if p.Value == c.SubscriberID {
 				mid.System = p.System
 			}
 		}
 	}
-	if mid.Value == "" && len(pat.mb) > 0 {
-		mid = pat.mb[0]
+	if mid.Value == "" && len(pat.MB) > 0 {
+		mid = pat.MB[0]
 	}
 	if mid.Value == "" {
 		im.fail(pos.err("Coverage.identifier", "no member id: give a Coverage.identifier of type MB, a subscriberId with relationship self, or a Patient.identifier of type MB"))
@@ -691,18 +781,27 @@ func (im *importer) coverage(ctx context.Context, pos position, c *coverageRes, 
 	m := &store.Member{
 		ID: mid.System + "|" + mid.Value, System: mid.System, MemberID: mid.Value,
 		SubscriberID: subscriber, Relationship: rel,
-		Family: pat.family, Given: pat.given, BirthDate: pat.birthDate, Gender: pat.gender,
+		Family: pat.Family, Given: pat.Given, BirthDate: pat.BirthDate, Gender: pat.Gender,
 	}
-	person, idHash := personHash(m), stringHash(m.ID)
-	if h, ok := im.people[idHash]; ok && h != person {
+	b := batched{m: m, cov: cov, pos: pos, idPath: mid.Path, person: personHash(m)}
+	first, seen := im.batchPeople[m.ID]
+	if !seen {
+		var v []byte
+		v, seen = im.people.mem[m.ID]
+		if seen {
+			first = binary.BigEndian.Uint64(v)
+		} else {
+			b.checkStage = im.people.spilled
+		}
+	}
+	if seen && first != b.person {
 		im.fail(pos.err(mid.Path, fmt.Sprintf("member id %s is used by two different people in this import", mid.Value)))
 		return nil
 	}
-	im.people[idHash] = person
-	if im.dry {
-		return nil
+	if !seen {
+		im.batchPeople[m.ID] = b.person
 	}
-	im.batch = append(im.batch, batched{m: m, cov: cov})
+	im.batch = append(im.batch, b)
 	if len(im.batch) >= batchSize {
 		return im.flush(ctx)
 	}
@@ -714,14 +813,30 @@ func (im *importer) coverage(ctx context.Context, pos position, c *coverageRes, 
 const batchSize = 512
 
 type batched struct {
-	m   *store.Member
-	cov store.MemberCoverage
+	m      *store.Member
+	cov    store.MemberCoverage
+	pos    position
+	idPath string
+	person uint64
+	// checkStage: the member id may have been imported earlier in the run
+	// under another person, which only the import stage can tell.
+	checkStage bool
 }
 
 // flush applies the batched entries in order to the members as stored,
 // counts what each entry changed, and writes each changed member once.
 func (im *importer) flush(ctx context.Context) error {
 	if len(im.batch) == 0 {
+		return nil
+	}
+	if err := im.renewLease(ctx); err != nil {
+		return err
+	}
+	if err := im.checkPeople(ctx); err != nil {
+		return err
+	}
+	if im.dry || len(im.batch) == 0 {
+		im.batch = im.batch[:0]
 		return nil
 	}
 	ids := make([]string, 0, len(im.batch))
@@ -773,6 +888,58 @@ func (im *importer) flush(ctx context.Context) error {
 	return im.r.st.SaveMembers(ctx, create, change)
 }
 
+// checkPeople drops the batch's entries whose member id an earlier batch
+// imported under another person (found in the import stage), then
+// remembers the batch's people.
+func (im *importer) checkPeople(ctx context.Context) error {
+	var ids []string
+	for _, b := range im.batch {
+		if b.checkStage {
+			ids = append(ids, b.m.ID)
+		}
+	}
+	if len(ids) > 0 {
+		earlier, err := im.people.getMany(ctx, ids)
+		if err != nil {
+			return err
+		}
+		kept, bad := im.batch[:0], map[string]bool{}
+		for _, b := range im.batch {
+			// Later entries of a bad id in this batch were compared with
+			// its first entry, not with the stage: they go too.
+			if v, ok := earlier[b.m.ID]; bad[b.m.ID] || ok && b.checkStage && binary.BigEndian.Uint64(v) != b.person {
+				im.fail(b.pos.err(b.idPath, fmt.Sprintf("member id %s is used by two different people in this import", b.m.MemberID)))
+				bad[b.m.ID] = true
+				delete(im.batchPeople, b.m.ID)
+				continue
+			}
+			kept = append(kept, b)
+		}
+		im.batch = kept
+	}
+	for id, person := range im.batchPeople {
+		if err := im.people.put(ctx, id, binary.BigEndian.AppendUint64(nil, person)); err != nil {
+			return err
+		}
+	}
+	clear(im.batchPeople)
+	return nil
+}
+
+// patient is the Patient the import read under key (a reference or a
+// fullUrl), or nil.
+func (im *importer) patient(ctx context.Context, key string) (*patient, error) {
+	v, ok, err := im.patients.get(ctx, key)
+	if err != nil || !ok {
+		return nil, err
+	}
+	var p patient
+	if err := json.Unmarshal(v, &p); err != nil {
+		return nil, fmt.Errorf("members: import stage: %w", err)
+	}
+	return &p, nil
+}
+
 // merge is cur with the demographics of m and cov added (or replacing the
 // coverage with its key); Source and Updated stay cur's.
 func merge(cur, m *store.Member, cov store.MemberCoverage) *store.Member {
@@ -789,12 +956,6 @@ func merge(cur, m *store.Member, cov store.MemberCoverage) *store.Member {
 	}
 	out.Source, out.Updated = cur.Source, cur.Updated
 	return &out
-}
-
-func stringHash(s string) uint64 {
-	h := fnv.New64a()
-	h.Write([]byte(s))
-	return h.Sum64()
 }
 
 func personHash(m *store.Member) uint64 {

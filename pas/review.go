@@ -274,6 +274,7 @@ func (s *Service) publish(ctx context.Context, a *store.Authorization, now time.
 	}
 	a.Responses = append(a.Responses, store.Response{Number: in.number, Created: now, Outcome: outcome, JSON: string(body)})
 	a.AddEvent(in.number, now)
+	finishUMEvents(a, now, in.number)
 	if err := s.cfg.Store.UpdateAuthorization(ctx, a); err != nil {
 		return nil, err
 	}

@@ -39,6 +39,10 @@ type Config struct {
 	PayerIDs []coverage.PayerID
 	// Decisions, when set, counts the decisions stored (telemetry.go).
 	Decisions DecisionCounter
+	// DuplicateWindow is how close in time two requests for the same
+	// member and code are flagged as possible duplicates
+	// (PRIORA_DUPLICATE_WINDOW; default DefaultDuplicateWindow).
+	DuplicateWindow time.Duration
 }
 
 // Service answers PAS operations. It is safe for concurrent use.

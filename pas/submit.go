@@ -141,6 +141,7 @@ func (s *Service) create(ctx context.Context, who Caller, req *request, key stri
 		return nil, err
 	}
 	a.Responses = []store.Response{{Number: 1, Created: now, Outcome: outcome, JSON: string(body)}}
+	finishUMEvents(a, now, 1)
 
 	if err := s.cfg.Store.SaveRequestBundle(ctx, &store.RequestBundle{
 		Key: key, Tenant: who.Tenant, Authorization: a.ID, Received: now, Body: string(req.raw),
@@ -316,6 +317,7 @@ func settle(a *store.Authorization) {
 			a.NextAuto = d.After
 		}
 	}
+	a.State = reviewState(a)
 }
 
 // chainStatus is pended while any live item awaits a decision.

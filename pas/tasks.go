@@ -28,6 +28,28 @@ type TaskSummary struct {
 	PendedItems int      `json:"pendedItems"`
 	// Eligibility is what the member roster said (nil: not checked).
 	Eligibility *store.Eligibility `json:"eligibility,omitempty"`
+
+	// State is the review state (pas.State*).
+	State string `json:"state"`
+	// Assignee is the reviewer working the request (absent: unassigned).
+	Assignee *store.Assignee `json:"assignee,omitempty"`
+	// ExtendedFrom is the deadline before the 14-day extension was taken.
+	ExtendedFrom time.Time `json:"extendedFrom,omitzero"`
+	// NewInfo counts supporting information the provider sent after a
+	// request for it, not yet seen by a decision.
+	NewInfo int `json:"newInfo,omitempty"`
+	// Outcome (approved, partially-approved, denied or cancelled),
+	// DecidedAt and DecidedBy describe a decided request's last decision.
+	Outcome   string    `json:"outcome,omitempty"`
+	DecidedAt time.Time `json:"decidedAt,omitzero"`
+	DecidedBy string    `json:"decidedBy,omitempty"`
+	// Duplicates are other requests for the same member and an item with
+	// the same code received within the duplicate window.
+	Duplicates []string `json:"possibleDuplicates,omitempty"`
+	// Notified is what the EHR was told of the latest response version
+	// made after the synchronous answer: none (there is none), pending,
+	// delivered, failing or no-subscription.
+	Notified string `json:"ehrNotified,omitempty"`
 }
 
 // TaskItem is one item as a reviewer sees it.
@@ -72,6 +94,9 @@ type ResponseInfo struct {
 
 // Queue lists review tasks (prior authorization chains) for reviewers.
 func (s *Service) Queue(ctx context.Context, f store.ReviewFilter) ([]TaskSummary, error) {
+	if f.Overdue {
+		f.OverdueAt = s.cfg.Now().UTC()
+	}
 	chains, err := s.cfg.Store.ReviewQueue(ctx, f)
 	if err != nil {
 		return nil, err
@@ -80,6 +105,12 @@ func (s *Service) Queue(ctx context.Context, f store.ReviewFilter) ([]TaskSummar
 	out := make([]TaskSummary, 0, len(chains))
 	for _, a := range chains {
 		out = append(out, summarize(a, now))
+	}
+	if err := s.markDuplicates(ctx, out, chains, nil); err != nil {
+		return nil, err
+	}
+	if err := s.markNotified(ctx, out, chains); err != nil {
+		return nil, err
 	}
 	return out, nil
 }
@@ -90,12 +121,14 @@ func summarize(a *store.Authorization, now time.Time) TaskSummary {
 		Overdue: a.Status == "pended" && now.After(a.DueAt),
 		Patient: a.Summary.PatientName, MemberID: a.Summary.MemberID, Provider: a.Summary.ProviderName,
 		Services: a.Summary.Services, Category: a.Summary.Category, Eligibility: a.Eligibility,
+		State: reviewState(a), Assignee: a.Assignee, ExtendedFrom: a.ExtendedFrom, NewInfo: len(a.NewInfo),
 	}
 	for _, it := range a.Items {
 		if it.Decision.Action == "pend" {
 			t.PendedItems++
 		}
 	}
+	decidedSummary(&t, a)
 	return t
 }
 
@@ -110,6 +143,14 @@ func (s *Service) Task(ctx context.Context, tenant, id string) (*TaskDetail, err
 		return nil, err
 	}
 	d := &TaskDetail{TaskSummary: summarize(a, s.cfg.Now())}
+	one := []TaskSummary{d.TaskSummary}
+	if err := s.markDuplicates(ctx, one, []*store.Authorization{a}, a.MemberIDs); err != nil {
+		return nil, err
+	}
+	if err := s.markNotified(ctx, one, []*store.Authorization{a}); err != nil {
+		return nil, err
+	}
+	d.TaskSummary = one[0]
 	for _, it := range a.Items {
 		d.Items = append(d.Items, TaskItem{
 			Sequence: it.Sequence, System: it.System, Code: it.Code, Display: it.Display,

@@ -166,6 +166,7 @@ func (s *Service) applyUpdate(ctx context.Context, who Caller, a *store.Authoriz
 		return nil, err
 	}
 	a.Responses = append(a.Responses, store.Response{Number: number, Created: now, Outcome: outcome, JSON: string(body)})
+	finishUMEvents(a, now, number)
 	if err := s.cfg.Store.UpdateAuthorization(ctx, a); err != nil {
 		return nil, err
 	}

@@ -68,6 +68,9 @@ func (s *Server) importMembers(c echo.Context) error {
 	if errors.Is(err, members.ErrStream) {
 		return fhir.InvalidAt("structure", "Bundle", "%s", err.Error())
 	}
+	if errors.Is(err, members.ErrImportRunning) {
+		return fhir.Errorf(fhir.Conflict, "another roster import is running (from the API or priora members import); send this one again when it has finished")
+	}
 	if err != nil {
 		return err
 	}

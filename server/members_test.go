@@ -3,6 +3,7 @@ package server_test
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"github.com/priora/priora/hooks/hookstest"
 	"github.com/priora/priora/internal/app"
 	"github.com/priora/priora/internal/testenv"
+	"github.com/priora/priora/members"
 )
 
 const (
@@ -387,5 +389,53 @@ func TestEligibilityCRD(t *testing.T) {
 	importRoster(t, e, []byte(member("2022-01-01", "2099-12-31")), ndjsonCT, "")
 	if ci := call(); ci.Covered == "not-covered" || ci.PANeeded != "auth-needed" {
 		t.Errorf("covered member: %+v", ci)
+	}
+}
+
+// slowRoster is an import stream that stops after its first line until
+// released.
+type slowRoster struct {
+	first            []byte
+	started, release chan struct{}
+}
+
+func (s *slowRoster) Read(p []byte) (int, error) {
+	if s.first != nil {
+		n := copy(p, s.first)
+		s.first = nil
+		close(s.started)
+		return n, nil
+	}
+	<-s.release
+	return 0, io.EOF
+}
+
+func (s *slowRoster) Close() error { return nil }
+
+// TestMembersImportOneAtATime: while an import from another process runs
+// (here a second roster on the same store, as `priora members import`
+// beside the server has), the API refuses an import with 409 instead of
+// racing it, and takes it once the first has finished.
+func TestMembersImportOneAtATime(t *testing.T) {
+	e := testenv.Start(t)
+	other := members.New(e.App.Store, members.Auto, nil)
+	src := &slowRoster{first: []byte(`{"resourceType":"Organization","id":"o","identifier":[{"system":"urn:x","value":"1"}]}` + "\n"),
+		started: make(chan struct{}), release: make(chan struct{})}
+	done := make(chan error, 1)
+	go func() {
+		_, err := other.Import(context.Background(), []members.Source{{Name: "cli", Format: members.NDJSON, Open: func() (io.ReadCloser, error) { return src, nil }}}, members.Options{})
+		done <- err
+	}()
+	<-src.started
+	r := e.Post("/admin/members", sampleRoster(t), "Content-Type", ndjsonCT)
+	if r.Status != http.StatusConflict || !strings.Contains(string(r.Body), "another roster import is running") {
+		t.Errorf("an import during another: want 409 with the reason, got %d %s", r.Status, r.Body)
+	}
+	close(src.release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if rep := importRoster(t, e, sampleRoster(t), ndjsonCT, ""); rep.Created != 5 {
+		t.Errorf("after the other import: %+v", rep)
 	}
 }

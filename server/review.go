@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"encoding/json"
 	"net/http"
+	"net/url"
+	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/labstack/echo/v4"
 
@@ -53,6 +56,9 @@ func (s *Server) reviewQueue(c echo.Context) error {
 	if f.Sort != "" && f.Sort != "due" && f.Sort != "age" {
 		return fhir.InvalidAt("value", "sort", "sort must be due or age")
 	}
+	if err := queueFilters(q, &f); err != nil {
+		return err
+	}
 	if l := q.Get("limit"); l != "" {
 		n, err := strconv.Atoi(l)
 		if err != nil || n < 1 || n > 500 {
@@ -65,6 +71,108 @@ func (s *Server) reviewQueue(c echo.Context) error {
 		return err
 	}
 	return c.JSON(http.StatusOK, map[string]any{"tasks": tasks})
+}
+
+// queueFilters reads the work queue's search and filters from the query.
+func queueFilters(q url.Values, f *store.ReviewFilter) error {
+	f.MemberID = strings.TrimSpace(q.Get("member"))
+	f.Patient = strings.TrimSpace(q.Get("patient"))
+	f.NPI = strings.TrimSpace(q.Get("npi"))
+	f.Code = strings.TrimSpace(q.Get("code"))
+	for _, p := range []struct{ name, v string }{{"member", f.MemberID}, {"patient", f.Patient}, {"npi", f.NPI}, {"code", f.Code}} {
+		if len(p.v) > 100 {
+			return fhir.InvalidAt("value", p.name, "%s is longer than 100 characters", p.name)
+		}
+	}
+	if f.NPI != "" && !fhir.IsNPI(f.NPI) {
+		return fhir.InvalidAt("value", "npi", "npi must be a 10-digit NPI")
+	}
+	if st := q.Get("state"); st != "" {
+		if !slices.Contains(pas.States, st) {
+			return fhir.InvalidAt("value", "state", "state must be one of %s", strings.Join(pas.States, ", "))
+		}
+		f.State = st
+	}
+	switch q.Get("priority") {
+	case "":
+	case "expedited":
+		f.Expedited = ptrTo(true)
+	case "standard":
+		f.Expedited = ptrTo(false)
+	default:
+		return fhir.InvalidAt("value", "priority", "priority must be expedited or standard")
+	}
+	switch a := strings.TrimSpace(q.Get("assignee")); {
+	case a == "" || a == "unassigned" || a == "assigned":
+		f.Assignee = a
+	case fhir.IsNPI(a):
+		f.Assignee = pas.AssigneeKey(pas.Reviewer{NPI: a})
+	case strings.HasPrefix(a, "npi:") || strings.HasPrefix(a, "name:"):
+		if len(a) > 140 {
+			return fhir.InvalidAt("value", "assignee", "assignee is longer than 140 characters")
+		}
+		f.Assignee = a
+	default:
+		return fhir.InvalidAt("value", "assignee", "assignee must be unassigned, assigned, a reviewer's NPI, or an assignee key (npi:… or name:…)")
+	}
+	switch q.Get("overdue") {
+	case "":
+	case "true":
+		f.Overdue = true
+	default:
+		return fhir.InvalidAt("value", "overdue", "overdue must be true")
+	}
+	switch e := q.Get("eligibility"); e {
+	case "", "eligible", "not-eligible", "unchecked":
+		f.Eligibility = e
+	default:
+		return fhir.InvalidAt("value", "eligibility", "eligibility must be eligible, not-eligible or unchecked")
+	}
+	return nil
+}
+
+func ptrTo[T any](v T) *T { return &v }
+
+// reviewAssignment claims, releases or assigns a task (what says which).
+func (s *Server) reviewAssignment(what string) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		id := c.Param("id")
+		if !validID(id) {
+			return fhir.Errorf(fhir.NotFound, "no such task")
+		}
+		_, tenant, err := reviewer(c)
+		if err != nil {
+			return err
+		}
+		body, err := s.readFHIR(c)
+		if err != nil {
+			return err
+		}
+		var a pas.Assignment
+		dec := json.NewDecoder(bytes.NewReader(body))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&a); err != nil {
+			return fhir.InvalidAt("structure", "", "the body is not valid JSON of the documented shape: %s", fhir.JSONProblem(err))
+		}
+		ctx := c.Request().Context()
+		var t *pas.TaskSummary
+		switch what {
+		case "claim":
+			t, err = s.cfg.PAS.Claim(ctx, tenant, id, a.Reviewer)
+		case "release":
+			t, err = s.cfg.PAS.Release(ctx, tenant, id, a.Reviewer)
+		default:
+			if a.Assignee == nil {
+				return fhir.InvalidAt("required", "assignee", "an assignment needs the assignee")
+			}
+			t, err = s.cfg.PAS.Assign(ctx, tenant, id, a.Reviewer, *a.Assignee)
+		}
+		if err != nil {
+			return err
+		}
+		logAttrs(c, "authorization", id, "result", what)
+		return c.JSON(http.StatusOK, t)
+	}
 }
 
 func (s *Server) reviewTask(c echo.Context) error {

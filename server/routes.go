@@ -46,6 +46,9 @@ func (s *Server) routes() {
 	rv.add(http.MethodGet, "/tasks", scope(auth.ScopeReview).only(auth.KindPayer), s.reviewQueue)
 	rv.add(http.MethodGet, "/tasks/:id", scope(auth.ScopeReview).only(auth.KindPayer), s.reviewTask)
 	rv.add(http.MethodPost, "/tasks/:id/decision", scope(auth.ScopeReview).only(auth.KindPayer), s.reviewDecision)
+	rv.add(http.MethodPost, "/tasks/:id/claim", scope(auth.ScopeReview).only(auth.KindPayer), s.reviewAssignment("claim"))
+	rv.add(http.MethodPost, "/tasks/:id/release", scope(auth.ScopeReview).only(auth.KindPayer), s.reviewAssignment("release"))
+	rv.add(http.MethodPost, "/tasks/:id/assign", scope(auth.ScopeReview).only(auth.KindPayer), s.reviewAssignment("assign"))
 
 	// SMART configuration, the token endpoint (OAuth 2.0 errors) and
 	// Priora's public JWK Set.

@@ -56,6 +56,11 @@ type Authorization struct {
 	// subscriptions; Dispatched is the number of the last event that has.
 	Undispatched bool `bson:"undispatched"`
 	Dispatched   int  `bson:"dispatched"`
+	// UMEvents are the utilization-management events of the chain (pend
+	// created, information received, deadline approaching, decided, ...),
+	// for the payer's own UM system (umevents.go). Like Events they are
+	// appended in the same write as the change they announce.
+	UMEvents []UMEvent `bson:"umEvents,omitempty"`
 	// NextAuto is the earliest time a delayed rule finishes a pended item
 	// (zero when none is scheduled).
 	NextAuto time.Time `bson:"nextAuto"`
@@ -70,6 +75,63 @@ type Authorization struct {
 	Echo []EchoEntry `bson:"echo"`
 	// Summary fields for reviewers and metrics.
 	Summary Summary `bson:"summary"`
+
+	// Work queue (pas/queue.go). State is the review state, derived from
+	// the items and the fields below on every write: new, in-review,
+	// awaiting-info, reopened, decided or cancelled.
+	State string `bson:"state,omitempty"`
+	// Assignee is the reviewer working the request; nil when unassigned.
+	Assignee *Assignee `bson:"assignee,omitempty"`
+	// InfoReceived is when the provider last sent supporting information
+	// after a request for it; NewInfo are the Claim.supportingInfo
+	// sequences that arrived then, marked new until the next decision.
+	InfoReceived time.Time `bson:"infoReceived,omitempty"`
+	NewInfo      []int     `bson:"newInfo,omitempty"`
+	// SupportingDigests identify each supportingInfo of the latest Claim
+	// ("<sequence>|<sha256 of its content>"), to tell new ones from old.
+	SupportingDigests []string `bson:"supportingDigests,omitempty"`
+	// ExtendedFrom is the decision deadline before a reviewer took the
+	// 14-day extension (zero when none was taken); ExtensionReason says why.
+	ExtendedFrom    time.Time `bson:"extendedFrom,omitempty"`
+	ExtensionReason string    `bson:"extensionReason,omitempty"`
+	// Appeals are the reconsiderations and appeals recorded on the request.
+	Appeals []Appeal `bson:"appeals,omitempty"`
+}
+
+// Assignee is the reviewer a request is assigned to. Key identifies the
+// reviewer across the desk and the review API: "npi:<NPI>" when the
+// reviewer has an NPI, else "name:<name>".
+type Assignee struct {
+	Key  string    `bson:"key" json:"key"`
+	NPI  string    `bson:"npi,omitempty" json:"npi,omitempty"`
+	Name string    `bson:"name,omitempty" json:"name,omitempty"`
+	Role string    `bson:"role,omitempty" json:"role,omitempty"`
+	At   time.Time `bson:"at" json:"at"`
+	// By is who assigned it ("self" for a claim, else the assigner's key).
+	By string `bson:"by,omitempty" json:"by,omitempty"`
+}
+
+// Appeal is a reopening of decided items: a reconsideration the payer
+// starts, or an appeal the provider or member filed, with what came with it.
+type Appeal struct {
+	Number int `bson:"number" json:"number"`
+	// Kind is reconsideration or appeal.
+	Kind     string    `bson:"kind" json:"kind"`
+	Received time.Time `bson:"received" json:"received"`
+	// Items are the item sequences reopened.
+	Items []int `bson:"items" json:"items"`
+	// Reason is the reviewer's account of why the items were reopened.
+	Reason string `bson:"reason,omitempty" json:"reason,omitempty"`
+	// From is who filed an appeal (provider, member, representative).
+	From string `bson:"from,omitempty" json:"from,omitempty"`
+	// Documents are the keys (RequestBundle store) of documents that came
+	// with the appeal, each a FHIR DocumentReference as JSON.
+	Documents []string `bson:"documents,omitempty" json:"-"`
+	// By is the reviewer who reopened the items.
+	By     string `bson:"by" json:"by"`
+	ByRole string `bson:"byRole,omitempty" json:"byRole,omitempty"`
+	// Principal is who authenticated it (desk:<username> or client:<id>).
+	Principal string `bson:"principal,omitempty" json:"principal,omitempty"`
 }
 
 // Submission is one $submit of the chain.
@@ -136,6 +198,15 @@ type Decision struct {
 	// Reopened, on a decision that was reopened for reconsideration, is
 	// the previous final decision's action (approve, deny or modify).
 	Reopened string `json:"reopened,omitempty" bson:"reopened,omitempty"`
+	// Appeal, on a pend that reopened the item, is the number of the
+	// Appeal on the chain; on the decision that follows, the same number.
+	Appeal int `json:"appeal,omitempty" bson:"appeal,omitempty"`
+	// Overturned, on a reviewer's decision after a reopening, is the
+	// action it reversed (deny, approve, modify) when it differs from it.
+	Overturned string `json:"overturned,omitempty" bson:"overturned,omitempty"`
+	// Extended is set on a request for information that took the 14-day
+	// extension of the decision deadline.
+	Extended bool `json:"extended,omitempty" bson:"extended,omitempty"`
 	// Principal, on human decisions, is who authenticated the decision:
 	// "desk:<username>" (the reviewer's own desk account) or "client:<id>"
 	// (a payer client deciding on behalf of the reviewer it names).

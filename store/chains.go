@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
 	"sort"
 	"sync"
 	"time"
@@ -257,6 +258,9 @@ func (s *Store) writeKeys(ctx context.Context, a *Authorization) error {
 			if err != nil && !isDuplicate(err) {
 				return fmt.Errorf("store: write outbox: %w", err)
 			}
+		}
+		if err := s.writeUMOutbox(ctx, a); err != nil {
+			return err
 		}
 		if fresh && a.NextAuto.IsZero() {
 			return nil
@@ -516,7 +520,8 @@ func (s *Store) DueAutomaticDecisions(ctx context.Context, now time.Time, limit 
 	return out, nil
 }
 
-// ReviewFilter selects chains for the review queue.
+// ReviewFilter selects chains for the review queue. Every field left
+// empty matches all.
 type ReviewFilter struct {
 	// Status is pended, complete, cancelled, or "" for all.
 	Status string
@@ -527,24 +532,95 @@ type ReviewFilter struct {
 	Limit  int64
 	// Sort is "due" (default: earliest deadline first) or "age" (oldest first).
 	Sort string
+
+	// MemberID matches any of the patient's member ids exactly.
+	MemberID string
+	// Patient matches the patient's name, ignoring case, anywhere in it.
+	Patient string
+	// NPI matches any provider NPI of the request exactly.
+	NPI string
+	// Code matches any item's code exactly.
+	Code string
+	// State is a review state (new, in-review, awaiting-info, reopened,
+	// decided, cancelled).
+	State string
+	// Expedited, when set, keeps only expedited (true) or standard requests.
+	Expedited *bool
+	// Assignee is an assignee key, "unassigned" or "assigned".
+	Assignee string
+	// Overdue keeps pended requests whose deadline passed by OverdueAt
+	// (pas.Queue sets it to its clock).
+	Overdue   bool
+	OverdueAt time.Time
+	// Eligibility is eligible, not-eligible (any other result) or
+	// unchecked (no result recorded).
+	Eligibility string
 }
 
-// ReviewQueue lists chains for reviewers, from the heads.
-func (s *Store) ReviewQueue(ctx context.Context, f ReviewFilter) ([]*Authorization, error) {
+// query is the filter as a MongoDB query on the heads.
+func (f ReviewFilter) query() bson.D {
 	q := bson.D{}
+	add := func(k string, v any) { q = append(q, bson.E{Key: k, Value: v}) }
 	if f.Status != "" {
-		q = append(q, bson.E{Key: "status", Value: f.Status})
+		add("status", f.Status)
 	}
 	if f.Tenant != "" {
-		q = append(q, bson.E{Key: "tenant", Value: f.Tenant})
+		add("tenant", f.Tenant)
 	}
 	switch f.Test {
 	case "include":
 	case "only":
-		q = append(q, bson.E{Key: "test", Value: true})
+		add("test", true)
 	default:
-		q = append(q, bson.E{Key: "test", Value: bson.D{{Key: "$ne", Value: true}}})
+		add("test", bson.D{{Key: "$ne", Value: true}})
 	}
+	if f.MemberID != "" {
+		add("memberIds", f.MemberID)
+	}
+	if f.Patient != "" {
+		add("summary.patientName", bson.D{{Key: "$regex", Value: regexp.QuoteMeta(f.Patient)}, {Key: "$options", Value: "i"}})
+	}
+	if f.NPI != "" {
+		add("providerNpis", f.NPI)
+	}
+	if f.Code != "" {
+		add("items.code", f.Code)
+	}
+	if f.State != "" {
+		add("state", f.State)
+	}
+	if f.Expedited != nil {
+		add("expedited", *f.Expedited)
+	}
+	switch f.Assignee {
+	case "":
+	case "unassigned":
+		add("assignee", bson.D{{Key: "$exists", Value: false}})
+	case "assigned":
+		add("assignee", bson.D{{Key: "$exists", Value: true}})
+	default:
+		add("assignee.key", f.Assignee)
+	}
+	if f.Overdue {
+		if f.Status == "" {
+			add("status", "pended")
+		}
+		add("dueAt", bson.D{{Key: "$lt", Value: f.OverdueAt}})
+	}
+	switch f.Eligibility {
+	case "eligible":
+		add("eligibility.status", "eligible")
+	case "not-eligible":
+		add("eligibility", bson.D{{Key: "$exists", Value: true}})
+		add("eligibility.status", bson.D{{Key: "$ne", Value: "eligible"}})
+	case "unchecked":
+		add("eligibility", bson.D{{Key: "$exists", Value: false}})
+	}
+	return q
+}
+
+// ReviewQueue lists chains for reviewers, from the heads.
+func (s *Store) ReviewQueue(ctx context.Context, f ReviewFilter) ([]*Authorization, error) {
 	sort := bson.D{{Key: "dueAt", Value: 1}, {Key: "_id", Value: 1}}
 	if f.Sort == "age" {
 		sort = bson.D{{Key: "created", Value: 1}, {Key: "_id", Value: 1}}
@@ -552,7 +628,7 @@ func (s *Store) ReviewQueue(ctx context.Context, f ReviewFilter) ([]*Authorizati
 	if f.Limit <= 0 || f.Limit > 500 {
 		f.Limit = 100
 	}
-	cur, err := s.authorizations.Find(ctx, q, options.Find().SetSort(sort).SetLimit(f.Limit).
+	cur, err := s.authorizations.Find(ctx, f.query(), options.Find().SetSort(sort).SetLimit(f.Limit).
 		SetProjection(bson.D{{Key: "responses", Value: 0}, {Key: "echo", Value: 0}, {Key: "latestClaim", Value: 0}}))
 	if err != nil {
 		return nil, fmt.Errorf("store: review queue: %w", err)
@@ -560,6 +636,40 @@ func (s *Store) ReviewQueue(ctx context.Context, f ReviewFilter) ([]*Authorizati
 	var out []*Authorization
 	if err := cur.All(ctx, &out); err != nil {
 		return nil, fmt.Errorf("store: review queue: %w", err)
+	}
+	return out, nil
+}
+
+// Sibling is what the duplicate check reads of another chain.
+type Sibling struct {
+	ID        string    `bson:"_id"`
+	Created   time.Time `bson:"created"`
+	Status    string    `bson:"status"`
+	Test      bool      `bson:"test"`
+	MemberIDs []string  `bson:"memberIds"`
+	Items     []struct {
+		System string `bson:"system"`
+		Code   string `bson:"code"`
+	} `bson:"items"`
+}
+
+// Siblings lists the chains received in [from, to] with the fields the
+// duplicate check compares (member ids and item codes), from the heads.
+// When memberIDs is given only chains of those members are read.
+func (s *Store) Siblings(ctx context.Context, from, to time.Time, memberIDs []string) ([]Sibling, error) {
+	q := bson.D{{Key: "created", Value: bson.D{{Key: "$gte", Value: from}, {Key: "$lte", Value: to}}}}
+	if len(memberIDs) > 0 {
+		q = append(q, bson.E{Key: "memberIds", Value: bson.D{{Key: "$in", Value: memberIDs}}})
+	}
+	cur, err := s.authorizations.Find(ctx, q, options.Find().SetProjection(bson.D{
+		{Key: "created", Value: 1}, {Key: "status", Value: 1}, {Key: "test", Value: 1},
+		{Key: "memberIds", Value: 1}, {Key: "items.system", Value: 1}, {Key: "items.code", Value: 1}}))
+	if err != nil {
+		return nil, fmt.Errorf("store: siblings: %w", err)
+	}
+	var out []Sibling
+	if err := cur.All(ctx, &out); err != nil {
+		return nil, fmt.Errorf("store: siblings: %w", err)
 	}
 	return out, nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
@@ -197,21 +198,28 @@ type Mismatch struct {
 // MembersByID loads members by id, several lookups at once (each by _id);
 // ids with no member are absent from the answer.
 func (s *Store) MembersByID(ctx context.Context, ids []string) (map[string]*Member, error) {
-	out := make(map[string]*Member, len(ids))
+	return byIDs[Member](ctx, s.db.Collection(collRoster), ids, "member")
+}
+
+// byIDs loads documents by _id, up to eight lookups at once (each by _id,
+// the one filter the embedded engine answers from an index); ids with no
+// document are absent from the answer.
+func byIDs[T any](ctx context.Context, c *mongo.Collection, ids []string, what string) (map[string]*T, error) {
+	out := make(map[string]*T, len(ids))
 	var mu sync.Mutex
 	var firstErr error
 	work := make(chan string)
 	var wg sync.WaitGroup
-	for w := 0; w < 8; w++ {
+	for w := 0; w < min(8, len(ids)); w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for id := range work {
-				m, err := s.Member(ctx, id)
+				v, err := byID[T](ctx, c, id, what)
 				mu.Lock()
 				switch {
 				case err == nil:
-					out[id] = m
+					out[id] = v
 				case !errors.Is(err, ErrNotFound) && firstErr == nil:
 					firstErr = err
 				}
@@ -299,4 +307,85 @@ func (s *Store) SaveMembers(ctx context.Context, fresh, changed []*Member) error
 		}
 	}
 	return nil
+}
+
+// The import stage: what a roster import must remember about the entries
+// it has read (a Patient for the Coverages that come after it, the person
+// first imported under each member id), once the import's bounded memory
+// is full. Each document is one key of one run, _id "<run>\x1f<key>", read
+// by _id only; the run drops its documents when it ends, and a run that
+// crashed leaves documents that the next import drops after a day.
+const collImportStage = "importStage"
+
+type stageDoc struct {
+	ID  string    `bson:"_id"`
+	Run string    `bson:"run"`
+	V   []byte    `bson:"v"`
+	At  time.Time `bson:"at"`
+}
+
+func stageID(run, key string) string { return run + "\x1f" + key }
+
+// StagePut writes the entries of one import run (a later put of a key
+// replaces its value).
+func (s *Store) StagePut(ctx context.Context, run string, entries map[string][]byte, now time.Time) error {
+	c := s.db.Collection(collImportStage)
+	keys := make([]string, 0, len(entries))
+	docs := make([]any, 0, len(entries))
+	for k, v := range entries {
+		keys = append(keys, k)
+		docs = append(docs, stageDoc{ID: stageID(run, k), Run: run, V: v, At: now})
+	}
+	errs, err := s.insertEach(ctx, c, docs...)
+	if err != nil && errs == nil {
+		return fmt.Errorf("store: import stage: %w", err)
+	}
+	for i, e := range errs {
+		switch {
+		case e == nil:
+		case isDuplicate(e):
+			if _, err := c.ReplaceOne(ctx, bson.D{{Key: "_id", Value: stageID(run, keys[i])}}, docs[i]); err != nil {
+				return fmt.Errorf("store: import stage: %w", err)
+			}
+		default:
+			return fmt.Errorf("store: import stage: %w", e)
+		}
+	}
+	return nil
+}
+
+// StageGet reads keys of one import run, several lookups at once (each by
+// _id); keys never put are absent from the answer.
+func (s *Store) StageGet(ctx context.Context, run string, keys []string) (map[string][]byte, error) {
+	ids := make([]string, len(keys))
+	for i, k := range keys {
+		ids[i] = stageID(run, k)
+	}
+	docs, err := byIDs[stageDoc](ctx, s.db.Collection(collImportStage), ids, "import stage entry")
+	out := make(map[string][]byte, len(docs))
+	for i, id := range ids {
+		if d, ok := docs[id]; ok {
+			out[keys[i]] = d.V
+		}
+	}
+	return out, err
+}
+
+// StageDrop deletes a run's stage, and what crashed runs left before
+// staleBefore.
+func (s *Store) StageDrop(ctx context.Context, run string, staleBefore time.Time) error {
+	_, err := s.db.Collection(collImportStage).DeleteMany(ctx, bson.D{{Key: "$or", Value: bson.A{
+		bson.D{{Key: "run", Value: run}},
+		bson.D{{Key: "at", Value: bson.D{{Key: "$lt", Value: staleBefore}}}},
+	}}})
+	if err != nil {
+		return fmt.Errorf("store: drop import stage: %w", err)
+	}
+	return nil
+}
+
+// CountImportStage counts the import stage's documents (for tests and
+// diagnostics).
+func (s *Store) CountImportStage(ctx context.Context) (int64, error) {
+	return s.db.Collection(collImportStage).CountDocuments(ctx, bson.D{})
 }

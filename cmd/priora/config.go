@@ -42,6 +42,8 @@ type config struct {
 	PayerIDs         string
 	CRDFetchTimeout  string
 	CRDVersion       string
+	DuplicateWindow  string
+	duplicateWindow  time.Duration
 	payers           []coverage.PayerID
 	hookFetchTimeout time.Duration
 	// Security (security.go).
@@ -79,6 +81,7 @@ func (c *config) settings() []setting {
 		{"log-level", "PRIORA_LOG_LEVEL", "info", "debug, info, warn or error", false, &c.LogLevel},
 		{"payer-ids", "PRIORA_PAYER_IDS", "", "Coverage.payor identifiers CRD and $submit answer for, comma-separated system|value or bare value (default: the rules file's payers; none = every payer)", false, &c.PayerIDs},
 		{"crd-fetch-timeout", "PRIORA_CRD_FETCH_TIMEOUT", "2s", "deadline for CRD's queries to the EHR's FHIR server per hook call", false, &c.CRDFetchTimeout},
+		{"duplicate-window", "PRIORA_DUPLICATE_WINDOW", "720h", "how close in time two requests for the same member and service code are flagged to reviewers as possible duplicates (e.g. 720h = 30 days)", false, &c.DuplicateWindow},
 		{"crd-version", "PRIORA_CRD_VERSION", "2.2", "CRD version answered when a hook call requests none: 2.2, or 2.0 for the released Inferno CRD kit", false, &c.CRDVersion},
 		{"insecure-dev", "PRIORA_INSECURE_DEV", "", "1 turns authentication OFF for development; refused unless the listen address is loopback", false, &c.InsecureDev},
 		{"clients-file", "PRIORA_CLIENTS_FILE", "", "YAML file of clients registered (or replaced) at start", false, &c.ClientsFile},
@@ -153,6 +156,11 @@ func (c *config) check() error {
 		errs = append(errs, err)
 	}
 	c.payers = parsePayerIDs(c.PayerIDs)
+	if d, err := time.ParseDuration(c.DuplicateWindow); err != nil || d <= 0 || d > 366*24*time.Hour {
+		errs = append(errs, fmt.Errorf("PRIORA_DUPLICATE_WINDOW %q must be a duration such as 720h (30 days), above zero and at most a year", c.DuplicateWindow))
+	} else {
+		c.duplicateWindow = d
+	}
 	if d, err := time.ParseDuration(c.CRDFetchTimeout); err != nil || d <= 0 || d > outbound.MaxTimeout {
 		errs = append(errs, fmt.Errorf("PRIORA_CRD_FETCH_TIMEOUT %q must be a duration such as 2s (at most %s, the bound of every outbound request)", c.CRDFetchTimeout, outbound.MaxTimeout))
 	} else {

@@ -122,6 +122,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 
 		PayerIDs:         cfg.payers,
 		HookFetchTimeout: cfg.hookFetchTimeout,
+		DuplicateWindow:  cfg.duplicateWindow,
 		Security:         cfg.security,
 		Limits:           cfg.limits,
 		CRDVersion:       cfg.CRDVersion,

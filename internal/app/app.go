@@ -62,6 +62,8 @@ type Config struct {
 	// HookFetchTimeout bounds CRD's queries to an EHR per hook call
 	// (default 2 s).
 	HookFetchTimeout time.Duration
+	// DuplicateWindow is PRIORA_DUPLICATE_WINDOW (pas.Config.DuplicateWindow).
+	DuplicateWindow time.Duration
 	// CRDVersion is the CRD version answered when a hook call requests
 	// none: "2.2" (default) or "2.0" (the released Inferno CRD kit).
 	CRDVersion string
@@ -199,7 +201,8 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 		Now:      cfg.Now,
 		Log:      log,
 
-		Decisions: metrics,
+		Decisions:       metrics,
+		DuplicateWindow: cfg.DuplicateWindow,
 	})
 	a.Subscriptions, err = subscriptions.New(ctx, subscriptions.Config{
 		Store: st, Parser: parser, BaseURL: cfg.BaseURL, Now: cfg.Now, Log: log, Options: cfg.Subscriptions, Outbound: policy,

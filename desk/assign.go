@@ -1,0 +1,103 @@
+package desk
+
+import (
+	"errors"
+	"net/http"
+	"net/url"
+
+	"github.com/priora/priora/fhir"
+	"github.com/priora/priora/pas"
+	"github.com/priora/priora/store"
+)
+
+// assignView is the assignment part of a request page: who holds it, and
+// what the signed-in reviewer may do about it.
+type assignView struct {
+	Name     string // the assignee's name ("" when unassigned)
+	Mine     bool
+	CanClaim bool
+	// CanRelease: the assignee, a physician or an administrator.
+	CanRelease bool
+	// Reviewers are the accounts a physician or an administrator may
+	// assign the request to (nil for a nurse).
+	Reviewers []labelValue
+}
+
+// assignment fills the assignment part of a pended request's page.
+func (d *Desk) assignment(r *http.Request, s *session, t *pas.TaskDetail) (assignView, error) {
+	var v assignView
+	if t.Status != "pended" {
+		return v, nil
+	}
+	me := pas.AssigneeKey(s.reviewer())
+	role := s.Role()
+	if t.Assignee != nil {
+		v.Name = assigneeLabel(t.Assignee)
+		v.Mine = t.Assignee.Key == me
+	}
+	v.CanClaim = t.Assignee == nil && role != pas.RoleAdmin
+	v.CanRelease = t.Assignee != nil && (v.Mine || role != pas.RoleNurse)
+	if role == pas.RoleNurse {
+		return v, nil
+	}
+	accounts, err := d.cfg.Store.Reviewers(r.Context())
+	if err != nil {
+		return v, err
+	}
+	for _, a := range accounts {
+		if a.Disabled || pas.RoleOf(a.Role) == pas.RoleAdmin {
+			continue
+		}
+		label := first(a.Name, a.Username) + " (" + pas.RoleOf(a.Role) + ")"
+		v.Reviewers = append(v.Reviewers, labelValue{label, a.Username})
+	}
+	return v, nil
+}
+
+func assigneeLabel(a *store.Assignee) string {
+	if a.Name != "" {
+		return a.Name
+	}
+	return a.Key
+}
+
+// assign claims, releases or assigns a request from its page, then shows
+// the page again (or the queue after a release).
+func (d *Desk) assign(what string) authedHandler {
+	return func(w http.ResponseWriter, r *http.Request, s *session) error {
+		id := r.PathValue("id")
+		if !validID(id) {
+			return fhir.Errorf(fhir.NotFound, "There is no such request.")
+		}
+		ctx := r.Context()
+		var err error
+		switch what {
+		case "claim":
+			_, err = d.cfg.PAS.Claim(ctx, "", id, s.reviewer())
+		case "release":
+			_, err = d.cfg.PAS.Release(ctx, "", id, s.reviewer())
+		case "assign":
+			username := r.PostForm.Get("assignee")
+			acc, aerr := d.cfg.Store.Reviewer(ctx, normalizeUsername(username))
+			if errors.Is(aerr, store.ErrNotFound) || (aerr == nil && acc.Disabled) {
+				return fhir.Errorf(fhir.Invalid, "There is no such reviewer account.")
+			}
+			if aerr != nil {
+				return aerr
+			}
+			to := (&session{Reviewer: acc}).reviewer()
+			_, err = d.cfg.PAS.Assign(ctx, "", id, s.reviewer(), to)
+		}
+		var fe *fhir.Error
+		if errors.As(err, &fe) && len(fe.Issues) > 0 {
+			// Show the first reason in the reviewer's words.
+			return &fhir.Error{Kind: fe.Kind, Message: fe.Issues[0].Diagnostics}
+		}
+		if err != nil {
+			return err
+		}
+		d.log.InfoContext(ctx, "desk assignment", "authorization", id, "username", s.Reviewer.Username, "action", what)
+		http.Redirect(w, r, "/desk/tasks/"+url.PathEscape(id)+"#assignment", http.StatusSeeOther)
+		return nil
+	}
+}
