@@ -56,9 +56,13 @@ func (s *Service) Inquire(ctx context.Context, who Caller, body []byte) (*Answer
 		ResourceType string `json:"resourceType"`
 		Parameter    []part `json:"parameter,omitempty"`
 	}{ResourceType: "Parameters"}
+	parties := 0 // chains of this patient and provider
 	for _, a := range chains {
 		if len(out.Parameter) == maxInquiryResults {
 			break
+		}
+		if q.sameParties(a) {
+			parties++
 		}
 		if !q.matches(a) {
 			continue
@@ -69,7 +73,7 @@ func (s *Service) Inquire(ctx context.Context, who Caller, body []byte) (*Answer
 		}
 		out.Parameter = append(out.Parameter, part{Name: "return", Resource: b})
 	}
-	if len(out.Parameter) == 0 && q.authNumber != "" {
+	if len(out.Parameter) == 0 && q.authNumber != "" && parties > 0 {
 		b, err := s.authorizationNotFound(q)
 		if err != nil {
 			return nil, err
@@ -192,12 +196,18 @@ func parseInquiry(raw []byte) (*inquiry, error) {
 	return q, nil
 }
 
-// matches applies the inquiry to one chain.
-func (q *inquiry) matches(a *store.Authorization) bool {
+// sameParties reports whether a chain is of the inquiry's patient,
+// provider and insurer: the chains the inquirer may see (spec-53).
+func (q *inquiry) sameParties(a *store.Authorization) bool {
 	if !samePatient(q.patient, a.Patient) || !overlap(a.ProviderNPIs, q.providerNPIs) {
 		return false
 	}
-	if len(q.insurerIDs) > 0 && len(a.InsurerIDs) > 0 && !overlap(a.InsurerIDs, q.insurerIDs) {
+	return len(q.insurerIDs) == 0 || len(a.InsurerIDs) == 0 || overlap(a.InsurerIDs, q.insurerIDs)
+}
+
+// matches applies the inquiry to one chain.
+func (q *inquiry) matches(a *store.Authorization) bool {
+	if !q.sameParties(a) {
 		return false
 	}
 	if len(q.authNumbers) > 0 {
@@ -301,15 +311,17 @@ func inquiryResponse(a *store.Authorization) (json.RawMessage, error) {
 }
 
 // authorizationNotFound answers an inquiry that names an authorization
-// number (REF-BB / REF-NT) no request of this patient and provider
-// carries: one Inquiry Response Bundle whose ClaimResponse is in error
+// number (REF-BB / REF-NT) none of the requests on file for this patient
+// and provider carries: one Inquiry Response Bundle whose ClaimResponse is in error
 // with X12 reject reason AA (authorization number not found), the
 // errorPath and X12 element of the number, and follow-up C. Its request
 // has no Claim to point at, so it carries a data-absent-reason (unknown:
 // the Claim is expected to exist but is not known here), the slice PAS
 // gives ClaimResponse.request for this (spec-44). An authorization of
-// another patient or provider is not found either: whether it exists is
-// not disclosed (spec-53).
+// another patient or provider is not found either, and an inquiry about a
+// patient and provider with nothing on file gets no match at all, as
+// before: the answer discloses nothing the inquirer could not already ask
+// for with the member id and NPI (spec-52/53).
 func (s *Service) authorizationNotFound(q *inquiry) (json.RawMessage, error) {
 	r := q.req
 	now := s.cfg.Now().UTC()
