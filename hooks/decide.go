@@ -34,6 +34,10 @@ type call struct {
 	d       *data
 	rules   *coverage.Rules
 	now     time.Time
+	// callID is the call record's id; assertions made are numbered from it
+	// (store.AssertionID), nAssertions counts them.
+	callID      string
+	nAssertions int
 
 	targets []*target
 	// technical, when set, says why EHR data needed for coverage could not
@@ -690,12 +694,18 @@ func (c *call) requesterNPIs(t *target) []string {
 	return out
 }
 
+// nextAssertionID is the id of the call's next coverage assertion.
+func (c *call) nextAssertionID() string {
+	c.nAssertions++
+	return store.AssertionID(c.callID, c.nAssertions)
+}
+
 // assess is the coverage information for one target under the rules.
 func (c *call) assess(t *target, svc coverage.Service) (coverageInfo, coverage.Outcome) {
 	ci := coverageInfo{
 		Coverage:    c.coverageRef(),
 		Date:        c.now.Format(time.DateOnly),
-		AssertionID: newID("crd"),
+		AssertionID: c.nextAssertionID(),
 	}
 	if covered, reason, text := c.coverageProblem(); covered != "" {
 		ci.Covered = covered

@@ -26,16 +26,10 @@ type recorder struct {
 	feedback   []store.HookFeedback
 }
 
-func (r *recorder) SaveCoverageAssertions(_ context.Context, as []store.CoverageAssertion) error {
+func (r *recorder) RecordHookCall(_ context.Context, c *store.HookCall, _ bool) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.assertions = append(r.assertions, as...)
-	return nil
-}
-
-func (r *recorder) SaveHookCall(_ context.Context, c *store.HookCall) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
+	r.assertions = append(r.assertions, c.Made...)
 	r.calls = append(r.calls, *c)
 	return nil
 }

@@ -32,12 +32,14 @@ import (
 	"github.com/priora/priora/store"
 )
 
-// Recorder keeps what CRD must retain: coverage assertions (read back by
-// PAS), a record of every call (CRD found-37) and feedback. *store.Store
-// implements it.
+// Recorder keeps what CRD must retain: a record of every call (CRD
+// found-37, and the call's audit record) holding the coverage assertions
+// it made (read back by PAS), and feedback. *store.Store implements it.
 type Recorder interface {
-	SaveCoverageAssertions(ctx context.Context, as []store.CoverageAssertion) error
-	SaveHookCall(ctx context.Context, c *store.HookCall) error
+	// RecordHookCall stores one call's record. durable: return only once
+	// it is stored; otherwise it may be queued (and written by a clean
+	// shutdown at the latest).
+	RecordHookCall(ctx context.Context, c *store.HookCall, durable bool) error
 	SaveHookFeedback(ctx context.Context, fs []store.HookFeedback) error
 }
 
@@ -129,10 +131,13 @@ func New(cfg Config) (*Service, error) {
 // standard prefetch, the CRD versions and the configuration options.
 func (s *Service) Discovery() []byte { return s.discovery }
 
-// Caller is who makes a call, once CDS client authentication knows it.
+// Caller is who makes a call, once CDS client authentication knows it,
+// and the audit facts of the call: its request id and the client's address.
 type Caller struct {
-	Tenant string
-	Client string
+	Tenant    string
+	Client    string
+	RequestID string
+	Source    string
 }
 
 // errorf is a CDS Hooks call that cannot be answered: Invalid (400, also
@@ -158,11 +163,20 @@ type Answer struct {
 }
 
 // Call answers POST /cds-services/{serviceID}. Errors are *fhir.Error; every
-// call, answered or not, is recorded and logged without patient data.
+// call, answered or not, is recorded (one record, also its audit record)
+// and logged without patient data. A call that makes coverage assertions
+// answers only once its record is stored; other records are written in
+// the background.
 func (s *Service) Call(ctx context.Context, serviceID string, who Caller, body []byte) (ans *Answer, err error) {
 	start := s.cfg.Now()
-	rec := &store.HookCall{ID: newID("hc"), Received: start, Service: serviceID, Tenant: who.Tenant, Client: who.Client}
-	defer func() { s.finish(ctx, rec, start, err) }()
+	rec := &store.HookCall{ID: store.HookCallID(randomHex()), Received: start, Service: serviceID,
+		Tenant: who.Tenant, Client: who.Client, RequestID: who.RequestID, Source: who.Source}
+	stored := false
+	defer func() {
+		if !stored {
+			s.finish(ctx, rec, start, err, false)
+		}
+	}()
 
 	hook := hookOf(serviceID)
 	if hook == "" {
@@ -173,6 +187,7 @@ func (s *Service) Call(ctx context.Context, serviceID string, who Caller, body [
 	if err != nil {
 		return nil, err
 	}
+	c.callID = rec.ID
 	rec.Hook, rec.HookInstance, rec.Version = hook, c.req.HookInstance, c.version
 	if s.cfg.Validate != nil {
 		if found := s.cfg.Validate(ctx, body, c.version); len(found) > 0 {
@@ -209,33 +224,47 @@ func (s *Service) Call(ctx context.Context, serviceID string, who Caller, body [
 		}
 	}
 	rec.Assertions = ids
-	if s.cfg.Store != nil && len(assertions) > 0 {
-		if err := s.cfg.Store.SaveCoverageAssertions(ctx, assertions); err != nil {
-			return nil, internal(err)
-		}
-	}
 	out, err := resp.MarshalJSON()
 	if err != nil {
 		return nil, internal(err)
 	}
+	if len(assertions) > 0 {
+		// PAS relies on the assertions: the answer that hands out their ids
+		// waits until the record holding them is stored.
+		rec.Made = assertions
+		stored = true
+		if err := s.finish(ctx, rec, start, nil, true); err != nil {
+			return nil, err
+		}
+	}
 	return &Answer{Body: out, Assertions: ids}, nil
 }
 
-// finish completes, stores and logs the call record.
-func (s *Service) finish(ctx context.Context, rec *store.HookCall, start time.Time, err error) {
+// finish completes, stores and logs the call record. durable: wait until
+// it is stored; when that fails, the call fails (err becomes an internal
+// error, returned), and its record, without the assertions, is queued.
+func (s *Service) finish(ctx context.Context, rec *store.HookCall, start time.Time, err error, durable bool) error {
 	rec.TotalMicros = s.cfg.Now().Sub(start).Microseconds()
-	rec.Status = http.StatusOK
-	if rec.Outcome == "" {
-		rec.Outcome = "ok"
+	complete(rec, err)
+	var failed error
+	if s.cfg.Store != nil {
+		// The record is kept even when the client has gone.
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if serr := s.cfg.Store.RecordHookCall(sctx, rec, durable); serr != nil {
+			s.log.ErrorContext(sctx, "cds hook call not recorded", "hook_instance", rec.HookInstance, "err", serr)
+			if durable {
+				failed = internal(serr)
+				err = failed
+				rec.Made, rec.Assertions = nil, nil
+				complete(rec, err)
+				_ = s.cfg.Store.RecordHookCall(sctx, rec, false)
+			}
+		}
 	}
 	level := slog.LevelInfo
-	if err != nil {
-		kind := fhir.KindOf(err)
-		rec.Status, rec.Error = kind.Status(), fhir.SafeMessage(err)
-		rec.Outcome = outcomeOf(kind)
-		if kind == fhir.Internal {
-			level = slog.LevelError
-		}
+	if fhir.KindOf(err) == fhir.Internal && err != nil {
+		level = slog.LevelError
 	}
 	attrs := []any{
 		"service", rec.Service, "hook", rec.Hook, "hook_instance", rec.HookInstance, "version", rec.Version,
@@ -247,14 +276,19 @@ func (s *Service) finish(ctx context.Context, rec *store.HookCall, start time.Ti
 		attrs = append(attrs, "err", err.Error())
 	}
 	s.log.Log(ctx, level, "cds hook call", attrs...)
-	if s.cfg.Store == nil {
-		return
+	return failed
+}
+
+// complete sets the record's status and outcome for a call ending in err.
+func complete(rec *store.HookCall, err error) {
+	rec.Status = http.StatusOK
+	if rec.Outcome == "" {
+		rec.Outcome = "ok"
 	}
-	// The record is kept even when the client has gone.
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
-	if err := s.cfg.Store.SaveHookCall(sctx, rec); err != nil {
-		s.log.ErrorContext(sctx, "cds hook call not recorded", "hook_instance", rec.HookInstance, "err", err)
+	if err != nil {
+		kind := fhir.KindOf(err)
+		rec.Status, rec.Error = kind.Status(), fhir.SafeMessage(err)
+		rec.Outcome = outcomeOf(kind)
 	}
 }
 
@@ -422,9 +456,14 @@ func (s *Service) Feedback(ctx context.Context, serviceID string, who Caller, bo
 
 // newID returns a random identifier with a prefix.
 func newID(prefix string) string {
+	return prefix + "-" + randomHex()
+}
+
+// randomHex is 80 random bits in hex.
+func randomHex() string {
 	var b [10]byte
 	_, _ = rand.Read(b[:])
-	return prefix + "-" + hex.EncodeToString(b[:])
+	return hex.EncodeToString(b[:])
 }
 
 func firstN(list []string, n int) []string {

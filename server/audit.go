@@ -33,7 +33,9 @@ func (s *Server) audit(next echo.HandlerFunc) echo.HandlerFunc {
 		if err := next(c); err != nil {
 			c.Error(err)
 		}
-		s.writeAudit(c, start)
+		if done, _ := c.Get(ctxAudited).(bool); !done {
+			s.writeAudit(c, start)
+		}
 		return nil
 	}
 }

@@ -42,7 +42,10 @@ func (s *Server) cdsCall(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	ans, err := s.cfg.Hooks.Call(c.Request().Context(), c.Param("id"), cdsCaller(c), body)
+	who := cdsCaller(c)
+	who.RequestID, who.Source = requestID(c), remoteIP(c)
+	ans, err := s.cfg.Hooks.Call(c.Request().Context(), c.Param("id"), who, body)
+	c.Set(ctxAudited, true) // the call record is the audit record
 	if err != nil {
 		return err
 	}

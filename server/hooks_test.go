@@ -7,12 +7,14 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 
 	"github.com/priora/priora/hooks/hookstest"
 	"github.com/priora/priora/internal/testenv"
+	"github.com/priora/priora/store"
 )
 
 // generousEHR is a FHIR server on 127.0.0.1 for the fixture sweep: it
@@ -224,6 +226,19 @@ func TestCRDRecords(t *testing.T) {
 	calls, err := e.App.Store.HookCalls(ctx, a.Date.Add(-60e9), 10)
 	if err != nil || len(calls) != 1 || calls[0].HookInstance != "d5a80646-7ef5-4edf-ade9-72407ca28c76" || calls[0].Status != 200 || len(calls[0].Assertions) != 2 {
 		t.Errorf("call records: %v %+v", err, calls)
+	}
+	// The call record is the call's audit record: the trail lists the call
+	// once, with its request id and the assertions it made.
+	trail, err := e.App.Store.Audit(ctx, store.AuditFilter{Since: a.Date.Add(-60e9)})
+	var hookAudits []store.AuditRecord
+	for _, x := range trail {
+		if x.Route == "/cds-services/:id" {
+			hookAudits = append(hookAudits, x)
+		}
+	}
+	if err != nil || len(hookAudits) != 1 || hookAudits[0].Type != "cds-hook" || hookAudits[0].RequestID == "" ||
+		hookAudits[0].Status != 200 || !slices.Contains(hookAudits[0].Entities, "coverage-assertion/"+a.ID) {
+		t.Errorf("audit trail of the call: %v %+v", err, hookAudits)
 	}
 	fb := testenv.Fixture(t, "crd/cdshooks/21-example-overridden-guidance-with-overridereason.json")
 	if r := e.Post("/cds-services/order-sign-crd/feedback", fb, "Content-Type", "application/json"); r.Status != 200 {

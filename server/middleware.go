@@ -18,6 +18,9 @@ import (
 const (
 	ctxCaller   = "priora.caller"
 	ctxLogAttrs = "priora.log_attrs"
+	// ctxAudited marks a request whose handler wrote its audit record
+	// itself (a CDS Hooks call's record is its audit record).
+	ctxAudited = "priora.audited"
 )
 
 var clientRequestID = regexp.MustCompile(`^[A-Za-z0-9._\-]{1,64}$`)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -290,6 +291,66 @@ func (s *Store) Audit(ctx context.Context, f AuditFilter) ([]AuditRecord, error)
 	out := []AuditRecord{}
 	if err := cur.All(ctx, &out); err != nil {
 		return nil, fmt.Errorf("store: audit: %w", err)
+	}
+	calls, err := s.hookCallAudit(ctx, f)
+	if err != nil {
+		return nil, err
+	}
+	out = append(out, calls...)
+	slices.SortFunc(out, func(a, b AuditRecord) int {
+		if c := b.Time.Compare(a.Time); c != 0 {
+			return c
+		}
+		return strings.Compare(b.ID, a.ID)
+	})
+	if int64(len(out)) > f.Limit {
+		out = out[:f.Limit]
+	}
+	return out, nil
+}
+
+// hookCallAudit is the audit trail's view of the CDS Hooks call records:
+// a hook call is recorded once, as its call record (store/hooks.go), and
+// read here as an AuditRecord of type "cds-hook".
+func (s *Store) hookCallAudit(ctx context.Context, f AuditFilter) ([]AuditRecord, error) {
+	q := bson.D{}
+	if f.Client != "" {
+		q = append(q, bson.E{Key: "client", Value: f.Client})
+	}
+	if f.Tenant != "" {
+		q = append(q, bson.E{Key: "tenant", Value: f.Tenant})
+	}
+	if !f.Since.IsZero() {
+		q = append(q, bson.E{Key: "received", Value: bson.D{{Key: "$gte", Value: f.Since}}})
+	}
+	cur, err := s.db.Collection(hookCalls).Find(ctx, q, options.Find().
+		SetSort(bson.D{{Key: "received", Value: -1}, {Key: "_id", Value: -1}}).SetLimit(f.Limit).
+		SetProjection(bson.D{{Key: "made", Value: 0}}))
+	if err != nil {
+		return nil, fmt.Errorf("store: audit hook calls: %w", err)
+	}
+	var calls []HookCall
+	if err := cur.All(ctx, &calls); err != nil {
+		return nil, fmt.Errorf("store: audit hook calls: %w", err)
+	}
+	out := make([]AuditRecord, 0, len(calls))
+	for _, c := range calls {
+		r := AuditRecord{
+			ID: c.ID, Time: c.Received, RequestID: c.RequestID, Type: "cds-hook", Action: "E",
+			Method: "POST", Route: "/cds-services/:id", Status: c.Status, Outcome: "0",
+			Client: c.Client, Tenant: c.Tenant, Source: c.Source, Detail: c.Outcome,
+		}
+		switch {
+		case c.Status >= 500:
+			r.Outcome = "8"
+		case c.Status >= 400:
+			r.Outcome = "4"
+		}
+		r.Entities = append(r.Entities, "cds-service/"+c.Service)
+		for _, id := range c.Assertions {
+			r.Entities = append(r.Entities, "coverage-assertion/"+id)
+		}
+		out = append(out, r)
 	}
 	return out, nil
 }

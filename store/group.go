@@ -34,6 +34,9 @@ const maxGroup = 256
 var errDuplicateKey = fmt.Errorf("%w: E11000 duplicate key error", ErrDuplicate)
 
 type groupInserts struct {
+	// later counts the background inserts not yet written (insertLater);
+	// Close waits for them.
+	later  sync.WaitGroup
 	mu     sync.Mutex
 	queues map[string]*insertQueue // by collection name
 	// serial makes the queues take turns to write (the embedded engine):
@@ -57,6 +60,9 @@ type insertReq struct {
 	errs []error // per document
 	err  error   // the first of errs
 	done chan struct{}
+	// written, when set, is called once the batch is written (or failed):
+	// a background insert has no caller waiting on done.
+	written func(*insertReq)
 }
 
 func (g *groupInserts) queue(c *mongo.Collection) *insertQueue {
@@ -88,8 +94,52 @@ func (s *Store) insertEach(ctx context.Context, c *mongo.Collection, docs ...any
 	if len(docs) == 0 {
 		return nil, nil
 	}
-	q := s.group.queue(c)
 	r := &insertReq{docs: docs, errs: make([]error, len(docs)), done: make(chan struct{})}
+	s.group.queue(c).add(r)
+	select {
+	case <-r.done:
+		return r.errs, r.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// insertLater queues docs for c's next group commit and returns at once:
+// for records nothing waits on (call records, audit). They share the
+// batches of the inserts that are waited on, so they cost no commit of
+// their own; Close writes what is still queued before it disconnects. A
+// failed write is logged (what names the records).
+func (s *Store) insertLater(c *mongo.Collection, what string, docs ...any) {
+	if len(docs) == 0 {
+		return
+	}
+	s.group.later.Add(1)
+	r := &insertReq{docs: docs, errs: make([]error, len(docs)), done: make(chan struct{}), written: func(r *insertReq) {
+		defer s.group.later.Done()
+		for _, err := range r.errs {
+			if err != nil && !isDuplicate(err) {
+				s.log.Error("store: a background write failed", "what", what, "collection", c.Name(), "err", err)
+				return
+			}
+		}
+	}}
+	s.group.queue(c).add(r)
+}
+
+// drainLater waits until every background insert is written, or ctx ends.
+func (g *groupInserts) drainLater(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() { g.later.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("store: background writes not drained: %w", ctx.Err())
+	}
+}
+
+// add queues r and starts the queue's writer when it is idle.
+func (q *insertQueue) add(r *insertReq) {
 	q.mu.Lock()
 	q.pending = append(q.pending, r)
 	lead := !q.busy
@@ -97,12 +147,6 @@ func (s *Store) insertEach(ctx context.Context, c *mongo.Collection, docs ...any
 	q.mu.Unlock()
 	if lead {
 		go q.drain()
-	}
-	select {
-	case <-r.done:
-		return r.errs, r.err
-	case <-ctx.Done():
-		return nil, ctx.Err()
 	}
 }
 
@@ -138,6 +182,9 @@ func (q *insertQueue) write(batch []*insertReq) {
 	defer func() {
 		for _, r := range batch {
 			close(r.done)
+			if r.written != nil {
+				r.written(r)
+			}
 		}
 	}()
 	type slot struct {

@@ -2,7 +2,10 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -11,9 +14,12 @@ import (
 )
 
 // Collections of CRD (CDS Hooks) records. They are separate from the PAS
-// authorizations: a coverage assertion is written once and never changes, a
-// hook call record is an append-only log line with timings, and feedback is
-// whatever the EHR sends back about our cards.
+// authorizations. Each call is one record in hookCalls: what was called,
+// by whom, timings, the outcome, the audit facts (request id, source
+// address) and the coverage assertions made, which never change. It is
+// the call's only write. Feedback is whatever the EHR sends back about our
+// cards. coverageAssertions holds the assertions of earlier versions (one
+// document each), still read by CoverageAssertion.
 const (
 	coverageAssertions = "coverageAssertions"
 	hookCalls          = "hookCalls"
@@ -121,8 +127,14 @@ type HookCall struct {
 	// that failed.
 	Fetched     int `bson:"fetched"`
 	FetchFailed int `bson:"fetchFailed"`
-	// Assertions are the coverage-assertion-ids made.
-	Assertions []string `bson:"assertions,omitempty"`
+	// Assertions are the coverage-assertion-ids made; Made are the
+	// assertions themselves (AssertionID ties each id to this record).
+	Assertions []string            `bson:"assertions,omitempty"`
+	Made       []CoverageAssertion `bson:"made,omitempty"`
+	// RequestID and Source (the client's address) make the record the
+	// call's audit record too (Audit lists it as type "cds-hook").
+	RequestID string `bson:"requestId,omitempty"`
+	Source    string `bson:"source,omitempty"`
 	// Durations in microseconds.
 	DecodeMicros   int64 `bson:"decodeUs"`
 	PrefetchMicros int64 `bson:"prefetchUs"`
@@ -166,8 +178,48 @@ func (s *Store) EnsureHookIndexes(ctx context.Context) error {
 	return nil
 }
 
+// HookCallID is a new call record id; AssertionID(call, n) names its n-th
+// coverage assertion, so that the id a PAS request cites leads to the
+// record by _id (the embedded engine's one indexed lookup).
+func HookCallID(random string) string { return "hc-" + random }
+
+// AssertionID is the id of the n-th coverage assertion of the call record
+// with id callID ("hc-R" gives "crd-R-n").
+func AssertionID(callID string, n int) string {
+	return "crd-" + strings.TrimPrefix(callID, "hc-") + "-" + strconv.Itoa(n)
+}
+
+// callOfAssertion is the call record id of an AssertionID.
+func callOfAssertion(id string) (string, bool) {
+	rest, ok := strings.CutPrefix(id, "crd-")
+	i := strings.LastIndexByte(rest, '-')
+	if !ok || i <= 0 {
+		return "", false
+	}
+	if _, err := strconv.Atoi(rest[i+1:]); err != nil {
+		return "", false
+	}
+	return "hc-" + rest[:i], true
+}
+
+// RecordHookCall stores the record of one hook call with the coverage
+// assertions it made, as one document. durable: it returns once the
+// record is stored (an answer that hands out assertion ids waits for it,
+// since PAS will look them up); otherwise it queues the record for the
+// next group commit and returns at once (Close writes what is queued).
+func (s *Store) RecordHookCall(ctx context.Context, c *HookCall, durable bool) error {
+	if !durable {
+		s.insertLater(s.db.Collection(hookCalls), "hook call record", c)
+		return nil
+	}
+	if err := s.insert(ctx, s.db.Collection(hookCalls), c); err != nil {
+		return fmt.Errorf("store: record hook call: %w", err)
+	}
+	return nil
+}
+
 // SaveCoverageAssertions stores the assertions of one hook call in one
-// write. Saving an assertion whose ID exists is an error (ErrDuplicate):
+// write, in the collection of earlier versions (tests and imports). Saving an assertion whose ID exists is an error (ErrDuplicate):
 // IDs are random and never reused.
 func (s *Store) SaveCoverageAssertions(ctx context.Context, as []CoverageAssertion) error {
 	if len(as) == 0 {
@@ -187,23 +239,39 @@ func (s *Store) SaveCoverageAssertions(ctx context.Context, as []CoverageAsserti
 }
 
 // CoverageAssertion returns the assertion with a coverage-assertion-id, or
-// ErrNotFound.
+// ErrNotFound: from its call record, or else (an id of an earlier version)
+// from the assertions collection.
 func (s *Store) CoverageAssertion(ctx context.Context, id string) (*CoverageAssertion, error) {
+	if call, ok := callOfAssertion(id); ok {
+		var rec struct {
+			Made []CoverageAssertion `bson:"made"`
+		}
+		err := s.db.Collection(hookCalls).FindOne(ctx, bson.D{{Key: "_id", Value: call}},
+			options.FindOne().SetProjection(bson.D{{Key: "made", Value: 1}})).Decode(&rec)
+		switch {
+		case err == nil:
+			for i := range rec.Made {
+				if rec.Made[i].ID == id {
+					return &rec.Made[i], nil
+				}
+			}
+		case !errors.Is(err, mongo.ErrNoDocuments):
+			return nil, fmt.Errorf("store: load coverage assertion: %w", err)
+		}
+	}
 	return byID[CoverageAssertion](ctx, s.db.Collection(coverageAssertions), id, "coverage assertion")
 }
 
-// SaveHookCall appends a hook call record.
+// SaveHookCall appends a hook call record and waits until it is stored.
 func (s *Store) SaveHookCall(ctx context.Context, c *HookCall) error {
-	if err := s.insert(ctx, s.db.Collection(hookCalls), c); err != nil {
-		return fmt.Errorf("store: save hook call: %w", err)
-	}
-	return nil
+	return s.RecordHookCall(ctx, c, true)
 }
 
 // HookCalls returns the records of calls received at or after since, oldest
 // first, at most limit of them (for metrics and disputes).
 func (s *Store) HookCalls(ctx context.Context, since time.Time, limit int) ([]HookCall, error) {
-	opts := options.Find().SetSort(bson.D{{Key: "received", Value: 1}}).SetLimit(int64(limit))
+	opts := options.Find().SetSort(bson.D{{Key: "received", Value: 1}}).SetLimit(int64(limit)).
+		SetProjection(bson.D{{Key: "made", Value: 0}})
 	cur, err := s.db.Collection(hookCalls).Find(ctx, bson.D{{Key: "received", Value: bson.D{{Key: "$gte", Value: since}}}}, opts)
 	if err != nil {
 		return nil, fmt.Errorf("store: find hook calls: %w", err)

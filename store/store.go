@@ -259,9 +259,14 @@ func (s *Store) DB() *mongo.Database { return s.db }
 
 // Close disconnects and stops the embedded engine.
 func (s *Store) Close(ctx context.Context) error {
-	var err error
+	// Records written in the background (call records, audit) are written
+	// before the connection goes: a clean shutdown loses none.
+	err := s.group.drainLater(ctx)
+	if err != nil {
+		s.log.Error("closing the store", "err", err)
+	}
 	if s.client != nil {
-		err = s.client.Disconnect(ctx)
+		err = errors.Join(err, s.client.Disconnect(ctx))
 	}
 	s.stopEmbedded()
 	return err

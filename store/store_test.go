@@ -3,8 +3,10 @@ package store_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 
@@ -73,5 +75,55 @@ func TestSchemaVersion(t *testing.T) {
 			s.Close(ctx)
 		}
 		t.Fatalf("open a database of a newer schema: err = %v, want ErrSchemaTooNew", err)
+	}
+}
+
+// TestBackgroundRecordsDrainOnClose: hook call records written without
+// waiting (calls that made no coverage assertion) are all stored by a
+// clean Close; a durable one is stored before RecordHookCall returns, and
+// its assertions are found by id.
+func TestBackgroundRecordsDrainOnClose(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s, err := store.Open(ctx, store.Options{DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now().UTC().Truncate(time.Millisecond)
+	call := store.HookCallID("durable")
+	id := store.AssertionID(call, 2)
+	rec := &store.HookCall{ID: call, Received: start, Service: "order-sign-crd", Status: 200, Assertions: []string{id},
+		Made: []store.CoverageAssertion{{ID: id, Hook: "order-sign", Order: "ServiceRequest/1", Covered: "covered", Date: start}}}
+	if err := s.RecordHookCall(ctx, rec, true); err != nil {
+		t.Fatal(err)
+	}
+	if a, err := s.CoverageAssertion(ctx, id); err != nil || a.Order != "ServiceRequest/1" {
+		t.Fatalf("assertion %s: %+v %v", id, a, err)
+	}
+	if _, err := s.CoverageAssertion(ctx, store.AssertionID(call, 3)); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("an id the call did not make: %v, want ErrNotFound", err)
+	}
+	const n = 300
+	for i := range n {
+		c := &store.HookCall{ID: store.HookCallID(fmt.Sprintf("bg%04d", i)), Received: start, Service: "order-sign-crd", Status: 200, Outcome: "ok"}
+		if err := s.RecordHookCall(ctx, c, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s, err = store.Open(ctx, store.Options{DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(ctx)
+	calls, err := s.HookCalls(ctx, start, 1000)
+	if err != nil || len(calls) != n+1 {
+		t.Fatalf("after a clean close %d call records (%v), want %d", len(calls), err, n+1)
+	}
+	audit, err := s.Audit(ctx, store.AuditFilter{Since: start, Limit: 5})
+	if err != nil || len(audit) != 5 || audit[0].Type != "cds-hook" || audit[0].Route != "/cds-services/:id" {
+		t.Errorf("the audit trail lists the calls: %v %+v", err, audit)
 	}
 }

@@ -191,11 +191,15 @@ func countReturns(body []byte) int {
 }
 
 func post(c *http.Client, url string, body []byte) (int, []byte, error) {
+	return postAs(c, url, body, "application/fhir+json")
+}
+
+func postAs(c *http.Client, url string, body []byte, contentType string) (int, []byte, error) {
 	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
 		return 0, nil, err
 	}
-	req.Header.Set("Content-Type", "application/fhir+json")
+	req.Header.Set("Content-Type", contentType)
 	resp, err := c.Do(req)
 	if err != nil {
 		return 0, nil, err
