@@ -415,6 +415,9 @@ func TestPayerOnlyScopes(t *testing.T) {
 func TestLoadClients(t *testing.T) {
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "a.jwks.json"), fixture(t, "ES384.public.json"), 0o600)
+	os.WriteFile(filepath.Join(dir, "um.secret"), []byte("0123456789abcdef0123456789abcdef\n"), 0o600)
+	os.WriteFile(filepath.Join(dir, "short.secret"), []byte("0123456789abcdef"), 0o600)
+	payer := "clients:\n  - id: um\n    org: payer\n    kind: payer\n    jwksFile: a.jwks.json\n    scopes: [priora/review]\n"
 	good := `clients:
   - id: ehr-a
     org: org-a
@@ -436,6 +439,13 @@ func TestLoadClients(t *testing.T) {
 		{"unknown field", "clients:\n  - id: a\n    orgg: x\n", nil, "orgg"},
 		{"no key", "clients:\n  - id: a\n    org: o\n    scopes: [system/Claim.c]\n", nil, "exactly one"},
 		{"payer", "clients:\n  - id: um\n    org: payer\n    kind: payer\n    jwksFile: a.jwks.json\n    scopes: [priora/review]\n", []string{"um"}, ""},
+		{"payer webhook", payer + "    webhook: https://um.payer.example/events\n    webhookSecretFile: um.secret\n", []string{"um"}, ""},
+		{"webhook without a secret", payer + "    webhook: https://um.payer.example/events\n", nil, "secret of at least 32"},
+		{"webhook with a short secret", payer + "    webhook: https://um.payer.example/events\n    webhookSecretFile: short.secret\n", nil, "at least 32"},
+		{"webhook secret inline", payer + "    webhook: https://um.payer.example/events\n    webhookSecret: x\n", nil, "webhookSecret"},
+		{"webhook not a URL", payer + "    webhook: um.payer.example/events\n    webhookSecretFile: um.secret\n", nil, "absolute https URL"},
+		{"provider webhook", "clients:\n  - id: a\n    org: o\n    jwksFile: a.jwks.json\n    scopes: [system/Claim.c]\n" +
+			"    webhook: https://ehr.example.org/events\n    webhookSecretFile: um.secret\n", nil, "payer clients"},
 		{"provider with review", "clients:\n  - id: a\n    org: o\n    jwksFile: a.jwks.json\n    scopes: [priora/review]\n", nil, "only to payer clients"},
 	}
 	for _, tt := range tests {
@@ -455,6 +465,9 @@ func TestLoadClients(t *testing.T) {
 			var ids []string
 			for _, c := range cs {
 				ids = append(ids, c.ID)
+			}
+			if tt.name == "payer webhook" && (cs[0].Webhook != "https://um.payer.example/events" || cs[0].WebhookSecret != "0123456789abcdef0123456789abcdef") {
+				t.Errorf("webhook %q secret %q, want the URL and the file's secret (trimmed)", cs[0].Webhook, cs[0].WebhookSecret)
 			}
 			if diff := cmp.Diff(tt.want, ids); diff != "" {
 				t.Errorf("(-want +got):\n%s", diff)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -104,6 +105,7 @@ func CheckClient(c *store.Client) error {
 			errs = append(errs, fmt.Errorf("jku: %w", err))
 		}
 	}
+	errs = append(errs, checkWebhook(c)...)
 	if len(c.Scopes) == 0 {
 		errs = append(errs, errors.New("at least one scope is required"))
 	}
@@ -116,6 +118,35 @@ func CheckClient(c *store.Client) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// MinWebhookSecret is the shortest webhook secret accepted, in bytes.
+const MinWebhookSecret = 32
+
+// checkWebhook checks a client's UM event webhook: payer clients only, an
+// absolute http(s) URL without user information, and a secret of at least
+// MinWebhookSecret bytes to sign with. Where the URL may lead is the
+// outbound policy's to decide (internal/outbound), when it is registered
+// and again when each request is dialled.
+func checkWebhook(c *store.Client) []error {
+	if c.Webhook == "" {
+		if c.WebhookSecret != "" {
+			return []error{errors.New("a webhook secret needs a webhook URL")}
+		}
+		return nil
+	}
+	var errs []error
+	if c.Kind != KindPayer {
+		errs = append(errs, fmt.Errorf("a webhook (UM events) is for payer clients (kind %s) only", KindPayer))
+	}
+	u, err := url.Parse(c.Webhook)
+	if err != nil || !u.IsAbs() || u.Host == "" || u.User != nil || (u.Scheme != "https" && u.Scheme != "http") {
+		errs = append(errs, fmt.Errorf("webhook %q must be an absolute https URL without user information", c.Webhook))
+	}
+	if len(c.WebhookSecret) < MinWebhookSecret {
+		errs = append(errs, fmt.Errorf("a webhook needs a secret of at least %d bytes to sign events with", MinWebhookSecret))
+	}
+	return errs
 }
 
 func isLoopbackHost(h string) bool {
@@ -138,6 +169,13 @@ func isLoopbackHost(h string) bool {
 //	    # or jwksUrl: https://ehr-a.example/jwks.json, or jwks: {keys: [...]}
 //	    jkuAllow: [https://ehr-a.example/jwks.json]
 //	    scopes: [system/Claim.c, system/ClaimResponse.r, system/Subscription.cruds]
+//	  - id: um-system
+//	    org: payer
+//	    kind: payer
+//	    jwksFile: keys/um.jwks.json
+//	    scopes: [priora/review]
+//	    webhook: https://um.payer.example/priora/events
+//	    webhookSecretFile: keys/um.webhook-secret   # 32 bytes or more
 type ClientSeed struct {
 	Clients []SeedClient `yaml:"clients"`
 }
@@ -147,6 +185,9 @@ type SeedClient struct {
 	store.Client `yaml:",inline"`
 	JWKSFile     string    `yaml:"jwksFile,omitempty"`
 	JWKS         yaml.Node `yaml:"jwks,omitempty"`
+	// WebhookSecretFile holds the secret UM event webhooks are signed with
+	// (relative to the clients file).
+	WebhookSecretFile string `yaml:"webhookSecretFile,omitempty"`
 }
 
 // LoadClients reads and checks a clients file.
@@ -192,6 +233,17 @@ func LoadClients(path string) ([]store.Client, error) {
 				continue
 			}
 			c.JWKS = string(jb)
+		}
+		if f := sc.WebhookSecretFile; f != "" {
+			if !filepath.IsAbs(f) {
+				f = filepath.Join(filepath.Dir(path), f)
+			}
+			sb, err := os.ReadFile(f)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: client %d: %w", path, i, err))
+				continue
+			}
+			c.WebhookSecret = strings.TrimSpace(string(sb))
 		}
 		if err := CheckClient(&c); err != nil {
 			errs = append(errs, fmt.Errorf("%s: client %q: %w", path, c.ID, err))

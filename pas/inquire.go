@@ -28,22 +28,11 @@ const (
 // Authorization numbers (REF-BB/REF-NT), service codes and dates narrow the
 // result; a chain is always answered with its current response (spec-47/48).
 func (s *Service) Inquire(ctx context.Context, who Caller, body []byte) (*Answer, error) {
-	raw, err := unwrapParameters(body, "PAS inquiry Bundle")
+	chk, err := checkRequest(ctx, s.cfg.Parser, s.cfg.Validate, body, ProfileInquiryRequestBundle)
 	if err != nil {
 		return nil, err
 	}
-	if err := s.cfg.Parser.Check(raw); err != nil {
-		return nil, err
-	}
-	q, err := parseInquiry(raw)
-	if err != nil {
-		return nil, err
-	}
-	if s.cfg.Validate != nil {
-		if err := profileErrors(s.cfg.Validate(ctx, raw, ProfileInquiryRequestBundle)); err != nil {
-			return nil, err
-		}
-	}
+	q := chk.inq
 	chains, err := s.cfg.Store.AuthorizationsByMember(ctx, q.memberIDs, 500)
 	if err != nil {
 		return nil, err

@@ -49,6 +49,9 @@ func (s *Server) routes() {
 	rv.add(http.MethodPost, "/tasks/:id/claim", scope(auth.ScopeReview).only(auth.KindPayer), s.reviewAssignment("claim"))
 	rv.add(http.MethodPost, "/tasks/:id/release", scope(auth.ScopeReview).only(auth.KindPayer), s.reviewAssignment("release"))
 	rv.add(http.MethodPost, "/tasks/:id/assign", scope(auth.ScopeReview).only(auth.KindPayer), s.reviewAssignment("assign"))
+	if s.cfg.UMEvents != nil {
+		rv.add(http.MethodGet, "/events", scope(auth.ScopeReview).only(auth.KindPayer), s.umEvents)
+	}
 
 	// SMART configuration, the token endpoint (OAuth 2.0 errors) and
 	// Priora's public JWK Set.

@@ -24,6 +24,7 @@ import (
 	"github.com/priora/priora/pas"
 	"github.com/priora/priora/store"
 	"github.com/priora/priora/subscriptions"
+	"github.com/priora/priora/umevents"
 )
 
 // Config wires the server.
@@ -43,7 +44,9 @@ type Config struct {
 	Roster *members.Roster
 	// Subscriptions serves the PAS topic Subscriptions.
 	Subscriptions *subscriptions.Service
-	Started       time.Time
+	// UMEvents serves the UM event feed (GET /review/events); nil serves none.
+	UMEvents *umevents.Service
+	Started  time.Time
 	// Tolerances are what validation tolerates, one sentence each, listed
 	// in the CapabilityStatement's documentation (empty under strict).
 	Tolerances []string

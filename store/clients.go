@@ -51,9 +51,13 @@ type Client struct {
 	Disabled bool     `bson:"disabled" json:"disabled" yaml:"disabled,omitempty"`
 	// Test marks a test client (a conformance kit, a vendor's sandbox):
 	// everything it submits is test data.
-	Test    bool      `bson:"test,omitempty" json:"test,omitempty" yaml:"test,omitempty"`
-	Created time.Time `bson:"created" json:"created" yaml:"-"`
-	Updated time.Time `bson:"updated" json:"updated" yaml:"-"`
+	Test bool `bson:"test,omitempty" json:"test,omitempty" yaml:"test,omitempty"`
+	// Webhook is where a payer client receives UM events (umevents),
+	// signed with WebhookSecret (HMAC-SHA256), which is never listed.
+	Webhook       string    `bson:"webhook,omitempty" json:"webhook,omitempty" yaml:"webhook,omitempty"`
+	WebhookSecret string    `bson:"webhookSecret,omitempty" json:"-" yaml:"-"`
+	Created       time.Time `bson:"created" json:"created" yaml:"-"`
+	Updated       time.Time `bson:"updated" json:"updated" yaml:"-"`
 }
 
 // AddClient registers a new client; ErrDuplicate when the ID is taken.

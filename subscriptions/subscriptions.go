@@ -19,15 +19,12 @@ package subscriptions
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"net/url"
-	"os"
 	"slices"
 	"strings"
 	"time"
@@ -36,6 +33,7 @@ import (
 
 	"github.com/priora/priora/fhir"
 	"github.com/priora/priora/internal/outbound"
+	"github.com/priora/priora/internal/worker"
 	"github.com/priora/priora/store"
 )
 
@@ -177,9 +175,6 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	host, _ := os.Hostname()
-	var b [4]byte
-	_, _ = rand.Read(b[:])
 	return &Service{
 		cfg:      cfg,
 		opt:      cfg.Options,
@@ -188,7 +183,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		log:      cfg.Log.With("component", "subscriptions"),
 		subs:     subs,
 		fhirBase: strings.TrimRight(cfg.BaseURL, "/") + "/fhir",
-		owner:    fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b[:])),
+		owner:    worker.Owner(),
 		kick:     make(chan struct{}, 1),
 		wake:     make(chan struct{}, 1),
 		sched:    newScheduler(),

@@ -18,6 +18,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/priora/priora/internal/worker"
 	"github.com/priora/priora/store"
 )
 
@@ -43,26 +44,7 @@ func (s *Service) Run(ctx context.Context) {
 // loop runs step while it finds work; when it finds none (or fails) it
 // waits for a wake-up or the poll interval.
 func (s *Service) loop(ctx context.Context, name string, wake <-chan struct{}, step func(context.Context) (bool, error)) {
-	t := time.NewTicker(s.opt.PollInterval)
-	defer t.Stop()
-	for {
-		busy, err := step(ctx)
-		if ctx.Err() != nil {
-			return
-		}
-		if err != nil {
-			s.log.WarnContext(ctx, "subscription worker step failed", "loop", name, "err", err)
-		}
-		if busy && err == nil {
-			continue
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		case <-wake:
-		}
-	}
+	worker.Loop(ctx, s.log, "subscription "+name, s.opt.PollInterval, wake, step)
 }
 
 // dispatchSome fans out the events created since the last scan (minus
@@ -439,11 +421,7 @@ func ptr[T any](v T) *T { return &v }
 
 // backoff is the wait after the n-th failure in a row.
 func (s *Service) backoff(n int) time.Duration {
-	d := s.opt.RetryBase
-	for i := 1; i < n && d < s.opt.RetryCap; i++ {
-		d *= 2
-	}
-	return min(d, s.opt.RetryCap)
+	return worker.Backoff(s.opt.RetryBase, s.opt.RetryCap, n)
 }
 
 // deliveryFailed is all a subscription's owner is told about a failed

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -13,6 +15,7 @@ import (
 	"time"
 
 	"github.com/priora/priora/auth"
+	"github.com/priora/priora/internal/outbound"
 	"github.com/priora/priora/store"
 )
 
@@ -21,6 +24,7 @@ const clientsUsage = `Usage:
                      [--sender-id ISA06] (--jwks-file FILE | --jwks-url URL)
                      [--jku-allow URL]... --scopes "system/Claim.c system/ClaimResponse.r"
                      [--test] [--replace]
+                     [--webhook URL [--webhook-secret-file FILE]]   (payer clients: UM events)
   priora clients list [--json]
   priora clients disable ID
   priora clients enable ID
@@ -33,6 +37,13 @@ A provider client (the default kind) is an EHR or clearinghouse: its org is
 its tenant. A payer client is one of the payer's own systems: only it may
 hold priora/review (deciding requests of every provider tenant) and
 priora/admin, and it never submits.
+
+--webhook gives a payer client a URL that receives UM events (pend created,
+information received, deadline approaching, decided, ...) signed with
+HMAC-SHA256 under the client's webhook secret: read from
+--webhook-secret-file (at least 32 bytes), or made and printed once when
+none is given. The URL must pass the outbound rules (PRIORA_OUTBOUND_ALLOW,
+PRIORA_INSECURE_DEV, read from the environment as the server does).
 `
 
 // storeFlags are the flags that say which store to open.
@@ -92,6 +103,7 @@ func clientsCmd(ctx context.Context, args []string, getenv func(string) string, 
 		var jwksFile, scopes string
 		var jku stringList
 		var replace bool
+		var secretFile string
 		fs.StringVar(&c.ID, "id", "", "client id (for a CDS Hooks EHR: its JWT iss)")
 		fs.StringVar(&c.Org, "org", "", "the client's organization: its tenant")
 		fs.StringVar(&c.Kind, "kind", auth.KindProvider, "provider (an EHR: submits for its org) or payer (the payer's own system: reviews, never submits)")
@@ -102,6 +114,8 @@ func clientsCmd(ctx context.Context, args []string, getenv func(string) string, 
 		fs.Var(&jku, "jku-allow", "a jku URL honoured for this client (repeatable)")
 		fs.StringVar(&scopes, "scopes", "", "space-separated scopes the client may be granted")
 		fs.BoolVar(&replace, "replace", false, "replace a client with the same id")
+		fs.StringVar(&c.Webhook, "webhook", "", "payer clients: URL that receives UM events (signed webhooks)")
+		fs.StringVar(&secretFile, "webhook-secret-file", "", "file holding the webhook signing secret (at least 32 bytes); made and printed when absent")
 		fs.BoolVar(&c.Test, "test", false, "a test client: everything it submits is test data (kept out of the default work queue and the CMS-0057-F figures)")
 		if err := fs.Parse(args); err != nil {
 			return errUsage
@@ -115,6 +129,26 @@ func clientsCmd(ctx context.Context, args []string, getenv func(string) string, 
 		}
 		c.JKUAllow = jku
 		c.Scopes = strings.Fields(scopes)
+		madeSecret := false
+		if c.Webhook != "" {
+			if err := checkWebhookURL(c.Webhook, getenv); err != nil {
+				return fmt.Errorf("client not added:\nwebhook %q: %w", c.Webhook, err)
+			}
+			switch {
+			case secretFile != "":
+				b, err := os.ReadFile(secretFile)
+				if err != nil {
+					return err
+				}
+				c.WebhookSecret = strings.TrimSpace(string(b))
+			default:
+				var b [32]byte
+				_, _ = rand.Read(b[:])
+				c.WebhookSecret, madeSecret = "whsec_"+base64.RawURLEncoding.EncodeToString(b[:]), true
+			}
+		} else if secretFile != "" {
+			return errors.New("client not added:\n--webhook-secret-file needs --webhook")
+		}
 		if err := auth.CheckClient(&c); err != nil {
 			return fmt.Errorf("client not added:\n%w", err)
 		}
@@ -133,6 +167,12 @@ func clientsCmd(ctx context.Context, args []string, getenv func(string) string, 
 			return err
 		}
 		fmt.Fprintf(stdout, "client %s added (%s, org %s, scopes %s)\n", c.ID, c.Kind, c.Org, strings.Join(c.Scopes, " "))
+		if c.Webhook != "" {
+			fmt.Fprintf(stdout, "UM events go to %s, signed with HMAC-SHA256 (header Priora-Signature)\n", c.Webhook)
+		}
+		if madeSecret {
+			fmt.Fprintf(stdout, "webhook secret (shown once; give it to the receiver): %s\n", c.WebhookSecret)
+		}
 		return nil
 	case "list":
 		asJSON := fs.Bool("json", false, "print JSON")
@@ -197,6 +237,21 @@ func clientsCmd(ctx context.Context, args []string, getenv func(string) string, 
 	}
 	fmt.Fprintf(stderr, "unknown clients command %q\n\n%s", sub, clientsUsage)
 	return errUsage
+}
+
+// checkWebhookURL applies the server's outbound rules, as the environment
+// sets them, to a webhook URL.
+func checkWebhookURL(u string, getenv func(string) string) error {
+	allow, err := outbound.ParseAllow(getenv("PRIORA_OUTBOUND_ALLOW"))
+	if err != nil {
+		return fmt.Errorf("PRIORA_OUTBOUND_ALLOW: %w", err)
+	}
+	dev := getenv("PRIORA_INSECURE_DEV")
+	p, err := outbound.New(outbound.Config{Allow: allow, InsecureDev: dev == "1" || strings.EqualFold(dev, "true")})
+	if err != nil {
+		return err
+	}
+	return p.CheckURL(u)
 }
 
 func dash(s string) string {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -21,6 +22,14 @@ func jwksFile(name string) string { return filepath.Join(testenv.Root(), "testda
 // TestClientsCommand manages clients on a data directory no server holds.
 func TestClientsCommand(t *testing.T) {
 	vars := map[string]string{"PRIORA_DATA_DIR": t.TempDir()}
+	secret := filepath.Join(t.TempDir(), "um.secret")
+	short := filepath.Join(t.TempDir(), "short.secret")
+	os.WriteFile(secret, []byte("a-webhook-secret-of-forty-bytes-0123456\n"), 0o600)
+	os.WriteFile(short, []byte("too-short"), 0o600)
+	payerAdd := func(id string, extra ...string) []string {
+		return append([]string{"add", "--id", id, "--org", "payer", "--kind", "payer", "--jwks-file", jwksFile("ES384.public.json"),
+			"--scopes", "priora/review"}, extra...)
+	}
 	steps := []struct {
 		name    string
 		args    []string
@@ -43,6 +52,16 @@ func TestClientsCommand(t *testing.T) {
 			"--scopes", "system/Claim.c priora/review"}, "only to payer clients", ""},
 		{"unknown kind", []string{"add", "--id", "x", "--org", "o", "--kind", "reviewer", "--jwks-file", jwksFile("ES384.public.json"),
 			"--scopes", "system/Claim.c"}, "kind", ""},
+		{"a payer's webhook, its secret made and shown once", payerAdd("um-hook", "--webhook", "https://um.payer.example/events"),
+			"", "webhook secret (shown once"},
+		{"a payer's webhook with a secret file", payerAdd("um-file", "--webhook", "https://um.payer.example/events", "--webhook-secret-file", secret),
+			"", "signed with HMAC-SHA256"},
+		{"a short webhook secret", payerAdd("x", "--webhook", "https://um.payer.example/events", "--webhook-secret-file", short), "at least 32", ""},
+		{"a webhook to a private address", payerAdd("x", "--webhook", "https://10.1.2.3/events"), "public address", ""},
+		{"a webhook over plain http", payerAdd("x", "--webhook", "http://um.payer.example/events"), "https", ""},
+		{"a secret without a webhook", payerAdd("x", "--webhook-secret-file", secret), "needs --webhook", ""},
+		{"a provider's webhook", []string{"add", "--id", "x", "--org", "o", "--jwks-file", jwksFile("ES384.public.json"),
+			"--scopes", "system/Claim.c", "--webhook", "https://ehr.example.org/events"}, "payer clients", ""},
 		{"list", []string{"list"}, "", "ehr-a"},
 		{"list shows kinds", []string{"list"}, "", "payer"},
 		{"disable", []string{"disable", "ehr-a"}, "", "disabled"},
@@ -73,8 +92,22 @@ func TestClientsCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	var cs []store.Client
-	if err := json.Unmarshal(out.Bytes(), &cs); err != nil || len(cs) != 3 {
+	if err := json.Unmarshal(out.Bytes(), &cs); err != nil || len(cs) != 5 {
 		t.Fatalf("list --json: %v %s", err, out.String())
+	}
+	if strings.Contains(out.String(), "a-webhook-secret") || !strings.Contains(out.String(), "https://um.payer.example/events") {
+		t.Errorf("list --json shows a webhook secret, or no webhook: %s", out.String())
+	}
+	st, err := store.Open(context.Background(), store.Options{DataDir: vars["PRIORA_DATA_DIR"]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close(context.Background())
+	if c, err := st.Client(context.Background(), "um-file"); err != nil || c.WebhookSecret != "a-webhook-secret-of-forty-bytes-0123456" {
+		t.Errorf("um-file's webhook secret: %+v %v, want the file's (trimmed)", c, err)
+	}
+	if c, err := st.Client(context.Background(), "um-hook"); err != nil || !strings.HasPrefix(c.WebhookSecret, "whsec_") || len(c.WebhookSecret) < 40 {
+		t.Errorf("um-hook's made webhook secret: %+v %v", c, err)
 	}
 	if strings.Contains(cs[1].JWKS, `"d"`) {
 		t.Errorf("a private key member was stored: %s", cs[1].JWKS)

@@ -60,6 +60,10 @@ type config struct {
 	OutboundAllow    string
 	MaxSubscriptions string
 	maxSubscriptions int
+	// UMDeadlineLead is how long before a decision deadline the UM
+	// deadline-approaching event is recorded.
+	UMDeadlineLead string
+	umDeadlineLead time.Duration
 	// MetricsAddr is the private listener for /metrics and pprof ("off": none).
 	MetricsAddr string
 }
@@ -100,6 +104,7 @@ func (c *config) settings() []setting {
 		{"eligibility", "PRIORA_ELIGIBILITY", "auto", "member eligibility from the roster: auto (enforce once the roster holds a member), enforce, warn (flag to reviewers) or off", false, &c.Eligibility},
 		{"metrics-addr", "PRIORA_METRICS_ADDR", "127.0.0.1:9464", "private listener for Prometheus /metrics and /debug/pprof (never the public one); off = none", false, &c.MetricsAddr},
 		{"crd-validation", "PRIORA_CRD_VALIDATION", "off", "profile validation of CDS Hooks calls: off, log, or enforce (422 for CRD profile violations)", false, &c.CRDValidation},
+		{"um-deadline-lead", "PRIORA_UM_DEADLINE_LEAD", "24h", "how long before a review's CMS-0057-F deadline the UM event deadline-approaching is sent", false, &c.UMDeadlineLead},
 		{"strict", "PRIORA_STRICT", "false", "true makes validation tolerate nothing: the documented tolerances and known IG defects become errors", false, &c.Strict},
 	}
 }
@@ -165,6 +170,11 @@ func (c *config) check() error {
 		errs = append(errs, fmt.Errorf("PRIORA_CRD_FETCH_TIMEOUT %q must be a duration such as 2s (at most %s, the bound of every outbound request)", c.CRDFetchTimeout, outbound.MaxTimeout))
 	} else {
 		c.hookFetchTimeout = d
+	}
+	if d, err := time.ParseDuration(c.UMDeadlineLead); err != nil || d <= 0 || d > 7*24*time.Hour {
+		errs = append(errs, fmt.Errorf("PRIORA_UM_DEADLINE_LEAD %q must be a duration such as 24h (more than 0, at most 168h)", c.UMDeadlineLead))
+	} else {
+		c.umDeadlineLead = d
 	}
 	if c.Strict != "true" && c.Strict != "false" {
 		errs = append(errs, fmt.Errorf("PRIORA_STRICT %q must be true or false", c.Strict))

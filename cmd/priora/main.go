@@ -21,6 +21,7 @@ import (
 
 	"github.com/priora/priora/internal/app"
 	"github.com/priora/priora/subscriptions"
+	"github.com/priora/priora/umevents"
 )
 
 func main() {
@@ -123,6 +124,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		PayerIDs:         cfg.payers,
 		HookFetchTimeout: cfg.hookFetchTimeout,
 		DuplicateWindow:  cfg.duplicateWindow,
+		UMEvents:         umevents.Options{DeadlineLead: cfg.umDeadlineLead},
 		Security:         cfg.security,
 		Limits:           cfg.limits,
 		CRDVersion:       cfg.CRDVersion,

@@ -29,6 +29,7 @@ import (
 	"github.com/priora/priora/server"
 	"github.com/priora/priora/store"
 	"github.com/priora/priora/subscriptions"
+	"github.com/priora/priora/umevents"
 )
 
 // Config is what a running Priora needs, already validated by the caller.
@@ -79,6 +80,9 @@ type Config struct {
 	// Eligibility is the member roster mode: auto ("" too), enforce, warn
 	// or off.
 	Eligibility string
+	// UMEvents tunes the UM event feed and webhooks (zero = defaults;
+	// DeadlineLead is PRIORA_UM_DEADLINE_LEAD, the rest are for tests).
+	UMEvents umevents.Options
 	// Metrics receives Priora's Prometheus series; nil makes a new set
 	// (App.Metrics), served by the command on its private listener.
 	Metrics *telemetry.Metrics
@@ -110,9 +114,14 @@ type App struct {
 	// Subscriptions manages PAS Subscriptions; its delivery workers run
 	// from New until Close.
 	Subscriptions *subscriptions.Service
-	stopWorkers   context.CancelFunc
-	workersDone   chan struct{}
+	// UMEvents is the UM event feed and its webhooks; its workers run
+	// from New until Close.
+	UMEvents    *umevents.Service
+	stopWorkers context.CancelFunc
+	workersDone chan struct{}
 
+	// outbound is the policy of requests to URLs clients name.
+	outbound *outbound.Policy
 	// rules is swapped whole on reload: a request reads it once and
 	// finishes on the rules it started with.
 	rules    atomic.Pointer[coverage.Rules]
@@ -185,7 +194,7 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 		st.Close(context.Background())
 		return nil, err
 	}
-	a := &App{Config: cfg, Log: log, Store: st, Validator: validator, Metrics: metrics}
+	a := &App{Config: cfg, Log: log, Store: st, Validator: validator, Metrics: metrics, outbound: policy}
 	a.rules.Store(rules)
 	a.reloads = RulesStatus{Version: rules.Version, File: cfg.RulesFile, Rules: len(rules.All()), LoadedAt: cfg.Now()}
 	a.Roster = members.New(st, mode, cfg.Now)
@@ -207,6 +216,14 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 	a.Subscriptions, err = subscriptions.New(ctx, subscriptions.Config{
 		Store: st, Parser: parser, BaseURL: cfg.BaseURL, Now: cfg.Now, Log: log, Options: cfg.Subscriptions, Outbound: policy,
 		Deliveries: metrics,
+	})
+	if err != nil {
+		st.Close(context.Background())
+		return nil, err
+	}
+	a.UMEvents, err = umevents.New(ctx, umevents.Config{
+		Store: st, BaseURL: cfg.BaseURL, Outbound: policy, Deadlines: a.PAS.MarkDeadlines,
+		Counter: metrics, Now: cfg.Now, Log: log, Options: cfg.UMEvents,
 	})
 	if err != nil {
 		st.Close(context.Background())
@@ -256,6 +273,7 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 		Tolerances: tolerances(cfg.Strict),
 
 		Subscriptions: a.Subscriptions,
+		UMEvents:      a.UMEvents,
 		Desk:          a.Desk,
 
 		Auth:           a.Auth,
@@ -281,6 +299,8 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 	workers.Add(2)
 	go func() { defer workers.Done(); a.Subscriptions.Run(wctx) }()
 	go func() { defer workers.Done(); a.PAS.RunFinisher(wctx, time.Second) }()
+	workers.Add(1)
+	go func() { defer workers.Done(); a.UMEvents.Run(wctx) }()
 	workers.Add(1)
 	go func() { defer workers.Done(); a.Desk.RunSweeper(wctx, 5*time.Minute) }()
 	workers.Add(1)

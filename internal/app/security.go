@@ -77,6 +77,18 @@ func (a *App) registerClients(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	var errs []error
+	for _, c := range clients {
+		if c.Webhook == "" {
+			continue
+		}
+		if err := a.outbound.CheckURL(c.Webhook); err != nil {
+			errs = append(errs, fmt.Errorf("%s: client %q: webhook %q: %w", file, c.ID, c.Webhook, err))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
 	now := a.Config.Now()
 	for i := range clients {
 		c := &clients[i]

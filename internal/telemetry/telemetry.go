@@ -33,6 +33,8 @@ type Metrics struct {
 	storeOps     *prometheus.HistogramVec
 	rulesReloads *prometheus.CounterVec
 	rulesInfo    *prometheus.GaugeVec
+	umEvents     *prometheus.CounterVec
+	umWebhooks   *prometheus.CounterVec
 
 	rulesMu      sync.Mutex
 	rulesVersion []string // label values of the rulesInfo series now set
@@ -78,8 +80,17 @@ func New() *Metrics {
 			Namespace: namespace, Name: "rules_info",
 			Help: "1 for the coverage rules in force: the file's version label and content hash.",
 		}, []string{"version", "hash"}),
+		umEvents: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "um_events_total",
+			Help: "UM events moved into the feed (GET /review/events, webhooks) by kind.",
+		}, []string{"kind"}),
+		umWebhooks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "um_webhook_deliveries_total",
+			Help: "UM event webhook deliveries to payer clients by result (delivered, failed).",
+		}, []string{"result"}),
 	}
 	reg.MustRegister(m.requests, m.decisions, m.crdAnswers, m.deliveries, m.deliveryLag, m.storeOps, m.rulesReloads, m.rulesInfo,
+		m.umEvents, m.umWebhooks,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -133,6 +144,22 @@ func (m *Metrics) Delivery(kind string, ok bool, lag time.Duration) {
 		}
 	}
 	m.deliveries.WithLabelValues(kind, result).Inc()
+}
+
+// UMEventFed counts one UM event moved into the feed.
+func (m *Metrics) UMEventFed(kind string) {
+	if m == nil {
+		return
+	}
+	m.umEvents.WithLabelValues(kind).Inc()
+}
+
+// UMWebhook counts one UM event webhook delivery attempt.
+func (m *Metrics) UMWebhook(ok bool) {
+	if m == nil {
+		return
+	}
+	m.umWebhooks.WithLabelValues(map[bool]string{true: "delivered", false: "failed"}[ok]).Inc()
 }
 
 // StoreOp records one store command.
