@@ -17,21 +17,11 @@ import (
 // a resource part) in, a PAS Response Bundle out. Errors are *fhir.Error
 // with kind Invalid for requests that cannot be processed.
 func (s *Service) Submit(ctx context.Context, who Caller, body []byte) (*Answer, error) {
-	raw, err := unwrapParameters(body, "PAS request Bundle")
+	chk, err := checkRequest(ctx, s.cfg.Parser, s.cfg.Validate, body, ProfileRequestBundle)
 	if err != nil {
 		return nil, err
 	}
-	validated := s.validateAsync(ctx, raw, ProfileRequestBundle)
-	if err := s.cfg.Parser.Check(raw); err != nil {
-		return nil, err
-	}
-	req, err := parseRequest(raw)
-	if err != nil {
-		return nil, err
-	}
-	if err := <-validated; err != nil {
-		return nil, err
-	}
+	raw, req := chk.raw, chk.req
 	key := submissionKey(who.Tenant, req.bundle.Identifier.Key(), raw)
 	if a, err := s.cfg.Store.AuthorizationBySubmission(ctx, who.Tenant, key); err == nil {
 		return replay(a, key)
@@ -51,38 +41,6 @@ func (s *Service) Submit(ctx context.Context, who Caller, body []byte) (*Answer,
 		return s.update(ctx, who, req, key, elig)
 	}
 	return s.create(ctx, who, req, key, elig)
-}
-
-// validateAsync runs the profile validation of raw beside the base R4
-// check and the PAS Bundle rules, which it does not depend on: a request
-// then waits for the longer of them, not their sum (the CPU is the same).
-// Its outcome is read only after those have passed, so a bad request gets
-// the same answer as when they ran one after the other.
-func (s *Service) validateAsync(ctx context.Context, raw []byte, profile string) <-chan error {
-	out := make(chan error, 1)
-	if s.cfg.Validate == nil {
-		out <- nil
-		return out
-	}
-	go func() {
-		defer func() {
-			if r := recover(); r != nil {
-				out <- fmt.Errorf("pas: profile validation panicked: %v", r)
-			}
-		}()
-		out <- profileErrors(s.cfg.Validate(ctx, raw, profile))
-	}()
-	return out
-}
-
-// profileErrors turns validator findings into a 400 when any is an error.
-func profileErrors(found []fhir.Issue) error {
-	for _, is := range found {
-		if is.Severity == "error" || is.Severity == "fatal" {
-			return &fhir.Error{Kind: fhir.Invalid, Message: "the Bundle does not conform to the PAS profiles", Issues: found}
-		}
-	}
-	return nil
 }
 
 func replay(a *store.Authorization, key string) (*Answer, error) {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -106,23 +107,17 @@ func lintFiles(w io.Writer, v *profiles.Validator, files []string) (int, error) 
 			}
 			continue
 		}
-		var found []fhir.Issue
-		ran := false
-		cerr := pas.CheckRequest(parser, func(raw []byte, profile string) []fhir.Issue {
-			ran = true
-			res := v.ValidatePASRequest(raw)
-			if profile == pas.ProfileInquiryRequestBundle {
-				res = v.ValidatePASInquiry(raw)
-			}
-			for _, is := range res.Issues {
-				if is.Severity != profiles.SeverityInformation {
-					found = append(found, fhir.Issue{Severity: is.Severity, Code: is.Code, Diagnostics: is.Diagnostics, Expression: is.Expression})
-				}
-			}
-			return found
+		// Warnings are printed too: keep what the validator found, printed
+		// when every check passed (on failure the error holds it all).
+		var warned []fhir.Issue
+		validate := pas.ProfileValidator(v)
+		cerr := pas.CheckRequest(context.Background(), parser, func(ctx context.Context, raw []byte, profile string) []fhir.Issue {
+			warned = validate(ctx, raw, profile)
+			return warned
 		}, raw, profile)
-		if !ran {
-			found = fhir.IssuesOf(cerr)
+		found := fhir.IssuesOf(cerr)
+		if cerr == nil {
+			found = warned
 		}
 		for _, is := range found {
 			if is.Severity == "error" || is.Severity == "fatal" {

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/priora/priora/conformance/check"
+	"github.com/priora/priora/fhir"
+	"github.com/priora/priora/pas"
 )
 
 // pasState is what the PAS tests learn as they go.
@@ -90,14 +92,34 @@ func (s *session) validateInput(t *T, input string, inquiry bool) {
 	if err != nil {
 		t.Skipf("%v", err)
 	}
-	res := s.v.ValidatePASRequest(raw)
-	profile := "profile-pas-request-bundle"
+	// The very checks Priora's $submit and $inquire and `priora validate`
+	// make: the base R4 parse, the PAS Bundle rules and the profiles.
+	profile, name := pas.ProfileRequestBundle, "profile-pas-request-bundle"
 	if inquiry {
-		res, profile = s.v.ValidatePASInquiry(raw), "profile-pas-inquiry-request-bundle"
+		profile, name = pas.ProfileInquiryRequestBundle, "profile-pas-inquiry-request-bundle"
 	}
-	if res.HasErrors() {
-		t.Skipf("input %s does not conform to %s (%d errors), so the server may rightly refuse it:%s", input, profile, len(res.Errors()), issues(res, 6))
+	if err := pas.CheckRequest(t.Context(), s.parser, pas.ProfileValidator(s.v), raw, profile); err != nil {
+		var errs []fhir.Issue
+		for _, is := range fhir.IssuesOf(err) {
+			if is.Severity == "error" || is.Severity == "fatal" {
+				errs = append(errs, is)
+			}
+		}
+		t.Skipf("input %s does not conform to %s (%d errors), so the server may rightly refuse it:%s", input, name, len(errs), fhirIssues(errs, 6))
 	}
+}
+
+// fhirIssues lists up to max issues, one per line.
+func fhirIssues(list []fhir.Issue, max int) string {
+	var b strings.Builder
+	for i, is := range list {
+		if i == max {
+			fmt.Fprintf(&b, "\n  … and %d more", len(list)-max)
+			break
+		}
+		fmt.Fprintf(&b, "\n  %s: %s", cmp.Or(is.Expression, "-"), is.Diagnostics)
+	}
+	return b.String()
 }
 
 // doSubmit posts an input to $submit and checks the HTTP exchange.

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/priora/priora/conformance"
+	"github.com/priora/priora/fhir"
 	"github.com/priora/priora/profiles"
 )
 
@@ -72,6 +73,7 @@ type session struct {
 	cfg    Config
 	c      *client
 	v      *profiles.Validator // PAS 2.2.1, CRD 2.0.1
+	parser *fhir.Parser        // the base R4 parse of input checks
 	v22    *profiles.Validator // CRD 2.2 (preview build)
 	reg    *profiles.Registry
 	l      *listener
@@ -170,11 +172,16 @@ func newSession(cfg Config) (*session, error) {
 		}
 		in = layered{top: os.DirFS(cfg.Inputs), bottom: in}
 	}
+	parser, err := fhir.NewParser()
+	if err != nil {
+		return nil, err
+	}
 	l, err := startListener(cfg.Listen, cfg.ListenURL)
 	if err != nil {
 		return nil, err
 	}
 	return &session{
+		parser: parser,
 		cfg:    cfg,
 		c:      newClient(hc, fhirBase, cdsBase, cfg),
 		reg:    reg,
