@@ -44,8 +44,8 @@ func parsePages() (map[string]*template.Template, error) {
 				Rows []pas.Breakdown
 			}{key, rows}
 		},
-		"slice3":     func(a, b, c partyView) []partyView { return []partyView{a, b, c} },
-		"idify":      func(s string) string { return strings.ToLower(strings.ReplaceAll(s, " ", "-")) },
+		"slice3": func(a, b, c partyView) []partyView { return []partyView{a, b, c} },
+		"idify":  func(s string) string { return strings.ToLower(strings.ReplaceAll(s, " ", "-")) },
 		"diagnosisCode": func(dx []pas.TaskDiagnosis, seq int) string {
 			for _, d := range dx {
 				if d.Sequence == seq {
