@@ -286,6 +286,7 @@ func figureRows(m *pas.Metrics) []figureRow {
 		row("Approved after resubmission or appeal", func(f *pas.Figures) string {
 			return count(f.ApprovedAfterResubmission, f.ApprovedAfterResubmissionRate)
 		}),
+		row("Overturned on reconsideration or appeal", func(f *pas.Figures) string { return count(f.Overturned, f.OverturnedRate) }),
 		row("Pended now (awaiting decision)", func(f *pas.Figures) string { return count(f.Pended, f.PendedRate) }),
 		row("Pended for review at some point", func(f *pas.Figures) string { return count(f.PendedForReview, f.PendedForReviewRate) }),
 		row("Cancelled by the provider", func(f *pas.Figures) string { return itoa(f.Cancelled) }),
