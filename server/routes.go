@@ -49,6 +49,7 @@ func (s *Server) routes() {
 	rv.add(http.MethodPost, "/tasks/:id/claim", scope(auth.ScopeReview).only(auth.KindPayer), s.reviewAssignment("claim"))
 	rv.add(http.MethodPost, "/tasks/:id/release", scope(auth.ScopeReview).only(auth.KindPayer), s.reviewAssignment("release"))
 	rv.add(http.MethodPost, "/tasks/:id/assign", scope(auth.ScopeReview).only(auth.KindPayer), s.reviewAssignment("assign"))
+	rv.add(http.MethodPost, "/tasks/:id/reopen", scope(auth.ScopeReview).only(auth.KindPayer), s.reviewReopen)
 	if s.cfg.UMEvents != nil {
 		rv.add(http.MethodGet, "/events", scope(auth.ScopeReview).only(auth.KindPayer), s.umEvents)
 	}
@@ -63,6 +64,7 @@ func (s *Server) routes() {
 	ad.add(http.MethodGet, "/audit", scope(auth.ScopeAdmin).only(auth.KindPayer), s.auditTrail)
 	ad.add(http.MethodPost, "/members", scope(auth.ScopeAdmin).only(auth.KindPayer), s.importMembers)
 	ad.add(http.MethodGet, "/members/:id", scope(auth.ScopeAdmin).only(auth.KindPayer), s.member)
+	ad.add(http.MethodGet, "/metrics/cms-0057-f", scope(auth.ScopeAdmin).only(auth.KindPayer), s.publicReport)
 	if s.cfg.ReloadRules != nil {
 		ad.add(http.MethodPost, "/rules/reload", scope(auth.ScopeAdmin).only(auth.KindPayer), s.reloadRules)
 		ad.add(http.MethodGet, "/rules", scope(auth.ScopeAdmin).only(auth.KindPayer), s.rulesStatus)
