@@ -3,10 +3,9 @@ package hooks
 import (
 	"context"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
 
+	"github.com/priora/priora/bench"
 	"github.com/priora/priora/coverage"
 )
 
@@ -20,13 +19,13 @@ func BenchmarkOrderSign(b *testing.B) {
 	ctx := context.Background()
 	b.SetBytes(int64(len(body)))
 	b.ReportAllocs()
-	cpu := cpuTime()
+	cpu := bench.ProcessCPU()
 	for b.Loop() {
 		if _, err := s.Call(ctx, "order-sign-crd", Caller{}, body); err != nil {
 			b.Fatal(err)
 		}
 	}
-	b.ReportMetric(float64(cpuTime()-cpu)/float64(b.N), "cpu-ns/op")
+	b.ReportMetric(float64(bench.ProcessCPU()-cpu)/float64(b.N), "cpu-ns/op")
 }
 
 // BenchmarkOrderSignCriteria is BenchmarkOrderSign with three FHIRPath
@@ -51,24 +50,11 @@ func BenchmarkOrderSignCriteria(b *testing.B) {
 	ctx := context.Background()
 	b.SetBytes(int64(len(body)))
 	b.ReportAllocs()
-	cpu := cpuTime()
+	cpu := bench.ProcessCPU()
 	for b.Loop() {
 		if _, err := s.Call(ctx, "order-sign-crd", Caller{}, body); err != nil {
 			b.Fatal(err)
 		}
 	}
-	b.ReportMetric(float64(cpuTime()-cpu)/float64(b.N), "cpu-ns/op")
-}
-
-// cpuTime is the CPU time the process has used (user and system, all
-// threads, the garbage collector's included). Reported per call as
-// cpu-ns/op beside ns/op: on a shared machine the wall time per call
-// includes waiting for a core, the CPU time does not, so the two hook
-// benchmarks compare even while other work runs.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	b.ReportMetric(float64(bench.ProcessCPU()-cpu)/float64(b.N), "cpu-ns/op")
 }

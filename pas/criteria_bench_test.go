@@ -2,10 +2,10 @@ package pas
 
 import (
 	"os"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/priora/priora/bench"
 	"github.com/priora/priora/coverage"
 )
 
@@ -27,7 +27,7 @@ func benchCriteria(b *testing.B, withCriteria bool) {
 	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
 	b.SetBytes(int64(len(raw)))
 	b.ReportAllocs()
-	cpu := cpuTime()
+	cpu := bench.ProcessCPU()
 	for b.Loop() {
 		req, err := parseRequest(raw)
 		if err != nil {
@@ -48,14 +48,5 @@ func benchCriteria(b *testing.B, withCriteria bool) {
 			}
 		}
 	}
-	b.ReportMetric(float64(cpuTime()-cpu)/float64(b.N), "cpu-ns/op")
-}
-
-// cpuTime is the process's CPU time, all threads (see hooks' benchmarks).
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	b.ReportMetric(float64(bench.ProcessCPU()-cpu)/float64(b.N), "cpu-ns/op")
 }
