@@ -1,7 +1,6 @@
 package umevents_test
 
 import (
-	"encoding/json"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -45,14 +44,7 @@ func TestConsumerDecides(t *testing.T) {
 	e.RegisterClient(store.Client{ID: "um", Org: "payer", Kind: auth.KindPayer, Scopes: []string{auth.ScopeReview}}, um)
 	ehrToken, umToken := e.Token(ehr, "ehr", "system/Claim.c"), e.Token(um, "um", auth.ScopeReview)
 
-	body := testenv.Fixture(t, "pas/kit/approval_pa_submit_request_payload.json")
-	var b map[string]any
-	json.Unmarshal(body, &b)
-	for _, it := range b["entry"].([]any)[0].(map[string]any)["resource"].(map[string]any)["item"].([]any) {
-		it.(map[string]any)["productOrService"] = map[string]any{"coding": []any{
-			map[string]any{"system": "http://www.ama-assn.org/go/cpt", "code": "27447", "display": "Total knee arthroplasty"}}}
-	}
-	body, _ = json.Marshal(b)
+	body := pended(t)
 	r := e.Post("/fhir/Claim/$submit", body, testenv.Bearer(ehrToken)...)
 	if r.Status != http.StatusOK {
 		t.Fatalf("submit: %d %s", r.Status, r.Body)
