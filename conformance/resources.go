@@ -130,9 +130,14 @@ func CapabilityStatement(s Server) []byte {
 		"implementation": map[string]string{"description": "Priora PAS/CRD server", "url": s.BaseURL + "/fhir"},
 		"fhirVersion":    "4.0.1",
 		"format":         []string{"application/fhir+json", "json"},
+		// Each guide with the version served (canonical|version): PAS
+		// 2.2.1; CRD 2.2.1 and its 2.0.1 mode; the Subscriptions R5
+		// Backport 1.1.0 that PAS 2.2.1 depends on.
 		"implementationGuide": []string{
 			"http://hl7.org/fhir/us/davinci-pas/ImplementationGuide/hl7.fhir.us.davinci-pas|2.2.1",
-			"http://hl7.org/fhir/us/davinci-crd/ImplementationGuide/hl7.fhir.us.davinci-crd",
+			"http://hl7.org/fhir/us/davinci-crd/ImplementationGuide/hl7.fhir.us.davinci-crd|2.2.1",
+			"http://hl7.org/fhir/us/davinci-crd/ImplementationGuide/hl7.fhir.us.davinci-crd|2.0.1",
+			"http://hl7.org/fhir/uv/subscriptions-backport/ImplementationGuide/hl7.fhir.uv.subscriptions-backport|1.1.0",
 		},
 		"rest": []map[string]any{{
 			"mode":          "server",
@@ -173,11 +178,12 @@ func CapabilityStatement(s Server) []byte {
 		rest[0]["security"] = map[string]any{
 			"service": []map[string]any{{"coding": []map[string]string{{
 				"system": "http://terminology.hl7.org/CodeSystem/restful-security-service", "code": "SMART-on-FHIR"}}}},
-			"extension": []map[string]any{{
-				"url":       "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
-				"extension": []map[string]string{{"url": "token", "valueUri": s.TokenURL}},
-			}},
-			"description": "SMART Backend Services (client_credentials with private_key_jwt).",
+			// No oauth-uris extension: its definition requires an
+			// authorize endpoint, which Backend Services do not have;
+			// SMART clients discover the token endpoint in
+			// .well-known/smart-configuration.
+			"description": "SMART Backend Services (client_credentials with private_key_jwt): token endpoint " + s.TokenURL +
+				", discovery at " + s.BaseURL + "/fhir/.well-known/smart-configuration.",
 		}
 	}
 	b, err := json.Marshal(cs)

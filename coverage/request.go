@@ -62,6 +62,36 @@ func (cr *ClaimRequest) Item(sequence int, member []profiles.Value, history func
 		Coverage: cr.coverage, Member: member, History: history}
 }
 
+// UsesVariable reports whether any rule's criteria read %name (callers
+// skip building what no criterion reads).
+func (r *Rules) UsesVariable(name string) bool {
+	r.varsOnce.Do(func() {
+		r.vars = map[string]bool{}
+		for _, rule := range r.rules {
+			rule.Criteria.variables(r.vars)
+		}
+	})
+	return r.vars[name]
+}
+
+// variables adds to vars the variables the criterion, and those inside it,
+// read.
+func (c *Criterion) variables(vars map[string]bool) {
+	if c == nil {
+		return
+	}
+	for _, x := range []*profiles.FHIRPath{c.expr, c.data} {
+		if x != nil {
+			for _, v := range x.Variables() {
+				vars[v] = true
+			}
+		}
+	}
+	for _, k := range append(append([]*Criterion{c.Not}, c.All...), c.Any...) {
+		k.variables(vars)
+	}
+}
+
 // HasCriteria reports whether any rule has criteria (callers skip parsing
 // requests when none has).
 func (r *Rules) HasCriteria() bool {

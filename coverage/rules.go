@@ -17,6 +17,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -71,6 +72,10 @@ type Rules struct {
 	// wildcard rules (code prefixes or no code) are in scan.
 	byCode map[string][]*Rule
 	scan   []*Rule
+	// vars are the variables the rules' criteria read (UsesVariable),
+	// found on first use.
+	varsOnce sync.Once
+	vars     map[string]bool
 }
 
 // PayerID identifies a payer this instance serves, as found in

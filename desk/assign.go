@@ -1,9 +1,13 @@
 package desk
 
 import (
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"net/url"
+	"strconv"
+	"strings"
 
 	"github.com/priora/priora/fhir"
 	"github.com/priora/priora/pas"
@@ -100,4 +104,49 @@ func (d *Desk) assign(what string) authedHandler {
 		http.Redirect(w, r, "/desk/tasks/"+url.PathEscape(id)+"#assignment", http.StatusSeeOther)
 		return nil
 	}
+}
+
+// reopen reopens decided items for reconsideration, or records an appeal
+// with the information that came with it (typed or pasted into the form,
+// kept as a text document), through pas.Reopen.
+func (d *Desk) reopen(w http.ResponseWriter, r *http.Request, s *session) error {
+	id := r.PathValue("id")
+	if !validID(id) {
+		return fhir.Errorf(fhir.NotFound, "There is no such request.")
+	}
+	t, err := d.cfg.PAS.Task(r.Context(), "", id)
+	if err != nil {
+		return err
+	}
+	f := r.PostForm
+	rq := pas.ReopenRequest{Reviewer: s.reviewer(), Kind: f.Get("kind"), Reason: strings.TrimSpace(f.Get("reason")), From: f.Get("from")}
+	for _, it := range t.Items {
+		if f.Get("reopen-"+strconv.Itoa(it.Sequence)) != "" {
+			rq.Items = append(rq.Items, it.Sequence)
+		}
+	}
+	if info := strings.TrimSpace(f.Get("info")); info != "" {
+		if len(info) > 64<<10 {
+			return fhir.Errorf(fhir.Invalid, "The new information is longer than 64 KB; attach longer documents through the review API.")
+		}
+		doc, _ := json.Marshal(map[string]any{
+			"resourceType": "DocumentReference", "status": "current",
+			"description": "Information received with the " + first(rq.Kind, "appeal"),
+			"content": []any{map[string]any{"attachment": map[string]any{
+				"contentType": "text/plain; charset=utf-8", "title": "New information",
+				"data": base64.StdEncoding.EncodeToString([]byte(info))}}},
+		})
+		rq.Documents = append(rq.Documents, doc)
+	}
+	_, err = d.cfg.PAS.Reopen(r.Context(), pas.Principal{Desk: s.Reviewer.Username}, "", id, rq)
+	var fe *fhir.Error
+	if errors.As(err, &fe) && len(fe.Issues) > 0 {
+		return &fhir.Error{Kind: fe.Kind, Message: fe.Issues[0].Diagnostics}
+	}
+	if err != nil {
+		return err
+	}
+	d.log.InfoContext(r.Context(), "desk reopening", "authorization", id, "username", s.Reviewer.Username, "kind", rq.Kind, "items", len(rq.Items))
+	http.Redirect(w, r, "/desk/tasks/"+url.PathEscape(id), http.StatusSeeOther)
+	return nil
 }

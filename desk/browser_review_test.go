@@ -54,7 +54,7 @@ func TestEligibilityAndCriteriaInBrowser(t *testing.T) {
 	queued := func() []string {
 		t.Helper()
 		ids, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](
-			`[...document.querySelectorAll('table.queue tbody tr th')].map(th => th.textContent.trim())`))
+			`[...document.querySelectorAll('table.queue tbody tr th a')].map(a => a.textContent.trim())`))
 		if err != nil {
 			t.Fatal(err)
 		}

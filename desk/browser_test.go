@@ -163,7 +163,7 @@ func TestDeskInBrowser(t *testing.T) {
 	var c clock
 	e := start(t, testenv.WithNow(c.Now))
 	rcv := &receiver{}
-	ehr := httptest.NewServer(rcv)
+	ehr := httptest.NewServer(testenv.CheckedEndpoint(t, rcv))
 	t.Cleanup(ehr.Close)
 	subscribe(t, e, ehr.URL+"/notify")
 

@@ -143,9 +143,11 @@ func (d *Desk) routes() {
 	m.Handle("POST /desk/tasks/{id}/claim", d.authed(d.assign("claim")))
 	m.Handle("POST /desk/tasks/{id}/release", d.authed(d.assign("release")))
 	m.Handle("POST /desk/tasks/{id}/assign", d.authed(d.assign("assign")))
+	m.Handle("POST /desk/tasks/{id}/reopen", d.authed(d.reopen))
 	m.Handle("GET /desk/tasks/{id}/attachments/{seq}/{n}", d.authed(d.attachment))
 	m.Handle("GET /desk/metrics", d.authed(d.metricsPage))
 	m.Handle("GET /desk/api/metrics", d.authed(d.metricsJSON))
+	m.Handle("GET /desk/metrics/export", d.authed(d.metricsExport))
 	m.Handle("/desk/", d.handle(func(http.ResponseWriter, *http.Request) error {
 		return fhir.Errorf(fhir.NotFound, "There is no such page.")
 	}))

@@ -249,6 +249,24 @@ func (d *Desk) metricsJSON(w http.ResponseWriter, r *http.Request, s *session) e
 	return nil
 }
 
+// metricsExport downloads the CMS-0057-F public-reporting figures of a
+// period as CSV or JSON (the same export as GET /admin/metrics/cms-0057-f);
+// admin accounts only.
+func (d *Desk) metricsExport(w http.ResponseWriter, r *http.Request, s *session) error {
+	if s.Role() != pas.RoleAdmin {
+		return fhir.Errorf(fhir.Forbidden, "Only an administrator may export the public-reporting figures.")
+	}
+	q := r.URL.Query()
+	ex, err := d.cfg.PAS.ExportReport(r.Context(), q.Get("period"), q.Get("from"), q.Get("to"), q.Get("_format"))
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", ex.ContentType)
+	w.Header().Set("Content-Disposition", `attachment; filename="`+ex.Filename+`"`)
+	_, _ = w.Write(ex.Body)
+	return nil
+}
+
 func figureRows(m *pas.Metrics) []figureRow {
 	cols := [3]*pas.Figures{&m.Standard, &m.Expedited, &m.All}
 	row := func(label string, f func(*pas.Figures) string) figureRow {
@@ -268,6 +286,7 @@ func figureRows(m *pas.Metrics) []figureRow {
 		row("Approved after resubmission or appeal", func(f *pas.Figures) string {
 			return count(f.ApprovedAfterResubmission, f.ApprovedAfterResubmissionRate)
 		}),
+		row("Overturned on reconsideration or appeal", func(f *pas.Figures) string { return count(f.Overturned, f.OverturnedRate) }),
 		row("Pended now (awaiting decision)", func(f *pas.Figures) string { return count(f.Pended, f.PendedRate) }),
 		row("Pended for review at some point", func(f *pas.Figures) string { return count(f.PendedForReview, f.PendedForReviewRate) }),
 		row("Cancelled by the provider", func(f *pas.Figures) string { return itoa(f.Cancelled) }),

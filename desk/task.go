@@ -35,6 +35,19 @@ type taskPageData struct {
 	Errors []formError
 	// Assign is who holds the request and what this reviewer may do.
 	Assign assignView
+	// Reopenable are the decided items a physician may reopen (none for
+	// other roles); Appeals the reconsiderations and appeals so far.
+	Reopenable []itemView
+	Appeals    []appealView
+	// Extensions are the reasons a deadline extension may be taken for
+	// (empty once it was taken).
+	Extensions []labelValue
+}
+
+// appealView is one reconsideration or appeal as shown.
+type appealView struct {
+	pas.AppealInfo
+	Documents []supportView
 }
 
 // formError points at the field a problem is about.
@@ -102,6 +115,31 @@ func (d *Desk) loadTask(r *http.Request, s *session, id string) (*taskPageData, 
 			data.Pended++
 		}
 		data.Items = append(data.Items, v)
+		if s.Role() == pas.RolePhysician && (it.Decision.Action == "approve" || it.Decision.Action == "deny" || it.Decision.Action == "modify") {
+			data.Reopenable = append(data.Reopenable, v)
+		}
+	}
+	for _, ap := range t.Appeals {
+		av := appealView{AppealInfo: ap}
+		var infos []pas.SupportingInfo
+		for i, doc := range ap.Documents {
+			infos = append(infos, pas.SupportingInfo{Sequence: i + 1, Type: "DocumentReference", Resource: doc})
+		}
+		av.Documents = supportViews(t.ID, infos, nil)
+		for i := range av.Documents {
+			// Appeal documents are shown in the page, not downloaded by
+			// supporting-information number.
+			for k := range av.Documents[i].Attachments {
+				av.Documents[i].Attachments[k].Href = ""
+				av.Documents[i].Attachments[k].Image = false
+			}
+		}
+		data.Appeals = append(data.Appeals, av)
+	}
+	if t.ExtendedFrom.IsZero() {
+		for _, r := range pas.ExtensionReasons() {
+			data.Extensions = append(data.Extensions, labelValue{r[1], r[0]})
+		}
 	}
 	return data, nil
 }
@@ -157,6 +195,7 @@ func (d *Desk) decide(w http.ResponseWriter, r *http.Request, s *session) error 
 			it.From, it.To = v.From, v.To
 		case "request-info":
 			it.Codes = strings.FieldsFunc(v.Codes, func(c rune) bool { return c == ',' || c == ' ' || c == ';' })
+			it.Extension = f.Get("extension-" + seq)
 		default:
 			return fhir.Errorf(fhir.Invalid, "That decision is not one the desk offers.")
 		}

@@ -231,6 +231,8 @@ type supportView struct {
 	Questions   []questionView
 	// JSON is the resource, indented, for types the desk has no view of.
 	JSON string
+	// New marks information the provider sent after a request for it.
+	New bool
 }
 
 // attachmentView is one DocumentReference attachment: shown inline when
@@ -329,7 +331,7 @@ func humanize(code string) string {
 func supportViews(taskID string, infos []pas.SupportingInfo, claim map[int]fhir.ClaimSupporting) []supportView {
 	var out []supportView
 	for _, si := range infos {
-		v := supportView{Sequence: si.Sequence, Category: si.Category, Type: si.Type}
+		v := supportView{Sequence: si.Sequence, Category: si.Category, Type: si.Type, New: si.New}
 		switch si.Type {
 		case "DocumentReference":
 			var doc documentReference

@@ -45,6 +45,9 @@ const (
 	// hold, such as CDS Hooks data that was neither prefetched nor
 	// obtainable (412).
 	PreconditionFailed
+	// MethodNotAllowed is a method the endpoint does not serve (405); the
+	// response names the ones it does in an Allow header.
+	MethodNotAllowed
 )
 
 // kinds is the one table from Kind to HTTP status and default FHIR
@@ -66,6 +69,7 @@ var kinds = map[Kind]struct {
 	TooMany:            {http.StatusTooManyRequests, "throttled"},
 	NotAcceptable:      {http.StatusNotAcceptable, "not-supported"},
 	PreconditionFailed: {http.StatusPreconditionFailed, "processing"},
+	MethodNotAllowed:   {http.StatusMethodNotAllowed, "not-supported"},
 }
 
 // Status is the HTTP status for the kind.

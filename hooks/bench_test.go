@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/priora/priora/bench"
 	"github.com/priora/priora/coverage"
 )
 
@@ -18,11 +19,13 @@ func BenchmarkOrderSign(b *testing.B) {
 	ctx := context.Background()
 	b.SetBytes(int64(len(body)))
 	b.ReportAllocs()
+	cpu := bench.ProcessCPU()
 	for b.Loop() {
 		if _, err := s.Call(ctx, "order-sign-crd", Caller{}, body); err != nil {
 			b.Fatal(err)
 		}
 	}
+	b.ReportMetric(float64(bench.ProcessCPU()-cpu)/float64(b.N), "cpu-ns/op")
 }
 
 // BenchmarkOrderSignCriteria is BenchmarkOrderSign with three FHIRPath
@@ -47,9 +50,11 @@ func BenchmarkOrderSignCriteria(b *testing.B) {
 	ctx := context.Background()
 	b.SetBytes(int64(len(body)))
 	b.ReportAllocs()
+	cpu := bench.ProcessCPU()
 	for b.Loop() {
 		if _, err := s.Call(ctx, "order-sign-crd", Caller{}, body); err != nil {
 			b.Fatal(err)
 		}
 	}
+	b.ReportMetric(float64(bench.ProcessCPU()-cpu)/float64(b.N), "cpu-ns/op")
 }

@@ -100,6 +100,13 @@ func (ci *coverageInfo) normalize(version, fallbackReason string) {
 		}
 		ci.DocNeeded = slices.DeleteFunc(ci.DocNeeded, func(s string) bool { return s == "indeterminate" || s == "patient" })
 		ci.ExpiryDate = ""
+		// 2.0.1's crd-ci-q2, as its expression reads ("covered other than
+		// not-covered implies pa-needed exists"), needs pa-needed on every
+		// covered or conditional answer: when the rules did not say, it
+		// is conditional as well.
+		if ci.Covered != "not-covered" && ci.PANeeded == "" {
+			ci.PANeeded = "conditional"
+		}
 	}
 	if ci.Covered == "not-covered" { // q2
 		ci.PANeeded = ""

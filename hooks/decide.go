@@ -6,6 +6,7 @@ import (
 	"errors"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/priora/priora/coverage"
@@ -50,6 +51,12 @@ type call struct {
 	// roster is the member roster's answer (eligibility.go); nil when no
 	// roster is in force.
 	roster *members.Result
+	// parties are the Patient and Coverage as criteria read them, parsed
+	// once per call for all its targets (criteriaRequest).
+	parties struct {
+		once              sync.Once
+		patient, coverage []profiles.Value
+	}
 }
 
 // target is one resource the call is about: an order, an appointment or,
@@ -653,12 +660,16 @@ func (c *call) criteriaRequest(t *target) *coverage.Request {
 		}
 		return []profiles.Value{v}
 	}
-	req := &coverage.Request{Item: parse(t.raw, true)}
+	c.parties.once.Do(func() {
+		if c.rules.UsesVariable("patient") {
+			c.parties.patient = parse(c.d.lookup("Patient/" + c.hc.PatientID))
+		}
+		if c.cov != nil && c.cov.ID != "" && c.rules.UsesVariable("coverage") {
+			c.parties.coverage = parse(c.d.lookup("Coverage/" + c.cov.ID))
+		}
+	})
+	req := &coverage.Request{Item: parse(t.raw, true), Patient: c.parties.patient, Coverage: c.parties.coverage}
 	req.Bundle = req.Item
-	req.Patient = parse(c.d.lookup("Patient/" + c.hc.PatientID))
-	if c.cov != nil && c.cov.ID != "" {
-		req.Coverage = parse(c.d.lookup("Coverage/" + c.cov.ID))
-	}
 	return req
 }
 

@@ -549,7 +549,7 @@ func TestVersion20(t *testing.T) {
 			t.Fatal(err)
 		}
 		r := hookstest.Check(t, crdVersion20, OrderSign, body, ans.Body)
-		checkCI(t, r.CoverageInfo["ServiceRequest/o1"][0], want{covered: "conditional", reasons: []string{"technical"}})
+		checkCI(t, r.CoverageInfo["ServiceRequest/o1"][0], want{covered: "conditional", pa: "conditional", reasons: []string{"technical"}})
 	})
 	t.Run("systemActions present even when empty", func(t *testing.T) {
 		body := callSpec{orders: []map[string]any{sr("o1", cpt, "72148")}, version: "2.0", config: map[string]any{"coverage-info": false}}.body(t)

@@ -45,14 +45,25 @@ func (s *Service) Inquire(ctx context.Context, who Caller, body []byte) (*Answer
 		ResourceType string `json:"resourceType"`
 		Parameter    []part `json:"parameter,omitempty"`
 	}{ResourceType: "Parameters"}
+	parties := 0 // chains of this patient and provider
 	for _, a := range chains {
 		if len(out.Parameter) == maxInquiryResults {
 			break
+		}
+		if q.sameParties(a) {
+			parties++
 		}
 		if !q.matches(a) {
 			continue
 		}
 		b, err := inquiryResponse(a)
+		if err != nil {
+			return nil, err
+		}
+		out.Parameter = append(out.Parameter, part{Name: "return", Resource: b})
+	}
+	if len(out.Parameter) == 0 && q.authNumber != "" && parties > 0 {
+		b, err := s.authorizationNotFound(q)
 		if err != nil {
 			return nil, err
 		}
@@ -67,13 +78,16 @@ func (s *Service) Inquire(ctx context.Context, who Caller, body []byte) (*Answer
 
 // inquiry is what an inquiry asks for.
 type inquiry struct {
+	req     *request // the inquiry as read
 	patient store.PatientMatch
 	// memberIDs are the identifier values that find candidate chains.
 	memberIDs    []string
 	providerNPIs []string
 	insurerIDs   []string
-	// authNumbers are REF-BB / REF-NT values to target.
-	authNumbers []string
+	// authNumbers are REF-BB / REF-NT values to target; authNumber is the
+	// first, at authPath (FHIRPath) and authElement (its X12 element).
+	authNumbers                       []string
+	authNumber, authPath, authElement string
 	// services are code filters; empty means any service.
 	services []codeRange
 	// status filters on the current review action of an item.
@@ -123,17 +137,26 @@ func parseInquiry(raw []byte) (*inquiry, error) {
 	if err := is.err("the PAS inquiry cannot be matched"); err != nil {
 		return nil, err
 	}
-	for _, url := range []string{extAuthorizationNumber, extAdminReferenceNumber} {
-		if e, ok := fhir.FindExtension(c.Extension, url); ok {
-			q.authNumbers = append(q.authNumbers, e.StringValue())
-		}
-	}
-	for _, it := range c.Item {
+	target := func(exts []fhir.Extension, at, element string) {
 		for _, url := range []string{extAuthorizationNumber, extAdminReferenceNumber} {
-			if e, ok := fhir.FindExtension(it.Extension, url); ok {
-				q.authNumbers = append(q.authNumbers, e.StringValue())
+			for i, e := range exts {
+				if e.URL != url {
+					continue
+				}
+				n := e.StringValue()
+				q.authNumbers = append(q.authNumbers, n)
+				if q.authNumber == "" && n != "" {
+					q.authNumber, q.authPath, q.authElement = n, fmt.Sprintf("%s.extension[%d]", at, i), element
+				}
+				break
 			}
 		}
+	}
+	// X12 278: REF*BB / REF*NT at the patient event (2000E) and the
+	// service level (2000F).
+	target(c.Extension, at, "2000E-REF02")
+	for k, it := range c.Item {
+		target(it.Extension, fmt.Sprintf("%s.item[%d]", at, k), "2000F-REF02")
 		if e, ok := fhir.FindExtension(it.Extension, extReviewActionCode); ok && e.ValueCodeableConcept != nil {
 			if cd, ok := e.ValueCodeableConcept.Code(sysX12ReviewAction); ok {
 				q.statuses = append(q.statuses, cd.Code)
@@ -158,15 +181,22 @@ func parseInquiry(raw []byte) (*inquiry, error) {
 			q.from, q.to = minDate(q.from, p.Start), maxDate(q.to, p.End)
 		}
 	}
+	q.req = r
 	return q, nil
+}
+
+// sameParties reports whether a chain is of the inquiry's patient,
+// provider and insurer: the chains the inquirer may see (spec-53).
+func (q *inquiry) sameParties(a *store.Authorization) bool {
+	if !samePatient(q.patient, a.Patient) || !overlap(a.ProviderNPIs, q.providerNPIs) {
+		return false
+	}
+	return len(q.insurerIDs) == 0 || len(a.InsurerIDs) == 0 || overlap(a.InsurerIDs, q.insurerIDs)
 }
 
 // matches applies the inquiry to one chain.
 func (q *inquiry) matches(a *store.Authorization) bool {
-	if !samePatient(q.patient, a.Patient) || !overlap(a.ProviderNPIs, q.providerNPIs) {
-		return false
-	}
-	if len(q.insurerIDs) > 0 && len(a.InsurerIDs) > 0 && !overlap(a.InsurerIDs, q.insurerIDs) {
+	if !q.sameParties(a) {
 		return false
 	}
 	if len(q.authNumbers) > 0 {
@@ -262,9 +292,48 @@ func inquiryResponse(a *store.Authorization) (json.RawMessage, error) {
 	if cur == nil {
 		return nil, fmt.Errorf("pas: authorization %s has no response", a.ID)
 	}
-	var b map[string]any
-	if err := json.Unmarshal([]byte(cur.JSON), &b); err != nil {
+	out, err := asInquiryResponse([]byte(cur.JSON))
+	if err != nil {
 		return nil, fmt.Errorf("pas: stored response of %s: %w", a.ID, err)
+	}
+	return out, nil
+}
+
+// authorizationNotFound answers an inquiry that names an authorization
+// number (REF-BB / REF-NT) none of the requests on file for this patient
+// and provider carries: one Inquiry Response Bundle whose ClaimResponse is in error
+// with X12 reject reason AA (authorization number not found), the
+// errorPath and X12 element of the number, and follow-up C. Its request
+// has no Claim to point at, so it carries a data-absent-reason (unknown:
+// the Claim is expected to exist but is not known here), the slice PAS
+// gives ClaimResponse.request for this (spec-44). An authorization of
+// another patient or provider is not found either, and an inquiry about a
+// patient and provider with nothing on file gets no match at all, as
+// before: the answer discloses nothing the inquirer could not already ask
+// for with the member id and NPI (spec-52/53).
+func (s *Service) authorizationNotFound(q *inquiry) (json.RawMessage, error) {
+	r := q.req
+	now := s.cfg.Now().UTC()
+	a := &store.Authorization{ID: "PA-not-found", Created: now, Echo: r.echoEntries()}
+	body, _, err := buildResponse(responseInput{
+		auth: a, claim: r.claim, claimFullURL: r.claimFullURL(), bundleID: r.bundle.Identifier, now: now, number: 1,
+		requestAbsent: "unknown", noAuthorization: true, authDays: s.cfg.Rules().Defaults.AuthorizationDays,
+		businessErrors: []businessError{{
+			Code: rejectAuthorizationNotFound, Followup: followupCorrect, Path: q.authPath, Element: q.authElement,
+			Note: "No prior authorization " + q.authNumber + " was found for this patient and provider. Check the number and inquire again.",
+		}},
+	})
+	if err != nil {
+		return nil, err
+	}
+	return asInquiryResponse(body)
+}
+
+// asInquiryResponse puts a PAS Response Bundle under the inquiry profiles.
+func asInquiryResponse(response []byte) (json.RawMessage, error) {
+	var b map[string]any
+	if err := json.Unmarshal(response, &b); err != nil {
+		return nil, err
 	}
 	b["meta"] = map[string]any{"profile": []string{ProfileInquiryResponseBundle}}
 	entries, _ := b["entry"].([]any)

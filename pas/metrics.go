@@ -77,12 +77,17 @@ type Figures struct {
 	ApprovedAfterResubmission int `json:"approvedAfterResubmission"`
 	PendedForReview           int `json:"pendedForReview"`
 	DecidedLate               int `json:"decidedLate"`
+	// Overturned counts decided requests with an item whose decision was
+	// reversed after a reconsideration or an appeal (a reopened item
+	// decided otherwise than before).
+	Overturned int `json:"overturned"`
 
 	// Rates are fractions from 0 to 1; zero when the denominator is.
 	ApprovedRate                  float64 `json:"approvedRate"`
 	PartiallyApprovedRate         float64 `json:"partiallyApprovedRate"`
 	DeniedRate                    float64 `json:"deniedRate"`
 	ApprovedAfterResubmissionRate float64 `json:"approvedAfterResubmissionRate"`
+	OverturnedRate                float64 `json:"overturnedRate"`
 	PendedRate                    float64 `json:"pendedRate"`
 	PendedForReviewRate           float64 `json:"pendedForReviewRate"`
 	DecidedLateRate               float64 `json:"decidedLateRate"`
@@ -205,6 +210,7 @@ func (d *Breakdown) finished() Breakdown {
 type outcome struct {
 	result          string // approved, partial, denied, pended, cancelled
 	afterResubmit   bool
+	overturned      bool
 	pendedForReview bool
 	// elapsed runs from receipt to the first determination of every live
 	// item; late is true when that passed the chain's deadline.
@@ -221,6 +227,11 @@ func classify(a *store.Authorization) outcome {
 		for _, d := range append(it.History, it.Decision) {
 			if d.Action == "pend" {
 				o.pendedForReview = true
+			}
+		}
+		for _, d := range append(it.History, it.Decision) {
+			if d.Overturned != "" {
+				o.overturned = true
 			}
 		}
 		switch it.Decision.Action {
@@ -256,7 +267,7 @@ func classify(a *store.Authorization) outcome {
 		o.result = "partial"
 	}
 	if o.result == "pended" || o.result == "cancelled" {
-		o.afterResubmit = false
+		o.afterResubmit, o.overturned = false, false
 		return o
 	}
 	if decided.After(a.Created) {
@@ -305,6 +316,9 @@ func (f *Figures) add(o outcome) {
 	if o.afterResubmit {
 		f.ApprovedAfterResubmission++
 	}
+	if o.overturned {
+		f.Overturned++
+	}
 	if o.pendedForReview {
 		f.PendedForReview++
 	}
@@ -322,6 +336,7 @@ func (f *Figures) finish() {
 	f.DeniedRate = rate(f.Denied, f.Decided)
 	f.ApprovedAfterResubmissionRate = rate(f.ApprovedAfterResubmission, f.Decided)
 	f.DecidedLateRate = rate(f.DecidedLate, f.Decided)
+	f.OverturnedRate = rate(f.Overturned, f.Decided)
 	f.PendedRate = rate(f.Pended, f.Received)
 	f.PendedForReviewRate = rate(f.PendedForReview, f.Received)
 	if len(f.hours) == 0 {

@@ -109,6 +109,12 @@ type responseInput struct {
 	businessErrors []businessError
 	// authDays is the default approval validity.
 	authDays int
+	// requestAbsent, when set, is the data-absent-reason code that stands
+	// for ClaimResponse.request: the answer has no Claim to point at.
+	requestAbsent string
+	// noAuthorization leaves out Priora's authorization identifier: the
+	// answer is about no authorization (an inquiry error).
+	noAuthorization bool
 }
 
 // businessError is a PAS business error: an X12 901 reject reason carried
@@ -139,11 +145,16 @@ func buildResponse(in responseInput) ([]byte, string, error) {
 		cr.Type = &fhir.CodeableConcept{Coding: []fhir.Coding{{System: "http://terminology.hl7.org/CodeSystem/claim-type", Code: "professional"}}}
 	}
 	cr.Identifier = append(cr.Identifier, in.claim.Identifier...)
-	cr.Identifier = append(cr.Identifier, fhir.Identifier{System: "urn:priora:authorization", Value: a.ID})
+	if !in.noAuthorization {
+		cr.Identifier = append(cr.Identifier, fhir.Identifier{System: "urn:priora:authorization", Value: a.ID})
+	}
 	cr.Patient = echo.ref(in.claim.Patient, "Patient")
 	cr.Insurer = echo.ref(in.claim.Insurer, "Organization")
 	cr.Requestor = echo.ref(in.claim.Provider, "")
 	cr.Request = claimRequestRef(in.claim, in.claimFullURL)
+	if in.requestAbsent != "" {
+		cr.Request = &fhir.Reference{Extension: []fhir.Extension{{URL: extDataAbsentReason, ValueCode: fhir.Ptr(in.requestAbsent)}}}
+	}
 	if ext, ok := fhir.FindExtension(in.claim.Extension, extTransmissionIDs); ok {
 		cr.Extension = append(cr.Extension, swapTransmissionIDs(ext))
 	}
@@ -243,7 +254,9 @@ func buildResponse(in responseInput) ([]byte, string, error) {
 		cr.PreAuthRef = a.ID
 		cr.PreAuthPeriod = &fhir.Period{Start: firstApproved, End: lastEnd}
 	}
-	cr.Disposition = disposition(a)
+	if len(a.Items) > 0 {
+		cr.Disposition = disposition(a)
+	}
 
 	if len(in.businessErrors) > 0 {
 		cr.Outcome = "error"

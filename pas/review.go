@@ -81,6 +81,11 @@ type ItemDecision struct {
 	// InternalNote is for the payer's own staff: stored and shown on the
 	// desk and in the review API, never sent to the provider (Note is).
 	InternalNote string `json:"internalNote,omitempty"`
+	// Extension, on a request-info, takes the one 14-day extension of the
+	// decision deadline and says why (ExtensionReasons): 42 CFR
+	// 422.568(b)(1)(i) and 422.572(b). The payer must tell the enrollee
+	// in writing; Priora does not.
+	Extension string `json:"extension,omitempty"`
 }
 
 // check validates a decision against the chain before anything changes.
@@ -118,6 +123,19 @@ func (d *ReviewDecision) check(a *store.Authorization) error {
 			continue
 		}
 		checkRole(&is, at, role, it, cur)
+		if cur.Decision.Reopened != "" && role == RoleNurse {
+			is.add("forbidden", at+".action", "item %d is reopened (reconsideration or appeal); deciding it again needs a physician reviewer (this reviewer is a nurse)", it.Sequence)
+		}
+		if it.Extension != "" {
+			switch {
+			case it.Action != "request-info":
+				is.add("value", at+".extension", "the deadline is extended only with a request for information")
+			case extensionReasons[it.Extension] == "":
+				is.add("value", at+".extension", "extension must be enrollee-request, noncontract-evidence or exigent (42 CFR 422.568(b)(1)(i))")
+			case !a.ExtendedFrom.IsZero():
+				is.add("conflict", at+".extension", "the decision deadline was extended already (from %s); it may be extended once", a.ExtendedFrom.UTC().Format(time.RFC3339))
+			}
+		}
 		if code := strings.TrimSpace(it.ReasonCode); code != "" && !coverage.KnownReasonCode(code) {
 			is.add("code-invalid", at+".reasonCode", "reason code %q is not in the shipped X12 review decision reason list; valid: %s",
 				code, knownReasonCodes())
@@ -176,6 +194,8 @@ func (s *Service) Decide(ctx context.Context, by Principal, tenant, id string, d
 		}
 		human := store.Decision{By: "reviewer:" + who, At: now, ReviewerNPI: d.Reviewer.NPI, ReviewerName: d.Reviewer.Name,
 			Principal: by.String(), ReviewerRole: RoleOf(d.Reviewer.Role)}
+		// The decision has seen the information that was new.
+		a.NewInfo = nil
 		for _, it := range d.Items {
 			for k := range a.Items {
 				item := &a.Items[k]
@@ -202,6 +222,20 @@ func (s *Service) Decide(ctx context.Context, by Principal, tenant, id string, d
 					nd.RequestInfo = it.Codes
 				}
 				nd.ReviewAction = reviewActionOf(nd.Action)
+				if prev := item.Decision; prev.Reopened != "" {
+					nd.Appeal = prev.Appeal
+					if nd.Action != "pend" && nd.Action != prev.Reopened {
+						nd.Overturned = prev.Reopened
+					}
+					if nd.Action == "pend" {
+						nd.Reopened = prev.Reopened
+					}
+				}
+				if it.Extension != "" && a.ExtendedFrom.IsZero() {
+					a.ExtendedFrom, a.ExtensionReason = a.DueAt, it.Extension
+					a.DueAt = a.DueAt.AddDate(0, 0, extensionDays)
+					nd.Extended = true
+				}
 				setDecision(item, nd)
 			}
 		}

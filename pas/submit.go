@@ -165,6 +165,7 @@ func (s *Service) index(a *store.Authorization, req *request) {
 	a.RefNumbers = appendUnique(a.RefNumbers, req.refNumbers()...)
 	a.Echo = req.echoEntries()
 	a.Summary = req.summary()
+	a.SupportingDigests = req.supportingDigests()
 	a.LatestClaim = string(req.bundle.Entry[req.claimEntry].Resource)
 	a.LatestClaimFullURL = req.claimFullURL()
 	if b, err := json.Marshal(req.bundle.Identifier); err == nil {

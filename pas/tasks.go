@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"slices"
 	"time"
 
 	"github.com/priora/priora/fhir"
@@ -72,6 +73,16 @@ type SupportingInfo struct {
 	Category string          `json:"category,omitempty"`
 	Type     string          `json:"type,omitempty"`
 	Resource json.RawMessage `json:"resource,omitempty"`
+	// New marks information the provider sent after a request for it,
+	// not yet seen by a decision.
+	New bool `json:"new,omitempty"`
+}
+
+// AppealInfo is a reconsideration or appeal with the documents that came with it.
+type AppealInfo struct {
+	store.Appeal
+	Due       time.Time         `json:"due"`
+	Documents []json.RawMessage `json:"documents,omitempty"`
 }
 
 // TaskDetail is everything a reviewer needs to decide.
@@ -83,6 +94,10 @@ type TaskDetail struct {
 	Responses      []ResponseInfo   `json:"responses"`
 	// Request is the latest request Bundle as submitted.
 	Request json.RawMessage `json:"request,omitempty"`
+	// Appeals are the reconsiderations and appeals, oldest first.
+	Appeals []AppealInfo `json:"appeals,omitempty"`
+	// ExtensionReason says why the deadline was extended (ExtendedFrom).
+	ExtensionReason string `json:"extensionReason,omitempty"`
 }
 
 // ResponseInfo lists a response version.
@@ -128,6 +143,16 @@ func summarize(a *store.Authorization, now time.Time) TaskSummary {
 			t.PendedItems++
 		}
 	}
+	if t.State == StateReopened && len(a.Appeals) > 0 {
+		// A reconsideration runs on its own clock: 30 calendar days for a
+		// standard pre-service request, 72 hours expedited (42 CFR 422.590).
+		ap := a.Appeals[len(a.Appeals)-1]
+		t.DueAt = ap.Received.AddDate(0, 0, appealDays)
+		if a.Expedited {
+			t.DueAt = ap.Received.Add(72 * time.Hour)
+		}
+		t.Overdue = now.After(t.DueAt)
+	}
 	decidedSummary(&t, a)
 	return t
 }
@@ -161,11 +186,26 @@ func (s *Service) Task(ctx context.Context, tenant, id string) (*TaskDetail, err
 	for _, r := range a.Responses {
 		d.Responses = append(d.Responses, ResponseInfo{Number: r.Number, Created: r.Created, Outcome: r.Outcome})
 	}
+	docs, err := s.appealDocuments(ctx, a)
+	if err != nil {
+		return nil, err
+	}
+	for _, ap := range a.Appeals {
+		due := ap.Received.AddDate(0, 0, appealDays)
+		if a.Expedited {
+			due = ap.Received.Add(72 * time.Hour)
+		}
+		d.Appeals = append(d.Appeals, AppealInfo{Appeal: ap, Due: due, Documents: docs[ap.Number]})
+	}
+	d.ExtensionReason = a.ExtensionReason
 	if n := len(a.Submissions); n > 0 {
 		rb, err := s.cfg.Store.RequestBundle(ctx, a.Submissions[n-1].Key)
 		if err == nil {
 			d.Request = json.RawMessage(rb.Body)
 			d.SupportingInfo, d.Diagnoses = supportingInfo(rb.Body)
+			for i := range d.SupportingInfo {
+				d.SupportingInfo[i].New = slices.Contains(a.NewInfo, d.SupportingInfo[i].Sequence)
+			}
 		} else if !errors.Is(err, store.ErrNotFound) {
 			return nil, err
 		}

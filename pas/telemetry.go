@@ -26,7 +26,16 @@ func (s *Service) countDecided(a *store.Authorization, now time.Time) {
 			continue
 		}
 		s.cfg.Decisions.Decision(d.ReviewAction, decidedBy(d))
+		if oc, ok := s.cfg.Decisions.(OverturnCounter); ok && d.Overturned != "" {
+			oc.Overturn(d.Overturned, d.Action)
+		}
 	}
+}
+
+// OverturnCounter, when the DecisionCounter implements it, is told of
+// every decision that reverses the one reopened (reconsideration, appeal).
+type OverturnCounter interface {
+	Overturn(from, to string)
 }
 
 // decidedBy is the kind of decider of a decision: a rule's gold card, a

@@ -104,6 +104,7 @@ func (s *Service) reject(req *request, bes ...businessError) (*Answer, error) {
 // applyUpdate merges the update's items into the chain and writes it.
 func (s *Service) applyUpdate(ctx context.Context, who Caller, a *store.Authorization, req *request, key string, elig *eligibility) (*Answer, error) {
 	now := s.cfg.Now().UTC().Truncate(time.Millisecond)
+	before := a.SupportingDigests
 	rules := s.cfg.Rules()
 	svc := req.serviceContext()
 	s.prepareCriteria(ctx, req, rules, a.ID)
@@ -150,6 +151,7 @@ func (s *Service) applyUpdate(ctx context.Context, who Caller, a *store.Authoriz
 		return nil, err
 	}
 	s.index(a, req)
+	markNewInformation(a, before, now)
 	if e := elig.record(); e != nil {
 		a.Eligibility = e
 	}

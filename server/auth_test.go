@@ -73,7 +73,7 @@ func startSecure(t *testing.T, opts ...testenv.Option) *secEnv {
 	})
 	mux.HandleFunc("/a/jwks.json", func(w http.ResponseWriter, r *http.Request) { w.Write(s.keyA.JWKS) })
 	mux.HandleFunc("/dup/jwks.json", func(w http.ResponseWriter, r *http.Request) { w.Write(dup) })
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusOK) })
+	mux.Handle("/", testenv.CheckedEndpoint(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusOK) })))
 	s.web = httptest.NewServer(mux)
 	t.Cleanup(s.web.Close)
 	// The loopback web server receives notifications and plays the EHR:

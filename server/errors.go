@@ -100,7 +100,7 @@ func echoError(he *echo.HTTPError) error {
 	case http.StatusNotFound:
 		return fhir.Errorf(fhir.NotFound, "no such endpoint")
 	case http.StatusMethodNotAllowed:
-		return &fhir.Error{Kind: fhir.Invalid, Message: "method not allowed on this endpoint"}
+		return fhir.Errorf(fhir.MethodNotAllowed, "method not allowed on this endpoint")
 	case http.StatusRequestEntityTooLarge:
 		return fhir.Errorf(fhir.TooLarge, "the request body is too large")
 	case http.StatusUnauthorized:

@@ -367,12 +367,12 @@ func TestTarpitTenantDoesNotDelayOthers(t *testing.T) {
 	within(t, tp.arrived, 5*time.Second, "A's first handshake at the tarpit")
 
 	handshakes := make(chan struct{}, 10)
-	rcv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	rcv := httptest.NewServer(testenv.CheckedEndpoint(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var b struct{ Type string }
 		_ = json.NewDecoder(r.Body).Decode(&b)
 		w.WriteHeader(http.StatusOK)
 		handshakes <- struct{}{}
-	}))
+	})))
 	t.Cleanup(rcv.Close)
 	if r := s.Post("/fhir/Subscription", subscriptionTo(t, rcv.URL+"/notify", nil), testenv.Bearer(tokB)...); r.Status != http.StatusCreated {
 		t.Fatalf("B's subscription: %d %s", r.Status, r.Body)

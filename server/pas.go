@@ -10,9 +10,6 @@ import (
 
 // submit is POST /fhir/Claim/$submit.
 func (s *Server) submit(c echo.Context) error {
-	if err := acceptsJSON(c.Request()); err != nil {
-		return err
-	}
 	body, err := s.readFHIR(c)
 	if err != nil {
 		return err
@@ -40,9 +37,6 @@ func caller(c echo.Context) pas.Caller {
 
 // inquire is POST /fhir/Claim/$inquire.
 func (s *Server) inquire(c echo.Context) error {
-	if err := acceptsJSON(c.Request()); err != nil {
-		return err
-	}
 	body, err := s.readFHIR(c)
 	if err != nil {
 		return err

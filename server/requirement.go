@@ -118,20 +118,39 @@ type routeGroup struct {
 	s      *Server
 	g      routeAdder
 	family family
+	seen   *pathMethods
 }
 
-func (s *Server) group(g routeAdder, f family) routeGroup { return routeGroup{s: s, g: g, family: f} }
+// pathMethods are the methods registered per path of a group, paths in
+// registration order.
+type pathMethods struct {
+	paths   []string
+	methods map[string][]string
+}
 
-// add registers method path with what it requires.
+func (s *Server) group(g routeAdder, f family) routeGroup {
+	return routeGroup{s: s, g: g, family: f, seen: &pathMethods{methods: map[string][]string{}}}
+}
+
+// add registers method path with what it requires. A GET route answers
+// HEAD as well (FHIR R4 http.html: HEAD is GET without a body; net/http
+// drops the body).
 func (rg routeGroup) add(method, path string, need requirement, h echo.HandlerFunc, m ...echo.MiddlewareFunc) {
 	r := rg.g.Add(method, path, h, m...)
 	rg.s.table[r.Method+" "+r.Path] = routeInfo{need: need, family: rg.family}
+	if _, ok := rg.seen.methods[path]; !ok {
+		rg.seen.paths = append(rg.seen.paths, path)
+	}
+	rg.seen.methods[path] = append(rg.seen.methods[path], method)
+	if method == http.MethodGet {
+		rg.add(http.MethodHead, path, need, h, m...)
+	}
 }
 
 // any registers path for every method echo routes.
 func (rg routeGroup) any(path string, need requirement, h echo.HandlerFunc) {
 	for _, m := range []string{
-		http.MethodConnect, http.MethodDelete, http.MethodGet, http.MethodHead, http.MethodOptions,
+		http.MethodConnect, http.MethodDelete, http.MethodGet, http.MethodOptions, // GET adds HEAD
 		http.MethodPatch, http.MethodPost, echo.PROPFIND, http.MethodPut, http.MethodTrace, echo.REPORT,
 	} {
 		rg.add(m, path, need, h)

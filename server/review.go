@@ -175,6 +175,35 @@ func (s *Server) reviewAssignment(what string) echo.HandlerFunc {
 	}
 }
 
+// reviewReopen reopens decided items for reconsideration or records an
+// appeal (pas.Reopen).
+func (s *Server) reviewReopen(c echo.Context) error {
+	id := c.Param("id")
+	if !validID(id) {
+		return fhir.Errorf(fhir.NotFound, "no such task")
+	}
+	by, tenant, err := reviewer(c)
+	if err != nil {
+		return err
+	}
+	body, err := s.readFHIR(c)
+	if err != nil {
+		return err
+	}
+	var rq pas.ReopenRequest
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&rq); err != nil {
+		return fhir.InvalidAt("structure", "", "the body is not valid JSON of the documented shape: %s", fhir.JSONProblem(err))
+	}
+	t, err := s.cfg.PAS.Reopen(c.Request().Context(), by, tenant, id, rq)
+	if err != nil {
+		return err
+	}
+	logAttrs(c, "authorization", id, "result", rq.Kind)
+	return c.JSON(http.StatusOK, t)
+}
+
 func (s *Server) reviewTask(c echo.Context) error {
 	id := c.Param("id")
 	if !validID(id) {

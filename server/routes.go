@@ -20,7 +20,7 @@ func (s *Server) routes() {
 	top.add(http.MethodGet, "/healthz", public(), s.healthz)
 	top.add(http.MethodGet, "/readyz", public(), s.readyz)
 
-	f := s.group(e.Group("/fhir", s.audit, s.authenticate), fhirErrors)
+	f := s.group(e.Group("/fhir", s.audit, s.authenticate, s.negotiate), fhirErrors)
 	f.add(http.MethodGet, "/metadata", public(), s.metadata)
 	f.add(http.MethodGet, "/.well-known/smart-configuration", public(), s.smartConfiguration)
 	f.add(http.MethodGet, "/OperationDefinition/:id", public(), s.operationDefinition)
@@ -38,6 +38,7 @@ func (s *Server) routes() {
 	f.add(http.MethodDelete, "/Subscription/:id", perm("Subscription", auth.Delete), s.deleteSubscription)
 	f.add(http.MethodGet, "/Subscription/:id/$status", perm("Subscription", auth.Read), s.subscriptionStatus)
 	f.add(http.MethodPost, "/Subscription/:id/$status", perm("Subscription", auth.Read), s.subscriptionStatus)
+	f.methodsNotAllowed()
 
 	// The review API that reviewers (and the desk) use to work pended
 	// requests.
@@ -48,6 +49,7 @@ func (s *Server) routes() {
 	rv.add(http.MethodPost, "/tasks/:id/claim", scope(auth.ScopeReview).only(auth.KindPayer), s.reviewAssignment("claim"))
 	rv.add(http.MethodPost, "/tasks/:id/release", scope(auth.ScopeReview).only(auth.KindPayer), s.reviewAssignment("release"))
 	rv.add(http.MethodPost, "/tasks/:id/assign", scope(auth.ScopeReview).only(auth.KindPayer), s.reviewAssignment("assign"))
+	rv.add(http.MethodPost, "/tasks/:id/reopen", scope(auth.ScopeReview).only(auth.KindPayer), s.reviewReopen)
 	if s.cfg.UMEvents != nil {
 		rv.add(http.MethodGet, "/events", scope(auth.ScopeReview).only(auth.KindPayer), s.umEvents)
 	}
@@ -62,6 +64,7 @@ func (s *Server) routes() {
 	ad.add(http.MethodGet, "/audit", scope(auth.ScopeAdmin).only(auth.KindPayer), s.auditTrail)
 	ad.add(http.MethodPost, "/members", scope(auth.ScopeAdmin).only(auth.KindPayer), s.importMembers)
 	ad.add(http.MethodGet, "/members/:id", scope(auth.ScopeAdmin).only(auth.KindPayer), s.member)
+	ad.add(http.MethodGet, "/metrics/cms-0057-f", scope(auth.ScopeAdmin).only(auth.KindPayer), s.publicReport)
 	if s.cfg.ReloadRules != nil {
 		ad.add(http.MethodPost, "/rules/reload", scope(auth.ScopeAdmin).only(auth.KindPayer), s.reloadRules)
 		ad.add(http.MethodGet, "/rules", scope(auth.ScopeAdmin).only(auth.KindPayer), s.rulesStatus)
@@ -106,9 +109,6 @@ func (s *Server) readyz(c echo.Context) error {
 }
 
 func (s *Server) metadata(c echo.Context) error {
-	if err := acceptsJSON(c.Request()); err != nil {
-		return err
-	}
 	smart := s.cfg.Auth != nil && !s.cfg.InsecureDev
 	return writeFHIR(c, http.StatusOK, conformance.CapabilityStatement(conformance.Server{
 		BaseURL: s.cfg.BaseURL, Version: s.cfg.Version, Started: s.cfg.Started,

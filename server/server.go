@@ -145,9 +145,12 @@ func writeFHIR(c echo.Context, status int, body []byte) error {
 func (s *Server) readFHIR(c echo.Context) ([]byte, error) {
 	r := c.Request()
 	if ct := r.Header.Get(echo.HeaderContentType); ct != "" {
-		mt, _, err := mime.ParseMediaType(ct)
+		mt, params, err := mime.ParseMediaType(ct)
 		if err != nil || !isJSON(mt) {
 			return nil, fhir.Errorf(fhir.Unsupported, "content type %q is not supported; send application/fhir+json", ct)
+		}
+		if v, ok := params["fhirversion"]; ok && !isR4(v) {
+			return nil, fhir.Errorf(fhir.Unsupported, "FHIR version %q is not supported; Priora reads FHIR R4 (fhirVersion=4.0)", v)
 		}
 	}
 	body, err := readBody(c, s.cfg.MaxBody)
@@ -180,27 +183,6 @@ func readBody(c echo.Context, max int64) ([]byte, error) {
 
 func isJSON(mt string) bool {
 	return mt == "application/fhir+json" || mt == "application/json" || mt == "application/json+fhir"
-}
-
-// acceptsJSON checks the Accept header and _format: Priora speaks JSON only.
-func acceptsJSON(r *http.Request) error {
-	if f := r.URL.Query().Get("_format"); f != "" && !strings.Contains(f, "json") {
-		return fhir.Errorf(fhir.Unsupported, "_format %q is not supported; Priora answers application/fhir+json", f)
-	}
-	accept := r.Header.Get("Accept")
-	if accept == "" {
-		return nil
-	}
-	for _, part := range strings.Split(accept, ",") {
-		mt, _, err := mime.ParseMediaType(strings.TrimSpace(part))
-		if err != nil {
-			continue
-		}
-		if isJSON(mt) || mt == "*/*" || mt == "application/*" {
-			return nil
-		}
-	}
-	return fhir.Errorf(fhir.NotAcceptable, "cannot answer in %q; Priora answers application/fhir+json", accept)
 }
 
 // Shutdown is for tests that run the handler on their own listener.

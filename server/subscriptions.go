@@ -18,9 +18,6 @@ func owner(c echo.Context) subscriptions.Owner {
 
 // createSubscription is POST /fhir/Subscription: 201 with status requested.
 func (s *Server) createSubscription(c echo.Context) error {
-	if err := acceptsJSON(c.Request()); err != nil {
-		return err
-	}
 	body, err := s.readFHIR(c)
 	if err != nil {
 		return err
@@ -36,9 +33,6 @@ func (s *Server) createSubscription(c echo.Context) error {
 
 // readSubscription is GET /fhir/Subscription/:id.
 func (s *Server) readSubscription(c echo.Context) error {
-	if err := acceptsJSON(c.Request()); err != nil {
-		return err
-	}
 	r, err := s.cfg.Subscriptions.Read(c.Request().Context(), owner(c), c.Param("id"))
 	if err != nil {
 		return err
@@ -47,16 +41,18 @@ func (s *Server) readSubscription(c echo.Context) error {
 }
 
 // updateSubscription is PUT /fhir/Subscription/:id (update only; Priora
-// assigns subscription ids, so a PUT does not create one).
+// assigns subscription ids, so a PUT does not create one). With If-Match
+// the update applies only to that version (else 412).
 func (s *Server) updateSubscription(c echo.Context) error {
-	if err := acceptsJSON(c.Request()); err != nil {
+	version, err := ifMatch(c.Request())
+	if err != nil {
 		return err
 	}
 	body, err := s.readFHIR(c)
 	if err != nil {
 		return err
 	}
-	r, err := s.cfg.Subscriptions.Update(c.Request().Context(), owner(c), c.Param("id"), body)
+	r, err := s.cfg.Subscriptions.Update(c.Request().Context(), owner(c), c.Param("id"), body, version)
 	if err != nil {
 		return err
 	}
@@ -72,9 +68,11 @@ func (s *Server) deleteSubscription(c echo.Context) error {
 	return c.NoContent(http.StatusNoContent)
 }
 
-// searchSubscriptions is GET /fhir/Subscription?url=&status=.
+// searchSubscriptions is GET /fhir/Subscription?url=&status=. Other
+// parameters are ignored (and left out of the self link) unless the
+// client sends Prefer: handling=strict.
 func (s *Server) searchSubscriptions(c echo.Context) error {
-	if err := acceptsJSON(c.Request()); err != nil {
+	if err := strictParams(c, "url", "status"); err != nil {
 		return err
 	}
 	body, err := s.cfg.Subscriptions.Search(c.Request().Context(), owner(c), subscriptions.ParseQuery(c.QueryParams()))
@@ -88,9 +86,6 @@ func (s *Server) searchSubscriptions(c echo.Context) error {
 // /fhir/Subscription/:id/$status) and type level (GET ?id=&status= or POST
 // with a Parameters body).
 func (s *Server) subscriptionStatus(c echo.Context) error {
-	if err := acceptsJSON(c.Request()); err != nil {
-		return err
-	}
 	q := c.QueryParams()
 	ids, statuses := fhir.CommaList(q["id"]), fhir.CommaList(q["status"])
 	if c.Request().Method == http.MethodPost && c.Request().ContentLength != 0 {

@@ -16,11 +16,11 @@ import (
 // one endpoint, the others to it fail without a request.
 func TestCircuitBreaker(t *testing.T) {
 	var hits atomic.Int32
-	failing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	failing := httptest.NewServer(testenv.CheckedEndpoint(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
 		hits.Add(1)
 		w.WriteHeader(http.StatusServiceUnavailable)
-	}))
+	})))
 	t.Cleanup(failing.Close)
 	e := start(t, testenv.WithConfig(func(c *app.Config) {
 		c.Subscriptions.BreakerFailures = 2

@@ -147,6 +147,7 @@ func (r *receiver) serve(w http.ResponseWriter, req *http.Request) {
 	if err != nil {
 		return
 	}
+	testenv.CheckNotification(r.t, body)
 	got := &received{Header: req.Header.Clone(), Body: body}
 	if err := json.Unmarshal(body, &got.Note); err != nil {
 		r.t.Errorf("notification is not JSON: %v", err)

@@ -291,7 +291,8 @@ func uniq(in []string) []string {
 }
 
 // render is the stored Subscription as FHIR JSON: the client's resource
-// with Priora's id, status, error and meta.
+// with Priora's id, status, error and meta, and its channel header values
+// masked.
 func render(sub *store.Subscription, status, errText string) ([]byte, error) {
 	var m map[string]json.RawMessage
 	if err := json.Unmarshal([]byte(sub.Resource), &m); err != nil {
@@ -306,6 +307,13 @@ func render(sub *store.Subscription, status, errText string) ([]byte, error) {
 	m["meta"] = mustJSON(meta)
 	m["id"] = jsonString(sub.ID)
 	m["status"] = jsonString(status)
+	if raw, ok := m["channel"]; ok {
+		var ch map[string]json.RawMessage
+		if json.Unmarshal(raw, &ch) == nil && ch["header"] != nil {
+			ch["header"] = mustJSON(maskHeaders(sub.Headers))
+			m["channel"] = orderedJSON(ch)
+		}
+	}
 	delete(m, "error")
 	if errText != "" {
 		m["error"] = jsonString(errText)
@@ -366,3 +374,44 @@ func mustJSON(v any) json.RawMessage {
 
 // instant formats a time as a FHIR instant.
 func instant(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000Z07:00") }
+
+// masked is what a read shows of a channel header value: the values are
+// credentials more often than not (Authorization: Bearer …), and a read
+// of the Subscription must not hand them out again.
+const masked = "***"
+
+// maskHeaders shows each channel header as "Name: ***".
+func maskHeaders(headers []string) []string {
+	out := make([]string, len(headers))
+	for i, h := range headers {
+		name, _, _ := strings.Cut(h, ":")
+		out[i] = strings.TrimSpace(name) + ": " + masked
+	}
+	return out
+}
+
+// unmaskHeaders replaces each header sent with the masked value by the
+// value stored under the same name. A masked header with no stored
+// counterpart is an error: there is no value to keep.
+func unmaskHeaders(sent, stored []string) ([]string, error) {
+	out := make([]string, len(sent))
+	for i, h := range sent {
+		name, val, _ := strings.Cut(h, ":")
+		out[i] = h
+		if strings.TrimSpace(val) != masked {
+			continue
+		}
+		found := false
+		for _, st := range stored {
+			if n, _, _ := strings.Cut(st, ":"); strings.EqualFold(strings.TrimSpace(n), strings.TrimSpace(name)) {
+				out[i], found = st, true
+				break
+			}
+		}
+		if !found {
+			return nil, fhir.InvalidAt("value", fmt.Sprintf("Subscription.channel.header[%d]", i),
+				"channel.header %q has the masked value %s but no header of that name is stored; send the real value", strings.TrimSpace(name), masked)
+		}
+	}
+	return out, nil
+}

@@ -270,8 +270,13 @@ func (s *Service) Read(ctx context.Context, who Owner, id string) (*Resource, er
 // handshake, goes back to requested and is handshaken again; status off
 // stops delivery. Event counters and undelivered events are kept. Errors:
 // NotFound, Invalid (also for a body id other than id), Unprocessable,
-// Conflict when concurrent updates keep winning.
-func (s *Service) Update(ctx context.Context, who Owner, id string, raw []byte) (*Resource, error) {
+// Conflict when concurrent updates keep winning, PreconditionFailed when
+// version is not 0 and the stored version is another (If-Match).
+//
+// Reads show channel header values masked (maskHeaders); a header sent
+// back with the masked value keeps the value stored under its name, so a
+// client can PUT what it read.
+func (s *Service) Update(ctx context.Context, who Owner, id string, raw []byte, version int) (*Resource, error) {
 	c, compact, err := s.check(raw)
 	if err != nil {
 		return nil, err
@@ -279,9 +284,16 @@ func (s *Service) Update(ctx context.Context, who Owner, id string, raw []byte) 
 	if c.id != "" && c.id != id {
 		return nil, fhir.InvalidAt("invariant", "Subscription.id", "the resource id %q does not match the URL id %q", c.id, id)
 	}
+	sent := c.headers
 	for range 5 {
 		sub, err := s.get(ctx, who, id)
 		if err != nil {
+			return nil, err
+		}
+		if version != 0 && sub.Version != version {
+			return nil, fhir.Errorf(fhir.PreconditionFailed, "Subscription/%s is at version %d, not %d (If-Match); read it again", id, sub.Version, version)
+		}
+		if c.headers, err = unmaskHeaders(sent, sub.Headers); err != nil {
 			return nil, err
 		}
 		before, _, err := s.state(ctx, sub)

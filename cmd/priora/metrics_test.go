@@ -53,12 +53,12 @@ func TestMetrics(t *testing.T) {
 
 	// A subscription: its handshake is a delivery.
 	hooked := make(chan struct{}, 8)
-	receiver := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+	receiver := httptest.NewServer(testenv.CheckedEndpoint(t, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		select {
 		case hooked <- struct{}{}:
 		default:
 		}
-	}))
+	})))
 	defer receiver.Close()
 	var sub map[string]any
 	raw, err := os.ReadFile(filepath.Join(testenv.Root(), "testdata", "subscriptions", "PAS_Subscription_example_v221_good.json"))

@@ -85,3 +85,45 @@ func TestPASResponseFindsBrokenRules(t *testing.T) {
 		t.Errorf("a non-Bundle: %v", fs)
 	}
 }
+
+// TestNotificationFindsBrokenBackportRules: the backport IG's handshake
+// example shape passes; each broken rule of a notification or its
+// SubscriptionStatus is found.
+func TestNotificationFindsBrokenBackportRules(t *testing.T) {
+	good := `{"resourceType":"Bundle","type":"history","timestamp":"2020-05-29T11:44:13.188-05:00","entry":[{
+		"fullUrl":"urn:uuid:63c28e8a-f402-43e4-beb2-75b1c0f6833f",
+		"resource":{"resourceType":"Parameters","parameter":[
+			{"name":"subscription","valueReference":{"reference":"https://example.org/fhir/Subscription/admission"}},
+			{"name":"topic","valueCanonical":"http://example.org/topic"},
+			{"name":"status","valueCode":"requested"},{"name":"type","valueCode":"handshake"},
+			{"name":"events-since-subscription-start","valueString":"0"}]},
+		"request":{"method":"GET","url":"https://example.org/fhir/Subscription/admission/$status"},"response":{"status":"200"}}]}`
+	b, _ := Decode([]byte(good))
+	if st, _, fs := Notification(b); len(fs) != 0 || st == nil {
+		t.Errorf("the backport's handshake example: status %v, findings %v", st != nil, fs)
+	}
+	bad := `{"resourceType":"Bundle","type":"collection","entry":[{
+		"resource":{"resourceType":"Parameters","parameter":[
+			{"name":"status","valueCode":"on"},{"name":"type","valueCode":"handshake"},{"name":"type","valueCode":"heartbeat"},
+			{"name":"events-since-subscription-start","valueString":"many"},
+			{"name":"notification-event","part":[{"name":"timestamp","valueString":"x"}]}]}},
+		{"fullUrl":"urn:uuid:1","resource":{"resourceType":"Bundle"},"request":{"method":"POST","url":"Bundle"}}]}`
+	b, _ = Decode([]byte(bad))
+	_, focus, fs := Notification(b)
+	var got []string
+	for _, f := range fs {
+		got = append(got, f.Where+": "+f.Msg)
+	}
+	all := strings.Join(got, "\n")
+	for _, want := range []string{
+		"want a history Bundle", "Bundle.timestamp", "Bundle.entry[0]: has no fullUrl", "Bundle.entry[0].request", "Bundle.entry[1].response",
+		`status "on"`, "has 0 subscription parameters", "has 2 type parameters", "holding a number", "timestamp needs a valueInstant", "0 event-number parts",
+	} {
+		if !strings.Contains(all, want) {
+			t.Errorf("finding %q missing from:\n%s", want, all)
+		}
+	}
+	if len(focus) != 1 {
+		t.Errorf("%d focus Bundles, want 1", len(focus))
+	}
+}

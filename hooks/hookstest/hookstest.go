@@ -5,9 +5,13 @@ package hookstest
 
 import (
 	"encoding/json"
+	"strconv"
+	"strings"
+	"sync"
 	"testing"
 
 	"github.com/priora/priora/conformance/check"
+	"github.com/priora/priora/profiles"
 )
 
 // CoverageInfoURL is the CRD coverage-information extension.
@@ -36,6 +40,7 @@ func Check(t testing.TB, version, hook string, request, response []byte) *Respon
 		t.Fatalf("response is not a JSON object: %v", err)
 	}
 	req, _ := check.Decode(request)
+	ValidateActions(t, version, request, response)
 	fs := check.HookResponse(body, hook, version, false)
 	cis, more := check.Coverage(body, check.CoverageOptions{Version: version, Hook: hook, Originals: check.Originals(req)})
 	for _, f := range append(fs, more...) {
@@ -70,4 +75,84 @@ func InScope(t testing.TB, request []byte) []string {
 		t.Fatal(err)
 	}
 	return check.InScope(req)
+}
+
+var (
+	validatorOnce sync.Once
+	validator     *profiles.Validator
+	validatorErr  error
+)
+
+// Validator returns the profile validator shared by every test of the
+// binary (PAS 2.2.1; ForCRD for a CRD version): the registry is loaded,
+// and each definition compiled, once.
+func Validator(t testing.TB) *profiles.Validator {
+	t.Helper()
+	validatorOnce.Do(func() {
+		reg, err := profiles.Load()
+		if err != nil {
+			validatorErr = err
+			return
+		}
+		validator = reg.NewValidator(profiles.Options{})
+	})
+	if validatorErr != nil {
+		t.Fatalf("load profiles: %v", validatorErr)
+	}
+	return validator
+}
+
+// crdPackage is the embedded CRD package version a CRD answer version
+// ("2.2", "2.0") is validated against.
+func crdPackage(version string) string {
+	if strings.HasPrefix(version, "2.0") {
+		return "2.0.1"
+	}
+	return "2.2.0"
+}
+
+// ValidateActions validates the resource of every system action of a CDS
+// Hooks answer — the orders with their coverage-information extensions —
+// against the CRD profiles of the version answered (version "2.2" or
+// "2.0"), reporting each error on t. An action returns the EHR's order
+// unchanged but for the extensions Priora adds, so what is checked is
+// what Priora changed: errors the order as the request sent it (its
+// context or prefetch) has already are not Priora's and are left out;
+// for an order the request did not carry (fetched from the EHR), only
+// errors inside extensions are reported.
+func ValidateActions(t testing.TB, version string, request, response []byte) {
+	t.Helper()
+	var r struct {
+		SystemActions []struct {
+			Resource json.RawMessage `json:"resource"`
+		} `json:"systemActions"`
+	}
+	if err := json.Unmarshal(response, &r); err != nil {
+		return // not JSON: the response checks say so
+	}
+	req, _ := check.Decode(request)
+	originals := check.Originals(req)
+	v := Validator(t).ForCRD(crdPackage(version))
+	for i, a := range r.SystemActions {
+		if len(a.Resource) == 0 {
+			continue
+		}
+		var head struct{ ResourceType, ID string }
+		_ = json.Unmarshal(a.Resource, &head) // validation reports a bad resource
+		before := map[string]bool{}
+		orig := originals[head.ResourceType+"/"+head.ID]
+		known := orig != nil
+		if known {
+			raw, _ := json.Marshal(orig)
+			for _, is := range v.ValidateCRDResource(raw).Errors() {
+				before[is.Expression+"|"+is.Diagnostics] = true
+			}
+		}
+		for _, is := range v.ValidateCRDResource(a.Resource).Errors() {
+			if before[is.Expression+"|"+is.Diagnostics] || (!known && !strings.Contains(is.Expression, "extension")) {
+				continue
+			}
+			t.Errorf("CRD %s systemActions[%s].resource does not conform: %s %s: %s", version, strconv.Itoa(i), is.Severity, is.Expression, is.Diagnostics)
+		}
+	}
 }

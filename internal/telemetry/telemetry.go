@@ -27,6 +27,7 @@ type Metrics struct {
 
 	requests     *prometheus.HistogramVec
 	decisions    *prometheus.CounterVec
+	overturns    *prometheus.CounterVec
 	crdAnswers   *prometheus.CounterVec
 	deliveries   *prometheus.CounterVec
 	deliveryLag  prometheus.Histogram
@@ -54,6 +55,10 @@ func New() *Metrics {
 			Namespace: namespace, Name: "pas_decisions_total",
 			Help: "PAS item decisions by X12 review action (A1 approved, A3 denied, A4 pended, A6 modified, error) and by what decided (rule, criteria, reviewer, assertion, gold-card, eligibility).",
 		}, []string{"outcome", "by"}),
+		overturns: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "pas_overturns_total",
+			Help: "Item decisions reversed after a reconsideration or an appeal, by the action reversed (deny, approve, modify) and the new one.",
+		}, []string{"from", "to"}),
 		crdAnswers: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Name: "crd_coverage_answers_total",
 			Help: "CRD coverage-information answers by hook and covered value (covered, not-covered, conditional, indeterminate).",
@@ -89,7 +94,7 @@ func New() *Metrics {
 			Help: "UM event webhook deliveries to payer clients by result (delivered, failed).",
 		}, []string{"result"}),
 	}
-	reg.MustRegister(m.requests, m.decisions, m.crdAnswers, m.deliveries, m.deliveryLag, m.storeOps, m.rulesReloads, m.rulesInfo,
+	reg.MustRegister(m.requests, m.decisions, m.overturns, m.crdAnswers, m.deliveries, m.deliveryLag, m.storeOps, m.rulesReloads, m.rulesInfo,
 		m.umEvents, m.umWebhooks,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -120,6 +125,14 @@ func (m *Metrics) Decision(outcome, by string) {
 		return
 	}
 	m.decisions.WithLabelValues(outcome, by).Inc()
+}
+
+// Overturn counts one item decision reversed on reconsideration or appeal.
+func (m *Metrics) Overturn(from, to string) {
+	if m == nil {
+		return
+	}
+	m.overturns.WithLabelValues(from, to).Inc()
 }
 
 // CRDAnswer counts one coverage-information answer.

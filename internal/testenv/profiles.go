@@ -3,35 +3,19 @@ package testenv
 import (
 	"encoding/json"
 	"strconv"
-	"sync"
 	"testing"
 
 	"github.com/priora/priora/conformance/check"
+	"github.com/priora/priora/hooks/hookstest"
 	"github.com/priora/priora/profiles"
 )
 
-var (
-	validatorOnce sync.Once
-	validator     *profiles.Validator
-	validatorErr  error
-)
-
 // Validator returns the profile validator shared by every test of the
-// binary: the registry is loaded, and each definition compiled, once.
+// binary (hookstest's): the registry is loaded, and each definition
+// compiled, once.
 func Validator(t testing.TB) *profiles.Validator {
 	t.Helper()
-	validatorOnce.Do(func() {
-		reg, err := profiles.Load()
-		if err != nil {
-			validatorErr = err
-			return
-		}
-		validator = reg.NewValidator(profiles.Options{})
-	})
-	if validatorErr != nil {
-		t.Fatalf("load profiles: %v", validatorErr)
-	}
-	return validator
+	return hookstest.Validator(t)
 }
 
 // RequireValid fails the test (without stopping it) for every error or

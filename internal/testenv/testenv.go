@@ -23,8 +23,8 @@ import (
 )
 
 // Env is one running Priora. Its request helpers (Do, Get, Post, Token,
-// ...) report failures, including the automatic profile check of PAS
-// answers, on T: the test that called Start. Inside a subtest use
+// ...) report failures, including the automatic profile check of every
+// successful answer (checkOutput), on T: the test that called Start. Inside a subtest use
 // e.With(t), so that a failure is reported by the subtest that made it.
 type Env struct {
 	T       testing.TB
@@ -40,6 +40,9 @@ type Env struct {
 	done   chan error
 	// started is the Env of Start when this one was made by With.
 	started *Env
+	// crdVersion is the CRD version Priora answers hook calls in unless
+	// a call asks for another.
+	crdVersion string
 }
 
 // With returns the same Priora with its helpers bound to t (a subtest):
@@ -93,10 +96,10 @@ func WithMaxBody(n int64) Option { return func(o *options) { o.maxBody = n } }
 // WithConfig edits the app configuration before start.
 func WithConfig(f func(*app.Config)) Option { return func(o *options) { o.edit = append(o.edit, f) } }
 
-// WithoutResponseChecks stops Do from validating successful $submit and
-// $inquire answers against the PAS profiles. Only for tests that make
-// Priora accept profile-invalid requests (validation log or off): its
-// answers echo the request's resources, defects included.
+// WithoutResponseChecks stops Do from validating successful answers
+// (checkOutput). Only for tests that make Priora accept profile-invalid
+// requests (validation log or off): its answers echo the request's
+// resources, defects included.
 func WithoutResponseChecks() Option { return func(o *options) { o.noResponseChecks = true } }
 
 // Start runs Priora until the test ends.
@@ -139,6 +142,7 @@ func (e *Env) start() {
 	for _, f := range e.opts.edit {
 		f(&cfg)
 	}
+	e.crdVersion = cfg.CRDVersion
 	ctx, cancel := context.WithCancel(context.Background())
 	a, err := app.New(ctx, cfg)
 	if err != nil {
@@ -224,8 +228,8 @@ func (e *Env) Do(method, path string, body []byte, header ...string) *Response {
 		e.T.Fatalf("read body: %v", err)
 	}
 	r := &Response{Status: resp.StatusCode, Header: resp.Header, Body: b}
-	if method == http.MethodPost && r.Status/100 == 2 && !e.opts.noResponseChecks {
-		checkPASResponse(e.T, req.URL.Path, r.Body)
+	if r.Status/100 == 2 && method != http.MethodHead && !e.opts.noResponseChecks {
+		checkOutput(e.T, method, req.URL.Path, e.crdVersion, body, r.Body)
 	}
 	return r
 }
