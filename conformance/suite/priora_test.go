@@ -32,7 +32,10 @@ func registry(t testing.TB) *profiles.Registry {
 }
 
 // TestPrioraPassesAllGroups is CI's conformance gate: Priora on the
-// embedded store with its sample rules must pass every PAS and CRD group.
+// embedded store with its sample rules must pass every PAS and CRD group,
+// with must-support checked strictly (--strict-must-support, as Inferno
+// does): every must-support element of the response profiles is shown by
+// some answer of the run.
 func TestPrioraPassesAllGroups(t *testing.T) {
 	e := testenv.Start(t, testenv.WithoutResponseChecks())
 	out := &strings.Builder{}
@@ -42,6 +45,7 @@ func TestPrioraPassesAllGroups(t *testing.T) {
 		Progress:            out,
 		NotificationTimeout: 30 * time.Second,
 		Only:                only(),
+		StrictMustSupport:   true,
 	})
 	if err != nil {
 		t.Fatal(err)
