@@ -49,6 +49,7 @@ func (s *Server) cdsCall(c echo.Context) error {
 		return err
 	}
 	logAttrs(c, "assertions", len(ans.Assertions))
+	defer ans.Release() // the body is copied out when written
 	return c.JSONBlob(http.StatusOK, ans.Body)
 }
 
