@@ -30,7 +30,7 @@ type taskPageData struct {
 	Items      []itemView
 	Pended     int
 	Supporting []supportView
-	Diagnoses  []fhir.Coding
+	Diagnoses  []pas.TaskDiagnosis
 	// Errors are what stopped the last decision, shown above the form.
 	Errors []formError
 	// Assign is who holds the request and what this reviewer may do.

@@ -3,6 +3,7 @@ package desk
 import (
 	"fmt"
 	"html/template"
+	"strconv"
 	"strings"
 	"time"
 
@@ -43,8 +44,16 @@ func parsePages() (map[string]*template.Template, error) {
 				Rows []pas.Breakdown
 			}{key, rows}
 		},
-		"slice3":     func(a, b, c partyView) []partyView { return []partyView{a, b, c} },
-		"idify":      func(s string) string { return strings.ToLower(strings.ReplaceAll(s, " ", "-")) },
+		"slice3": func(a, b, c partyView) []partyView { return []partyView{a, b, c} },
+		"idify":  func(s string) string { return strings.ToLower(strings.ReplaceAll(s, " ", "-")) },
+		"diagnosisCode": func(dx []pas.TaskDiagnosis, seq int) string {
+			for _, d := range dx {
+				if d.Sequence == seq {
+					return d.Code
+				}
+			}
+			return "#" + strconv.Itoa(seq)
+		},
 		"stateLabel": func(st string) string { return first(stateLabels[st], st) },
 		"outcomeLabel": func(o string) string {
 			return first(map[string]string{"approved": "Approved", "partially-approved": "Partially approved", "denied": "Denied", "cancelled": "Cancelled"}[o], o)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/priora/priora/fhir"
@@ -65,6 +66,22 @@ type TaskItem struct {
 	ServiceTo   string           `json:"serviceTo,omitempty"`
 	Decision    store.Decision   `json:"decision"`
 	History     []store.Decision `json:"history,omitempty"`
+	// DisplaySource says where Display comes from: the request, or a
+	// shipped code list (DisplayHCPCS); empty when there is none.
+	DisplaySource string `json:"displaySource,omitempty"`
+	// Diagnoses are the Claim.diagnosis sequences that support the item
+	// (Claim.item.diagnosisSequence).
+	Diagnoses []int `json:"diagnosisSequence,omitempty"`
+}
+
+// TaskDiagnosis is one coded diagnosis of the request with the items it
+// supports.
+type TaskDiagnosis struct {
+	Sequence int `json:"sequence"`
+	fhir.Coding
+	DisplaySource string `json:"displaySource,omitempty"`
+	// Items are the item sequences that point to this diagnosis.
+	Items []int `json:"items,omitempty"`
 }
 
 // SupportingInfo is one Claim.supportingInfo with the resource it points to.
@@ -89,7 +106,7 @@ type AppealInfo struct {
 type TaskDetail struct {
 	TaskSummary
 	Items          []TaskItem       `json:"items"`
-	Diagnoses      []fhir.Coding    `json:"diagnoses,omitempty"`
+	Diagnoses      []TaskDiagnosis  `json:"diagnoses,omitempty"`
 	SupportingInfo []SupportingInfo `json:"supportingInfo,omitempty"`
 	Responses      []ResponseInfo   `json:"responses"`
 	// Request is the latest request Bundle as submitted.
@@ -138,6 +155,13 @@ func summarize(a *store.Authorization, now time.Time) TaskSummary {
 		Services: a.Summary.Services, Category: a.Summary.Category, Eligibility: a.Eligibility,
 		State: reviewState(a), Assignee: a.Assignee, ExtendedFrom: a.ExtendedFrom, NewInfo: len(a.NewInfo),
 	}
+	if len(a.Items) > 0 {
+		t.Services = nil
+		for _, it := range a.Items {
+			disp, _ := codeDisplay(it.System, it.Code, it.Display)
+			t.Services = append(t.Services, strings.TrimSpace(it.Code+" "+disp))
+		}
+	}
 	for _, it := range a.Items {
 		if it.Decision.Action == "pend" {
 			t.PendedItems++
@@ -177,11 +201,19 @@ func (s *Service) Task(ctx context.Context, tenant, id string) (*TaskDetail, err
 	}
 	d.TaskSummary = one[0]
 	for _, it := range a.Items {
-		d.Items = append(d.Items, TaskItem{
-			Sequence: it.Sequence, System: it.System, Code: it.Code, Display: it.Display,
+		ti := TaskItem{
+			Sequence: it.Sequence, System: it.System, Code: it.Code,
 			Quantity: it.Quantity, Unit: it.Unit, ServiceFrom: it.ServiceFrom, ServiceTo: it.ServiceTo,
 			Decision: it.Decision, History: it.History,
-		})
+		}
+		ti.Display, ti.DisplaySource = codeDisplay(it.System, it.Code, it.Display)
+		var ci struct {
+			DiagnosisSequence []int `json:"diagnosisSequence"`
+		}
+		if json.Unmarshal([]byte(it.ItemJSON), &ci) == nil {
+			ti.Diagnoses = ci.DiagnosisSequence
+		}
+		d.Items = append(d.Items, ti)
 	}
 	for _, r := range a.Responses {
 		d.Responses = append(d.Responses, ResponseInfo{Number: r.Number, Created: r.Created, Outcome: r.Outcome})
@@ -203,6 +235,15 @@ func (s *Service) Task(ctx context.Context, tenant, id string) (*TaskDetail, err
 		if err == nil {
 			d.Request = json.RawMessage(rb.Body)
 			d.SupportingInfo, d.Diagnoses = supportingInfo(rb.Body)
+			for i := range d.Diagnoses {
+				dx := &d.Diagnoses[i]
+				dx.Display, dx.DisplaySource = codeDisplay(dx.System, dx.Code, dx.Display)
+				for _, it := range d.Items {
+					if slices.Contains(it.Diagnoses, dx.Sequence) {
+						dx.Items = append(dx.Items, it.Sequence)
+					}
+				}
+			}
 			for i := range d.SupportingInfo {
 				d.SupportingInfo[i].New = slices.Contains(a.NewInfo, d.SupportingInfo[i].Sequence)
 			}
@@ -215,7 +256,7 @@ func (s *Service) Task(ctx context.Context, tenant, id string) (*TaskDetail, err
 
 // supportingInfo resolves the Claim's supportingInfo entries and lists its
 // coded diagnoses.
-func supportingInfo(raw string) ([]SupportingInfo, []fhir.Coding) {
+func supportingInfo(raw string) ([]SupportingInfo, []TaskDiagnosis) {
 	b, err := fhir.DecodeBundle([]byte(raw))
 	if err != nil || len(b.Entry) == 0 {
 		return nil, nil
@@ -237,10 +278,12 @@ func supportingInfo(raw string) ([]SupportingInfo, []fhir.Coding) {
 		}
 		out = append(out, info)
 	}
-	var dx []fhir.Coding
+	var dx []TaskDiagnosis
 	for _, d := range c.Diagnosis {
 		if d.DiagnosisCodeableConcept != nil {
-			dx = append(dx, d.DiagnosisCodeableConcept.Coding...)
+			for _, cd := range d.DiagnosisCodeableConcept.Coding {
+				dx = append(dx, TaskDiagnosis{Sequence: d.Sequence, Coding: cd})
+			}
 		}
 	}
 	return out, dx

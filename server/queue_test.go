@@ -255,3 +255,68 @@ func TestQueueSearchAndAssignment(t *testing.T) {
 		t.Errorf("ehrNotified of a decision with no subscription = %q", decided[0].Notified)
 	}
 }
+
+// Every code has its description beside it: the request's own display,
+// else the shipped ICD-10-CM or HCPCS list (naming its source); CPT codes
+// get no shipped description (AMA-licensed). Each diagnosis lists the items
+// pointing to it. A rule's request for the sleep study leaves the request
+// awaiting the provider.
+func TestCodeDisplays(t *testing.T) {
+	e := testenv.Start(t)
+	type detail struct {
+		State string `json:"state"`
+		Items []struct {
+			Code          string `json:"code"`
+			Display       string `json:"display"`
+			DisplaySource string `json:"displaySource"`
+			Diagnoses     []int  `json:"diagnosisSequence"`
+		} `json:"items"`
+		Diagnoses []struct {
+			Sequence      int    `json:"sequence"`
+			Code          string `json:"code"`
+			Display       string `json:"display"`
+			DisplaySource string `json:"displaySource"`
+			Items         []int  `json:"items"`
+		} `json:"diagnoses"`
+	}
+	get := func(fixture string) detail {
+		t.Helper()
+		r := e.Post(submitPath, testenv.Fixture(t, fixture))
+		if r.Status != http.StatusOK {
+			t.Fatalf("%s: %d %s", fixture, r.Status, r.Body)
+		}
+		var d detail
+		if err := json.Unmarshal(e.Get("/review/tasks/"+testenv.AuthorizationID(t, r.Body)).Body, &d); err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	cpap := get("policies/cpap-osa-unknown.json")
+	if it := cpap.Items[0]; it.Code != "E0601" || it.Display != "Continuous positive airway pressure (cpap) device" || !strings.Contains(it.DisplaySource, "HCPCS") {
+		t.Errorf("HCPCS item = %+v, want the shipped CMS description", it)
+	}
+	if len(cpap.Diagnoses) == 0 {
+		t.Fatal("no diagnoses")
+	}
+	// This request's item carries no diagnosisSequence: no item points to the diagnosis.
+	if dx := cpap.Diagnoses[0]; dx.Code != "G47.33" || dx.Display != "Obstructive sleep apnea (adult) (pediatric)" || !strings.Contains(dx.DisplaySource, "ICD-10-CM") ||
+		len(dx.Items) != 0 || len(cpap.Items[0].Diagnoses) != 0 {
+		t.Errorf("diagnosis = %+v (item points to %v), want G47.33 with its ICD-10-CM description and no pointer", dx, cpap.Items[0].Diagnoses)
+	}
+	if cpap.State != "awaiting-info" {
+		t.Errorf("a rule's request for the sleep study: state %q, want awaiting-info", cpap.State)
+	}
+	mri := get("policies/mri-lumbar-unknown.json")
+	if it := mri.Items[0]; it.Code != "72148" || it.Display != "" || it.DisplaySource != "" {
+		t.Errorf("CPT item without a display = %+v, want no shipped description", it)
+	}
+	kr := e.Post(submitPath, pendedRequest(t))
+	var knee detail
+	_ = json.Unmarshal(e.Get("/review/tasks/"+testenv.AuthorizationID(t, kr.Body)).Body, &knee)
+	if it := knee.Items[0]; it.Display != "Total knee arthroplasty" || it.DisplaySource != "request" {
+		t.Errorf("CPT item with the request's display = %+v", it)
+	}
+	if dx := knee.Diagnoses[0]; dx.Code != "G89.4" || dx.Display != "Chronic pain syndrome" || !slices.Equal(dx.Items, []int{1, 2}) {
+		t.Errorf("knee diagnosis = %+v, want G89.4 Chronic pain syndrome supporting items 1 and 2", dx)
+	}
+}

@@ -249,6 +249,12 @@ func TestSubscriptionRESTConventions(t *testing.T) {
 		if r := e.With(t).Get("/fhir/Subscription?_bogus=1", "Prefer", "handling=lenient"); r.Status != http.StatusOK {
 			t.Errorf("lenient search: %d %s", r.Status, r.Body)
 		}
+		if r := e.With(t).Get("/fhir/Subscription/$status?status=active&_bogus=1"); r.Status != http.StatusOK {
+			t.Errorf("lenient $status: %d %s", r.Status, r.Body)
+		}
+		if r := e.With(t).Get("/fhir/Subscription/$status?status=active&_bogus=1", "Prefer", "handling=strict"); r.Status != http.StatusBadRequest {
+			t.Errorf("strict $status with an unknown parameter: %d %s", r.Status, r.Body)
+		}
 	})
 }
 

@@ -86,6 +86,9 @@ func (s *Server) searchSubscriptions(c echo.Context) error {
 // /fhir/Subscription/:id/$status) and type level (GET ?id=&status= or POST
 // with a Parameters body).
 func (s *Server) subscriptionStatus(c echo.Context) error {
+	if err := strictParams(c, "id", "status"); err != nil {
+		return err
+	}
 	q := c.QueryParams()
 	ids, statuses := fhir.CommaList(q["id"]), fhir.CommaList(q["status"])
 	if c.Request().Method == http.MethodPost && c.Request().ContentLength != 0 {

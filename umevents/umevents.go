@@ -184,6 +184,10 @@ const (
 // outbox into the feed, under the feed writer's lease. It reports whether
 // the outbox may hold more, and how many events it appended.
 func (s *Service) feedSome(ctx context.Context) (busy bool, appended int, err error) {
+	// Look before taking the lease: an idle poll writes nothing.
+	if entries, err := s.feed.Outbox(ctx, 1); err != nil || len(entries) == 0 {
+		return false, 0, err
+	}
 	now := s.cfg.Now()
 	l, err := s.acquire(ctx, feedLease, now)
 	if errors.Is(err, store.ErrConflict) {

@@ -1,7 +1,7 @@
 package umevents_test
 
 import (
-	"encoding/json"
+	"context"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -45,14 +45,7 @@ func TestConsumerDecides(t *testing.T) {
 	e.RegisterClient(store.Client{ID: "um", Org: "payer", Kind: auth.KindPayer, Scopes: []string{auth.ScopeReview}}, um)
 	ehrToken, umToken := e.Token(ehr, "ehr", "system/Claim.c"), e.Token(um, "um", auth.ScopeReview)
 
-	body := testenv.Fixture(t, "pas/kit/approval_pa_submit_request_payload.json")
-	var b map[string]any
-	json.Unmarshal(body, &b)
-	for _, it := range b["entry"].([]any)[0].(map[string]any)["resource"].(map[string]any)["item"].([]any) {
-		it.(map[string]any)["productOrService"] = map[string]any{"coding": []any{
-			map[string]any{"system": "http://www.ama-assn.org/go/cpt", "code": "27447", "display": "Total knee arthroplasty"}}}
-	}
-	body, _ = json.Marshal(b)
+	body := pended(t)
 	r := e.Post("/fhir/Claim/$submit", body, testenv.Bearer(ehrToken)...)
 	if r.Status != http.StatusOK {
 		t.Fatalf("submit: %d %s", r.Status, r.Body)
@@ -86,5 +79,43 @@ func TestConsumerDecides(t *testing.T) {
 	})
 	if after != 2 {
 		t.Errorf("resumed after %d, want 2 (pend-created, decided)", after)
+	}
+}
+
+// A clients file whose webhook the outbound rules refuse registers nothing
+// (Priora does not start with it); on the allow list it is accepted.
+func TestClientsFileWebhookOutboundRules(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "um.jwks.json"), testenv.LoadKey(t, "auth/ES384.private.json", "").JWKS, 0o600)
+	os.WriteFile(filepath.Join(dir, "um.secret"), []byte("0123456789abcdef0123456789abcdef"), 0o600)
+	file := filepath.Join(dir, "clients.yaml")
+	os.WriteFile(file, []byte(`clients:
+  - id: um
+    org: payer
+    kind: payer
+    jwksFile: um.jwks.json
+    scopes: [priora/review]
+    webhook: https://10.20.30.40/events
+    webhookSecretFile: um.secret
+`), 0o600)
+	cfg := app.Config{BaseURL: "http://127.0.0.1:1", DataDir: t.TempDir()}
+	cfg.Security.ClientsFile = file
+	a, err := app.New(context.Background(), cfg)
+	if err == nil {
+		a.Close()
+		t.Fatal("a webhook to a private address was registered")
+	}
+	if !strings.Contains(err.Error(), "webhook") || !strings.Contains(err.Error(), "public address") {
+		t.Errorf("err = %v, want one naming the webhook and the outbound rule", err)
+	}
+	cfg.Security.OutboundAllow = []string{"10.20.0.0/16"}
+	a, err = app.New(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("on the allow list: %v", err)
+	}
+	defer a.Close()
+	c, err := a.Store.Client(context.Background(), "um")
+	if err != nil || c.Webhook != "https://10.20.30.40/events" || c.WebhookSecret != "0123456789abcdef0123456789abcdef" {
+		t.Errorf("registered %+v, %v", c, err)
 	}
 }

@@ -111,6 +111,12 @@ func (s *Service) deliverAll(ctx context.Context) error {
 // earlier ones), which sets the next try by exponential backoff.
 func (s *Service) deliverTo(ctx context.Context, c *store.Client) error {
 	now := s.cfg.Now()
+	// Look before taking the lease: an idle poll writes nothing.
+	if cur, err := s.feed.Cursor(ctx, c.ID); err != nil || cur.RetryAt.After(now) {
+		return err
+	} else if evs, err := s.feed.After(ctx, cur.Delivered, 1); err != nil || len(evs) == 0 {
+		return err
+	}
 	l, err := s.acquire(ctx, "um-webhook:"+c.ID, now)
 	if errors.Is(err, store.ErrConflict) {
 		return nil
@@ -119,7 +125,7 @@ func (s *Service) deliverTo(ctx context.Context, c *store.Client) error {
 		return err
 	}
 	defer s.release(ctx, l)
-	cur, err := s.feed.Cursor(ctx, c.ID)
+	cur, err := s.feed.Cursor(ctx, c.ID) // again, under the lease
 	if err != nil {
 		return err
 	}
