@@ -372,16 +372,66 @@ func (s *Store) StageGet(ctx context.Context, run string, keys []string) (map[st
 }
 
 // StageDrop deletes a run's stage, and what crashed runs left before
-// staleBefore.
+// staleBefore. The documents are found by one scan and deleted one by one
+// by _id, eight at a time: the embedded engine cannot delete more than
+// about 32,000 documents in one statement, and answers by _id alone from
+// an index.
 func (s *Store) StageDrop(ctx context.Context, run string, staleBefore time.Time) error {
-	_, err := s.db.Collection(collImportStage).DeleteMany(ctx, bson.D{{Key: "$or", Value: bson.A{
+	c := s.db.Collection(collImportStage)
+	cur, err := c.Find(ctx, bson.D{{Key: "$or", Value: bson.A{
 		bson.D{{Key: "run", Value: run}},
 		bson.D{{Key: "at", Value: bson.D{{Key: "$lt", Value: staleBefore}}}},
-	}}})
+	}}}, options.Find().SetProjection(bson.D{{Key: "_id", Value: 1}}).SetBatchSize(1000))
 	if err != nil {
 		return fmt.Errorf("store: drop import stage: %w", err)
 	}
-	return nil
+	var ids []string
+	for cur.Next(ctx) {
+		var d struct {
+			ID string `bson:"_id"`
+		}
+		if err := cur.Decode(&d); err != nil {
+			cur.Close(ctx)
+			return fmt.Errorf("store: drop import stage: %w", err)
+		}
+		ids = append(ids, d.ID)
+	}
+	if err := cur.Err(); err != nil {
+		cur.Close(ctx)
+		return fmt.Errorf("store: drop import stage: %w", err)
+	}
+	cur.Close(ctx)
+	work := make(chan string)
+	errs := make(chan error, 8)
+	var wg sync.WaitGroup
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for id := range work {
+				if _, err := c.DeleteOne(ctx, bson.D{{Key: "_id", Value: id}}); err != nil {
+					select {
+					case errs <- err:
+					default:
+					}
+				}
+			}
+		}()
+	}
+	for _, id := range ids {
+		if ctx.Err() != nil {
+			break
+		}
+		work <- id
+	}
+	close(work)
+	wg.Wait()
+	select {
+	case err := <-errs:
+		return fmt.Errorf("store: drop import stage: %w", err)
+	default:
+	}
+	return ctx.Err()
 }
 
 // CountImportStage counts the import stage's documents (for tests and
