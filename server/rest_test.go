@@ -199,11 +199,18 @@ func TestSubscriptionRESTConventions(t *testing.T) {
 			t.Fatalf("create: %d %s", r.Status, r.Body)
 		}
 		sub := decodeSubscription(t, r)
+		testenv.WaitFor(t, 10*time.Second, "the handshake", func() bool { return len(headerSnapshot(&got)) >= 1 })
 		var m map[string]any
 		if err := json.Unmarshal(e.With(t).Get("/fhir/Subscription/"+sub.ID).Body, &m); err != nil {
 			t.Fatal(err)
 		}
 		m["channel"].(map[string]any)["endpoint"] = rcv // the read is sent back as it is
+		m["channel"].(map[string]any)["header"] = []any{"Authorization: ***", "X-Other: ***"}
+		unknown, _ := json.Marshal(m)
+		if r := e.With(t).Do(http.MethodPut, "/fhir/Subscription/"+sub.ID, unknown); r.Status != http.StatusBadRequest || !strings.Contains(string(r.Body), "channel.header[1]") {
+			t.Errorf("a masked value for a header never stored: %d %s; want 400 at channel.header[1]", r.Status, r.Body)
+		}
+		m["channel"].(map[string]any)["header"] = []any{"Authorization: ***"}
 		back, _ := json.Marshal(m)
 		if r := e.With(t).Do(http.MethodPut, "/fhir/Subscription/"+sub.ID, back); r.Status != http.StatusOK {
 			t.Fatalf("PUT back: %d %s", r.Status, r.Body)

@@ -133,26 +133,35 @@ func queueFilters(q url.Values, f *store.ReviewFilter) error {
 
 func ptrTo[T any](v T) *T { return &v }
 
+// reviewPost reads a review API POST: the task id of the path, the
+// principal and tenant, and the JSON body into v (unknown members refused).
+func (s *Server) reviewPost(c echo.Context, v any) (id string, by pas.Principal, tenant string, err error) {
+	id = c.Param("id")
+	if !validID(id) {
+		return "", by, "", fhir.Errorf(fhir.NotFound, "no such task")
+	}
+	if by, tenant, err = reviewer(c); err != nil {
+		return "", by, "", err
+	}
+	body, err := s.readFHIR(c)
+	if err != nil {
+		return "", by, "", err
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return "", by, "", fhir.InvalidAt("structure", "", "the body is not valid JSON of the documented shape: %s", fhir.JSONProblem(err))
+	}
+	return id, by, tenant, nil
+}
+
 // reviewAssignment claims, releases or assigns a task (what says which).
 func (s *Server) reviewAssignment(what string) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		id := c.Param("id")
-		if !validID(id) {
-			return fhir.Errorf(fhir.NotFound, "no such task")
-		}
-		_, tenant, err := reviewer(c)
-		if err != nil {
-			return err
-		}
-		body, err := s.readFHIR(c)
-		if err != nil {
-			return err
-		}
 		var a pas.Assignment
-		dec := json.NewDecoder(bytes.NewReader(body))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&a); err != nil {
-			return fhir.InvalidAt("structure", "", "the body is not valid JSON of the documented shape: %s", fhir.JSONProblem(err))
+		id, _, tenant, err := s.reviewPost(c, &a)
+		if err != nil {
+			return err
 		}
 		ctx := c.Request().Context()
 		var t *pas.TaskSummary
@@ -178,23 +187,10 @@ func (s *Server) reviewAssignment(what string) echo.HandlerFunc {
 // reviewReopen reopens decided items for reconsideration or records an
 // appeal (pas.Reopen).
 func (s *Server) reviewReopen(c echo.Context) error {
-	id := c.Param("id")
-	if !validID(id) {
-		return fhir.Errorf(fhir.NotFound, "no such task")
-	}
-	by, tenant, err := reviewer(c)
-	if err != nil {
-		return err
-	}
-	body, err := s.readFHIR(c)
-	if err != nil {
-		return err
-	}
 	var rq pas.ReopenRequest
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&rq); err != nil {
-		return fhir.InvalidAt("structure", "", "the body is not valid JSON of the documented shape: %s", fhir.JSONProblem(err))
+	id, by, tenant, err := s.reviewPost(c, &rq)
+	if err != nil {
+		return err
 	}
 	t, err := s.cfg.PAS.Reopen(c.Request().Context(), by, tenant, id, rq)
 	if err != nil {
@@ -221,23 +217,10 @@ func (s *Server) reviewTask(c echo.Context) error {
 }
 
 func (s *Server) reviewDecision(c echo.Context) error {
-	id := c.Param("id")
-	if !validID(id) {
-		return fhir.Errorf(fhir.NotFound, "no such task")
-	}
-	by, tenant, err := reviewer(c)
-	if err != nil {
-		return err
-	}
-	body, err := s.readFHIR(c)
-	if err != nil {
-		return err
-	}
 	var d pas.ReviewDecision
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&d); err != nil {
-		return fhir.InvalidAt("structure", "", "the decision is not valid JSON of the documented shape: %s", fhir.JSONProblem(err))
+	id, by, tenant, err := s.reviewPost(c, &d)
+	if err != nil {
+		return err
 	}
 	ans, err := s.cfg.PAS.Decide(c.Request().Context(), by, tenant, id, d)
 	if err != nil {
