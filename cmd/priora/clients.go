@@ -194,7 +194,7 @@ func clientsCmd(ctx context.Context, args []string, getenv func(string) string, 
 			return enc.Encode(cs)
 		}
 		tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "ID\tKIND\tORG\tNPI\tSENDER\tKEYS\tSTATUS\tSCOPES")
+		fmt.Fprintln(tw, "ID\tKIND\tORG\tNPI\tSENDER\tKEYS\tSTATUS\tSCOPES\tWEBHOOK")
 		for _, c := range cs {
 			keys, status := "jwks", "enabled"
 			if c.JWKSURL != "" {
@@ -206,7 +206,8 @@ func clientsCmd(ctx context.Context, args []string, getenv func(string) string, 
 			if c.Test {
 				status += ",test"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", c.ID, auth.KindOf(&c), c.Org, dash(c.NPI), dash(c.SenderID), keys, status, strings.Join(c.Scopes, " "))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", c.ID, auth.KindOf(&c), c.Org, dash(c.NPI), dash(c.SenderID), keys, status,
+				strings.Join(c.Scopes, " "), dash(c.Webhook))
 		}
 		return tw.Flush()
 	case "disable", "enable":

@@ -64,6 +64,7 @@ func TestClientsCommand(t *testing.T) {
 			"--scopes", "system/Claim.c", "--webhook", "https://ehr.example.org/events"}, "payer clients", ""},
 		{"list", []string{"list"}, "", "ehr-a"},
 		{"list shows kinds", []string{"list"}, "", "payer"},
+		{"list shows webhooks", []string{"list"}, "", "https://um.payer.example/events"},
 		{"disable", []string{"disable", "ehr-a"}, "", "disabled"},
 		{"list shows disabled", []string{"list"}, "", "disabled"},
 		{"enable", []string{"enable", "--id", "ehr-a"}, "", "enabled"},
