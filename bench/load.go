@@ -157,6 +157,12 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		tr := http.DefaultTransport.(*http.Transport).Clone()
 		tr.MaxIdleConns = cfg.Concurrency + 16
 		tr.MaxIdleConnsPerHost = cfg.Concurrency + 16
+		// No more connections than workers: a worker whose connection is
+		// not yet back in the pool would otherwise dial another, one over
+		// the server's per-address cap (PRIORA_MAX_CONNS_PER_IP, 512 like
+		// the paced default here), which the server closes on accept, and
+		// the request sent on it fails with EOF or a reset.
+		tr.MaxConnsPerHost = cfg.Concurrency
 		tr.DisableCompression = true
 		client = &http.Client{Transport: tr, Timeout: cfg.Timeout}
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 )
 
@@ -178,7 +179,8 @@ func References(resource json.RawMessage) ([]Ref, error) {
 		return nil, err
 	}
 	var out []Ref
-	walkRefs(v, "", &out)
+	var path []byte
+	walkRefs(v, &path, &out)
 	return out, nil
 }
 
@@ -188,21 +190,43 @@ type Ref struct {
 	Value string
 }
 
-func walkRefs(v any, path string, out *[]Ref) {
+// walkRefs appends the references below v; path is v's FHIRPath, one
+// buffer extended and cut back while walking (a path string is made only
+// for a reference found).
+func walkRefs(v any, path *[]byte, out *[]Ref) {
 	switch t := v.(type) {
 	case map[string]any:
 		if r, ok := t["reference"].(string); ok {
-			*out = append(*out, Ref{Path: path, Value: r})
+			*out = append(*out, Ref{Path: string(*path), Value: r})
 		}
+		n := len(*path)
 		for k, child := range t {
-			if k == "contained" || k == "reference" {
+			if k == "contained" || k == "reference" || !composite(child) {
 				continue
 			}
-			walkRefs(child, path+"."+k, out)
+			*path = append(append(*path, '.'), k...)
+			walkRefs(child, path, out)
+			*path = (*path)[:n]
 		}
 	case []any:
+		n := len(*path)
 		for i, child := range t {
-			walkRefs(child, fmt.Sprintf("%s[%d]", path, i), out)
+			if !composite(child) {
+				continue
+			}
+			*path = append(strconv.AppendInt(append(*path, '['), int64(i), 10), ']')
+			walkRefs(child, path, out)
+			*path = (*path)[:n]
 		}
 	}
+}
+
+// composite reports whether a decoded JSON value is an object or array
+// (only those can hold a reference).
+func composite(v any) bool {
+	switch v.(type) {
+	case map[string]any, []any:
+		return true
+	}
+	return false
 }

@@ -13,6 +13,7 @@
 package hooks
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -156,10 +157,25 @@ func internal(err error) *fhir.Error {
 
 // Answer is a successful hook response.
 type Answer struct {
-	// Body is the CDS Hooks response JSON.
+	// Body is the CDS Hooks response JSON. It lives in a pooled buffer:
+	// call Release once it is sent, and do not use Body after that.
 	Body []byte
 	// Assertions are the coverage-assertion-ids made.
 	Assertions []string
+	buf        *bytes.Buffer
+}
+
+// Release hands the answer's buffer back for reuse; Body is invalid after.
+// Not calling it is safe (the buffer is then collected).
+func (a *Answer) Release() {
+	if a == nil || a.buf == nil {
+		return
+	}
+	if a.buf.Cap() <= maxPooled {
+		a.buf.Reset()
+		respBufs.Put(a.buf)
+	}
+	a.buf, a.Body = nil, nil
 }
 
 // Call answers POST /cds-services/{serviceID}. Errors are *fhir.Error; every
@@ -224,8 +240,10 @@ func (s *Service) Call(ctx context.Context, serviceID string, who Caller, body [
 		}
 	}
 	rec.Assertions = ids
-	out, err := resp.MarshalJSON()
-	if err != nil {
+	buf := respBufs.Get().(*bytes.Buffer)
+	if err := resp.writeJSON(buf); err != nil {
+		buf.Reset()
+		respBufs.Put(buf)
 		return nil, internal(err)
 	}
 	if len(assertions) > 0 {
@@ -234,10 +252,12 @@ func (s *Service) Call(ctx context.Context, serviceID string, who Caller, body [
 		rec.Made = assertions
 		stored = true
 		if err := s.finish(ctx, rec, start, nil, true); err != nil {
+			buf.Reset()
+			respBufs.Put(buf)
 			return nil, err
 		}
 	}
-	return &Answer{Body: out, Assertions: ids}, nil
+	return &Answer{Body: buf.Bytes(), Assertions: ids, buf: buf}, nil
 }
 
 // finish completes, stores and logs the call record. durable: wait until

@@ -3,6 +3,7 @@ package hooks
 import (
 	"bytes"
 	"encoding/json"
+	"sync"
 
 	"github.com/priora/priora/fhir"
 )
@@ -170,15 +171,32 @@ type Response struct {
 // not re-encoded.
 func (r *Response) MarshalJSON() ([]byte, error) {
 	var b bytes.Buffer
+	if err := r.writeJSON(&b); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
+}
+
+// respBufs are buffers for hook responses: a response is written into
+// one, sent, and the buffer reused (Answer.Release).
+var respBufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// maxPooled is the largest buffer kept for reuse (a rare huge answer is
+// left to the garbage collector).
+const maxPooled = 256 << 10
+
+// writeJSON writes the response JSON to b, from its pieces: the system
+// actions' resources are already JSON and are copied, not re-encoded.
+func (r *Response) writeJSON(b *bytes.Buffer) error {
 	b.Grow(1024 + 2*len(r.SystemActions)*1024)
 	b.WriteString(`{"cards":`)
 	if len(r.Cards) == 0 {
 		b.WriteString("[]")
 	} else {
-		enc := json.NewEncoder(&b)
+		enc := json.NewEncoder(b)
 		enc.SetEscapeHTML(false)
 		if err := enc.Encode(r.Cards); err != nil {
-			return nil, err
+			return err
 		}
 		b.Truncate(b.Len() - 1) // Encode's newline
 	}
@@ -189,23 +207,23 @@ func (r *Response) MarshalJSON() ([]byte, error) {
 				b.WriteByte(',')
 			}
 			b.WriteString(`{"type":`)
-			writeString(&b, a.Type)
+			writeString(b, a.Type)
 			b.WriteString(`,"description":`)
-			writeString(&b, a.Description)
+			writeString(b, a.Description)
 			if len(a.Resource) > 0 {
 				b.WriteString(`,"resource":`)
 				b.Write(a.Resource)
 			}
 			if a.ResourceID != "" {
 				b.WriteString(`,"resourceId":`)
-				writeString(&b, a.ResourceID)
+				writeString(b, a.ResourceID)
 			}
 			b.WriteByte('}')
 		}
 		b.WriteByte(']')
 	}
 	b.WriteByte('}')
-	return b.Bytes(), nil
+	return nil
 }
 
 func writeString(b *bytes.Buffer, s string) {

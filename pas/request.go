@@ -31,6 +31,10 @@ type request struct {
 	// unresolved counts tolerated references below the Claim that point
 	// outside the Bundle.
 	unresolved int
+	// refs and parties are entries decoded once and kept: the references
+	// of each entry (by index; checkReferences), the parties read.
+	refs    map[int][]fhir.Ref
+	parties map[int]*fhir.Party
 	// criteria is the request parsed for coverage criteria and history
 	// the member's earlier services (prepareCriteria); nil without
 	// criteria in the rules.
@@ -251,12 +255,11 @@ func (r *request) checkReferences(is *issues) {
 		i := queue[0]
 		queue = queue[1:]
 		e := b.Entry[i]
-		refs, err := fhir.References(e.Resource)
+		refs, err := r.references(i)
 		if err != nil {
 			is.add("structure", fmt.Sprintf("Bundle.entry[%d].resource", i), "the resource is malformed")
 			continue
 		}
-		sort.Slice(refs, func(a, c int) bool { return refs[a].Path < refs[c].Path })
 		for _, ref := range refs {
 			if i != 0 && e.Type == "Claim" && strings.HasPrefix(ref.Path, ".related[") {
 				continue
@@ -280,6 +283,24 @@ func (r *request) checkReferences(is *issues) {
 			}
 		}
 	}
+}
+
+// references are the references in entry i's resource, ordered by path,
+// decoded once per request.
+func (r *request) references(i int) ([]fhir.Ref, error) {
+	if refs, ok := r.refs[i]; ok {
+		return refs, nil
+	}
+	refs, err := fhir.References(r.bundle.Entry[i].Resource)
+	if err != nil {
+		return nil, err
+	}
+	sort.Slice(refs, func(a, c int) bool { return refs[a].Path < refs[c].Path })
+	if r.refs == nil {
+		r.refs = map[int][]fhir.Ref{}
+	}
+	r.refs[i] = refs
+	return refs, nil
 }
 
 // resolveParties finds the Coverage, patient, insurer and requesting
@@ -314,9 +335,16 @@ func (r *request) party(i int) *fhir.Party {
 	if i < 0 || i >= len(r.bundle.Entry) {
 		return nil
 	}
-	var p fhir.Party
-	if json.Unmarshal(r.bundle.Entry[i].Resource, &p) != nil {
-		return nil
+	if p, ok := r.parties[i]; ok {
+		return p
 	}
-	return &p
+	p := &fhir.Party{}
+	if json.Unmarshal(r.bundle.Entry[i].Resource, p) != nil {
+		p = nil
+	}
+	if r.parties == nil {
+		r.parties = map[int]*fhir.Party{}
+	}
+	r.parties[i] = p
+	return p
 }

@@ -622,9 +622,15 @@ func (s *echoSet) authorizedProvider() *store.EchoEntry {
 func (s *echoSet) used() []store.EchoEntry {
 	for k := 0; k < len(s.order); k++ {
 		e := s.all[s.order[k]]
-		refs, _ := fhir.References(json.RawMessage(e.Resource)) // stored at intake, valid JSON
+		refs := e.Refs
+		if !e.RefsKnown { // stored before intake kept them
+			found, _ := fhir.References(json.RawMessage(e.Resource)) // stored at intake, valid JSON
+			for _, ref := range found {
+				refs = append(refs, ref.Value)
+			}
+		}
 		for _, ref := range refs {
-			if i := s.bundle.Resolve(ref.Value, e.FullURL); i >= 0 {
+			if i := s.bundle.Resolve(ref, e.FullURL); i >= 0 {
 				s.use(i)
 			}
 		}

@@ -508,13 +508,20 @@ func (r *request) senderIDs() []string {
 func (r *request) echoEntries() []store.EchoEntry {
 	var out []store.EchoEntry
 	seen := map[int]bool{}
+	index := map[string]int{} // by fullUrl
 	add := func(i int, role string) {
 		if i < 0 || seen[i] {
 			return
 		}
 		seen[i] = true
 		e := r.bundle.Entry[i]
-		out = append(out, store.EchoEntry{FullURL: e.FullURL, Type: e.Type, Role: role, Resource: string(e.Resource)})
+		index[e.FullURL] = i
+		ee := store.EchoEntry{FullURL: e.FullURL, Type: e.Type, Role: role, Resource: string(e.Resource), RefsKnown: true}
+		refs, _ := r.references(i) // decoded at intake
+		for _, ref := range refs {
+			ee.Refs = append(ee.Refs, ref.Value)
+		}
+		out = append(out, ee)
 	}
 	add(r.patientEntry, "patient")
 	add(r.insurerEntry, "insurer")
@@ -544,9 +551,8 @@ func (r *request) echoEntries() []store.EchoEntry {
 	// a PractitionerRole's Practitioner), so that no echoed reference
 	// dangles in a response.
 	for k := 0; k < len(out); k++ {
-		refs, _ := fhir.References(json.RawMessage(out[k].Resource)) // decoded at intake
-		for _, ref := range refs {
-			add(r.bundle.Resolve(ref.Value, out[k].FullURL), "referenced")
+		for _, ref := range out[k].Refs {
+			add(r.bundle.Resolve(ref, out[k].FullURL), "referenced")
 		}
 	}
 	return out

@@ -2,7 +2,6 @@ package server
 
 import (
 	"errors"
-	"io"
 	"mime"
 	"net/http"
 
@@ -50,6 +49,7 @@ func (s *Server) cdsCall(c echo.Context) error {
 		return err
 	}
 	logAttrs(c, "assertions", len(ans.Assertions))
+	defer ans.Release() // the body is copied out when written
 	return c.JSONBlob(http.StatusOK, ans.Body)
 }
 
@@ -74,7 +74,7 @@ func (s *Server) readCDS(c echo.Context) ([]byte, error) {
 			return nil, fhir.Errorf(fhir.Unsupported, "send application/json")
 		}
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(c.Response(), r.Body, s.cfg.MaxBody))
+	body, err := readBody(c, s.cfg.MaxBody)
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {

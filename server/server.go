@@ -5,6 +5,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -152,7 +153,7 @@ func (s *Server) readFHIR(c echo.Context) ([]byte, error) {
 			return nil, fhir.Errorf(fhir.Unsupported, "FHIR version %q is not supported; Priora reads FHIR R4 (fhirVersion=4.0)", v)
 		}
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(c.Response(), r.Body, s.cfg.MaxBody))
+	body, err := readBody(c, s.cfg.MaxBody)
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
@@ -164,6 +165,20 @@ func (s *Server) readFHIR(c echo.Context) ([]byte, error) {
 		return nil, err
 	}
 	return body, nil
+}
+
+// readBody reads the request body, at most max bytes (else an
+// *http.MaxBytesError). A body that declares its length is read into one
+// buffer of that size, not grown step by step as io.ReadAll does.
+func readBody(c echo.Context, max int64) ([]byte, error) {
+	r := c.Request()
+	body := http.MaxBytesReader(c.Response(), r.Body, max)
+	if n := r.ContentLength; n > 0 && n <= max {
+		buf := bytes.NewBuffer(make([]byte, 0, n+bytes.MinRead))
+		_, err := buf.ReadFrom(body)
+		return buf.Bytes(), err
+	}
+	return io.ReadAll(body)
 }
 
 func isJSON(mt string) bool {

@@ -272,6 +272,11 @@ type EchoEntry struct {
 	// rendering Practitioner or Organization).
 	Role     string `bson:"role"`
 	Resource string `bson:"resource"`
+	// Refs are the references in Resource (read at intake), so responses
+	// need not decode it again; RefsKnown says they were read (entries
+	// stored before they were have neither).
+	Refs      []string `bson:"refs,omitempty"`
+	RefsKnown bool     `bson:"refsKnown,omitempty"`
 }
 
 // Summary carries display fields for the review queue and metrics; no field
