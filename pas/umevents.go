@@ -23,7 +23,9 @@ func recordUMEvent(a *store.Authorization, kind string, now time.Time, sequences
 // items newly pended (pend-created) and items decided after a pend
 // (decided) — and completes every UM event of the change from the chain as
 // written. response is the response version the change made (0: none).
-// Call it after settle, right before the chain is written.
+// Call it after settle, right before the chain is written; calling it
+// again in the same change (with the response number, say) records
+// nothing twice.
 func finishUMEvents(a *store.Authorization, now time.Time, response int) {
 	var pended, decided []int
 	for _, it := range a.Items {
@@ -42,13 +44,30 @@ func finishUMEvents(a *store.Authorization, now time.Time, response int) {
 			decided = append(decided, it.Sequence)
 		}
 	}
-	if len(pended) > 0 && !hasUMEventAt(a, now, store.UMReopened) && !hasUMEventAt(a, now, store.UMAppealReceived) {
+	// Calling it again in the same change records nothing twice.
+	if len(pended) > 0 && !hasUMEventAt(a, now, store.UMReopened) && !hasUMEventAt(a, now, store.UMAppealReceived) &&
+		!hasUMEventAt(a, now, store.UMPendCreated) {
 		recordUMEvent(a, store.UMPendCreated, now, pended...)
 	}
-	if len(decided) > 0 {
+	if len(decided) > 0 && !hasUMEventAt(a, now, store.UMDecided) {
 		recordUMEvent(a, store.UMDecided, now, decided...)
 	}
 	a.FillUMEvents(now, response)
+}
+
+// infoReceived records that the provider's update answered a request for
+// information (once per change): about the items pended now.
+func infoReceived(a *store.Authorization, now time.Time) {
+	if hasUMEventAt(a, now, store.UMInfoReceived) {
+		return
+	}
+	var pended []int
+	for _, it := range a.Items {
+		if it.Decision.Action == "pend" {
+			pended = append(pended, it.Sequence)
+		}
+	}
+	recordUMEvent(a, store.UMInfoReceived, now, pended...)
 }
 
 func hasUMEventAt(a *store.Authorization, now time.Time, kind string) bool {

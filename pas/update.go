@@ -105,6 +105,9 @@ func (s *Service) reject(req *request, bes ...businessError) (*Answer, error) {
 func (s *Service) applyUpdate(ctx context.Context, who Caller, a *store.Authorization, req *request, key string, elig *eligibility) (*Answer, error) {
 	now := s.cfg.Now().UTC().Truncate(time.Millisecond)
 	before := a.SupportingDigests
+	// Whether the request awaited the provider's information, asked before
+	// the update re-decides its items (which clears the request).
+	wasWaiting := awaitingInfo(a)
 	rules := s.cfg.Rules()
 	svc := req.serviceContext()
 	s.prepareCriteria(ctx, req, rules, a.ID)
@@ -152,6 +155,9 @@ func (s *Service) applyUpdate(ctx context.Context, who Caller, a *store.Authoriz
 	}
 	s.index(a, req)
 	markNewInformation(a, before, now)
+	if wasWaiting && a.InfoReceived.Equal(now) {
+		infoReceived(a, now)
+	}
 	if e := elig.record(); e != nil {
 		a.Eligibility = e
 	}

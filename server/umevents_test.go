@@ -322,3 +322,41 @@ func TestUMEventWebhook(t *testing.T) {
 		t.Errorf("a disabled client's webhook received %d events", n)
 	}
 }
+
+// The work queue's flows record their UM events too: information received
+// after a request for information, an appeal, and the decisions around
+// them, each once and in order.
+func TestUMEventsOfTheQueueFlows(t *testing.T) {
+	e := testenv.Start(t)
+	original := pendedRequest(t)
+	r := e.Post(submitPath, original)
+	if r.Status != http.StatusOK {
+		t.Fatalf("submit: %d %s", r.Status, r.Body)
+	}
+	id := testenv.AuthorizationID(t, r.Body)
+	steps := []struct {
+		path, body string
+	}{
+		{"/decision", `{"reviewer": ` + nurseA + `, "items": [{"sequence": 1, "action": "request-info", "codes": ["11506-3"]}]}`},
+		{"", ""}, // the provider's update with the document
+		{"/decision", `{"reviewer": ` + nurseA + `, "items": [{"sequence": 1, "action": "approve"}]}`},
+		{"/decision", `{"reviewer": ` + physician + `, "items": [{"sequence": 2, "action": "deny", "reasonCode": "0U", "note": "Not medically necessary."}]}`},
+		{"/reopen", `{"reviewer": ` + physician + `, "kind": "appeal", "items": [2], "reason": "Provider appeal.", "from": "provider"}`},
+		{"/decision", `{"reviewer": ` + physician + `, "items": [{"sequence": 2, "action": "approve", "note": "Approved on appeal."}]}`},
+	}
+	for i, st := range steps {
+		if st.path == "" {
+			r = e.Post(submitPath, testenv.InfoUpdate(t, original, "knee-update-um", "Orthopedic progress note."))
+		} else {
+			r = e.Post("/review/tasks/"+id+st.path, []byte(st.body), "Content-Type", "application/json")
+		}
+		if r.Status != http.StatusOK {
+			t.Fatalf("step %d: %d %s", i, r.Status, r.Body)
+		}
+	}
+	want := []string{"pend-created:1pend2pend", "info-received:1pend2pend", "decided:1approve", "decided:2deny",
+		"appeal-received:2pend", "decided:2approve"}
+	if got := umKinds(t, e, id); !cmp.Equal(got, want) {
+		t.Errorf("UM events %v, want %v", got, want)
+	}
+}
