@@ -22,7 +22,7 @@ import (
 // rolling upgrade they read documents the migration has already touched.
 
 // SchemaVersion is the schema this code reads and writes.
-const SchemaVersion = 1
+const SchemaVersion = 2
 
 // ErrSchemaTooNew means the database was written by a newer Priora.
 var ErrSchemaTooNew = errors.New("store: the database was written by a newer Priora")
@@ -32,6 +32,49 @@ var ErrSchemaTooNew = errors.New("store: the database was written by a newer Pri
 // records the version.
 var migrations = map[int]func(ctx context.Context, s *Store) error{
 	0: func(context.Context, *Store) error { return nil },
+	1: func(ctx context.Context, s *Store) error { return s.migrateReviewStates(ctx) },
+}
+
+// migrateReviewStates (schema 1→2) records the review state on the heads
+// of chains written before the work queue kept one, so that filtering the
+// queue by state finds them. Those chains have no assignee, appeal or
+// information received: a pended one is awaiting-info when a pended item
+// asks for documents, else new. Later writes keep the state themselves
+// (pas.settle). Setting it again is harmless, so the step can be redone.
+func (s *Store) migrateReviewStates(ctx context.Context) error {
+	cur, err := s.authorizations.Find(ctx, bson.D{{Key: "state", Value: bson.D{{Key: "$exists", Value: false}}}},
+		options.Find().SetProjection(bson.D{{Key: "status", Value: 1}, {Key: "items", Value: 1}}))
+	if err != nil {
+		return fmt.Errorf("store: review states: %w", err)
+	}
+	defer cur.Close(ctx)
+	for cur.Next(ctx) {
+		var h struct {
+			ID     string `bson:"_id"`
+			Status string `bson:"status"`
+			Items  []Item `bson:"items"`
+		}
+		if err := cur.Decode(&h); err != nil {
+			return fmt.Errorf("store: review states: %w", err)
+		}
+		state := map[string]string{"complete": "decided", "cancelled": "cancelled"}[h.Status]
+		if h.Status == "pended" {
+			state = "new"
+			for _, it := range h.Items {
+				if it.Decision.Action == "pend" && len(it.Decision.RequestInfo) > 0 {
+					state = "awaiting-info"
+				}
+			}
+		}
+		if state == "" {
+			continue
+		}
+		if _, err := s.authorizations.UpdateOne(ctx, bson.D{{Key: "_id", Value: h.ID}},
+			bson.D{{Key: "$set", Value: bson.D{{Key: "state", Value: state}}}}); err != nil {
+			return fmt.Errorf("store: review state of %s: %w", h.ID, err)
+		}
+	}
+	return cur.Err()
 }
 
 // schemaDoc is the one document of the "meta" collection that records the
