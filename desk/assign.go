@@ -126,16 +126,10 @@ func (d *Desk) reopen(w http.ResponseWriter, r *http.Request, s *session) error 
 		}
 	}
 	if info := strings.TrimSpace(f.Get("info")); info != "" {
-		if len(info) > 64<<10 {
-			return fhir.Errorf(fhir.Invalid, "The new information is longer than 64 KB; attach longer documents through the review API.")
+		doc, err := textDocument("Information received with the "+first(rq.Kind, "appeal"), info)
+		if err != nil {
+			return err
 		}
-		doc, _ := json.Marshal(map[string]any{
-			"resourceType": "DocumentReference", "status": "current",
-			"description": "Information received with the " + first(rq.Kind, "appeal"),
-			"content": []any{map[string]any{"attachment": map[string]any{
-				"contentType": "text/plain; charset=utf-8", "title": "New information",
-				"data": base64.StdEncoding.EncodeToString([]byte(info))}}},
-		})
 		rq.Documents = append(rq.Documents, doc)
 	}
 	_, err = d.cfg.PAS.Reopen(r.Context(), pas.Principal{Desk: s.Reviewer.Username}, "", id, rq)
@@ -148,5 +142,47 @@ func (d *Desk) reopen(w http.ResponseWriter, r *http.Request, s *session) error 
 	}
 	d.log.InfoContext(r.Context(), "desk reopening", "authorization", id, "username", s.Reviewer.Username, "kind", rq.Kind, "items", len(rq.Items))
 	http.Redirect(w, r, "/desk/tasks/"+url.PathEscape(id), http.StatusSeeOther)
+	return nil
+}
+
+// textDocument is information typed or pasted at the desk as a FHIR
+// DocumentReference with a text attachment.
+func textDocument(description, text string) ([]byte, error) {
+	if len(text) > 64<<10 {
+		return nil, fhir.Errorf(fhir.Invalid, "The information is longer than 64 KB; attach longer documents through the review API.")
+	}
+	return json.Marshal(map[string]any{
+		"resourceType": "DocumentReference", "status": "current", "description": description,
+		"content": []any{map[string]any{"attachment": map[string]any{
+			"contentType": "text/plain; charset=utf-8", "title": "New information",
+			"data": base64.StdEncoding.EncodeToString([]byte(text))}}},
+	})
+}
+
+// attach attaches information that reached the payer outside PAS (typed
+// or pasted: a fax, a phone call) to a pended request, through pas.Attach.
+func (d *Desk) attach(w http.ResponseWriter, r *http.Request, s *session) error {
+	id := r.PathValue("id")
+	if !validID(id) {
+		return fhir.Errorf(fhir.NotFound, "There is no such request.")
+	}
+	info := strings.TrimSpace(r.PostForm.Get("info"))
+	if info == "" {
+		return fhir.Errorf(fhir.Invalid, "Type or paste the information that arrived.")
+	}
+	doc, err := textDocument("Information received outside PAS", info)
+	if err != nil {
+		return err
+	}
+	_, err = d.cfg.PAS.Attach(r.Context(), pas.Principal{Desk: s.Reviewer.Username}, "", id,
+		pas.AttachRequest{Reviewer: s.reviewer(), Note: strings.TrimSpace(r.PostForm.Get("how")), Documents: []json.RawMessage{doc}})
+	var fe *fhir.Error
+	if errors.As(err, &fe) && len(fe.Issues) > 0 {
+		return &fhir.Error{Kind: fe.Kind, Message: fe.Issues[0].Diagnostics}
+	}
+	if err != nil {
+		return err
+	}
+	http.Redirect(w, r, "/desk/tasks/"+url.PathEscape(id)+"#attached", http.StatusSeeOther)
 	return nil
 }

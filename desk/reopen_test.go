@@ -103,3 +103,25 @@ func TestDeskInformationAndAppeal(t *testing.T) {
 		t.Errorf("the metrics page has no overturn figure")
 	}
 }
+
+// Information that arrived by fax is attached at the desk: the request
+// waiting for it is back in the queue with the document marked New.
+func TestDeskAttachInformation(t *testing.T) {
+	e := start(t)
+	id := submit(t, e, "attach-1")
+	nurse := newBrowser(t, e)
+	token := nurse.mustSignIn()
+	if p := nurse.post("/desk/tasks/"+id+"/decision", url.Values{"csrf": {token}, "action-1": {"request-info"}, "codes-1": {"11506-3"}}); p.Status != http.StatusSeeOther {
+		t.Fatalf("request for information: %d", p.Status)
+	}
+	if p := nurse.post("/desk/tasks/"+id+"/documents", url.Values{"csrf": {token}, "info": {""}}); p.Status != http.StatusBadRequest {
+		t.Errorf("attaching nothing: %d, want 400", p.Status)
+	}
+	if p := nurse.post("/desk/tasks/"+id+"/documents", url.Values{"csrf": {token}, "info": {"Faxed MRI report: tricompartmental arthritis."}, "how": {"fax"}}); p.Status != http.StatusSeeOther {
+		t.Fatalf("attach: %d\n%.2000s", p.Status, p.Body)
+	}
+	page := nurse.get("/desk/tasks/" + id)
+	if !strings.Contains(page.Body, "Faxed MRI report") || !strings.Contains(page.Body, `<span class="badge new-mark">New</span> Document 1`) || !strings.Contains(page.Body, ">New<") {
+		t.Errorf("the attached information is not on the page, marked New, with the request back to New")
+	}
+}

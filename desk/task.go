@@ -39,9 +39,17 @@ type taskPageData struct {
 	// other roles); Appeals the reconsiderations and appeals so far.
 	Reopenable []itemView
 	Appeals    []appealView
+	// Attached are documents the payer's staff attached.
+	Attached []attachedView
 	// Extensions are the reasons a deadline extension may be taken for
 	// (empty once it was taken).
 	Extensions []labelValue
+}
+
+// attachedView is one document attached by the payer's staff.
+type attachedView struct {
+	pas.AttachedInfo
+	Doc supportView
 }
 
 // appealView is one reconsideration or appeal as shown.
@@ -135,6 +143,13 @@ func (d *Desk) loadTask(r *http.Request, s *session, id string) (*taskPageData, 
 			}
 		}
 		data.Appeals = append(data.Appeals, av)
+	}
+	for _, at := range t.Attached {
+		v := supportViews(t.ID, []pas.SupportingInfo{{Sequence: at.Number, Type: "DocumentReference", Resource: at.Document}}, nil)[0]
+		for k := range v.Attachments {
+			v.Attachments[k].Href, v.Attachments[k].Image = "", false
+		}
+		data.Attached = append(data.Attached, attachedView{AttachedInfo: at, Doc: v})
 	}
 	if t.ExtendedFrom.IsZero() {
 		for _, r := range pas.ExtensionReasons() {

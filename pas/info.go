@@ -200,8 +200,8 @@ func (s *Service) Reopen(ctx context.Context, by Principal, tenant, id string, r
 		n := len(a.Appeals) + 1
 		ap := store.Appeal{Number: n, Kind: rq.Kind, Received: now, Items: rq.Items, Reason: strings.TrimSpace(rq.Reason),
 			From: rq.From, By: who, ByRole: RolePhysician, Principal: by.String()}
-		for i, raw := range rq.Documents {
-			key := fmt.Sprintf("doc|%s|%d|%d", a.ID, n, i+1)
+		for _, raw := range rq.Documents {
+			key := documentKey("doc", a.ID, raw)
 			if err := s.cfg.Store.SaveRequestBundle(ctx, &store.RequestBundle{Key: key, Tenant: a.Tenant, Authorization: a.ID, Received: now, Body: string(raw)}); err != nil {
 				return err
 			}
@@ -273,4 +273,82 @@ func (s *Service) appealDocuments(ctx context.Context, a *store.Authorization) (
 		}
 	}
 	return out, nil
+}
+
+// AttachRequest attaches documents that reached the payer outside PAS to a
+// pended request, as posted to the review API.
+type AttachRequest struct {
+	Reviewer Reviewer `json:"reviewer"`
+	// Note says how the documents arrived (fax, portal, phone).
+	Note      string            `json:"note,omitempty"`
+	Documents []json.RawMessage `json:"documents"`
+}
+
+// Attach adds documents to a pended request: they are marked new until
+// the next decision, and a request awaiting the provider's information
+// returns to the queue (its assignee kept), as when a PAS update brings
+// them.
+func (s *Service) Attach(ctx context.Context, by Principal, tenant, id string, rq AttachRequest) (*TaskSummary, error) {
+	if (by.Desk == "") == (by.Client == "") {
+		return nil, fhir.Errorf(fhir.Forbidden, "attaching documents needs an authenticated payer principal: a desk account or a payer client")
+	}
+	var is issues
+	checkReviewer(&is, "reviewer", rq.Reviewer)
+	if RoleOf(rq.Reviewer.Role) == RoleAdmin {
+		is.add("forbidden", "reviewer.role", "an administrator account does not work requests")
+	}
+	if len(rq.Documents) == 0 {
+		is.add("required", "documents", "attach at least one DocumentReference")
+	}
+	if len(rq.Documents) > 10 {
+		is.add("value", "documents", "attach at most 10 documents at a time")
+	}
+	if len(rq.Note) > 2000 {
+		is.add("value", "note", "the note is longer than 2,000 characters")
+	}
+	for i, raw := range rq.Documents {
+		checkDocument(&is, fmt.Sprintf("documents[%d]", i), raw)
+	}
+	if err := issuesError(is); err != nil {
+		return nil, err
+	}
+	who := rq.Reviewer.NPI
+	if who == "" {
+		who = rq.Reviewer.Name
+	}
+	return s.mutate(ctx, tenant, id, func(a *store.Authorization, now time.Time) error {
+		if err := workable(a); err != nil {
+			return err
+		}
+		waiting := awaitingInfo(a)
+		for _, raw := range rq.Documents {
+			n := len(a.Attached) + 1
+			key := documentKey("att", a.ID, raw)
+			if err := s.cfg.Store.SaveRequestBundle(ctx, &store.RequestBundle{Key: key, Tenant: a.Tenant, Authorization: a.ID, Received: now, Body: string(raw)}); err != nil {
+				return err
+			}
+			a.Attached = append(a.Attached, store.Attached{Number: n, Received: now, Key: key, Note: strings.TrimSpace(rq.Note),
+				By: who, Principal: by.String(), New: true})
+		}
+		a.InfoReceived = now
+		if waiting {
+			var pended []int
+			for _, it := range a.Items {
+				if it.Decision.Action == "pend" {
+					pended = append(pended, it.Sequence)
+				}
+			}
+			recordUMEvent(a, store.UMInfoReceived, now, pended...)
+			finishUMEvents(a, now, 0)
+		}
+		return nil
+	})
+}
+
+// documentKey is where a document attached to chain id is stored: by its
+// content, so that a write redone after a concurrent change stores the
+// same document under the same key.
+func documentKey(kind, id string, raw []byte) string {
+	sum := sha256.Sum256(raw)
+	return kind + "|" + id + "|" + hex.EncodeToString(sum[:16])
 }

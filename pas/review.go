@@ -196,6 +196,9 @@ func (s *Service) Decide(ctx context.Context, by Principal, tenant, id string, d
 			Principal: by.String(), ReviewerRole: RoleOf(d.Reviewer.Role)}
 		// The decision has seen the information that was new.
 		a.NewInfo = nil
+		for i := range a.Attached {
+			a.Attached[i].New = false
+		}
 		for _, it := range d.Items {
 			for k := range a.Items {
 				item := &a.Items[k]

@@ -95,6 +95,16 @@ type SupportingInfo struct {
 	New bool `json:"new,omitempty"`
 }
 
+// AttachedInfo is a document the payer's staff attached to the request.
+type AttachedInfo struct {
+	Number   int             `json:"number"`
+	Received time.Time       `json:"received"`
+	Note     string          `json:"note,omitempty"`
+	By       string          `json:"by"`
+	New      bool            `json:"new,omitempty"`
+	Document json.RawMessage `json:"document"`
+}
+
 // AppealInfo is a reconsideration or appeal with the documents that came with it.
 type AppealInfo struct {
 	store.Appeal
@@ -113,6 +123,8 @@ type TaskDetail struct {
 	Request json.RawMessage `json:"request,omitempty"`
 	// Appeals are the reconsiderations and appeals, oldest first.
 	Appeals []AppealInfo `json:"appeals,omitempty"`
+	// Attached are documents the payer's staff attached, oldest first.
+	Attached []AttachedInfo `json:"attached,omitempty"`
 	// ExtensionReason says why the deadline was extended (ExtendedFrom).
 	ExtensionReason string `json:"extensionReason,omitempty"`
 }
@@ -154,6 +166,11 @@ func summarize(a *store.Authorization, now time.Time) TaskSummary {
 		Patient: a.Summary.PatientName, MemberID: a.Summary.MemberID, Provider: a.Summary.ProviderName,
 		Services: a.Summary.Services, Category: a.Summary.Category, Eligibility: a.Eligibility,
 		State: reviewState(a), Assignee: a.Assignee, ExtendedFrom: a.ExtendedFrom, NewInfo: len(a.NewInfo),
+	}
+	for _, at := range a.Attached {
+		if at.New {
+			t.NewInfo++
+		}
 	}
 	if len(a.Items) > 0 {
 		t.Services = nil
@@ -230,6 +247,13 @@ func (s *Service) Task(ctx context.Context, tenant, id string) (*TaskDetail, err
 		d.Appeals = append(d.Appeals, AppealInfo{Appeal: ap, Due: due, Documents: docs[ap.Number]})
 	}
 	d.ExtensionReason = a.ExtensionReason
+	for _, at := range a.Attached {
+		rb, err := s.cfg.Store.RequestBundle(ctx, at.Key)
+		if err != nil {
+			return nil, err
+		}
+		d.Attached = append(d.Attached, AttachedInfo{Number: at.Number, Received: at.Received, Note: at.Note, By: at.By, New: at.New, Document: json.RawMessage(rb.Body)})
+	}
 	if n := len(a.Submissions); n > 0 {
 		rb, err := s.cfg.Store.RequestBundle(ctx, a.Submissions[n-1].Key)
 		if err == nil {

@@ -214,3 +214,62 @@ func TestRequestInfoAndReconsideration(t *testing.T) {
 		t.Errorf("metrics: overturned %d, approved after resubmission or appeal %d; want 1 and 1", m.All.Overturned, m.All.ApprovedAfterResubmission)
 	}
 }
+
+// Documents that reach the payer outside PAS (a fax) are attached through
+// the review API: the request awaiting them returns to the queue with the
+// document marked new until the next decision; bad documents and decided
+// requests are refused.
+func TestAttachDocuments(t *testing.T) {
+	e := testenv.Start(t)
+	r := e.Post(submitPath, pendedRequest(t))
+	if r.Status != http.StatusOK {
+		t.Fatalf("submit: %d", r.Status)
+	}
+	id := testenv.AuthorizationID(t, r.Body)
+	if r := postDecision(t, e, id, `{"reviewer": `+nurseA+`, "items": [{"sequence": 1, "action": "request-info", "codes": ["11506-3"]}]}`); r.Status != http.StatusOK {
+		t.Fatalf("request for information: %d %s", r.Status, r.Body)
+	}
+	attach := func(body string) *testenv.Response {
+		return e.Post("/review/tasks/"+id+"/documents", []byte(body), "Content-Type", "application/json")
+	}
+	fax := `{"resourceType": "DocumentReference", "status": "current", "content": [{"attachment": {"contentType": "text/plain", "data": "` +
+		base64.StdEncoding.EncodeToString([]byte("Faxed progress note.")) + `"}}]}`
+	for _, bad := range []struct{ body, expression string }{
+		{`{"reviewer": ` + nurseA + `, "documents": []}`, "documents"},
+		{`{"reviewer": ` + nurseA + `, "documents": [{"resourceType": "Binary"}]}`, "documents[0].resourceType"},
+		{`{"reviewer": ` + nurseA + `, "documents": [{"resourceType": "DocumentReference", "content": []}]}`, "documents[0].content"},
+		{`{"documents": [` + fax + `]}`, "reviewer"},
+	} {
+		if r := attach(bad.body); r.Status != http.StatusBadRequest {
+			t.Errorf("attach %s: %d, want 400", bad.body, r.Status)
+		} else {
+			checkOutcome(t, r.Body, bad.expression, "")
+		}
+	}
+	if r := attach(`{"reviewer": ` + nurseA + `, "note": "Received by fax.", "documents": [` + fax + `]}`); r.Status != http.StatusOK {
+		t.Fatalf("attach: %d %s", r.Status, r.Body)
+	}
+	var d struct {
+		State    string `json:"state"`
+		NewInfo  int    `json:"newInfo"`
+		Attached []struct {
+			New  bool   `json:"new"`
+			Note string `json:"note"`
+		} `json:"attached"`
+	}
+	_ = json.Unmarshal(e.Get("/review/tasks/"+id).Body, &d)
+	if d.State != pas.StateNew || d.NewInfo != 1 || len(d.Attached) != 1 || !d.Attached[0].New || d.Attached[0].Note != "Received by fax." {
+		t.Fatalf("after the attachment: %+v, want back to new with one new document", d)
+	}
+	if r := postDecision(t, e, id, `{"reviewer": `+nurseA+`, "items": [{"sequence": 1, "action": "approve"}, {"sequence": 2, "action": "approve"}]}`); r.Status != http.StatusOK {
+		t.Fatalf("decision: %d %s", r.Status, r.Body)
+	}
+	d.NewInfo, d.Attached = 0, nil
+	_ = json.Unmarshal(e.Get("/review/tasks/"+id).Body, &d)
+	if d.NewInfo != 0 || d.Attached[0].New {
+		t.Errorf("after the decision the document is still new: %+v", d)
+	}
+	if r := attach(`{"reviewer": ` + nurseA + `, "documents": [` + fax + `]}`); r.Status != http.StatusConflict {
+		t.Errorf("attaching to a decided request: %d, want 409", r.Status)
+	}
+}

@@ -200,6 +200,21 @@ func (s *Server) reviewReopen(c echo.Context) error {
 	return c.JSON(http.StatusOK, t)
 }
 
+// reviewAttach attaches documents that arrived outside PAS (pas.Attach).
+func (s *Server) reviewAttach(c echo.Context) error {
+	var rq pas.AttachRequest
+	id, by, tenant, err := s.reviewPost(c, &rq)
+	if err != nil {
+		return err
+	}
+	t, err := s.cfg.PAS.Attach(c.Request().Context(), by, tenant, id, rq)
+	if err != nil {
+		return err
+	}
+	logAttrs(c, "authorization", id, "result", "attached")
+	return c.JSON(http.StatusOK, t)
+}
+
 func (s *Server) reviewTask(c echo.Context) error {
 	id := c.Param("id")
 	if !validID(id) {

@@ -50,6 +50,7 @@ func (s *Server) routes() {
 	rv.add(http.MethodPost, "/tasks/:id/release", scope(auth.ScopeReview).only(auth.KindPayer), s.reviewAssignment("release"))
 	rv.add(http.MethodPost, "/tasks/:id/assign", scope(auth.ScopeReview).only(auth.KindPayer), s.reviewAssignment("assign"))
 	rv.add(http.MethodPost, "/tasks/:id/reopen", scope(auth.ScopeReview).only(auth.KindPayer), s.reviewReopen)
+	rv.add(http.MethodPost, "/tasks/:id/documents", scope(auth.ScopeReview).only(auth.KindPayer), s.reviewAttach)
 	if s.cfg.UMEvents != nil {
 		rv.add(http.MethodGet, "/events", scope(auth.ScopeReview).only(auth.KindPayer), s.umEvents)
 	}

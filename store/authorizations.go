@@ -96,6 +96,24 @@ type Authorization struct {
 	ExtensionReason string    `bson:"extensionReason,omitempty"`
 	// Appeals are the reconsiderations and appeals recorded on the request.
 	Appeals []Appeal `bson:"appeals,omitempty"`
+	// Attached are documents the payer's staff attached to the request
+	// (information that arrived outside PAS: fax, portal, phone notes).
+	Attached []Attached `bson:"attached,omitempty"`
+}
+
+// Attached is one document attached to a request by the payer's staff.
+type Attached struct {
+	Number   int       `bson:"number"`
+	Received time.Time `bson:"received"`
+	// Key is the document's key in the request-bundle store (a FHIR
+	// DocumentReference as JSON).
+	Key  string `bson:"key"`
+	Note string `bson:"note,omitempty"`
+	By   string `bson:"by"`
+	// Principal is who authenticated it (desk:<username> or client:<id>).
+	Principal string `bson:"principal,omitempty"`
+	// New is true until the next decision.
+	New bool `bson:"new,omitempty"`
 }
 
 // Assignee is the reviewer a request is assigned to. Key identifies the
