@@ -127,3 +127,56 @@ func TestBackgroundRecordsDrainOnClose(t *testing.T) {
 		t.Errorf("the audit trail lists the calls: %v %+v", err, audit)
 	}
 }
+
+// TestMigrateReviewStates: chains stored before the work queue kept a
+// review state get one when the database is opened (schema 1→2), so the
+// queue's state filter finds them.
+func TestMigrateReviewStates(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s, err := store.Open(ctx, store.Options{DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	chains := map[string]store.Authorization{
+		"PAold-pended": {Status: "pended", Items: []store.Item{{Sequence: 1, Decision: store.Decision{Action: "pend"}}}},
+		"PAold-info":   {Status: "pended", Items: []store.Item{{Sequence: 1, Decision: store.Decision{Action: "pend", RequestInfo: []string{"11506-3"}}}}},
+		"PAold-done":   {Status: "complete", Items: []store.Item{{Sequence: 1, Decision: store.Decision{Action: "approve"}}}},
+	}
+	for id, a := range chains {
+		a.ID, a.Created, a.Updated, a.DueAt = id, now, now, now.Add(time.Hour)
+		if err := s.CreateAuthorization(ctx, &a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// As an older Priora left them: no state, schema 1.
+	if _, err := s.DB().Collection("authorizations").UpdateMany(ctx, bson.D{}, bson.D{{Key: "$unset", Value: bson.D{{Key: "state", Value: ""}}}}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.ReviewQueue(ctx, store.ReviewFilter{State: "new"}); err != nil || len(got) != 0 {
+		t.Fatalf("before the migration the state filter finds %d chains (%v), want 0", len(got), err)
+	}
+	if _, err := s.DB().Collection("meta").UpdateOne(ctx, bson.D{{Key: "_id", Value: "schema"}},
+		bson.D{{Key: "$set", Value: bson.D{{Key: "version", Value: 1}}}}); err != nil {
+		t.Fatal(err)
+	}
+	s.Close(ctx)
+	s, err = store.Open(ctx, store.Options{DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(ctx)
+	for state, want := range map[string]string{"new": "PAold-pended", "awaiting-info": "PAold-info", "decided": "PAold-done"} {
+		got, err := s.ReviewQueue(ctx, store.ReviewFilter{State: state})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != 1 || got[0].ID != want {
+			t.Errorf("state %s lists %d chains, want %s", state, len(got), want)
+		}
+	}
+	if v, err := s.Schema(ctx); err != nil || v != store.SchemaVersion {
+		t.Errorf("schema after the migration = %d, %v", v, err)
+	}
+}
