@@ -147,9 +147,19 @@ func (s *Service) Queue(ctx context.Context, f store.ReviewFilter) ([]TaskSummar
 	}
 	now := s.cfg.Now()
 	out := make([]TaskSummary, 0, len(chains))
+	kept := chains[:0]
 	for _, a := range chains {
-		out = append(out, summarize(a, now))
+		t := summarize(a, now)
+		// The store filters on the original (or extended) deadline; a
+		// reopened item runs on the reconsideration clock, which only the
+		// summary knows.
+		if f.Overdue && !t.Overdue {
+			continue
+		}
+		out = append(out, t)
+		kept = append(kept, a)
 	}
+	chains = kept
 	if err := s.markDuplicates(ctx, out, chains, nil); err != nil {
 		return nil, err
 	}

@@ -5,8 +5,10 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -271,5 +273,33 @@ func TestAttachDocuments(t *testing.T) {
 	}
 	if r := attach(`{"reviewer": ` + nurseA + `, "documents": [` + fax + `]}`); r.Status != http.StatusConflict {
 		t.Errorf("attaching to a decided request: %d, want 409", r.Status)
+	}
+}
+
+// TestOverdueReopened: a reopened item runs on the reconsideration clock
+// (30 days from the appeal), not the original deadline, and the queue's
+// overdue filter agrees with it: listed only once the 30 days have passed.
+func TestOverdueReopened(t *testing.T) {
+	var offset atomic.Int64
+	e := testenv.Start(t, testenv.WithNow(func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }))
+	r := e.Post(submitPath, pendedRequest(t))
+	if r.Status != http.StatusOK {
+		t.Fatalf("submit: %d %s", r.Status, r.Body)
+	}
+	id := testenv.AuthorizationID(t, r.Body)
+	if r := postDecision(t, e, id, `{"reviewer": `+physician+`, "items": [{"sequence": 1, "action": "approve"}, {"sequence": 2, "action": "deny", "reasonCode": "0U", "note": "Not medically necessary."}]}`); r.Status != http.StatusOK {
+		t.Fatalf("decide: %d %s", r.Status, r.Body)
+	}
+	offset.Store(int64(10 * 24 * time.Hour)) // the original 7-day deadline has passed
+	if r := e.Post("/review/tasks/"+id+"/reopen", []byte(`{"reviewer": `+physician+`, "kind": "reconsideration", "items": [2], "reason": "New imaging."}`), "Content-Type", "application/json"); r.Status != http.StatusOK {
+		t.Fatalf("reopen: %d %s", r.Status, r.Body)
+	}
+	overdue := func() []string { return ids(listTasks(t, e, url.Values{"overdue": {"true"}})) }
+	if got := overdue(); len(got) != 0 {
+		t.Errorf("a reopened item within its 30 days is listed as overdue: %v", got)
+	}
+	offset.Store(int64(41 * 24 * time.Hour))
+	if got := overdue(); !slices.Equal(got, []string{id}) {
+		t.Errorf("overdue after the reconsideration deadline = %v, want [%s]", got, id)
 	}
 }
