@@ -1,11 +1,16 @@
 package desk
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"io"
+	"mime"
+	"mime/multipart"
 	"net/http"
 	"net/url"
+	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -159,6 +164,52 @@ func textDocument(description, text string) ([]byte, error) {
 	})
 }
 
+// maxUpload caps a document uploaded at the desk.
+const maxUpload = 8 << 20
+
+// uploadTypes are the file types the desk takes: what a fax server or a
+// scanner produces, and plain text. Each is served back with the
+// attachment's own sandboxing (task.go).
+var uploadTypes = map[string]bool{"application/pdf": true, "image/png": true, "image/jpeg": true, "image/tiff": true, "text/plain": true}
+
+// fileDocument is an uploaded file as a FHIR DocumentReference, its type
+// told from its content (not the browser's claim) and checked against
+// uploadTypes.
+func fileDocument(fh *multipart.FileHeader) ([]byte, error) {
+	f, err := fh.Open()
+	if err != nil {
+		return nil, fhir.Errorf(fhir.Invalid, "The file could not be read.")
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxUpload+1))
+	if err != nil {
+		return nil, fhir.Errorf(fhir.Invalid, "The file could not be read.")
+	}
+	if len(data) > maxUpload {
+		return nil, fhir.Errorf(fhir.TooLarge, "The file is larger than %d MB; attach larger documents through the review API.", maxUpload>>20)
+	}
+	if len(data) == 0 {
+		return nil, fhir.Errorf(fhir.Invalid, "The file is empty.")
+	}
+	mt, _, _ := mime.ParseMediaType(http.DetectContentType(data))
+	if mt == "application/octet-stream" && (bytes.HasPrefix(data, []byte("II*\x00")) || bytes.HasPrefix(data, []byte("MM\x00*"))) {
+		mt = "image/tiff" // DetectContentType does not know TIFF, the usual fax format
+	}
+	if !uploadTypes[mt] {
+		return nil, fhir.Errorf(fhir.Invalid, "A %s file cannot be attached here: attach a PDF, PNG, JPEG or TIFF image, or plain text.", mt)
+	}
+	title := strings.TrimSpace(filepath.Base(fh.Filename))
+	if title == "" || title == "." {
+		title = "Uploaded document"
+	}
+	return json.Marshal(map[string]any{
+		"resourceType": "DocumentReference", "status": "current", "description": "Information received outside PAS",
+		"content": []any{map[string]any{"attachment": map[string]any{
+			"contentType": mt, "title": title, "size": len(data),
+			"data": base64.StdEncoding.EncodeToString(data)}}},
+	})
+}
+
 // attach attaches information that reached the payer outside PAS (typed
 // or pasted: a fax, a phone call) to a pended request, through pas.Attach.
 func (d *Desk) attach(w http.ResponseWriter, r *http.Request, s *session) error {
@@ -166,16 +217,26 @@ func (d *Desk) attach(w http.ResponseWriter, r *http.Request, s *session) error 
 	if !validID(id) {
 		return fhir.Errorf(fhir.NotFound, "There is no such request.")
 	}
-	info := strings.TrimSpace(r.PostForm.Get("info"))
-	if info == "" {
-		return fhir.Errorf(fhir.Invalid, "Type or paste the information that arrived.")
+	var docs []json.RawMessage
+	if info := strings.TrimSpace(r.PostForm.Get("info")); info != "" {
+		doc, err := textDocument("Information received outside PAS", info)
+		if err != nil {
+			return err
+		}
+		docs = append(docs, doc)
 	}
-	doc, err := textDocument("Information received outside PAS", info)
-	if err != nil {
-		return err
+	if r.MultipartForm != nil && len(r.MultipartForm.File["file"]) > 0 {
+		doc, err := fileDocument(r.MultipartForm.File["file"][0])
+		if err != nil {
+			return err
+		}
+		docs = append(docs, doc)
 	}
-	_, err = d.cfg.PAS.Attach(r.Context(), pas.Principal{Desk: s.Reviewer.Username}, "", id,
-		pas.AttachRequest{Reviewer: s.reviewer(), Note: strings.TrimSpace(r.PostForm.Get("how")), Documents: []json.RawMessage{doc}})
+	if len(docs) == 0 {
+		return fhir.Errorf(fhir.Invalid, "Type or paste the information that arrived, or choose its file.")
+	}
+	_, err := d.cfg.PAS.Attach(r.Context(), pas.Principal{Desk: s.Reviewer.Username}, "", id,
+		pas.AttachRequest{Reviewer: s.reviewer(), Note: strings.TrimSpace(r.PostForm.Get("how")), Documents: docs})
 	var fe *fhir.Error
 	if errors.As(err, &fe) && len(fe.Issues) > 0 {
 		return &fhir.Error{Kind: fe.Kind, Message: fe.Issues[0].Diagnostics}

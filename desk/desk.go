@@ -146,6 +146,7 @@ func (d *Desk) routes() {
 	m.Handle("POST /desk/tasks/{id}/reopen", d.authed(d.reopen))
 	m.Handle("POST /desk/tasks/{id}/documents", d.authed(d.attach))
 	m.Handle("GET /desk/tasks/{id}/attachments/{seq}/{n}", d.authed(d.attachment))
+	m.Handle("GET /desk/tasks/{id}/attached/{num}/{n}", d.authed(d.attachedFile))
 	m.Handle("GET /desk/metrics", d.authed(d.metricsPage))
 	m.Handle("GET /desk/api/metrics", d.authed(d.metricsJSON))
 	m.Handle("GET /desk/metrics/export", d.authed(d.metricsExport))

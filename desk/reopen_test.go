@@ -1,9 +1,13 @@
 package desk_test
 
 import (
+	"bytes"
 	"context"
+	"io"
+	"mime/multipart"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -123,5 +127,56 @@ func TestDeskAttachInformation(t *testing.T) {
 	page := nurse.get("/desk/tasks/" + id)
 	if !strings.Contains(page.Body, "Faxed MRI report") || !strings.Contains(page.Body, `<span class="badge new-mark">New</span> Document 1`) || !strings.Contains(page.Body, ">New<") {
 		t.Errorf("the attached information is not on the page, marked New, with the request back to New")
+	}
+}
+
+// TestDeskUploadDocument: a faxed PDF is attached as a file at the desk;
+// the request page lists it, marked New, and serves it back as it came. A
+// file of another type (HTML here) is refused.
+func TestDeskUploadDocument(t *testing.T) {
+	e := start(t)
+	id := submit(t, e, "upload-1")
+	nurse := newBrowser(t, e)
+	token := nurse.mustSignIn()
+	if p := nurse.post("/desk/tasks/"+id+"/decision", url.Values{"csrf": {token}, "action-1": {"request-info"}, "codes-1": {"11506-3"}}); p.Status != http.StatusSeeOther {
+		t.Fatalf("request for information: %d", p.Status)
+	}
+	upload := func(name string, content []byte) *page {
+		var body bytes.Buffer
+		w := multipart.NewWriter(&body)
+		_ = w.WriteField("csrf", token)
+		_ = w.WriteField("how", "fax")
+		fw, _ := w.CreateFormFile("file", name)
+		fw.Write(content)
+		w.Close()
+		req, _ := http.NewRequest(http.MethodPost, e.URL+"/desk/tasks/"+id+"/documents", &body)
+		req.Header.Set("Content-Type", w.FormDataContentType())
+		req.Header.Set("Origin", e.URL)
+		resp, err := nurse.c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		raw, _ := io.ReadAll(resp.Body)
+		return &page{Status: resp.StatusCode, Body: string(raw)}
+	}
+	if p := upload("note.html", []byte("<html><script>alert(1)</script></html>")); p.Status != http.StatusBadRequest || !strings.Contains(p.Body, "cannot be attached") {
+		t.Errorf("an HTML upload: %d, want 400 saying so", p.Status)
+	}
+	pdf := []byte("%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n")
+	if p := upload("fax-mri-report.pdf", pdf); p.Status != http.StatusSeeOther {
+		t.Fatalf("upload: %d\n%.2000s", p.Status, p.Body)
+	}
+	task := nurse.get("/desk/tasks/" + id)
+	if !strings.Contains(task.Body, "fax-mri-report.pdf") || !strings.Contains(task.Body, `<span class="badge new-mark">New</span> Document 1`) {
+		t.Fatalf("the uploaded file is not listed, marked New:\n%.3000s", task.Body[strings.Index(task.Body, "attached-title"):])
+	}
+	link := regexp.MustCompile(`/desk/tasks/` + id + `/attached/[^"]+`).FindString(task.Body)
+	if link == "" {
+		t.Fatalf("no download link for the uploaded file")
+	}
+	got := nurse.get(link)
+	if got.Status != http.StatusOK || got.Body != string(pdf) || !strings.HasPrefix(got.Header.Get("Content-Type"), "application/pdf") {
+		t.Errorf("download: %d %q, %d bytes; want the PDF as uploaded", got.Status, got.Header.Get("Content-Type"), len(got.Body))
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
+	"mime"
 	"net"
 	"net/http"
 	"net/url"
@@ -77,7 +78,17 @@ func (d *Desk) authed(h authedHandler) http.Handler {
 				d.audit(r, w, s, 0, err, "form refused: cross-site")
 				return err
 			}
-			if err := r.ParseForm(); err != nil {
+			r.Body = http.MaxBytesReader(w, r.Body, maxUpload+64<<10)
+			if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt == "multipart/form-data" {
+				// A document upload: files stay in memory up to the cap.
+				if err := r.ParseMultipartForm(maxUpload + 64<<10); err != nil {
+					var tooBig *http.MaxBytesError
+					if errors.As(err, &tooBig) {
+						return fhir.Errorf(fhir.TooLarge, "The file is larger than %d MB; attach larger documents through the review API.", maxUpload>>20)
+					}
+					return fhir.Errorf(fhir.Invalid, "The form could not be read.")
+				}
+			} else if err := r.ParseForm(); err != nil {
 				return fhir.Errorf(fhir.Invalid, "The form could not be read.")
 			}
 			if !equal(r.PostFormValue("csrf"), s.CSRF) {

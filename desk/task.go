@@ -147,7 +147,11 @@ func (d *Desk) loadTask(r *http.Request, s *session, id string) (*taskPageData, 
 	for _, at := range t.Attached {
 		v := supportViews(t.ID, []pas.SupportingInfo{{Sequence: at.Number, Type: "DocumentReference", Resource: at.Document}}, nil)[0]
 		for k := range v.Attachments {
-			v.Attachments[k].Href, v.Attachments[k].Image = "", false
+			// Served by number of the attached document (attachedFile).
+			if v.Attachments[k].Href != "" {
+				v.Attachments[k].Href = fmt.Sprintf("/desk/tasks/%s/attached/%d/%d", t.ID, at.Number, k)
+			}
+			v.Attachments[k].Image = false
 		}
 		data.Attached = append(data.Attached, attachedView{AttachedInfo: at, Doc: v})
 	}
@@ -306,6 +310,38 @@ func (d *Desk) attachment(w http.ResponseWriter, r *http.Request, s *session) er
 	if !ok {
 		return fhir.Errorf(fhir.NotFound, "There is no such attachment.")
 	}
+	serveAttachment(w, data, ct, title, seq, n)
+	return nil
+}
+
+// attachedFile serves an attachment of a document the payer's staff
+// attached (by the document's number on the request).
+func (d *Desk) attachedFile(w http.ResponseWriter, r *http.Request, s *session) error {
+	id := r.PathValue("id")
+	num, err1 := strconv.Atoi(r.PathValue("num"))
+	n, err2 := strconv.Atoi(r.PathValue("n"))
+	if !validID(id) || err1 != nil || err2 != nil {
+		return fhir.Errorf(fhir.NotFound, "There is no such attachment.")
+	}
+	t, err := d.cfg.PAS.Task(r.Context(), "", id)
+	if err != nil {
+		return err
+	}
+	for _, at := range t.Attached {
+		if at.Number != num {
+			continue
+		}
+		if data, ct, title, ok := documentAttachment(at.Document, n); ok {
+			serveAttachment(w, data, ct, title, num, n)
+			return nil
+		}
+	}
+	return fhir.Errorf(fhir.NotFound, "There is no such attachment.")
+}
+
+// serveAttachment writes an attachment's bytes: inline only for the types
+// that are safe to show, always sandboxed.
+func serveAttachment(w http.ResponseWriter, data []byte, ct, title string, seq, n int) {
 	mt := mediaType(ct)
 	disposition := "inline"
 	if !safeInline[mt] {
@@ -321,7 +357,6 @@ func (d *Desk) attachment(w http.ResponseWriter, r *http.Request, s *session) er
 	h.Set("Content-Length", strconv.Itoa(len(data)))
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(data)
-	return nil
 }
 
 var unsafeFileChars = regexp.MustCompile(`[^A-Za-z0-9._ -]+`)

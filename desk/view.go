@@ -477,18 +477,23 @@ func decodeAttachment(t *pas.TaskDetail, seq, n int) ([]byte, string, string, bo
 		if si.Sequence != seq || si.Type != "DocumentReference" {
 			continue
 		}
-		var doc documentReference
-		if json.Unmarshal(si.Resource, &doc) != nil || n < 0 || n >= len(doc.Content) {
-			return nil, "", "", false
-		}
-		a := doc.Content[n].Attachment
-		data, err := base64.StdEncoding.DecodeString(a.Data)
-		if a.Data == "" || err != nil {
-			return nil, "", "", false
-		}
-		return data, a.ContentType, a.Title, true
+		return documentAttachment(si.Resource, n)
 	}
 	return nil, "", "", false
+}
+
+// documentAttachment decodes the n-th attachment of a DocumentReference.
+func documentAttachment(raw json.RawMessage, n int) ([]byte, string, string, bool) {
+	var doc documentReference
+	if json.Unmarshal(raw, &doc) != nil || n < 0 || n >= len(doc.Content) {
+		return nil, "", "", false
+	}
+	a := doc.Content[n].Attachment
+	data, err := base64.StdEncoding.DecodeString(a.Data)
+	if a.Data == "" || err != nil {
+		return nil, "", "", false
+	}
+	return data, a.ContentType, a.Title, true
 }
 
 func mediaType(ct string) string {
