@@ -35,8 +35,10 @@ func TestMetricsExportButton(t *testing.T) {
 	if err != nil || len(rows) < 4 || rows[3][3] != "all" || rows[3][4] != "all" || rows[3][5] != "1" {
 		t.Errorf("CSV: %v\n%s", err, csvPage.Body)
 	}
-	if r := admin.get("/desk/metrics/export?period=2026-Q9"); r.Status != http.StatusBadRequest {
-		t.Errorf("a bad period: %d, want 400", r.Status)
+	for _, q := range []string{"/desk/metrics/export?period=2026-Q9", "/desk/metrics/export?period=9999-12", "/desk/api/metrics?from=9999-01&to=9999-12"} {
+		if r := admin.get(q); r.Status != http.StatusBadRequest {
+			t.Errorf("%s: %d, want 400", q, r.Status)
+		}
 	}
 
 	nurse := newBrowser(t, e)

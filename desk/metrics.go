@@ -192,6 +192,9 @@ func period(q map[string][]string, now time.Time) (from, to time.Time, err error
 	if to.Sub(from) > 5*366*24*time.Hour {
 		return from, to, fhir.Errorf(fhir.Invalid, "A report covers at most five years.")
 	}
+	if from.Year() < 2000 || to.Year() > 9999 {
+		return from, to, fhir.Errorf(fhir.Invalid, "A report covers months from 2000-01 to 9998-12.")
+	}
 	return from, to, nil
 }
 

@@ -284,6 +284,14 @@ type AttachRequest struct {
 	Documents []json.RawMessage `json:"documents"`
 }
 
+// A request keeps at most maxAttached attached documents of
+// maxAttachedBytes in all: every read of the request (the review API, the
+// desk) carries them.
+const (
+	maxAttached      = 50
+	maxAttachedBytes = 24 << 20
+)
+
 // Attach adds documents to a pended request: they are marked new until
 // the next decision, and a request awaiting the provider's information
 // returns to the queue (its assignee kept), as when a PAS update brings
@@ -321,6 +329,16 @@ func (s *Service) Attach(ctx context.Context, by Principal, tenant, id string, r
 			return err
 		}
 		waiting := awaitingInfo(a)
+		total := 0
+		for _, at := range a.Attached {
+			total += at.Size
+		}
+		for _, raw := range rq.Documents {
+			total += len(raw)
+		}
+		if len(a.Attached)+len(rq.Documents) > maxAttached || total > maxAttachedBytes {
+			return fhir.Errorf(fhir.TooLarge, "request %s would hold more than %d attached documents or %d MB of them; a request keeps at most that, so that it stays readable", a.ID, maxAttached, maxAttachedBytes>>20)
+		}
 		for _, raw := range rq.Documents {
 			n := len(a.Attached) + 1
 			key := documentKey("att", a.ID, raw)
@@ -328,7 +346,7 @@ func (s *Service) Attach(ctx context.Context, by Principal, tenant, id string, r
 				return err
 			}
 			a.Attached = append(a.Attached, store.Attached{Number: n, Received: now, Key: key, Note: strings.TrimSpace(rq.Note),
-				By: who, Principal: by.String(), New: true})
+				By: who, Principal: by.String(), New: true, Size: len(raw)})
 		}
 		a.InfoReceived = now
 		if waiting {

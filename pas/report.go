@@ -80,6 +80,9 @@ func ParseReportPeriod(period, from, to string) (ReportPeriod, error) {
 	if p.From.Year() < 2000 || p.To.Sub(p.From) > 5*366*24*time.Hour {
 		return p, fhir.InvalidAt("value", "from", "a report covers at most five years, from 2000 on")
 	}
+	if p.To.Year() > 9999 {
+		return p, fhir.InvalidAt("value", "to", "a report ends in 9998 at the latest")
+	}
 	return p, nil
 }
 

@@ -126,6 +126,8 @@ func TestPublicReportExport(t *testing.T) {
 		for q, at := range map[string]string{
 			"":                                 "from",
 			"?period=2026-Q5":                  "period",
+			"?period=9999":                     "to",
+			"?from=9999-01&to=9999-12-31":      "to",
 			"?period=26":                       "period",
 			"?period=2026-13":                  "period",
 			"?period=2026&from=2026-01":        "period",

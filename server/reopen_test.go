@@ -263,6 +263,17 @@ func TestAttachDocuments(t *testing.T) {
 	if d.State != pas.StateNew || d.NewInfo != 1 || len(d.Attached) != 1 || !d.Attached[0].New || d.Attached[0].Note != "Received by fax." {
 		t.Fatalf("after the attachment: %+v, want back to new with one new document", d)
 	}
+	// A request keeps at most 50 attached documents (and 24 MB): every read
+	// of it carries them.
+	ten := strings.TrimSuffix(strings.Repeat(fax+",", 10), ",")
+	for i := 0; i < 4; i++ {
+		if r := attach(`{"reviewer": ` + nurseA + `, "documents": [` + ten + `]}`); r.Status != http.StatusOK {
+			t.Fatalf("attach ten more: %d %s", r.Status, r.Body)
+		}
+	}
+	if r := attach(`{"reviewer": ` + nurseA + `, "documents": [` + ten + `]}`); r.Status != http.StatusRequestEntityTooLarge {
+		t.Errorf("documents 42 to 51: %d, want 413", r.Status)
+	}
 	if r := postDecision(t, e, id, `{"reviewer": `+nurseA+`, "items": [{"sequence": 1, "action": "approve"}, {"sequence": 2, "action": "approve"}]}`); r.Status != http.StatusOK {
 		t.Fatalf("decision: %d %s", r.Status, r.Body)
 	}

@@ -114,6 +114,9 @@ type Attached struct {
 	Principal string `bson:"principal,omitempty"`
 	// New is true until the next decision.
 	New bool `bson:"new,omitempty"`
+	// Size is the document's size in bytes (0 on documents attached
+	// before sizes were kept).
+	Size int `bson:"size,omitempty"`
 }
 
 // Assignee is the reviewer a request is assigned to. Key identifies the
