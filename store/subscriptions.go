@@ -517,9 +517,11 @@ func (ss *Subscriptions) Acquire(ctx context.Context, key, owner string, now, un
 		}
 		return nil, fmt.Errorf("store: take lease: %w", err)
 	}
-	if _, err := ss.leases.DeleteMany(ctx, bson.D{{Key: "key", Value: key}, {Key: "gen", Value: bson.D{{Key: "$lt", Value: gen}}}}); err != nil {
-		return nil, fmt.Errorf("store: forget old leases: %w", err)
-	}
+	// Forgetting older generations is housekeeping: the lease is taken
+	// once its generation is inserted, so a failure here must not make the
+	// holder believe otherwise (the lease would then be held by no one
+	// until it expires). The next Acquire forgets them.
+	_, _ = ss.leases.DeleteMany(ctx, bson.D{{Key: "key", Value: key}, {Key: "gen", Value: bson.D{{Key: "$lt", Value: gen}}}})
 	return l, nil
 }
 
