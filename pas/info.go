@@ -172,10 +172,7 @@ func (s *Service) Reopen(ctx context.Context, by Principal, tenant, id string, r
 	if err := issuesError(is); err != nil {
 		return nil, err
 	}
-	who := rq.Reviewer.NPI
-	if who == "" {
-		who = rq.Reviewer.Name
-	}
+	who := rq.Reviewer.label()
 	return s.mutate(ctx, tenant, id, func(a *store.Authorization, now time.Time) error {
 		var is issues
 		seen := map[int]bool{}
@@ -320,10 +317,7 @@ func (s *Service) Attach(ctx context.Context, by Principal, tenant, id string, r
 	if err := issuesError(is); err != nil {
 		return nil, err
 	}
-	who := rq.Reviewer.NPI
-	if who == "" {
-		who = rq.Reviewer.Name
-	}
+	who := rq.Reviewer.label()
 	return s.mutate(ctx, tenant, id, func(a *store.Authorization, now time.Time) error {
 		if err := workable(a); err != nil {
 			return err

@@ -2,7 +2,6 @@ package pas
 
 import (
 	"context"
-	"errors"
 	"slices"
 	"strings"
 	"time"
@@ -186,38 +185,18 @@ func assigneeName(as *store.Assignee) string {
 }
 
 // mutate runs one change of a chain that makes no new response version
-// (an assignment): load, apply, write the next version with the version
-// guard, and redo it all when another writer stored that version first.
+// (an assignment, an attachment): the version it writes carries the
+// review state the change leads to.
 func (s *Service) mutate(ctx context.Context, tenant, id string, apply func(*store.Authorization, time.Time) error) (*TaskSummary, error) {
-	for attempt := 0; attempt < 8; attempt++ {
-		a, err := s.cfg.Store.Authorization(ctx, tenant, id)
-		if errors.Is(err, store.ErrNotFound) {
-			return nil, fhir.Errorf(fhir.NotFound, "no prior authorization request %s", id)
-		}
-		if err != nil {
-			return nil, err
-		}
-		now := s.cfg.Now().UTC().Truncate(time.Millisecond)
-		err = apply(a, now)
-		if errors.Is(err, errNoChange) {
-			t := summarize(a, now)
-			return &t, nil
-		}
-		if err != nil {
-			return nil, err
-		}
+	a, now, err := s.retryOnConflict(ctx, tenant, id, apply, func(a *store.Authorization, _ time.Time) error {
 		a.State = reviewState(a)
-		err = s.cfg.Store.UpdateAuthorization(ctx, a)
-		if errors.Is(err, store.ErrConflict) {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		t := summarize(a, now)
-		return &t, nil
+		return s.cfg.Store.UpdateAuthorization(ctx, a)
+	})
+	if err != nil {
+		return nil, err
 	}
-	return nil, &fhir.Error{Kind: fhir.Unavailable, Message: "the request is being changed concurrently; retry"}
+	t := summarize(a, now)
+	return &t, nil
 }
 
 // DefaultDuplicateWindow is how close in time two requests for the same

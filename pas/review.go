@@ -188,10 +188,7 @@ func (s *Service) Decide(ctx context.Context, by Principal, tenant, id string, d
 		if err := d.check(a); err != nil {
 			return err
 		}
-		who := d.Reviewer.NPI
-		if who == "" {
-			who = d.Reviewer.Name
-		}
+		who := d.Reviewer.label()
 		human := store.Decision{By: "reviewer:" + who, At: now, ReviewerNPI: d.Reviewer.NPI, ReviewerName: d.Reviewer.Name,
 			Principal: by.String(), ReviewerRole: RoleOf(d.Reviewer.Role)}
 		// The decision has seen the information that was new.
@@ -262,36 +259,57 @@ func reviewActionOf(action string) string {
 	return ""
 }
 
+// label names a reviewer in a record: the NPI, else the name.
+func (r Reviewer) label() string {
+	if r.NPI != "" {
+		return r.NPI
+	}
+	return r.Name
+}
+
 // errNoChange tells change that apply found nothing to do.
 var errNoChange = errors.New("pas: nothing to change")
 
-// change runs one state change on a chain: load, apply, build the new
-// response version, record the event, write with the version guard, and
-// redo the whole thing if another writer got there first.
+// change runs one state change on a chain that the provider hears of:
+// the written version carries the next response version and the event
+// announcing it (publish).
 func (s *Service) change(ctx context.Context, tenant, id string, apply func(*store.Authorization, time.Time) error) (*Answer, error) {
+	var answer *Answer
+	_, _, err := s.retryOnConflict(ctx, tenant, id, apply, func(a *store.Authorization, now time.Time) error {
+		var err error
+		answer, err = s.publish(ctx, a, now)
+		return err
+	})
+	return answer, err
+}
+
+// retryOnConflict loads a chain, applies a change and writes it with
+// write, whose version guard answers store.ErrConflict when another
+// writer stored that version first; then the whole load-apply-write is
+// redone. An apply that answers errNoChange ends it without a write.
+func (s *Service) retryOnConflict(ctx context.Context, tenant, id string, apply, write func(*store.Authorization, time.Time) error) (*store.Authorization, time.Time, error) {
 	for attempt := 0; attempt < 8; attempt++ {
 		a, err := s.cfg.Store.Authorization(ctx, tenant, id)
 		if errors.Is(err, store.ErrNotFound) {
-			return nil, fhir.Errorf(fhir.NotFound, "no prior authorization request %s", id)
+			return nil, time.Time{}, fhir.Errorf(fhir.NotFound, "no prior authorization request %s", id)
 		}
 		if err != nil {
-			return nil, err
+			return nil, time.Time{}, err
 		}
 		now := s.cfg.Now().UTC().Truncate(time.Millisecond)
 		err = apply(a, now)
 		if errors.Is(err, errNoChange) {
-			return nil, nil
+			return a, now, nil
 		}
-		if err != nil {
-			return nil, err
+		if err == nil {
+			err = write(a, now)
 		}
-		answer, err := s.publish(ctx, a, now)
 		if errors.Is(err, store.ErrConflict) {
 			continue
 		}
-		return answer, err
+		return a, now, err
 	}
-	return nil, &fhir.Error{Kind: fhir.Unavailable, Message: "the request is being changed concurrently; retry"}
+	return nil, time.Time{}, &fhir.Error{Kind: fhir.Unavailable, Message: "the request is being changed concurrently; retry"}
 }
 
 // publish builds the next response version of a changed chain, records
