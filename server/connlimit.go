@@ -214,4 +214,3 @@ func (c *limitConn) Close() error {
 	})
 	return c.Conn.Close()
 }
-
