@@ -32,6 +32,15 @@ const (
 	Submit    = "submit"
 )
 
+// PacedWorkers is a paced run's default number of workers (requests in
+// flight at most, one connection each). By Little's law 2,000 requests/s
+// answered in 10 ms keep about 20 in flight, so 256 leaves room for a
+// server that slows down a hundredfold before the schedule slips (and when
+// it does, the latencies still count the wait: see record.latency), while
+// staying well below the server's default per-address connection cap
+// (PRIORA_MAX_CONNS_PER_IP, 512).
+const PacedWorkers = 256
+
 // Config is one load run.
 type Config struct {
 	// Bases are the servers' root URLs (http://127.0.0.1:8080); requests
@@ -95,7 +104,7 @@ func (c *Config) check() error {
 	if c.Concurrency <= 0 {
 		c.Concurrency = 4 * runtime.GOMAXPROCS(0)
 		if c.Rate > 0 {
-			c.Concurrency = 512
+			c.Concurrency = PacedWorkers
 		}
 	}
 	if c.Timeout <= 0 {
@@ -158,10 +167,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		tr.MaxIdleConns = cfg.Concurrency + 16
 		tr.MaxIdleConnsPerHost = cfg.Concurrency + 16
 		// No more connections than workers: a worker whose connection is
-		// not yet back in the pool would otherwise dial another, one over
-		// the server's per-address cap (PRIORA_MAX_CONNS_PER_IP, 512 like
-		// the paced default here), which the server closes on accept, and
-		// the request sent on it fails with EOF or a reset.
+		// not yet back in the pool would otherwise dial another, and a
+		// client over the server's per-address cap
+		// (PRIORA_MAX_CONNS_PER_IP) is refused.
 		tr.MaxConnsPerHost = cfg.Concurrency
 		tr.DisableCompression = true
 		client = &http.Client{Transport: tr, Timeout: cfg.Timeout}
@@ -197,6 +205,7 @@ func reachable(ctx context.Context, c *http.Client, base string) error {
 	if err != nil {
 		return fmt.Errorf("load: %s does not answer: %w", base, err)
 	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // read to the end, so the connection is kept
 	resp.Body.Close()
 	return nil
 }
@@ -276,14 +285,32 @@ func (r *runner) do(ctx context.Context, n int64) record {
 		rec.err = shortErr(err)
 		return rec
 	}
-	_, err = io.Copy(io.Discard, resp.Body)
+	var refusal []byte
+	if resp.StatusCode == http.StatusTooManyRequests {
+		refusal, err = io.ReadAll(io.LimitReader(resp.Body, 4<<10))
+	}
+	if err == nil {
+		_, err = io.Copy(io.Discard, resp.Body)
+	}
 	resp.Body.Close()
 	rec.latency = time.Since(start)
 	rec.status = resp.StatusCode
 	if err != nil {
 		rec.err = shortErr(err)
+	} else if refusal != nil {
+		rec.err = refusalKind(refusal)
 	}
 	return rec
+}
+
+// refusalKind names a 429 by what the server said: Priora's connection
+// cap names PRIORA_MAX_CONNS_PER_IP; anything else is taken for a rate
+// limit.
+func refusalKind(body []byte) string {
+	if bytes.Contains(body, []byte("PRIORA_MAX_CONNS_PER_IP")) {
+		return "429 too many connections"
+	}
+	return "429 rate limited"
 }
 
 func shortErr(err error) string {
@@ -301,8 +328,15 @@ func shortErr(err error) string {
 // run is the warm-up, then the measured run.
 func (r *runner) run(ctx context.Context, pid int) (*Result, error) {
 	if r.cfg.Warmup > 0 {
+		// The warm-up stops sending when it is over but lets the requests
+		// in flight finish: cancelling them would close their connections
+		// (up to one per worker when a cold server is slow) just before
+		// the measured run dials new ones, faster than the server sees the
+		// old ones close, and the server counts both against its
+		// per-address cap (#19: the first errors of a paced run came from
+		// there).
 		wctx, cancel := context.WithTimeout(ctx, r.cfg.Warmup)
-		r.drive(wctx, r.cfg.Warmup, 0, nil, nil)
+		r.drive(wctx, ctx, r.cfg.Warmup, 0, nil, nil)
 		cancel()
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
@@ -327,18 +361,19 @@ func (r *runner) run(ctx context.Context, pid int) (*Result, error) {
 		defer cancel()
 	}
 	start := time.Now()
-	r.drive(rctx, r.cfg.Duration, r.cfg.Requests, live, collect)
+	r.drive(rctx, rctx, r.cfg.Duration, r.cfg.Requests, live, collect)
 	elapsed := time.Since(start)
 	prog.stop()
 	res.finish(recs, elapsed, rss.stop(), live.maxLag())
 	return res, nil
 }
 
-// drive sends requests until ctx ends or limit requests were sent (0: no
-// limit). With a rate, request i is due at i/rate after the start (open
-// loop: a slow answer does not slow the sending); flat out, each worker
-// sends its next request as soon as its last one is answered.
-func (r *runner) drive(ctx context.Context, d time.Duration, limit int64, live *live, collect func([]record)) {
+// drive sends requests until stop ends or limit requests were sent (0: no
+// limit); requests in flight end with ctx. With a rate, request i is due
+// at i/rate after the start (open loop: a slow answer does not slow the
+// sending); flat out, each worker sends its next request as soon as its
+// last one is answered.
+func (r *runner) drive(stop, ctx context.Context, d time.Duration, limit int64, live *live, collect func([]record)) {
 	var next atomic.Int64
 	start := time.Now()
 	var wg sync.WaitGroup
@@ -366,7 +401,7 @@ func (r *runner) drive(ctx context.Context, d time.Duration, limit int64, live *
 					if wait := time.Until(due); wait > 0 {
 						t := time.NewTimer(wait)
 						select {
-						case <-ctx.Done():
+						case <-stop.Done():
 							t.Stop()
 							return
 						case <-t.C:
@@ -375,7 +410,7 @@ func (r *runner) drive(ctx context.Context, d time.Duration, limit int64, live *
 						live.lag(-wait)
 					}
 				}
-				if ctx.Err() != nil {
+				if stop.Err() != nil {
 					return
 				}
 				n := r.seq.Add(1)

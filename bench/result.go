@@ -33,7 +33,11 @@ type Result struct {
 	OK         int64            `json:"ok"`
 	Errors     int64            `json:"errors"`
 	ErrorKinds map[string]int64 `json:"error_kinds,omitempty"`
-	Throughput float64          `json:"throughput_per_s"` // 2xx answers per second
+	// ErrorClasses counts the errors by class (errorClass): "connection"
+	// (EOF, reset, broken pipe: no answer), "refused (429)", "timeout",
+	// "status" (another answer not 2xx), "other".
+	ErrorClasses map[string]int64 `json:"error_classes,omitempty"`
+	Throughput   float64          `json:"throughput_per_s"` // 2xx answers per second
 	// Latency is measured from each request's scheduled send time in a
 	// paced run (coordinated-omission corrected: a request that had to wait
 	// for a free connection because the server was slow counts that wait),
@@ -172,6 +176,10 @@ func (r *Result) finish(recs []record, elapsed time.Duration, rss *RSS, lag time
 			kind = "status " + strconv.Itoa(rec.status)
 		}
 		r.ErrorKinds[r.targets[rec.target].scenario+": "+kind]++
+		if r.ErrorClasses == nil {
+			r.ErrorClasses = map[string]int64{}
+		}
+		r.ErrorClasses[errorClass(rec)]++
 	}
 	secs := elapsed.Seconds()
 	r.Throughput = round(float64(r.OK)/secs, 1)
@@ -188,6 +196,34 @@ func (r *Result) finish(recs []record, elapsed time.Duration, rss *RSS, lag time
 		r.Scenarios[t.scenario] = &c
 	}
 	r.windows(elapsed)
+}
+
+// Error classes.
+const (
+	ClassConnection = "connection"
+	ClassRefused    = "refused (429)"
+	ClassTimeout    = "timeout"
+	ClassStatus     = "status"
+	ClassOther      = "other"
+)
+
+// errorClass sorts a failed request: no answer because the connection
+// failed, a 429, a timeout, another status, or something else.
+func errorClass(rec record) string {
+	switch {
+	case rec.status == 429:
+		return ClassRefused
+	case rec.err == "timeout":
+		return ClassTimeout
+	case rec.err != "":
+		for _, s := range []string{"EOF", "reset by peer", "broken pipe", "closed network connection", "server closed idle connection", "connection refused"} {
+			if strings.Contains(rec.err, s) {
+				return ClassConnection
+			}
+		}
+		return ClassOther
+	}
+	return ClassStatus
 }
 
 // windows slices the run into seconds.
@@ -289,6 +325,23 @@ func (r *Result) Summary(w io.Writer) {
 	sort.Strings(kinds)
 	for _, k := range kinds {
 		fmt.Fprintf(w, "  error %s: %d\n", k, r.ErrorKinds[k])
+	}
+	if len(r.ErrorClasses) > 0 {
+		fmt.Fprint(w, "  errors by class:")
+		for _, c := range []string{ClassConnection, ClassRefused, ClassTimeout, ClassStatus, ClassOther} {
+			if n := r.ErrorClasses[c]; n > 0 {
+				fmt.Fprintf(w, " %s %d", c, n)
+			}
+		}
+		fmt.Fprintln(w)
+	}
+	if r.ErrorClasses[ClassConnection] > 0 {
+		fmt.Fprintf(w, "  hint: requests closed without an answer (EOF, reset) are typical of a server or proxy closing connections over a per-address cap;"+
+			" this run opened up to %d connections per server: compare the server's PRIORA_MAX_CONNS_PER_IP (512 by default) or lower --concurrency\n", r.Workers)
+	}
+	if r.ErrorClasses[ClassRefused] > 0 {
+		fmt.Fprintf(w, "  hint: 429 is the server refusing this client: \"too many connections\" is its per-address connection cap (PRIORA_MAX_CONNS_PER_IP; this run used up to %d connections per server),"+
+			" \"rate limited\" its request rate limit (PRIORA_RATE_LIMIT=0 for load runs)\n", r.Workers)
 	}
 	if r.MaxLagMS > 5 {
 		fmt.Fprintf(w, "  the load tool fell behind its schedule by up to %.1f ms\n", r.MaxLagMS)

@@ -214,66 +214,6 @@ func extendRead(c echo.Context) {
 	_ = http.NewResponseController(c.Response()).SetReadDeadline(time.Now().Add(ReadTimeout))
 }
 
-// LimitListener caps the open connections per client address (the TCP
-// peer) at n; a connection over the cap is closed as soon as it is
-// accepted. n ≤ 0 returns ln unchanged.
-func LimitListener(ln net.Listener, n int) net.Listener {
-	if n <= 0 {
-		return ln
-	}
-	return &limitListener{Listener: ln, max: n, open: map[netip.Addr]int{}}
-}
-
-type limitListener struct {
-	net.Listener
-	max  int
-	mu   sync.Mutex
-	open map[netip.Addr]int
-}
-
-func (l *limitListener) Accept() (net.Conn, error) {
-	for {
-		conn, err := l.Listener.Accept()
-		if err != nil {
-			return nil, err
-		}
-		ap, err := netip.ParseAddrPort(conn.RemoteAddr().String())
-		if err != nil {
-			return conn, nil // not an IP connection
-		}
-		ip := ap.Addr().Unmap()
-		l.mu.Lock()
-		over := l.open[ip] >= l.max
-		if !over {
-			l.open[ip]++
-		}
-		l.mu.Unlock()
-		if over {
-			conn.Close()
-			continue
-		}
-		return &limitConn{Conn: conn, l: l, ip: ip}, nil
-	}
-}
-
-type limitConn struct {
-	net.Conn
-	l    *limitListener
-	ip   netip.Addr
-	once sync.Once
-}
-
-func (c *limitConn) Close() error {
-	c.once.Do(func() {
-		c.l.mu.Lock()
-		if c.l.open[c.ip]--; c.l.open[c.ip] <= 0 {
-			delete(c.l.open, c.ip)
-		}
-		c.l.mu.Unlock()
-	})
-	return c.Conn.Close()
-}
-
 // transportSecurity adds HSTS when Priora is served over TLS.
 func (s *Server) transportSecurity(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {

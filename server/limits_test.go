@@ -3,12 +3,14 @@ package server_test
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/netip"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -138,31 +140,131 @@ func TestSlowUnauthenticatedBody(t *testing.T) {
 }
 
 // TestConnectionsPerAddressCapped: one address holding many slow
-// connections gets no more than the cap; the server goes on answering
-// /healthz to others.
+// connections gets no more than the cap; a connection over it is answered
+// 429 with Retry-After and closed, in the wire format of the endpoint it
+// asked for, and takes no slot; the server goes on answering others.
+//
+// #19 item 4: over-cap connections used to be closed as soon as they were
+// accepted, after the client had sent its request on them, so a paced
+// load run saw "EOF" and "connection reset by peer" instead of an answer.
 func TestConnectionsPerAddressCapped(t *testing.T) {
 	const max = 5
 	s := startSecure(t, testenv.WithConfig(func(c *app.Config) { c.Limits.ConnsPerIP = max }))
-	for range max {
-		conn := dialRaw(t, s.Env, "")
-		fmt.Fprint(conn, "POST /fhir/Claim/$submit HTTP/1.1\r\nHost: x\r\n") // headers never finished
-		defer conn.Close()
+	held := make([]net.Conn, max)
+	for i := range held {
+		held[i] = dialRaw(t, s.Env, "")
+		fmt.Fprint(held[i], "POST /fhir/Claim/$submit HTTP/1.1\r\nHost: x\r\n") // headers never finished
+		defer held[i].Close()
 	}
+	hook := testenv.Fixture(t, "crd/ig/CRDServiceRequest.json")
+	// A body larger than what the refusal reads: the answer must still
+	// arrive whole, not be destroyed by a reset.
+	big := append([]byte(`{"resourceType":"Bundle","type":"collection","entry":[],"x":"`), bytes.Repeat([]byte("a"), 200<<10)...)
+	big = append(big, `"}`...)
+	for _, tc := range []struct {
+		path, ctype string
+		body        []byte
+		check       func(body []byte) error
+	}{
+		{submitPath, "application/fhir+json", big, func(b []byte) error {
+			var oo struct {
+				ResourceType string
+				Issue        []struct{ Code, Diagnostics string }
+			}
+			if err := json.Unmarshal(b, &oo); err != nil || oo.ResourceType != "OperationOutcome" || len(oo.Issue) != 1 ||
+				oo.Issue[0].Code != "throttled" || !strings.Contains(oo.Issue[0].Diagnostics, "PRIORA_MAX_CONNS_PER_IP") {
+				return fmt.Errorf("want an OperationOutcome (throttled) naming PRIORA_MAX_CONNS_PER_IP: %v", err)
+			}
+			return nil
+		}},
+		{"/cds-services/order-sign-crd", "application/json", hook, func(b []byte) error {
+			var e struct{ Error string }
+			if err := json.Unmarshal(b, &e); err != nil || !strings.Contains(e.Error, "connections") {
+				return fmt.Errorf("want a CDS Hooks error naming the connection cap: %v", err)
+			}
+			return nil
+		}},
+		{"/metadata", "", nil, func(b []byte) error {
+			if !bytes.Contains(b, []byte(`"OperationOutcome"`)) {
+				return errors.New("want an OperationOutcome")
+			}
+			return nil
+		}},
+	} {
+		// Through Go's HTTP client, as a load tool or an EHR sends it; a
+		// few times, since a reset that destroys the answer is a race.
+		for i := range 5 {
+			tr := &http.Transport{DisableKeepAlives: true}
+			method, body := http.MethodPost, io.Reader(bytes.NewReader(tc.body))
+			if tc.body == nil {
+				method, body = http.MethodGet, nil
+			}
+			req, _ := http.NewRequest(method, s.URL+tc.path, body)
+			if tc.ctype != "" {
+				req.Header.Set("Content-Type", tc.ctype)
+			}
+			resp, err := (&http.Client{Transport: tr, Timeout: 20 * time.Second}).Do(req)
+			if err != nil {
+				t.Fatalf("%s #%d over the cap: %v, want a 429 answer", tc.path, i, err)
+			}
+			b, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if err != nil || resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" || !resp.Close {
+				t.Fatalf("%s #%d over the cap: %d %v Retry-After %q close %v, want 429 with Retry-After and Connection: close",
+					tc.path, i, resp.StatusCode, err, resp.Header.Get("Retry-After"), resp.Close)
+			}
+			if err := tc.check(b); err != nil {
+				t.Errorf("%s: %s: %s", tc.path, err, b)
+			}
+		}
+	}
+	// The server closes its end after the answer: a raw client reads the
+	// answer, then EOF (not a reset).
 	over := dialRaw(t, s.Env, "")
 	defer over.Close()
 	over.SetReadDeadline(time.Now().Add(20 * time.Second))
 	fmt.Fprint(over, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-	if _, err := over.Read(make([]byte, 1)); !errors.Is(err, io.EOF) && !isReset(err) {
-		t.Errorf("connection %d from one address: %v, want it closed", max+1, err)
+	br := bufio.NewReader(over)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("raw connection over the cap: %v %v", resp, err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	if _, err := br.ReadByte(); !errors.Is(err, io.EOF) {
+		t.Errorf("after the answer: %v, want EOF", err)
 	}
 	// Another address is answered.
 	other := dialRaw(t, s.Env, "127.0.0.2")
 	defer other.Close()
 	other.SetReadDeadline(time.Now().Add(20 * time.Second))
 	fmt.Fprint(other, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-	resp, err := http.ReadResponse(bufio.NewReader(other), nil)
+	resp, err = http.ReadResponse(bufio.NewReader(other), nil)
 	if err != nil || resp.StatusCode != http.StatusOK {
 		t.Fatalf("/healthz from another address: %v %v", resp, err)
+	}
+	// The refused connections took no slot: when one held connection
+	// closes, the address gets one back. The server notices the close a
+	// moment later; the client does what the answer says: it retries after
+	// Retry-After.
+	held[0].Close()
+	var got *http.Response
+	for range 3 {
+		c := dialRaw(t, s.Env, "")
+		defer c.Close()
+		c.SetReadDeadline(time.Now().Add(20 * time.Second))
+		fmt.Fprint(c, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+		got, err = http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.StatusCode == http.StatusOK {
+			break
+		}
+		secs, _ := strconv.Atoi(got.Header.Get("Retry-After"))
+		time.Sleep(time.Duration(secs) * time.Second)
+	}
+	if got.StatusCode != http.StatusOK {
+		t.Fatalf("after a held connection closed: %d, want a slot back", got.StatusCode)
 	}
 }
 

@@ -329,12 +329,12 @@ func (s *Store) hookCallAudit(ctx context.Context, f AuditFilter) ([]AuditRecord
 	}
 	cur, err := s.db.Collection(hookCalls).Find(ctx, q, options.Find().
 		SetSort(bson.D{{Key: "received", Value: -1}, {Key: "_id", Value: -1}}).SetLimit(f.Limit).
-		SetProjection(bson.D{{Key: "made", Value: 0}}))
+		SetProjection(bson.D{{Key: "made", Value: 0}, {Key: "madeRec", Value: 0}}))
 	if err != nil {
 		return nil, fmt.Errorf("store: audit hook calls: %w", err)
 	}
-	var calls []HookCall
-	if err := cur.All(ctx, &calls); err != nil {
+	calls, err := readHookCalls(ctx, cur)
+	if err != nil {
 		return nil, fmt.Errorf("store: audit hook calls: %w", err)
 	}
 	out := make([]AuditRecord, 0, len(calls))

@@ -208,14 +208,100 @@ func callOfAssertion(id string) (string, bool) {
 // since PAS will look them up); otherwise it queues the record for the
 // next group commit and returns at once (Close writes what is queued).
 func (s *Store) RecordHookCall(ctx context.Context, c *HookCall, durable bool) error {
+	doc, err := packHookCall(c)
+	if err != nil {
+		return fmt.Errorf("store: record hook call: %w", err)
+	}
 	if !durable {
-		s.insertLater(s.db.Collection(hookCalls), "hook call record", c)
+		s.insertLater(s.db.Collection(hookCalls), "hook call record", doc)
 		return nil
 	}
-	if err := s.insert(ctx, s.db.Collection(hookCalls), c); err != nil {
+	if err := s.insert(ctx, s.db.Collection(hookCalls), doc); err != nil {
 		return fmt.Errorf("store: record hook call: %w", err)
 	}
 	return nil
+}
+
+// How a call record is stored. The fields the store filters and sorts on
+// are fields of the document; the rest of the record, and the assertions
+// apart (the audit trail and the metrics never read them), are each one
+// BSON value in a binary field. One call record is written per CDS Hooks
+// call, and the embedded engine's cost of an insert grows with the number
+// of fields it must describe and index: packed, a record with two
+// assertions is 6 fields instead of about 80. Records written before
+// (schema 2, all fields) are read as they are.
+type hookCallDoc struct {
+	ID       string    `bson:"_id"`
+	Received time.Time `bson:"received"`
+	Tenant   string    `bson:"tenant,omitempty"`
+	Client   string    `bson:"client,omitempty"`
+	// Rec is the HookCall without Made; MadeRec is madeDoc.
+	Rec     []byte `bson:"rec"`
+	MadeRec []byte `bson:"madeRec,omitempty"`
+}
+
+type madeDoc struct {
+	Made []CoverageAssertion `bson:"made"`
+}
+
+// storedHookCall reads a record in either form.
+type storedHookCall struct {
+	HookCall `bson:",inline"`
+	Rec      []byte `bson:"rec,omitempty"`
+	MadeRec  []byte `bson:"madeRec,omitempty"`
+}
+
+func packHookCall(c *HookCall) (*hookCallDoc, error) {
+	rest := *c
+	rest.Made = nil
+	rec, err := bson.Marshal(&rest)
+	if err != nil {
+		return nil, err
+	}
+	doc := &hookCallDoc{ID: c.ID, Received: c.Received, Tenant: c.Tenant, Client: c.Client, Rec: rec}
+	if len(c.Made) > 0 {
+		if doc.MadeRec, err = bson.Marshal(madeDoc{Made: c.Made}); err != nil {
+			return nil, err
+		}
+	}
+	return doc, nil
+}
+
+// unpack is the record: the packed fields decoded, or the record as
+// written by an earlier version.
+func (d *storedHookCall) unpack() (HookCall, error) {
+	c := d.HookCall
+	if d.Rec != nil {
+		c = HookCall{}
+		if err := bson.Unmarshal(d.Rec, &c); err != nil {
+			return c, fmt.Errorf("store: hook call record %s: %w", d.ID, err)
+		}
+	}
+	if d.MadeRec != nil {
+		var m madeDoc
+		if err := bson.Unmarshal(d.MadeRec, &m); err != nil {
+			return c, fmt.Errorf("store: hook call record %s: %w", d.ID, err)
+		}
+		c.Made = m.Made
+	}
+	return c, nil
+}
+
+// readHookCalls decodes a cursor of records in either form.
+func readHookCalls(ctx context.Context, cur *mongo.Cursor) ([]HookCall, error) {
+	var docs []storedHookCall
+	if err := cur.All(ctx, &docs); err != nil {
+		return nil, err
+	}
+	out := make([]HookCall, len(docs))
+	for i := range docs {
+		c, err := docs[i].unpack()
+		if err != nil {
+			return nil, err
+		}
+		out[i] = c
+	}
+	return out, nil
 }
 
 // SaveCoverageAssertions stores the assertions of one hook call in one
@@ -243,11 +329,13 @@ func (s *Store) SaveCoverageAssertions(ctx context.Context, as []CoverageAsserti
 // from the assertions collection.
 func (s *Store) CoverageAssertion(ctx context.Context, id string) (*CoverageAssertion, error) {
 	if call, ok := callOfAssertion(id); ok {
-		var rec struct {
-			Made []CoverageAssertion `bson:"made"`
-		}
+		var doc storedHookCall
 		err := s.db.Collection(hookCalls).FindOne(ctx, bson.D{{Key: "_id", Value: call}},
-			options.FindOne().SetProjection(bson.D{{Key: "made", Value: 1}})).Decode(&rec)
+			options.FindOne().SetProjection(bson.D{{Key: "made", Value: 1}, {Key: "madeRec", Value: 1}})).Decode(&doc)
+		var rec HookCall
+		if err == nil {
+			rec, err = doc.unpack()
+		}
 		switch {
 		case err == nil:
 			for i := range rec.Made {
@@ -271,13 +359,13 @@ func (s *Store) SaveHookCall(ctx context.Context, c *HookCall) error {
 // first, at most limit of them (for metrics and disputes).
 func (s *Store) HookCalls(ctx context.Context, since time.Time, limit int) ([]HookCall, error) {
 	opts := options.Find().SetSort(bson.D{{Key: "received", Value: 1}}).SetLimit(int64(limit)).
-		SetProjection(bson.D{{Key: "made", Value: 0}})
+		SetProjection(bson.D{{Key: "made", Value: 0}, {Key: "madeRec", Value: 0}})
 	cur, err := s.db.Collection(hookCalls).Find(ctx, bson.D{{Key: "received", Value: bson.D{{Key: "$gte", Value: since}}}}, opts)
 	if err != nil {
 		return nil, fmt.Errorf("store: find hook calls: %w", err)
 	}
-	var out []HookCall
-	if err := cur.All(ctx, &out); err != nil {
+	out, err := readHookCalls(ctx, cur)
+	if err != nil {
 		return nil, fmt.Errorf("store: read hook calls: %w", err)
 	}
 	return out, nil

@@ -55,7 +55,7 @@ func loadCmd(ctx context.Context, args []string, getenv func(string) string, std
 	fs.StringVar(&scenario, "scenario", "order-sign", "order-sign or submit (or use --mix)")
 	fs.StringVar(&mix, "mix", "", "weighted scenarios, e.g. order-sign=9,submit=1 (overrides --scenario)")
 	fs.Float64Var(&cfg.Rate, "rate", 0, "requests per second (open loop); 0 = flat out")
-	fs.IntVar(&cfg.Concurrency, "concurrency", 0, "requests in flight (default 4×CPUs flat out, up to 512 at a rate)")
+	fs.IntVar(&cfg.Concurrency, "concurrency", 0, "requests in flight, one connection each (default 4×CPUs flat out, up to 256 at a rate; keep it below the server's PRIORA_MAX_CONNS_PER_IP)")
 	fs.DurationVar(&cfg.Duration, "duration", 10*time.Second, "how long to measure")
 	fs.Int64Var(&cfg.Requests, "requests", 0, "stop after this many requests (0 = duration only)")
 	fs.DurationVar(&cfg.Warmup, "warmup", 2*time.Second, "unmeasured warm-up before the run")

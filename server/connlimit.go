@@ -1,0 +1,216 @@
+package server
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/priora/priora/auth"
+	"github.com/priora/priora/fhir"
+)
+
+// The per-address connection cap (PRIORA_MAX_CONNS_PER_IP).
+//
+// A connection over the cap has usually already carried a request when
+// the server accepts it: closing it then, unread, sends the client a reset
+// and the client sees "EOF" or "connection reset by peer" with no reason
+// given (#19). Instead it is answered 429 Too Many Requests with
+// Retry-After and Connection: close, in the wire format of the endpoint it
+// asked for, and closed gracefully: the server half-closes its end, reads
+// what the client still sends until the client closes or a short deadline,
+// and only then closes, so the answer is not destroyed by a reset.
+//
+// 429 rather than 503: the refusal is about this client (its address holds
+// too many connections), not about the server, which goes on serving
+// everyone else; a load balancer that reads 503 as "this backend is
+// unhealthy" would take a healthy replica out of service.
+//
+// The refusal cannot become a way around the cap: a refused connection
+// takes no slot, is held for at most refuseHeadWait + refuseLinger, and at
+// most maxRefusing are being answered at once (for all addresses
+// together); beyond that an over-cap connection is closed at once, as it
+// was before.
+
+const (
+	// maxRefusing bounds the over-cap connections being answered at once.
+	maxRefusing = 64
+	// refuseHeadWait is how long a refused connection has to send its
+	// request line (to choose the answer's format); without one it is
+	// answered as FHIR.
+	refuseHeadWait = 500 * time.Millisecond
+	// refuseHeadBytes bounds what is read to find the request line.
+	refuseHeadBytes = 4 << 10
+	// refuseLinger is how long the server reads after its answer, waiting
+	// for the client to close its end; refuseDrainBytes bounds what it
+	// reads meanwhile.
+	refuseLinger     = time.Second
+	refuseDrainBytes = 256 << 10
+	// refuseRetryAfter is the Retry-After of the answer, in seconds.
+	refuseRetryAfter = 1
+)
+
+// LimitListener caps the open connections per client address (the TCP
+// peer) at n; a connection over the cap is answered 429 and closed (see
+// above). n ≤ 0 returns ln unchanged.
+func LimitListener(ln net.Listener, n int) net.Listener {
+	if n <= 0 {
+		return ln
+	}
+	return &limitListener{Listener: ln, max: n, open: map[netip.Addr]int{}, refusing: map[net.Conn]struct{}{},
+		headWait: refuseHeadWait, linger: refuseLinger, maxRefusing: maxRefusing}
+}
+
+type limitListener struct {
+	net.Listener
+	max int
+	// headWait, linger and maxRefusing are the constants above (tests
+	// change them).
+	headWait, linger time.Duration
+	maxRefusing      int
+
+	mu       sync.Mutex
+	open     map[netip.Addr]int
+	refusing map[net.Conn]struct{}
+	closed   bool
+	wg       sync.WaitGroup
+}
+
+func (l *limitListener) Accept() (net.Conn, error) {
+	for {
+		conn, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		ap, err := netip.ParseAddrPort(conn.RemoteAddr().String())
+		if err != nil {
+			return conn, nil // not an IP connection
+		}
+		ip := ap.Addr().Unmap()
+		l.mu.Lock()
+		if l.open[ip] < l.max {
+			l.open[ip]++
+			l.mu.Unlock()
+			return &limitConn{Conn: conn, l: l, ip: ip}, nil
+		}
+		answer := !l.closed && len(l.refusing) < l.maxRefusing
+		if answer {
+			l.refusing[conn] = struct{}{}
+			l.wg.Add(1)
+		}
+		l.mu.Unlock()
+		if !answer {
+			conn.Close()
+			continue
+		}
+		go l.refuse(conn)
+	}
+}
+
+// Close stops accepting, ends the refusals under way and waits for them.
+func (l *limitListener) Close() error {
+	err := l.Listener.Close()
+	l.mu.Lock()
+	l.closed = true
+	for c := range l.refusing {
+		c.Close()
+	}
+	l.mu.Unlock()
+	l.wg.Wait()
+	return err
+}
+
+// refuse answers an over-cap connection 429 and closes it gracefully.
+func (l *limitListener) refuse(conn net.Conn) {
+	defer l.wg.Done()
+	defer func() {
+		l.mu.Lock()
+		delete(l.refusing, conn)
+		l.mu.Unlock()
+		conn.Close()
+	}()
+	start := time.Now()
+	_ = conn.SetDeadline(start.Add(l.headWait))
+	path := requestPath(conn)
+	ctype, body := refusalBody(path, l.max)
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "HTTP/1.1 429 Too Many Requests\r\nContent-Type: %s\r\nContent-Length: %d\r\nRetry-After: %d\r\nConnection: close\r\n\r\n",
+		ctype, len(body), refuseRetryAfter)
+	b.Write(body)
+	_ = conn.SetDeadline(time.Now().Add(l.linger))
+	if _, err := conn.Write(b.Bytes()); err != nil {
+		return
+	}
+	// Half-close, then read until the client closes (EOF), the deadline
+	// or the byte bound: closing with unread data in the socket would
+	// send a reset, which can reach the client before it read the answer
+	// and destroy it.
+	if cw, ok := conn.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(conn, refuseDrainBytes))
+}
+
+// requestPath reads the request line (at most refuseHeadBytes, until the
+// deadline set on conn) and returns its target's path, or "" when none
+// arrived.
+func requestPath(conn net.Conn) string {
+	buf := make([]byte, refuseHeadBytes)
+	n := 0
+	for n < len(buf) {
+		m, err := conn.Read(buf[n:])
+		n += m
+		if i := bytes.IndexByte(buf[:n], '\n'); i >= 0 {
+			// METHOD SP request-target SP HTTP-version
+			f := strings.Fields(string(buf[:i]))
+			if len(f) != 3 {
+				return ""
+			}
+			path, _, _ := strings.Cut(f[1], "?")
+			return path
+		}
+		if err != nil {
+			return ""
+		}
+	}
+	return ""
+}
+
+// refusalBody is the 429's body in the format of the endpoint at path: a
+// CDS Hooks error, an OAuth 2.0 error or a FHIR OperationOutcome (as
+// renderError writes them).
+func refusalBody(path string, max int) (ctype string, body []byte) {
+	msg := fmt.Sprintf("too many open connections from this address (at most %d, PRIORA_MAX_CONNS_PER_IP); reuse or close idle connections, or retry after %d s", max, refuseRetryAfter)
+	switch {
+	case path == "/cds-services" || strings.HasPrefix(path, "/cds-services/"):
+		body, _ = json.Marshal(map[string]string{"error": msg})
+		return "application/json", body
+	case path == auth.TokenPath:
+		body, _ = json.Marshal(map[string]string{"error": "slow_down", "error_description": msg})
+		return "application/json", body
+	}
+	return fhirJSON, fhir.OperationOutcome(fhir.IssuesOf(&fhir.Error{Kind: fhir.TooMany, Message: msg}))
+}
+
+type limitConn struct {
+	net.Conn
+	l    *limitListener
+	ip   netip.Addr
+	once sync.Once
+}
+
+func (c *limitConn) Close() error {
+	c.once.Do(func() {
+		c.l.mu.Lock()
+		if c.l.open[c.ip]--; c.l.open[c.ip] <= 0 {
+			delete(c.l.open, c.ip)
+		}
+		c.l.mu.Unlock()
+	})
+	return c.Conn.Close()
+}
