@@ -308,7 +308,7 @@ func (c *call) resolveBasedOn() {
 		for _, b := range t.o.BasedOn {
 			if raw, ok := c.d.lookup(b.Reference); ok {
 				var o order
-				if json.Unmarshal(raw, &o) == nil && orderTypes[o.ResourceType] {
+				if unmarshal(raw, &o) == nil && orderTypes[o.ResourceType] {
 					t.basedOn = append(t.basedOn, o)
 				}
 			}
@@ -324,7 +324,7 @@ func prefetchKey(typ string) string {
 
 func (c *call) addTarget(ref string, raw json.RawMessage) {
 	t := &target{ref: ref, raw: raw}
-	if json.Unmarshal(raw, &t.o) != nil {
+	if unmarshal(raw, &t.o) != nil {
 		// A malformed member (the CDS Hooks sandbox's MedicationRequest
 		// sends category as an object) does not hide the others: the order
 		// is read member by member, and what cannot be read is left out.
@@ -337,6 +337,8 @@ func (c *call) addTarget(ref string, raw json.RawMessage) {
 // decodeMembers decodes the members of a JSON object into v one at a
 // time, and returns the names of those that do not decode.
 func decodeMembers(raw json.RawMessage, v any) []string {
+	// encoding/json itself: each member merges into v, which a failed
+	// unmarshal would zero.
 	var members map[string]json.RawMessage
 	if json.Unmarshal(raw, &members) != nil {
 		return []string{"(the whole resource)"}
@@ -373,7 +375,7 @@ func (c *call) chooseCoverage(raws []json.RawMessage) error {
 	var covs []*coverageRes
 	for _, r := range raws {
 		var cv coverageRes
-		if json.Unmarshal(r, &cv) == nil {
+		if unmarshal(r, &cv) == nil {
 			covs = append(covs, &cv)
 		}
 	}
@@ -433,7 +435,7 @@ func (c *call) payerIDs(cv *coverageRes) []coverage.PayerID {
 		var org struct {
 			Identifier []fhir.Identifier `json:"identifier"`
 		}
-		if json.Unmarshal(raw, &org) == nil {
+		if unmarshal(raw, &org) == nil {
 			for _, id := range org.Identifier {
 				out = append(out, coverage.PayerID{System: id.System, Value: id.Value})
 			}
@@ -446,7 +448,7 @@ func (c *call) payerIDs(cv *coverageRes) []coverage.PayerID {
 		if strings.HasPrefix(p.Reference, "#") {
 			for _, raw := range cv.Contained {
 				var h resourceHead
-				if json.Unmarshal(raw, &h) == nil && "#"+h.ID == p.Reference {
+				if unmarshal(raw, &h) == nil && "#"+h.ID == p.Reference {
 					addOrg(raw)
 				}
 			}
@@ -609,7 +611,7 @@ func (c *call) service(t *target) coverage.Service {
 				var dev struct {
 					Type *fhir.CodeableConcept `json:"type"`
 				}
-				if json.Unmarshal(raw, &dev) == nil {
+				if unmarshal(raw, &dev) == nil {
 					addCC(dev.Type)
 				}
 			}
@@ -619,7 +621,7 @@ func (c *call) service(t *target) coverage.Service {
 				var med struct {
 					Code *fhir.CodeableConcept `json:"code"`
 				}
-				if json.Unmarshal(raw, &med) == nil {
+				if unmarshal(raw, &med) == nil {
 					addCC(med.Code)
 				}
 			}
@@ -684,7 +686,7 @@ func (c *call) requesterNPIs(t *target) []string {
 			return
 		}
 		var p fhir.Party
-		if json.Unmarshal(raw, &p) != nil {
+		if unmarshal(raw, &p) != nil {
 			return
 		}
 		if v := p.IdentifierValue(npiSystem); v != "" {

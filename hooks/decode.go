@@ -20,7 +20,7 @@ import (
 func decodeRequest(body []byte, r *Request) error {
 	if !validJSON(body) || !fastDecode(body, r) {
 		*r = Request{}
-		return json.Unmarshal(body, r)
+		return unmarshal(body, r)
 	}
 	return nil
 }
@@ -41,13 +41,13 @@ func fastDecode(body []byte, r *Request) bool {
 		var err error
 		switch key {
 		case "hook":
-			err = json.Unmarshal(val, &r.Hook)
+			err = unmarshal(val, &r.Hook)
 		case "hookInstance":
-			err = json.Unmarshal(val, &r.HookInstance)
+			err = unmarshal(val, &r.HookInstance)
 		case "fhirServer":
-			err = json.Unmarshal(val, &r.FHIRServer)
+			err = unmarshal(val, &r.FHIRServer)
 		case "fhirAuthorization":
-			err = json.Unmarshal(val, &r.FHIRAuthorization)
+			err = unmarshal(val, &r.FHIRAuthorization)
 		case "context":
 			r.Context, ok = fastContext(val)
 		case "prefetch":
@@ -111,17 +111,17 @@ func fastContext(val []byte) (*hookContext, bool) {
 		var err error
 		switch key {
 		case "userId":
-			err = json.Unmarshal(v, &hc.UserID)
+			err = unmarshal(v, &hc.UserID)
 		case "patientId":
-			err = json.Unmarshal(v, &hc.PatientID)
+			err = unmarshal(v, &hc.PatientID)
 		case "encounterId":
-			err = json.Unmarshal(v, &hc.EncounterID)
+			err = unmarshal(v, &hc.EncounterID)
 		case "order":
-			err = json.Unmarshal(v, &hc.Order)
+			err = unmarshal(v, &hc.Order)
 		case "selections":
-			err = json.Unmarshal(v, &hc.Selections)
+			err = unmarshal(v, &hc.Selections)
 		case "dispatchedOrders":
-			err = json.Unmarshal(v, &hc.DispatchedOrders)
+			err = unmarshal(v, &hc.DispatchedOrders)
 		case "draftOrders":
 			hc.DraftOrders, err = readBundle(v)
 		case "appointments":

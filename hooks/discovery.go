@@ -139,7 +139,7 @@ type discoveryService struct {
 // buildDiscovery renders GET /cds-services once.
 func buildDiscovery() ([]byte, error) {
 	var prefetch map[string]map[string]string
-	if err := json.Unmarshal(standardPrefetchJSON, &prefetch); err != nil {
+	if err := unmarshal(standardPrefetchJSON, &prefetch); err != nil {
 		return nil, fmt.Errorf("hooks: standard prefetch: %w", err)
 	}
 	var doc struct {
@@ -176,7 +176,7 @@ func parseSettings(hook string, raw json.RawMessage) settings {
 		return st
 	}
 	var m map[string]json.RawMessage
-	if json.Unmarshal(raw, &m) != nil {
+	if unmarshal(raw, &m) != nil {
 		return st
 	}
 	for _, code := range optionsFor(hook) {
@@ -186,13 +186,13 @@ func parseSettings(hook string, raw json.RawMessage) settings {
 		}
 		if code == optMaxCards {
 			var n int
-			if json.Unmarshal(v, &n) == nil && n >= 0 {
+			if unmarshal(v, &n) == nil && n >= 0 {
 				st.maxCards = n
 			}
 			continue
 		}
 		var b bool
-		if json.Unmarshal(v, &b) == nil {
+		if unmarshal(v, &b) == nil {
 			st.enabled[code] = b
 		}
 	}

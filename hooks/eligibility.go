@@ -2,7 +2,6 @@ package hooks
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"time"
 
@@ -57,7 +56,7 @@ func (c *call) checkRoster(ctx context.Context) error {
 			} `json:"name"`
 			BirthDate string `json:"birthDate"`
 		}
-		if json.Unmarshal(raw, &p) == nil {
+		if unmarshal(raw, &p) == nil {
 			for _, id := range p.Identifier {
 				if id.Type != nil && id.Value != "" {
 					for _, cd := range id.Type.Coding {

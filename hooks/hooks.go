@@ -17,7 +17,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -377,7 +376,7 @@ func (s *Service) decode(hook string, body []byte) (*call, error) {
 	c.version = s.cfg.DefaultVersion
 	if v, ok := r.Extension["davinci-crd.requestedVersion"]; ok {
 		var rv string
-		if json.Unmarshal(v, &rv) == nil {
+		if unmarshal(v, &rv) == nil {
 			switch {
 			case strings.HasPrefix(rv, "2.0"):
 				c.version = crdVersion20
@@ -431,7 +430,7 @@ func (s *Service) Feedback(ctx context.Context, serviceID string, who Caller, bo
 		return errorf(fhir.NotFound, "there is no CDS service %q", serviceID)
 	}
 	var f Feedback
-	if err := json.Unmarshal(body, &f); err != nil {
+	if err := unmarshal(body, &f); err != nil {
 		return errorf(fhir.Invalid, "the body is not CDS Hooks feedback: %s", fhir.JSONProblem(err))
 	}
 	if len(f.Feedback) == 0 {

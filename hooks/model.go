@@ -119,12 +119,12 @@ type refs []fhir.Reference
 
 func (r *refs) UnmarshalJSON(b []byte) error {
 	var one fhir.Reference
-	if err := json.Unmarshal(b, &one); err == nil {
+	if err := unmarshal(b, &one); err == nil {
 		*r = refs{one}
 		return nil
 	}
 	var many []fhir.Reference
-	if err := json.Unmarshal(b, &many); err != nil {
+	if err := unmarshal(b, &many); err != nil {
 		return err
 	}
 	*r = many

@@ -183,7 +183,7 @@ func (e *ehr) get(ctx context.Context, path string) (json.RawMessage, error) {
 		return nil, fmt.Errorf("EHR answer is larger than %d bytes", e.max)
 	}
 	var head resourceHead
-	if err := json.Unmarshal(body, &head); err != nil || head.ResourceType == "" {
+	if err := unmarshal(body, &head); err != nil || head.ResourceType == "" {
 		return nil, errors.New("EHR answer is not a FHIR resource")
 	}
 	if head.ResourceType == "OperationOutcome" {
@@ -224,20 +224,20 @@ func readPath(typ, id string) string { return typ + "/" + url.PathEscape(id) }
 // resource itself for a read), skipping OperationOutcome entries.
 func searchEntries(body json.RawMessage) []json.RawMessage {
 	var head resourceHead
-	if json.Unmarshal(body, &head) != nil {
+	if unmarshal(body, &head) != nil {
 		return nil
 	}
 	if head.ResourceType != "Bundle" {
 		return []json.RawMessage{body}
 	}
 	var b bundle
-	if json.Unmarshal(body, &b) != nil {
+	if unmarshal(body, &b) != nil {
 		return nil
 	}
 	out := make([]json.RawMessage, 0, len(b.Entry))
 	for _, e := range b.Entry {
 		var h resourceHead
-		if json.Unmarshal(e.Resource, &h) == nil && h.ResourceType != "" && h.ResourceType != "OperationOutcome" {
+		if unmarshal(e.Resource, &h) == nil && h.ResourceType != "" && h.ResourceType != "OperationOutcome" {
 			out = append(out, e.Resource)
 		}
 	}
@@ -284,7 +284,7 @@ func head(raw []byte) (h resourceHead, ok bool) {
 			v := raw[i+1 : vEnd-1]
 			var s string
 			if bytes.IndexByte(v, '\\') >= 0 {
-				if json.Unmarshal(raw[i:vEnd], &s) != nil {
+				if unmarshal(raw[i:vEnd], &s) != nil {
 					return h, false
 				}
 			} else {
@@ -469,7 +469,7 @@ func (b *bundle) read(raw []byte) error {
 		switch key {
 		case "resourceType", "type":
 			var s string
-			if json.Unmarshal(val, &s) != nil {
+			if unmarshal(val, &s) != nil {
 				return errShape
 			}
 			if key == "type" {
@@ -488,7 +488,7 @@ func (b *bundle) read(raw []byte) error {
 					case "resource":
 						e.Resource = v
 					case "fullUrl":
-						_ = json.Unmarshal(v, &e.FullURL)
+						_ = unmarshal(v, &e.FullURL)
 					}
 					return nil
 				})

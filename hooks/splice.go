@@ -91,7 +91,7 @@ func extensionURL(e []byte) string {
 			if bytes.IndexByte(val, '\\') < 0 {
 				url = string(val[1 : len(val)-1])
 			} else {
-				_ = json.Unmarshal(val, &url)
+				_ = unmarshal(val, &url)
 			}
 		}
 		return nil
@@ -104,7 +104,7 @@ func extensionURL(e []byte) string {
 // is used for proposed resources, not for the coverage-information update.
 func replaceMembers(raw json.RawMessage, set map[string]any) (json.RawMessage, error) {
 	var m map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &m); err != nil {
+	if err := unmarshal(raw, &m); err != nil {
 		return nil, err
 	}
 	for k, v := range set {

@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -57,18 +58,25 @@ const (
 
 // LimitListener caps the open connections per client address (the TCP
 // peer) at n; a connection over the cap is answered 429 and closed (see
-// above). n ≤ 0 returns ln unchanged.
-func LimitListener(ln net.Listener, n int) net.Listener {
+// above). When the server wraps ln in TLS, tc is its TLS configuration:
+// refusals are answered over TLS (HTTP/1.1). n ≤ 0 returns ln unchanged.
+func LimitListener(ln net.Listener, n int, tc *tls.Config) net.Listener {
 	if n <= 0 {
 		return ln
 	}
-	return &limitListener{Listener: ln, max: n, open: map[netip.Addr]int{}, refusing: map[net.Conn]struct{}{},
+	l := &limitListener{Listener: ln, max: n, open: map[netip.Addr]int{}, refusing: map[net.Conn]struct{}{},
 		headWait: refuseHeadWait, linger: refuseLinger, maxRefusing: maxRefusing}
+	if tc != nil {
+		l.tls = tc.Clone()
+		l.tls.NextProtos = []string{"http/1.1"} // the refusal speaks HTTP/1.1 only
+	}
+	return l
 }
 
 type limitListener struct {
 	net.Listener
 	max int
+	tls *tls.Config
 	// headWait, linger and maxRefusing are the constants above (tests
 	// change them).
 	headWait, linger time.Duration
@@ -134,26 +142,36 @@ func (l *limitListener) refuse(conn net.Conn) {
 		l.mu.Unlock()
 		conn.Close()
 	}()
-	start := time.Now()
-	_ = conn.SetDeadline(start.Add(l.headWait))
-	path := requestPath(conn)
+	_ = conn.SetDeadline(time.Now().Add(l.headWait))
+	c := conn // what HTTP is read from and written to
+	if l.tls != nil {
+		tc := tls.Server(conn, l.tls)
+		if tc.Handshake() != nil {
+			return
+		}
+		c = tc
+	}
+	path := requestPath(c)
 	ctype, body := refusalBody(path, l.max)
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "HTTP/1.1 429 Too Many Requests\r\nContent-Type: %s\r\nContent-Length: %d\r\nRetry-After: %d\r\nConnection: close\r\n\r\n",
 		ctype, len(body), refuseRetryAfter)
 	b.Write(body)
 	_ = conn.SetDeadline(time.Now().Add(l.linger))
-	if _, err := conn.Write(b.Bytes()); err != nil {
+	if _, err := c.Write(b.Bytes()); err != nil {
 		return
 	}
-	// Half-close, then read until the client closes (EOF), the deadline
-	// or the byte bound: closing with unread data in the socket would
-	// send a reset, which can reach the client before it read the answer
-	// and destroy it.
+	// Half-close (over TLS: close_notify first), then read until the
+	// client closes (EOF), the deadline or the byte bound: closing with
+	// unread data in the socket would send a reset, which can reach the
+	// client before it read the answer and destroy it.
+	if tc, ok := c.(*tls.Conn); ok {
+		_ = tc.CloseWrite()
+	}
 	if cw, ok := conn.(interface{ CloseWrite() error }); ok {
 		_ = cw.CloseWrite()
 	}
-	_, _ = io.Copy(io.Discard, io.LimitReader(conn, refuseDrainBytes))
+	_, _ = io.Copy(io.Discard, io.LimitReader(c, refuseDrainBytes))
 }
 
 // requestPath reads the request line (at most refuseHeadBytes, until the

@@ -20,7 +20,7 @@ func capped(t *testing.T, headWait, linger time.Duration, maxRefusing int) (*lim
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := LimitListener(ln, 1).(*limitListener)
+	l := LimitListener(ln, 1, nil).(*limitListener)
 	l.headWait, l.linger, l.maxRefusing = headWait, linger, maxRefusing
 	accepted := make(chan net.Conn, 16)
 	go func() {

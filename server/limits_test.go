@@ -3,6 +3,7 @@ package server_test
 import (
 	"bufio"
 	"bytes"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -265,6 +266,34 @@ func TestConnectionsPerAddressCapped(t *testing.T) {
 	}
 	if got.StatusCode != http.StatusOK {
 		t.Fatalf("after a held connection closed: %d, want a slot back", got.StatusCode)
+	}
+}
+
+// TestConnectionsPerAddressCappedTLS: over TLS the refusal is a 429 too,
+// spoken over TLS in HTTP/1.1 even to a client that offers HTTP/2; more
+// refusals one after another than are answered at once: each one's place
+// is given back.
+func TestConnectionsPerAddressCappedTLS(t *testing.T) {
+	certFile, keyFile := selfSigned(t, t.TempDir())
+	e := testenv.Start(t, testenv.WithConfig(func(c *app.Config) {
+		c.Security.TLSCert, c.Security.TLSKey = certFile, keyFile
+		c.Limits.ConnsPerIP = 1
+	}))
+	held := dialRaw(t, e, "")
+	defer held.Close()
+	tr := &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, ForceAttemptHTTP2: true, DisableKeepAlives: true}
+	c := &http.Client{Transport: tr, Timeout: 20 * time.Second}
+	url := "https://" + strings.TrimPrefix(e.URL, "http://") + "/fhir/metadata"
+	for i := range 70 {
+		resp, err := c.Get(url)
+		if err != nil {
+			t.Fatalf("#%d over the cap over TLS: %v, want a 429 answer", i, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusTooManyRequests || resp.ProtoMajor != 1 || !bytes.Contains(b, []byte("PRIORA_MAX_CONNS_PER_IP")) {
+			t.Fatalf("#%d over the cap over TLS: %s %d %s", i, resp.Proto, resp.StatusCode, b)
+		}
 	}
 }
 

@@ -407,9 +407,13 @@ func (a *App) Serve(ctx context.Context, ln net.Listener, drain time.Duration) e
 	if err := a.checkListener(ln); err != nil {
 		return err
 	}
-	ln = server.LimitListener(ln, lim.ConnsPerIP)
+	tc, err := a.tlsConfig()
+	if err != nil {
+		return err
+	}
+	ln = server.LimitListener(ln, lim.ConnsPerIP, tc)
 	errc := make(chan error, 1)
-	go func() { errc <- a.serve(hs, ln) }()
+	go func() { errc <- a.serve(hs, ln, tc) }()
 	select {
 	case err := <-errc:
 		return err

@@ -157,16 +157,28 @@ func (a *App) checkListener(ln net.Listener) error {
 	return nil
 }
 
-// serve runs hs on ln, with TLS 1.2 or later when a certificate is
-// configured.
-func (a *App) serve(hs *http.Server, ln net.Listener) error {
+// tlsConfig is TLS 1.2 or later with the configured certificate, or nil
+// when none is configured.
+func (a *App) tlsConfig() (*tls.Config, error) {
 	sec := a.Config.Security
 	if sec.TLSCert == "" && sec.TLSKey == "" {
-		return hs.Serve(ln)
+		return nil, nil
 	}
 	if sec.TLSCert == "" || sec.TLSKey == "" {
-		return errors.New("TLS needs both a certificate and a key")
+		return nil, errors.New("TLS needs both a certificate and a key")
 	}
-	hs.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
-	return hs.ServeTLS(ln, sec.TLSCert, sec.TLSKey)
+	cert, err := tls.LoadX509KeyPair(sec.TLSCert, sec.TLSKey)
+	if err != nil {
+		return nil, err
+	}
+	return &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}, nil
+}
+
+// serve runs hs on ln, with TLS when tc is not nil.
+func (a *App) serve(hs *http.Server, ln net.Listener, tc *tls.Config) error {
+	if tc == nil {
+		return hs.Serve(ln)
+	}
+	hs.TLSConfig = tc
+	return hs.ServeTLS(ln, "", "")
 }
