@@ -1,12 +1,15 @@
 package pas
 
 import (
+	"context"
 	"os"
 	"testing"
 	"time"
 
+	"github.com/priora/priora/bench"
 	"github.com/priora/priora/coverage"
 	"github.com/priora/priora/fhir"
+	"github.com/priora/priora/profiles"
 	"github.com/priora/priora/store"
 )
 
@@ -92,4 +95,34 @@ func BenchmarkBuildResponse(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkIntake is all of $submit's intake on the 47 KB kit Bundle: the
+// google/fhir base-R4 gate, the PAS Bundle rules and profile validation
+// (checkRequest, as the server runs it). cpu-ns/op counts the validation
+// goroutine too.
+func BenchmarkIntake(b *testing.B) {
+	raw := benchBundle(b)
+	p, err := fhir.NewParser()
+	if err != nil {
+		b.Fatal(err)
+	}
+	reg, err := profiles.Load()
+	if err != nil {
+		b.Fatal(err)
+	}
+	validate := ProfileValidator(reg.NewValidator(profiles.Options{}))
+	ctx := context.Background()
+	if _, err := checkRequest(ctx, p, validate, raw, ProfileRequestBundle); err != nil {
+		b.Fatal(err) // also compiles the definitions it needs
+	}
+	b.SetBytes(int64(len(raw)))
+	b.ReportAllocs()
+	cpu := bench.ProcessCPU()
+	for b.Loop() {
+		if _, err := checkRequest(ctx, p, validate, raw, ProfileRequestBundle); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(bench.ProcessCPU()-cpu)/float64(b.N), "cpu-ns/op")
 }

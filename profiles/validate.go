@@ -60,6 +60,7 @@ type run struct {
 	seen       map[Issue]bool
 	bundles    map[*elem]*bundleIdx
 	done       map[doneKey]*doneVal
+	refs       map[refKey]*refOutcome // reference targets judged (targetOutcome)
 	strictRefs bool
 	ctxPkg     int
 	defaults   func(resType string) []string // profiles for resources that name none

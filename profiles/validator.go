@@ -391,52 +391,107 @@ func (x *run) reference(e *elem, t etype, pkg int, src string) {
 	if len(t.targets) == 0 {
 		return
 	}
-	var types, cands []string
-	for _, tp := range t.targets {
-		sd, err := x.r.structure(tp, pkg)
-		if err != nil {
-			return // unknown target profile: cannot judge
-		}
-		if sd.typ == "Resource" {
-			return
-		}
-		types = append(types, sd.typ)
-		if sd.typ == target.resType && sd.derivation == "constraint" {
-			cands = append(cands, tp)
-		} else if sd.typ == target.resType {
-			return // the base type is allowed
-		}
-	}
-	if len(cands) == 0 {
-		x.add(SeverityError, "structure", e, src, "The reference '%s' points to a %s, which is not a valid target (allowed: %s)", ref, target.resType, strings.Join(types, ", "))
-		return
-	}
-	var best []Issue
-	bestN := -1
-	for _, c := range cands {
-		sd, err := x.r.structure(c, pkg)
-		if err != nil {
-			continue
-		}
-		is := x.capture(func() { x.walkRoot(target, sd) })
-		n := countErrors(is)
-		if n == 0 {
-			x.merge(is)
-			return
-		}
-		if bestN < 0 || n < bestN {
-			best, bestN = is, n
-		}
-	}
-	if bestN > 0 {
-		x.merge(best)
-		first := best[0]
-		for _, i := range best {
+	o := x.targetOutcome(target, t.targets, pkg)
+	switch {
+	case o.skip:
+	case len(o.cands) == 0:
+		x.add(SeverityError, "structure", e, src, "The reference '%s' points to a %s, which is not a valid target (allowed: %s)", ref, target.resType, o.types)
+	case o.bestN <= 0:
+		x.merge(o.best)
+	default:
+		x.merge(o.best)
+		first := o.best[0]
+		for _, i := range o.best {
 			if i.Severity == SeverityError || i.Severity == SeverityFatal {
 				first = i
 				break
 			}
 		}
-		x.add(SeverityError, "structure", e, src, "The resource '%s' does not conform to the target profile %s: %s at %s (%d errors)", ref, strings.Join(cands, " or "), first.Diagnostics, first.Expression, bestN)
+		x.add(SeverityError, "structure", e, src, "The resource '%s' does not conform to the target profile %s: %s at %s (%d errors)", ref, strings.Join(o.cands, " or "), first.Diagnostics, first.Expression, o.bestN)
 	}
+}
+
+// refKey names the judgement of one reference target against the target
+// profiles of a Reference type (targets: its targetProfile list, joined)
+// resolved in package pkg.
+type refKey struct {
+	target  *elem
+	targets string
+	pkg     int
+}
+
+// refOutcome is a reference target judged against target profiles: skip
+// (nothing to judge), no candidate of the target's type (types lists the
+// allowed ones), or the issues of the first candidate it conforms to
+// (bestN 0) or of the candidate with the fewest errors (bestN > 0; -1
+// when no candidate compiled).
+type refOutcome struct {
+	skip  bool
+	types string
+	cands []string
+	best  []Issue
+	bestN int
+}
+
+// targetOutcome judges target against a Reference's target profiles once
+// per run: a resource referenced N times (the patient from the Claim, the
+// Coverage, each ServiceRequest...) is judged on the first reference and
+// the outcome reused, issues merged as the first time. An outcome reached
+// while one of the candidates' walks of target was still in progress (a
+// reference cycle back to it, which sees no findings yet) is not kept, so
+// a later reference judges the finished walk, as it did before.
+func (x *run) targetOutcome(target *elem, targets []string, pkg int) *refOutcome {
+	k := refKey{target: target, targets: strings.Join(targets, " "), pkg: pkg}
+	if o := x.refs[k]; o != nil {
+		return o
+	}
+	o := &refOutcome{bestN: -1}
+	var types []string
+	for _, tp := range targets {
+		sd, err := x.r.structure(tp, pkg)
+		if err != nil || sd.typ == "Resource" {
+			o.skip = true // unknown target profile (cannot judge), or any resource
+			break
+		}
+		if len(o.cands) == 0 {
+			types = append(types, sd.typ) // for the message when no candidate fits
+		}
+		if sd.typ == target.resType && sd.derivation == "constraint" {
+			o.cands = append(o.cands, tp)
+		} else if sd.typ == target.resType {
+			o.skip = true // the base type is allowed
+			break
+		}
+	}
+	if !o.skip && len(o.cands) == 0 {
+		o.types = strings.Join(types, ", ")
+	}
+	keep := true
+	if !o.skip {
+		for _, c := range o.cands {
+			sd, err := x.r.structure(c, pkg)
+			if err != nil {
+				continue
+			}
+			if d := x.done[doneKey{target, sd}]; d != nil && d.busy {
+				keep = false
+			}
+			is := x.capture(func() { x.walkRoot(target, sd) })
+			n := countErrors(is)
+			if n == 0 {
+				o.best, o.bestN = is, 0
+				break
+			}
+			if o.bestN < 0 || n < o.bestN {
+				o.best, o.bestN = is, n
+			}
+		}
+	}
+	if keep {
+		if x.refs == nil {
+			x.refs = map[refKey]*refOutcome{}
+		}
+		x.refs[k] = o
+	}
+	return o
 }
