@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -53,6 +54,10 @@ func (r *request) assertionIDs(it fhir.ClaimItem) []string {
 	return ids
 }
 
+// assertionIDShape is what a coverage-assertion-id Priora issued looks
+// like ("crd-…", letters, digits, '-' and '.'), like a FHIR id.
+var assertionIDShape = regexp.MustCompile(`^[A-Za-z0-9.\-]{1,128}$`)
+
 // applyAssertions links items to the CRD coverage assertions they carry and
 // approves, without review, items whose assertion says prior authorization
 // is satisfied (gold carding) — only when the assertion fits the item
@@ -63,6 +68,28 @@ func (s *Service) applyAssertions(ctx context.Context, req *request, a *store.Au
 	rules := s.cfg.Rules()
 	svc := req.serviceContext()
 	providers := req.providerNPIs()
+	// Every item may cite the Claim's supportingInfo strings: each id is
+	// read once per request, and a string no assertion id can be (free
+	// text) not at all.
+	seen := map[string]*store.CoverageAssertion{}
+	lookup := func(id string) (*store.CoverageAssertion, error) {
+		if as, ok := seen[id]; ok {
+			if as == nil {
+				return nil, store.ErrNotFound
+			}
+			return as, nil
+		}
+		if !assertionIDShape.MatchString(id) {
+			return nil, store.ErrNotFound
+		}
+		as, err := s.cfg.Store.CoverageAssertion(ctx, id)
+		if errors.Is(err, store.ErrNotFound) {
+			seen[id] = nil
+		} else if err == nil {
+			seen[id] = as
+		}
+		return as, err
+	}
 	for k := range a.Items {
 		item := &a.Items[k]
 		if item.Cancelled {
@@ -74,7 +101,7 @@ func (s *Service) applyAssertions(ctx context.Context, req *request, a *store.Au
 		}
 		var notUsed []string
 		for _, id := range req.assertionIDs(src) {
-			as, err := s.cfg.Store.CoverageAssertion(ctx, id)
+			as, err := lookup(id)
 			if errors.Is(err, store.ErrNotFound) {
 				continue
 			}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/priora/priora/internal/reqlog"
 	"github.com/priora/priora/pas"
+	"github.com/priora/priora/store"
 )
 
 const (
@@ -26,7 +27,8 @@ const (
 var clientRequestID = regexp.MustCompile(`^[A-Za-z0-9._\-]{1,64}$`)
 
 // requestID takes a well-formed X-Request-Id from the client or makes one,
-// puts it on the request's context and echoes it in the response.
+// puts it on the request's context (with the route, the origin of the
+// request's store commands) and echoes it in the response.
 func (s *Server) requestID(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		id := c.Request().Header.Get(echo.HeaderXRequestID)
@@ -35,7 +37,9 @@ func (s *Server) requestID(next echo.HandlerFunc) echo.HandlerFunc {
 			_, _ = rand.Read(b[:])
 			id = hex.EncodeToString(b[:])
 		}
-		c.SetRequest(c.Request().WithContext(reqlog.With(c.Request().Context(), id)))
+		// The route names the request's store commands (store.CommandCounts).
+		ctx := store.WithOrigin(reqlog.With(c.Request().Context(), id), c.Request().Method+" "+c.Path())
+		c.SetRequest(c.Request().WithContext(ctx))
 		c.Response().Header().Set(echo.HeaderXRequestID, id)
 		return next(c)
 	}

@@ -187,8 +187,10 @@ func headOf(a *Authorization) *Authorization {
 // The submission keys and member entries of a new chain are simply
 // inserted, together with the concurrent requests' (group commit,
 // group.go): they are derived from the chain, so an existing one already
-// says the same and a duplicate is success. Claim keys, and every entry of
-// a later version, are read first: an entry that already leads to this
+// says the same and a duplicate is success. A new chain is the newest for
+// each of its Claim keys, so they are made to lead to it whatever they led
+// to before: one unordered bulk of upserts by _id (one command, no read).
+// Every entry of a later version is read first: an entry that already leads to this
 // chain is left alone, a Claim key that leads to another chain is moved
 // here (the newest chain for a reused key, as before), a missing one is
 // inserted. Reading first keeps the (rare) duplicates out of the grouped
@@ -231,9 +233,24 @@ func (s *Store) writeKeys(ctx context.Context, a *Authorization) error {
 			do(func() error { return s.ensureKey(ctx, s.members, doc.ID, a.ID, doc, false) })
 		}
 	}
+	var moves []mongo.WriteModel
 	for _, k := range a.ClaimKeys {
 		doc := chainKey{ID: claimKeyID(a.Tenant, k), Auth: a.ID, Since: a.Updated}
-		do(func() error { return s.ensureKey(ctx, s.keys, doc.ID, a.ID, doc, true) })
+		if fresh {
+			moves = append(moves, mongo.NewReplaceOneModel().SetFilter(bson.D{{Key: "_id", Value: doc.ID}}).
+				SetReplacement(doc).SetUpsert(true))
+		} else {
+			do(func() error { return s.ensureKey(ctx, s.keys, doc.ID, a.ID, doc, true) })
+		}
+	}
+	if len(moves) > 0 {
+		do(func() error {
+			_, err := s.keys.BulkWrite(ctx, moves, options.BulkWrite().SetOrdered(false))
+			if err != nil && !onlyDuplicates(err) {
+				return fmt.Errorf("store: write keys: %w", err)
+			}
+			return nil
+		})
 	}
 	for _, g := range []struct {
 		c    *mongo.Collection
@@ -269,6 +286,25 @@ func (s *Store) writeKeys(ctx context.Context, a *Authorization) error {
 	})
 	wg.Wait()
 	return errors.Join(errs...)
+}
+
+// onlyDuplicates reports whether err is a duplicate-key error, or a bulk
+// write's error whose every write failed on a duplicate key (an upsert
+// that raced another writer's insert of the same _id: that writer won).
+func onlyDuplicates(err error) bool {
+	var bwe mongo.BulkWriteException
+	if !errors.As(err, &bwe) {
+		return isDuplicate(err)
+	}
+	if bwe.WriteConcernError != nil || len(bwe.WriteErrors) == 0 {
+		return false
+	}
+	for _, we := range bwe.WriteErrors {
+		if we.Code != 11000 {
+			return false
+		}
+	}
+	return true
 }
 
 // ensureKey makes the entry id of c lead to chain auth: left alone when it

@@ -34,6 +34,7 @@ const maxGroup = 256
 var errDuplicateKey = fmt.Errorf("%w: E11000 duplicate key error", ErrDuplicate)
 
 type groupInserts struct {
+	counts *commandCounts
 	// later counts the background inserts not yet written (insertLater);
 	// Close waits for them.
 	later  sync.WaitGroup
@@ -56,10 +57,12 @@ type insertQueue struct {
 }
 
 type insertReq struct {
-	docs []any
-	errs []error // per document
-	err  error   // the first of errs
-	done chan struct{}
+	// origin is the origin of the caller's context (count.go).
+	origin string
+	docs   []any
+	errs   []error // per document
+	err    error   // the first of errs
+	done   chan struct{}
 	// written, when set, is called once the batch is written (or failed):
 	// a background insert has no caller waiting on done.
 	written func(*insertReq)
@@ -94,7 +97,7 @@ func (s *Store) insertEach(ctx context.Context, c *mongo.Collection, docs ...any
 	if len(docs) == 0 {
 		return nil, nil
 	}
-	r := &insertReq{docs: docs, errs: make([]error, len(docs)), done: make(chan struct{})}
+	r := &insertReq{origin: originOf(ctx), docs: docs, errs: make([]error, len(docs)), done: make(chan struct{})}
 	s.group.queue(c).add(r)
 	select {
 	case <-r.done:
@@ -205,7 +208,15 @@ func (q *insertQueue) write(batch []*insertReq) {
 			r.err = err
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	// One command, counted once for each origin it carries documents of.
+	origins := map[string]bool{}
+	for _, r := range batch {
+		if !origins[r.origin] {
+			origins[r.origin] = true
+			q.g.counts.add(r.origin, "insert", q.coll.Name(), 1)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.WithValue(context.Background(), groupedKey{}, true), 30*time.Second)
 	defer cancel()
 	_, err := q.coll.InsertMany(ctx, docs, options.InsertMany().SetOrdered(false))
 	if err == nil {

@@ -21,7 +21,6 @@ import (
 
 	"github.com/FerretDB/FerretDB/ferretdb"
 	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/event"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 	"go.mongodb.org/mongo-driver/v2/mongo/writeconcern"
@@ -70,7 +69,8 @@ type Store struct {
 	outbox         *mongo.Collection
 	bundles        *mongo.Collection
 
-	group groupInserts // group.go
+	group  groupInserts  // group.go
+	counts commandCounts // count.go
 }
 
 type embedded struct {
@@ -92,6 +92,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Store{log: log}
+	s.group.counts = &s.counts
 	uri := opts.URI
 	if uri == "" {
 		e, err := startEmbeddedLocked(opts.DataDir, func() (*embedded, error) { return startEmbedded(opts.DataDir, log) })
@@ -112,12 +113,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if s.embedded != nil {
 		copts.SetMaxPoolSize(32)
 	}
-	if f := opts.OnCommand; f != nil {
-		copts.SetMonitor(&event.CommandMonitor{
-			Succeeded: func(_ context.Context, e *event.CommandSucceededEvent) { f(e.CommandName, true, e.Duration) },
-			Failed:    func(_ context.Context, e *event.CommandFailedEvent) { f(e.CommandName, false, e.Duration) },
-		})
-	}
+	copts.SetMonitor(s.commandMonitor(opts))
 	client, err := mongo.Connect(copts)
 	if err != nil {
 		s.stopEmbedded()

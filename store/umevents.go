@@ -148,8 +148,17 @@ func (s *Store) writeUMOutbox(ctx context.Context, a *Authorization) error {
 		return nil
 	}
 	ev := a.UMEvents[n-1]
-	_, err := s.db.Collection(collUMOutbox).ReplaceOne(ctx, bson.D{{Key: "_id", Value: ev.ID}},
-		umOutboxEntry{ID: ev.ID, Auth: a.ID, Created: ev.At}, options.Replace().SetUpsert(true))
+	entry := umOutboxEntry{ID: ev.ID, Auth: a.ID, Created: ev.At}
+	var err error
+	if a.Version == 1 {
+		// A new chain's event is new: insert it with the concurrent
+		// requests' (group commit); a duplicate (a replayed request) is
+		// the same entry.
+		err = s.insert(ctx, s.db.Collection(collUMOutbox), entry)
+	} else {
+		_, err = s.db.Collection(collUMOutbox).ReplaceOne(ctx, bson.D{{Key: "_id", Value: ev.ID}},
+			entry, options.Replace().SetUpsert(true))
+	}
 	if err != nil && !isDuplicate(err) {
 		return fmt.Errorf("store: write UM outbox: %w", err)
 	}
