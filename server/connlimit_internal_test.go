@@ -8,19 +8,32 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
 
+// refusals counts the refused connections by how they were refused.
+type refusals struct{ answered, closed atomic.Int64 }
+
+func (r *refusals) count(answered bool) {
+	if answered {
+		r.answered.Add(1)
+	} else {
+		r.closed.Add(1)
+	}
+}
+
 // capped is a listener capped at one connection per address, with an
 // accept loop that hands accepted connections to the test.
-func capped(t *testing.T, headWait, linger time.Duration, maxRefusing int) (*limitListener, chan net.Conn) {
+func capped(t *testing.T, headWait, linger time.Duration, maxRefusing int) (*limitListener, chan net.Conn, *refusals) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := LimitListener(ln, 1, nil).(*limitListener)
+	r := &refusals{}
+	l := LimitListener(ln, 1, nil, r.count).(*limitListener)
 	l.headWait, l.linger, l.maxRefusing = headWait, linger, maxRefusing
 	accepted := make(chan net.Conn, 16)
 	go func() {
@@ -33,7 +46,7 @@ func capped(t *testing.T, headWait, linger time.Duration, maxRefusing int) (*lim
 		}
 	}()
 	t.Cleanup(func() { l.Close() })
-	return l, accepted
+	return l, accepted, r
 }
 
 func dial(t *testing.T, l net.Listener) net.Conn {
@@ -64,7 +77,7 @@ func waitDone(t *testing.T, l *limitListener) {
 // bound an over-cap connection is closed at once, unanswered), they take
 // no slot, and closing the listener ends them all and waits for them.
 func TestRefusalsBounded(t *testing.T) {
-	l, accepted := capped(t, time.Minute, time.Minute, 3)
+	l, accepted, counts := capped(t, time.Minute, time.Minute, 3)
 	held := dial(t, l)
 	<-accepted
 	var refused []net.Conn
@@ -109,6 +122,11 @@ func TestRefusalsBounded(t *testing.T) {
 	if len(l.refusing) != 0 {
 		t.Errorf("%d refusals left after Close", len(l.refusing))
 	}
+	// Counted: one answered; the one beyond the bound and the two cut
+	// short by Close closed unanswered.
+	if a, c := counts.answered.Load(), counts.closed.Load(); a != 1 || c != 3 {
+		t.Errorf("counted %d answered, %d closed; want 1 and 3", a, c)
+	}
 }
 
 // TestRefusalEndsOnItsOwn: a client over the cap that sends nothing and
@@ -116,7 +134,7 @@ func TestRefusalsBounded(t *testing.T) {
 // up and dropped when the linger is over: the refusal's goroutine ends by
 // itself.
 func TestRefusalEndsOnItsOwn(t *testing.T) {
-	l, accepted := capped(t, 50*time.Millisecond, 50*time.Millisecond, 3)
+	l, accepted, counts := capped(t, 50*time.Millisecond, 50*time.Millisecond, 3)
 	dial(t, l)
 	<-accepted
 	silent := dial(t, l)
@@ -130,4 +148,7 @@ func TestRefusalEndsOnItsOwn(t *testing.T) {
 		t.Errorf("silent connection over the cap: %d Retry-After %q close %v %s", resp.StatusCode, resp.Header.Get("Retry-After"), resp.Close, b)
 	}
 	waitDone(t, l)
+	if a, c := counts.answered.Load(), counts.closed.Load(); a != 1 || c != 0 {
+		t.Errorf("counted %d answered, %d closed; want 1 and 0", a, c)
+	}
 }

@@ -295,6 +295,22 @@ func TestConnectionsPerAddressCappedTLS(t *testing.T) {
 			t.Fatalf("#%d over the cap over TLS: %s %d %s", i, resp.Proto, resp.StatusCode, b)
 		}
 	}
+	// The operator sees them: priora_connections_refused_total.
+	families, err := e.App.Metrics.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	counted := map[string]float64{}
+	for _, f := range families {
+		if f.GetName() == "priora_connections_refused_total" {
+			for _, m := range f.GetMetric() {
+				counted[m.GetLabel()[0].GetValue()] = m.GetCounter().GetValue()
+			}
+		}
+	}
+	if counted["429"] != 70 || counted["closed"] != 0 {
+		t.Errorf("priora_connections_refused_total %v, want 70 answered 429, none closed", counted)
+	}
 }
 
 // TestTokenEndpointNotStarvedByJunk is #13's finding 10: junk sent to

@@ -418,7 +418,7 @@ func (a *App) Serve(ctx context.Context, ln net.Listener, drain time.Duration) e
 	if err != nil {
 		return err
 	}
-	ln = server.LimitListener(ln, lim.ConnsPerIP, tc)
+	ln = server.LimitListener(ln, lim.ConnsPerIP, tc, a.Metrics.ConnRefused)
 	errc := make(chan error, 1)
 	go func() { errc <- a.serve(hs, ln, tc) }()
 	select {

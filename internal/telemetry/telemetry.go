@@ -36,6 +36,7 @@ type Metrics struct {
 	rulesInfo    *prometheus.GaugeVec
 	umEvents     *prometheus.CounterVec
 	umWebhooks   *prometheus.CounterVec
+	connsRefused *prometheus.CounterVec
 
 	rulesMu      sync.Mutex
 	rulesVersion []string // label values of the rulesInfo series now set
@@ -93,9 +94,13 @@ func New() *Metrics {
 			Namespace: namespace, Name: "um_webhook_deliveries_total",
 			Help: "UM event webhook deliveries to payer clients by result (delivered, failed).",
 		}, []string{"result"}),
+		connsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "connections_refused_total",
+			Help: "Connections over the per-address cap (PRIORA_MAX_CONNS_PER_IP) by how they were refused: answered 429, or closed unanswered (too many refusals at once, or a failed TLS handshake).",
+		}, []string{"answer"}),
 	}
 	reg.MustRegister(m.requests, m.decisions, m.overturns, m.crdAnswers, m.deliveries, m.deliveryLag, m.storeOps, m.rulesReloads, m.rulesInfo,
-		m.umEvents, m.umWebhooks,
+		m.umEvents, m.umWebhooks, m.connsRefused,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -117,6 +122,19 @@ func (m *Metrics) Request(route, method string, status int, d time.Duration) {
 		route = "unmatched"
 	}
 	m.requests.WithLabelValues(route, method, strconv.Itoa(status)).Observe(d.Seconds())
+}
+
+// ConnRefused counts one connection over the per-address cap: answered
+// 429, or closed unanswered.
+func (m *Metrics) ConnRefused(answered bool) {
+	if m == nil {
+		return
+	}
+	answer := "closed"
+	if answered {
+		answer = "429"
+	}
+	m.connsRefused.WithLabelValues(answer).Inc()
 }
 
 // Decision counts one PAS item decision.
