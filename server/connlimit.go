@@ -258,3 +258,13 @@ func (c *limitConn) Close() error {
 	})
 	return c.Conn.Close()
 }
+
+// CloseWrite half-closes the connection (TCP). net/http half-closes before
+// it closes a connection it stopped reading (431, 413): without it the
+// client would meet a reset instead of the end of the answer.
+func (c *limitConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
