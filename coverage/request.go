@@ -27,10 +27,16 @@ func ParseClaimRequest(bundle []byte) (*ClaimRequest, error) {
 	if err != nil {
 		return nil, err
 	}
+	return ClaimRequestOf(root), nil
+}
+
+// ClaimRequestOf is ParseClaimRequest of a Bundle already decoded
+// (profiles.ParseResource, or profiles.Node.Resource).
+func ClaimRequestOf(root profiles.Value) *ClaimRequest {
 	cr := &ClaimRequest{bundle: []profiles.Value{root}, items: map[int][]profiles.Value{}}
 	cr.claim = eval(claimOf, cr.bundle)
 	if len(cr.claim) == 0 {
-		return cr, nil
+		return cr
 	}
 	cr.patient = eval(patientOf, cr.claim)
 	if cov := eval(coverageOf, cr.claim); len(cov) > 0 {
@@ -43,7 +49,7 @@ func ParseClaimRequest(bundle []byte) (*ClaimRequest, error) {
 			}
 		}
 	}
-	return cr, nil
+	return cr
 }
 
 func eval(x *profiles.FHIRPath, focus []profiles.Value) []profiles.Value {

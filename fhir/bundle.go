@@ -53,8 +53,15 @@ type EntryResponse struct {
 
 // DecodeBundle decodes raw as a Bundle and indexes its entries.
 func DecodeBundle(raw []byte) (*Bundle, error) {
+	return DecodeBundleWith(raw, json.Unmarshal)
+}
+
+// DecodeBundleWith is DecodeBundle reading raw and its entries through
+// decode, which must act as json.Unmarshal does (a reader of an already
+// decoded tree, say).
+func DecodeBundleWith(raw []byte, decode func(data []byte, v any) error) (*Bundle, error) {
 	var b Bundle
-	if err := json.Unmarshal(raw, &b); err != nil {
+	if err := decode(raw, &b); err != nil {
 		return nil, &Error{Kind: Invalid, Message: "invalid Bundle JSON", Err: err,
 			Issues: []Issue{{Severity: "error", Code: "structure", Diagnostics: "invalid Bundle JSON: " + JSONProblem(err), Expression: "Bundle"}}}
 	}
@@ -67,7 +74,7 @@ func DecodeBundle(raw []byte) (*Bundle, error) {
 			ResourceType string `json:"resourceType"`
 			ID           string `json:"id"`
 		}
-		if err := json.Unmarshal(e.Resource, &head); err == nil {
+		if err := decode(e.Resource, &head); err == nil {
 			e.Type, e.ID = head.ResourceType, head.ID
 		}
 	}

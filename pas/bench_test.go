@@ -35,7 +35,7 @@ func BenchmarkParse(b *testing.B) {
 		if err := p.Check(raw); err != nil {
 			b.Fatal(err)
 		}
-		if _, err := parseRequest(raw); err != nil {
+		if _, err := parseRequest(newSource(raw)); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -56,7 +56,7 @@ func BenchmarkParseBaseR4(b *testing.B) {
 
 // BenchmarkDecide applies the sample coverage rules to every item.
 func BenchmarkDecide(b *testing.B) {
-	req, err := parseRequest(benchBundle(b))
+	req, err := parseRequest(newSource(benchBundle(b)))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -74,7 +74,7 @@ func BenchmarkDecide(b *testing.B) {
 
 // BenchmarkBuildResponse renders the PAS Response Bundle.
 func BenchmarkBuildResponse(b *testing.B) {
-	req, err := parseRequest(benchBundle(b))
+	req, err := parseRequest(newSource(benchBundle(b)))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -10,7 +10,10 @@ import (
 
 // Validate is profile validation of a PAS Bundle: the findings about raw
 // under profile (ProfileRequestBundle or ProfileInquiryRequestBundle).
-type Validate func(ctx context.Context, raw []byte, profile string) []fhir.Issue
+// tree is raw already decoded (profiles.ParseDoc), which the validator
+// reads instead of decoding raw again, or the zero Node when raw did not
+// decode (the validator then reports why).
+type Validate func(ctx context.Context, raw []byte, tree profiles.Node, profile string) []fhir.Issue
 
 // CheckRequest runs on body every check Claim/$submit (profile
 // ProfileRequestBundle) or Claim/$inquire (ProfileInquiryRequestBundle)
@@ -45,19 +48,23 @@ func checkRequest(ctx context.Context, p *fhir.Parser, validate Validate, body [
 	if profile == ProfileInquiryRequestBundle {
 		want = "PAS inquiry Bundle"
 	}
-	raw, err := unwrapParameters(body, want)
+	// The body is decoded once into a tree that the profile validator
+	// and intake share; google/fhir's strict parse (p.Check) stays the
+	// R4 gate and reads the bytes itself.
+	src, err := unwrapParameters(newSource(body), want)
 	if err != nil {
 		return nil, err
 	}
-	validated := validateAsync(ctx, validate, raw, profile)
+	raw := src.raw
+	validated := validateAsync(ctx, validate, src, profile)
 	if err := p.Check(raw); err != nil {
 		return nil, err
 	}
 	c := &checked{raw: raw}
 	if profile == ProfileInquiryRequestBundle {
-		c.inq, err = parseInquiry(raw)
+		c.inq, err = parseInquiry(src)
 	} else {
-		c.req, err = parseRequest(raw)
+		c.req, err = parseRequest(src)
 	}
 	if err != nil {
 		return nil, err
@@ -70,7 +77,7 @@ func checkRequest(ctx context.Context, p *fhir.Parser, validate Validate, body [
 
 // validateAsync runs validate on raw in a goroutine; the channel gets its
 // verdict (nil when validate is nil).
-func validateAsync(ctx context.Context, validate Validate, raw []byte, profile string) <-chan error {
+func validateAsync(ctx context.Context, validate Validate, src source, profile string) <-chan error {
 	out := make(chan error, 1)
 	if validate == nil {
 		out <- nil
@@ -82,7 +89,7 @@ func validateAsync(ctx context.Context, validate Validate, raw []byte, profile s
 				out <- fmt.Errorf("pas: profile validation panicked: %v", r)
 			}
 		}()
-		out <- profileErrors(validate(ctx, raw, profile))
+		out <- profileErrors(validate(ctx, src.raw, src.tree, profile))
 	}()
 	return out
 }
@@ -102,10 +109,12 @@ func profileErrors(found []fhir.Issue) error {
 // conformance suite check inputs with; the server adds its validation
 // mode, internal/app).
 func ProfileValidator(v *profiles.Validator) Validate {
-	return func(_ context.Context, raw []byte, profile string) []fhir.Issue {
-		res := v.ValidatePASRequest(raw)
+	return func(_ context.Context, raw []byte, tree profiles.Node, profile string) []fhir.Issue {
+		var res profiles.Result
 		if profile == ProfileInquiryRequestBundle {
-			res = v.ValidatePASInquiry(raw)
+			res = v.ValidatePASInquiryTree(raw, tree)
+		} else {
+			res = v.ValidatePASRequestTree(raw, tree)
 		}
 		var found []fhir.Issue
 		for _, is := range res.Issues {

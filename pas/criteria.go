@@ -17,7 +17,7 @@ func (s *Service) prepareCriteria(ctx context.Context, req *request, rules *cove
 	if !rules.HasCriteria() {
 		return
 	}
-	cr, err := coverage.ParseClaimRequest(req.raw)
+	cr, err := req.claimRequest()
 	if err != nil {
 		s.log.Warn("pas: request not readable for criteria", "err", err)
 		return
@@ -75,4 +75,17 @@ func criteriaRecord(rs []coverage.CriterionResult) []store.Criterion {
 			Evidence: slices.Clone(c.Evidence), Detail: c.Detail, RequestInfo: slices.Clone(c.RequestInfo)})
 	}
 	return out
+}
+
+// claimRequest is the request read for criteria, from the tree intake
+// decoded (coverage.ParseClaimRequest without decoding the Bundle again).
+func (r *request) claimRequest() (*coverage.ClaimRequest, error) {
+	if !r.src.tree.Valid() {
+		return coverage.ParseClaimRequest(r.raw)
+	}
+	root, err := r.src.tree.Resource()
+	if err != nil {
+		return nil, err
+	}
+	return coverage.ClaimRequestOf(root), nil
 }

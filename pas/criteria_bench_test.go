@@ -29,13 +29,13 @@ func benchCriteria(b *testing.B, withCriteria bool) {
 	b.ReportAllocs()
 	cpu := bench.ProcessCPU()
 	for b.Loop() {
-		req, err := parseRequest(raw)
+		req, err := parseRequest(newSource(raw))
 		if err != nil {
 			b.Fatal(err)
 		}
 		req.resolveParties()
 		if withCriteria {
-			cr, err := coverage.ParseClaimRequest(raw)
+			cr, err := req.claimRequest()
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -97,8 +97,9 @@ type inquiry struct {
 
 type codeRange struct{ system, from, to string }
 
-func parseInquiry(raw []byte) (*inquiry, error) {
-	b, is, err := checkBundleEnvelope(raw, "PAS inquiry")
+func parseInquiry(src source) (*inquiry, error) {
+	raw := src.raw
+	b, is, err := checkBundleEnvelope(src, "PAS inquiry")
 	if err != nil {
 		return nil, err
 	}
@@ -110,13 +111,13 @@ func parseInquiry(raw []byte) (*inquiry, error) {
 		return nil, is.err("the PAS inquiry Bundle is not processable")
 	}
 	var c fhir.Claim
-	if err := json.Unmarshal(b.Entry[0].Resource, &c); err != nil {
+	if err := src.decode(b.Entry[0].Resource, &c); err != nil {
 		is.add("structure", "Bundle.entry[0].resource", "the Claim is malformed")
 		return nil, is.err("the PAS inquiry Bundle is not processable")
 	}
 	at := "Bundle.entry[0].resource"
 	checkModifiers(&is, at, c.ModifierExtension)
-	r := &request{raw: raw, bundle: b, claim: &c, patientEntry: -1, insurerEntry: -1, providerEntry: -1, coverageEntry: -1}
+	r := &request{raw: raw, src: src, bundle: b, claim: &c, patientEntry: -1, insurerEntry: -1, providerEntry: -1, coverageEntry: -1}
 	r.checkReferences(&is)
 	if err := is.err("the PAS inquiry Bundle is not processable"); err != nil {
 		return nil, err

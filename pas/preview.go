@@ -19,16 +19,16 @@ type ItemPreview struct {
 // history gives the member's earlier services for frequency limits; nil
 // leaves them unknown.
 func Preview(rules *coverage.Rules, body []byte, now time.Time, history func() ([]coverage.Prior, bool, error)) ([]ItemPreview, error) {
-	raw, err := unwrapParameters(body, "PAS request Bundle")
+	src, err := unwrapParameters(newSource(body), "PAS request Bundle")
 	if err != nil {
 		return nil, err
 	}
-	req, err := parseRequest(raw)
+	req, err := parseRequest(src)
 	if err != nil {
 		return nil, err
 	}
 	if rules.HasCriteria() {
-		if req.criteria, err = coverage.ParseClaimRequest(raw); err != nil {
+		if req.criteria, err = req.claimRequest(); err != nil {
 			return nil, err
 		}
 		req.history = history

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"github.com/priora/priora/coverage"
-	"sort"
 	"strings"
 
 	"github.com/priora/priora/fhir"
@@ -14,6 +13,7 @@ import (
 // resources business logic needs already resolved.
 type request struct {
 	raw    []byte
+	src    source // raw and its decoded tree, which intake reads
 	bundle *fhir.Bundle
 	claim  *fhir.Claim
 	// rawItems are the Claim's items as sent, kept byte for byte.
@@ -48,15 +48,17 @@ func (r *request) claimFullURL() string { return r.bundle.Entry[r.claimEntry].Fu
 func (r *request) isUpdate() bool { return len(r.claim.Related) > 0 && r.claim.Related[0].Claim != nil }
 
 // unwrapParameters returns the Bundle inside a Parameters body with a
-// "resource" part, or the body itself when it is a Bundle.
-func unwrapParameters(body []byte, want string) ([]byte, error) {
-	rt, err := fhir.ResourceType(body)
+// "resource" part, or the body itself when it is a Bundle (in, the body
+// and its tree; out, the Bundle's).
+func unwrapParameters(in source, want string) (source, error) {
+	body := in.raw
+	rt, err := resourceType(in)
 	if err != nil {
-		return nil, err
+		return source{}, err
 	}
 	switch rt {
 	case "Bundle":
-		return body, nil
+		return in, nil
 	case "Parameters":
 		var p struct {
 			Parameter []struct {
@@ -64,20 +66,34 @@ func unwrapParameters(body []byte, want string) ([]byte, error) {
 				Resource json.RawMessage `json:"resource"`
 			} `json:"parameter"`
 		}
-		if err := json.Unmarshal(body, &p); err != nil {
-			return nil, fhir.InvalidAt("structure", "Parameters", "the Parameters body is malformed")
+		if err := in.decode(body, &p); err != nil {
+			return source{}, fhir.InvalidAt("structure", "Parameters", "the Parameters body is malformed")
 		}
 		for i, part := range p.Parameter {
 			if part.Name == "resource" {
 				if len(part.Resource) == 0 {
-					return nil, fhir.InvalidAt("required", fmt.Sprintf("Parameters.parameter[%d].resource", i), "the resource parameter holds no resource")
+					return source{}, fhir.InvalidAt("required", fmt.Sprintf("Parameters.parameter[%d].resource", i), "the resource parameter holds no resource")
 				}
-				return part.Resource, nil
+				return in.part(part.Resource), nil
 			}
 		}
-		return nil, fhir.InvalidAt("required", "Parameters.parameter", "Parameters must have a parameter named resource holding the %s", want)
+		return source{}, fhir.InvalidAt("required", "Parameters.parameter", "Parameters must have a parameter named resource holding the %s", want)
 	}
-	return nil, fhir.InvalidAt("structure", rt, "expected a %s (or Parameters with a resource part), got %s", want, rt)
+	return source{}, fhir.InvalidAt("structure", rt, "expected a %s (or Parameters with a resource part), got %s", want, rt)
+}
+
+// resourceType is fhir.ResourceType(in.raw), read from the tree when
+// there is one (any problem is reported by fhir.ResourceType, as before).
+func resourceType(in source) (string, error) {
+	if in.tree.IsObject() {
+		var head struct {
+			ResourceType string `json:"resourceType"`
+		}
+		if in.tree.Decode(&head) == nil && head.ResourceType != "" {
+			return head.ResourceType, nil
+		}
+	}
+	return fhir.ResourceType(in.raw)
 }
 
 // issues collects intake findings.
@@ -98,8 +114,8 @@ func (is issues) err(msg string) error {
 // inquiry Bundles: type collection, identifier, timestamp, at least one
 // entry, absolute or urn:uuid fullUrls, each resource once, no
 // request/response/search. It returns the decoded Bundle.
-func checkBundleEnvelope(raw []byte, kind string) (*fhir.Bundle, issues, error) {
-	b, err := fhir.DecodeBundle(raw)
+func checkBundleEnvelope(src source, kind string) (*fhir.Bundle, issues, error) {
+	b, err := fhir.DecodeBundleWith(src.raw, src.decode)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -148,21 +164,22 @@ func checkBundleEnvelope(raw []byte, kind string) (*fhir.Bundle, issues, error) 
 
 // parseRequest applies PAS request intake (spec-11..25): everything that
 // must hold before a single item is decided.
-func parseRequest(raw []byte) (*request, error) {
-	b, is, err := checkBundleEnvelope(raw, "PAS request")
+func parseRequest(src source) (*request, error) {
+	raw := src.raw
+	b, is, err := checkBundleEnvelope(src, "PAS request")
 	if err != nil {
 		return nil, err
 	}
 	if len(b.Entry) == 0 {
 		return nil, is.err("the PAS request Bundle is not processable")
 	}
-	r := &request{raw: raw, bundle: b, patientEntry: -1, insurerEntry: -1, providerEntry: -1, coverageEntry: -1}
+	r := &request{raw: raw, src: src, bundle: b, patientEntry: -1, insurerEntry: -1, providerEntry: -1, coverageEntry: -1}
 	if b.Entry[0].Type != "Claim" {
 		is.add("structure", "Bundle.entry[0].resource", "the first entry must be a PAS Claim, not %s", orNone(b.Entry[0].Type))
 		return nil, is.err("the PAS request Bundle is not processable")
 	}
 	var c fhir.Claim
-	if err := json.Unmarshal(b.Entry[0].Resource, &c); err != nil {
+	if err := src.decode(b.Entry[0].Resource, &c); err != nil {
 		is.add("structure", "Bundle.entry[0].resource", "the Claim is malformed")
 		return nil, is.err("the PAS request Bundle is not processable")
 	}
@@ -170,7 +187,7 @@ func parseRequest(raw []byte) (*request, error) {
 	var items struct {
 		Item []json.RawMessage `json:"item"`
 	}
-	_ = json.Unmarshal(b.Entry[0].Resource, &items) // cannot fail: the Claim decoded above
+	_ = src.decode(b.Entry[0].Resource, &items) // cannot fail: the Claim decoded above
 	r.rawItems = items.Item
 	at := "Bundle.entry[0].resource"
 	if c.Use != "preauthorization" {
@@ -215,7 +232,7 @@ func parseRequest(raw []byte) (*request, error) {
 			return nil, is.err("the PAS Claim Update is not processable")
 		}
 		var p fhir.Claim
-		if err := json.Unmarshal(b.Entry[j].Resource, &p); err == nil {
+		if err := src.decode(b.Entry[j].Resource, &p); err == nil {
 			r.prior, r.priorFullURL = &p, b.Entry[j].FullURL
 		}
 	}
@@ -291,11 +308,11 @@ func (r *request) references(i int) ([]fhir.Ref, error) {
 	if refs, ok := r.refs[i]; ok {
 		return refs, nil
 	}
-	refs, err := fhir.References(r.bundle.Entry[i].Resource)
+	refs, err := r.src.references(r.bundle.Entry[i].Resource)
 	if err != nil {
 		return nil, err
 	}
-	sort.Slice(refs, func(a, c int) bool { return refs[a].Path < refs[c].Path })
+	sortRefs(refs)
 	if r.refs == nil {
 		r.refs = map[int][]fhir.Ref{}
 	}
@@ -320,7 +337,7 @@ func (r *request) resolveParties() {
 	for _, ins := range c.Insurance {
 		if j := resolve(ins.Coverage); j >= 0 {
 			var cov fhir.Coverage
-			if json.Unmarshal(b.Entry[j].Resource, &cov) == nil {
+			if r.src.decode(b.Entry[j].Resource, &cov) == nil {
 				r.coverage, r.coverageEntry = &cov, j
 				if ins.Focal {
 					break
@@ -339,7 +356,7 @@ func (r *request) party(i int) *fhir.Party {
 		return p
 	}
 	p := &fhir.Party{}
-	if json.Unmarshal(r.bundle.Entry[i].Resource, p) != nil {
+	if r.src.decode(r.bundle.Entry[i].Resource, p) != nil {
 		p = nil
 	}
 	if r.parties == nil {

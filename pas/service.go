@@ -6,7 +6,6 @@
 package pas
 
 import (
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"log/slog"
@@ -28,7 +27,7 @@ type Config struct {
 	Parser *fhir.Parser
 	// Validate, when set, checks a request Bundle against the PAS profiles
 	// and returns the findings; errors among them reject the request.
-	Validate func(ctx context.Context, raw []byte, profile string) []fhir.Issue
+	Validate Validate
 	Now      func() time.Time
 	Log      *slog.Logger
 	// Roster is the member roster eligibility is checked against (nil:

@@ -34,10 +34,11 @@ type jfield struct {
 }
 
 type jval struct {
-	kind jkind
-	s    string // string value, number text, or "true"/"false"
-	obj  []jfield
-	arr  []*jval
+	kind       jkind
+	s          string // string value, number text, or "true"/"false"
+	obj        []jfield
+	arr        []*jval
+	start, end int32 // the value's bytes in the parsed document (Node.Raw)
 }
 
 func (v *jval) get(name string) *jval {
@@ -54,7 +55,11 @@ func (v *jval) get(name string) *jval {
 
 // parseJSON decodes RFC 8259 JSON into a jval tree, keeping member order.
 func parseJSON(data []byte) (*jval, error) {
-	p := jparser{data: data}
+	return parseJSONMode(data, false)
+}
+
+func parseJSONMode(data []byte, strict bool) (*jval, error) {
+	p := jparser{data: data, strict: strict}
 	p.ws()
 	v, err := p.value(0)
 	if err != nil {
@@ -72,6 +77,10 @@ const maxDepth = 128
 type jparser struct {
 	data []byte
 	i    int
+	// strict rejects numbers with leading zeros ("01"), which RFC 8259
+	// and encoding/json reject: ParseDoc accepts only what encoding/json
+	// accepts (profile definitions are read leniently, as before).
+	strict bool
 }
 
 func (p *jparser) errf(format string, a ...any) error {
@@ -89,7 +98,17 @@ func (p *jparser) ws() {
 	}
 }
 
+// value parses one value and records where its bytes are.
 func (p *jparser) value(depth int) (*jval, error) {
+	start := p.i
+	v, err := p.value0(depth)
+	if v != nil {
+		v.start, v.end = int32(start), int32(p.i)
+	}
+	return v, err
+}
+
+func (p *jparser) value0(depth int) (*jval, error) {
 	if depth > maxDepth {
 		return nil, p.errf("nesting deeper than %d", maxDepth)
 	}
@@ -198,8 +217,12 @@ func (p *jparser) value(depth int) (*jval, error) {
 			}
 			return n
 		}
+		first := p.i
 		if digits() == 0 {
 			return nil, p.errf("invalid number")
+		}
+		if p.strict && p.data[first] == '0' && p.i-first > 1 {
+			return nil, p.errf("invalid number: leading zero")
 		}
 		if p.i < len(p.data) && p.data[p.i] == '.' {
 			p.i++

@@ -136,9 +136,25 @@ func (v *Validator) pasProfile(url string) string {
 // it (the $submit / $inquire input), against a PAS Bundle profile.
 // References inside the Bundle must resolve within it.
 func (v *Validator) validatePAS(raw []byte, profile string) Result {
-	root, bad := parseResource(raw)
-	if bad != nil {
-		return *bad
+	return v.validatePASTree(raw, Node{}, profile)
+}
+
+// validatePASTree is validatePAS of tree, raw decoded (ParseDoc), or of
+// raw when tree is the zero Node.
+func (v *Validator) validatePASTree(raw []byte, tree Node, profile string) Result {
+	var root *elem
+	if tree.Valid() {
+		r, err := buildTree(tree.v)
+		if err != nil {
+			return fatal("structure", err.Error())
+		}
+		root = r
+	} else {
+		r, bad := parseResource(raw)
+		if bad != nil {
+			return *bad
+		}
+		root = r
 	}
 	x := v.newRun(v.pasPkg)
 	x.strictRefs = true
@@ -168,6 +184,19 @@ func (v *Validator) validatePAS(raw []byte, profile string) Result {
 // profiles the Claim's references point to.
 func (v *Validator) ValidatePASRequest(raw []byte) Result {
 	return v.validatePAS(raw, PASRequestBundle)
+}
+
+// ValidatePASRequestTree is ValidatePASRequest of tree, the body already
+// decoded (ParseDoc), without decoding it again; with the zero Node it
+// decodes raw.
+func (v *Validator) ValidatePASRequestTree(raw []byte, tree Node) Result {
+	return v.validatePASTree(raw, tree, PASRequestBundle)
+}
+
+// ValidatePASInquiryTree is ValidatePASInquiry of an already decoded body
+// (see ValidatePASRequestTree).
+func (v *Validator) ValidatePASInquiryTree(raw []byte, tree Node) Result {
+	return v.validatePASTree(raw, tree, PASInquiryRequestBundle)
 }
 
 // ValidatePASInquiry validates a $inquire body against the PAS inquiry

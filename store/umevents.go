@@ -138,6 +138,9 @@ type umOutboxEntry struct {
 	ID      string    `bson:"_id"` // the event id
 	Auth    string    `bson:"auth"`
 	Created time.Time `bson:"created"`
+	// Version is the chain version whose revision holds the event, once
+	// written (0 on entries from before versions were recorded).
+	Version int `bson:"version,omitempty"`
 }
 
 // writeUMOutbox records the chain's newest UM event in the outbox when
@@ -148,7 +151,7 @@ func (s *Store) writeUMOutbox(ctx context.Context, a *Authorization) error {
 		return nil
 	}
 	ev := a.UMEvents[n-1]
-	entry := umOutboxEntry{ID: ev.ID, Auth: a.ID, Created: ev.At}
+	entry := umOutboxEntry{ID: ev.ID, Auth: a.ID, Created: ev.At, Version: a.Version}
 	var err error
 	if a.Version == 1 {
 		// A new chain's event is new: insert it with the concurrent
@@ -199,6 +202,7 @@ type UMCursor struct {
 // Get it from Store.UMFeed; it is safe for concurrent use.
 type UMFeed struct {
 	outbox, feed, fed, cursors *mongo.Collection
+	revisions                  *mongo.Collection
 }
 
 // UMFeed returns the UM event collections, creating their indexes.
@@ -208,6 +212,8 @@ func (s *Store) UMFeed(ctx context.Context) (*UMFeed, error) {
 		feed:    s.db.Collection(collUMFeed),
 		fed:     s.db.Collection(collUMFed),
 		cursors: s.db.Collection(collUMCursor),
+
+		revisions: s.revisions,
 	}
 	for _, c := range []*mongo.Collection{f.outbox, f.feed, f.fed, f.cursors} {
 		if err := s.db.CreateCollection(ctx, c.Name()); err != nil && !isNamespaceExists(err) {
@@ -225,6 +231,8 @@ type UMOutboxEntry struct {
 	Event   string
 	Auth    string
 	Created time.Time
+	// Version is the chain version that made the event (0: not recorded).
+	Version int
 }
 
 // Outbox lists up to limit outbox entries, oldest first.
@@ -239,9 +247,30 @@ func (f *UMFeed) Outbox(ctx context.Context, limit int) ([]UMOutboxEntry, error)
 	}
 	out := make([]UMOutboxEntry, len(docs))
 	for i, d := range docs {
-		out[i] = UMOutboxEntry{Event: d.ID, Auth: d.Auth, Created: d.Created}
+		out[i] = UMOutboxEntry{Event: d.ID, Auth: d.Auth, Created: d.Created, Version: d.Version}
 	}
 	return out, nil
+}
+
+// EventsAt returns the UM events of version version of chain auth, as
+// its revision holds them: one read by _id, where loading the latest
+// version takes three. ErrNotFound means that version is not (yet)
+// written. The events are those of whichever writer stored the version.
+func (f *UMFeed) EventsAt(ctx context.Context, auth string, version int) ([]UMEvent, error) {
+	var r struct {
+		Doc struct {
+			UMEvents []UMEvent `bson:"umEvents"`
+		} `bson:"doc"`
+	}
+	err := f.revisions.FindOne(ctx, bson.D{{Key: "_id", Value: revisionID(auth, version)}},
+		options.FindOne().SetProjection(bson.D{{Key: "doc.umEvents", Value: 1}})).Decode(&r)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: load UM events of %s: %w", auth, err)
+	}
+	return r.Doc.UMEvents, nil
 }
 
 // DoneOutbox removes an outbox entry whose event is fed (or that leads

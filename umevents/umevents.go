@@ -172,7 +172,8 @@ func (s *Service) Run(ctx context.Context) {
 // loop runs step while it reports more work; otherwise it waits for a
 // wake-up or the next tick.
 func (s *Service) loop(ctx context.Context, name string, every time.Duration, wake <-chan struct{}, step func(context.Context) (bool, error)) {
-	worker.Loop(ctx, s.log, "UM events "+name, every, wake, step)
+	// The worker's name is the origin of its store commands (store.CommandCounts).
+	worker.Loop(store.WithOrigin(ctx, "UM events "+name), s.log, "UM events "+name, every, wake, step)
 }
 
 const (
@@ -215,11 +216,16 @@ func (s *Service) feedSome(ctx context.Context) (busy bool, appended int, err er
 	}
 	for _, auth := range order {
 		now := s.cfg.Now()
-		if err := s.leases.Renew(ctx, l, now, now.Add(s.opt.Lease), s.opt.Lease/2); err != nil {
-			if errors.Is(err, store.ErrConflict) {
-				return false, appended, nil // the lease ran out: another writer goes on
+		// A lease is taken over only once it has expired, so one with
+		// more than three quarters of its term left is still ours: it is
+		// renewed (a write and a read) only when it is older.
+		if l.Until.Sub(now) < s.opt.Lease*3/4 {
+			if err := s.leases.Renew(ctx, l, now, now.Add(s.opt.Lease), s.opt.Lease/2); err != nil {
+				if errors.Is(err, store.ErrConflict) {
+					return false, appended, nil // the lease ran out: another writer goes on
+				}
+				return false, appended, err
 			}
-			return false, appended, err
 		}
 		n, err := s.feedChain(ctx, auth, byAuth[auth], &last, now)
 		appended += n
@@ -233,19 +239,19 @@ func (s *Service) feedSome(ctx context.Context) (busy bool, appended int, err er
 // feedChain appends the chain's events not yet in the feed, in their
 // order, and removes the outbox entries they answer.
 func (s *Service) feedChain(ctx context.Context, auth string, entries []store.UMOutboxEntry, last *int64, now time.Time) (int, error) {
-	a, err := s.st.Authorization(ctx, "", auth)
-	if err != nil && !errors.Is(err, store.ErrNotFound) {
+	events, err := s.chainEvents(ctx, auth, entries)
+	if err != nil {
 		return 0, err
 	}
 	n := 0
 	has := map[string]bool{}
-	if a != nil {
+	if events != nil {
 		upTo, err := s.feed.FedUpTo(ctx, auth)
 		if err != nil {
 			return 0, err
 		}
-		for i := range a.UMEvents {
-			ev := &a.UMEvents[i]
+		for i := range events {
+			ev := &events[i]
 			has[ev.ID] = true
 			if ev.Number <= upTo {
 				continue
@@ -273,6 +279,43 @@ func (s *Service) feedChain(ctx context.Context, auth string, entries []store.UM
 		}
 	}
 	return n, nil
+}
+
+// chainEvents are the UM events of the chain as written, up to the newest
+// of entries: when every entry names the version that made its event, the
+// events of the newest such revision (one read; a later version's events
+// have entries of their own); else those of the chain's latest version.
+// nil means the chain (or that version) is not written yet.
+func (s *Service) chainEvents(ctx context.Context, auth string, entries []store.UMOutboxEntry) ([]store.UMEvent, error) {
+	version := 0
+	for _, e := range entries {
+		if e.Version == 0 {
+			version = 0
+			break
+		}
+		version = max(version, e.Version)
+	}
+	if version > 0 {
+		events, err := s.feed.EventsAt(ctx, auth, version)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, nil
+		}
+		if events == nil && err == nil {
+			events = []store.UMEvent{}
+		}
+		return events, err
+	}
+	a, err := s.st.Authorization(ctx, "", auth)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if a.UMEvents == nil {
+		return []store.UMEvent{}, nil
+	}
+	return a.UMEvents, nil
 }
 
 // acquire takes a lease. It is not cut short by ctx: a lease taken in

@@ -111,8 +111,8 @@ func lintFiles(w io.Writer, v *profiles.Validator, files []string) (int, error) 
 		// when every check passed (on failure the error holds it all).
 		var warned []fhir.Issue
 		validate := pas.ProfileValidator(v)
-		cerr := pas.CheckRequest(context.Background(), parser, func(ctx context.Context, raw []byte, profile string) []fhir.Issue {
-			warned = validate(ctx, raw, profile)
+		cerr := pas.CheckRequest(context.Background(), parser, func(ctx context.Context, raw []byte, tree profiles.Node, profile string) []fhir.Issue {
+			warned = validate(ctx, raw, tree, profile)
 			return warned
 		}, raw, profile)
 		found := fhir.IssuesOf(cerr)

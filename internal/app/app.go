@@ -199,6 +199,13 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 	a.reloads = RulesStatus{Version: rules.Version, File: cfg.RulesFile, Rules: len(rules.All()), LoadedAt: cfg.Now()}
 	a.Roster = members.New(st, mode, cfg.Now)
 	metrics.Registry().MustRegister(telemetry.NewQueueCollector(a.queueStats, 10*time.Second))
+	metrics.Registry().MustRegister(telemetry.NewStoreCommandCollector(func() []telemetry.StoreCommand {
+		var out []telemetry.StoreCommand
+		for _, c := range st.CommandCounts() {
+			out = append(out, telemetry.StoreCommand{Origin: c.Origin, Command: c.Command, Collection: c.Collection, N: c.N})
+		}
+		return out
+	}))
 	a.rulesLoaded(rules, false)
 	a.PAS = pas.New(pas.Config{
 		Roster:   a.Roster,

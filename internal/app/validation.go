@@ -69,16 +69,16 @@ func modeName(mode string) string {
 
 // pasValidate is pas.Config.Validate for the configured mode: nil when
 // validation is off.
-func (a *App) pasValidate() func(ctx context.Context, raw []byte, profile string) []fhir.Issue {
+func (a *App) pasValidate() pas.Validate {
 	if a.Config.Validation == ValidationOff {
 		return nil
 	}
-	return func(ctx context.Context, raw []byte, profile string) []fhir.Issue {
+	return func(ctx context.Context, raw []byte, tree profiles.Node, profile string) []fhir.Issue {
 		return a.Check(ctx, profile, func() profiles.Result {
 			if profile == pas.ProfileInquiryRequestBundle {
-				return a.Validator.ValidatePASInquiry(raw)
+				return a.Validator.ValidatePASInquiryTree(raw, tree)
 			}
-			return a.Validator.ValidatePASRequest(raw)
+			return a.Validator.ValidatePASRequestTree(raw, tree)
 		})
 	}
 }
