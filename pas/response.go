@@ -1,10 +1,12 @@
 package pas
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -101,6 +103,9 @@ type responseInput struct {
 	// claim is the latest Claim of the chain, with its client fullUrl.
 	claim        *fhir.Claim
 	claimFullURL string
+	// claimItems are claim's items as sent (request.rawItems), when known:
+	// an item record whose JSON is one of them is not decoded again.
+	claimItems []json.RawMessage
 	// bundleID is the submitter's transaction identifier echoed back.
 	bundleID *fhir.Identifier
 	now      time.Time
@@ -127,8 +132,19 @@ type businessError struct {
 	Note     string
 }
 
-// buildResponse renders the PAS Response Bundle for the chain's current state.
+// buildResponse renders the PAS Response Bundle for the chain's current
+// state, and its outcome.
 func buildResponse(in responseInput) ([]byte, string, error) {
+	rb, outcome := responseBundleOf(in)
+	out, err := writeBundle(rb)
+	if err != nil {
+		return nil, "", fmt.Errorf("pas: marshal response: %w", err)
+	}
+	return out, outcome, nil
+}
+
+// responseBundleOf assembles the PAS Response Bundle buildResponse writes.
+func responseBundleOf(in responseInput) (responseBundle, string) {
 	a := in.auth
 	echo := newEchoSet(a.Echo)
 	cr := claimResponse{
@@ -174,14 +190,14 @@ func buildResponse(in responseInput) ([]byte, string, error) {
 
 	var firstApproved, lastEnd string
 	provider := echo.authorizedProvider()
+	itemOf := in.itemDecoder()
 	items := append([]store.Item(nil), a.Items...)
 	sort.Slice(items, func(i, j int) bool { return items[i].Sequence < items[j].Sequence })
 	for _, it := range items {
 		d := it.Decision
 		ci := crItem{ItemSequence: it.Sequence}
 		if raw := it.ItemJSON; raw != "" {
-			var src fhir.ClaimItem
-			if json.Unmarshal([]byte(raw), &src) == nil {
+			if src, err := itemOf(it); err == nil {
 				if tn, ok := fhir.FindExtension(src.Extension, extItemTraceNumber); ok {
 					ci.Extension = append(ci.Extension, tn)
 				}
@@ -220,7 +236,8 @@ func buildResponse(in responseInput) ([]byte, string, error) {
 			ci.Extension = append(ci.Extension, authorizedProviderExtension(provider))
 		}
 		if authorized {
-			ci.Extension = append(ci.Extension, authorizedDetail(it, d))
+			src, _ := itemOf(it)
+			ci.Extension = append(ci.Extension, authorizedDetail(it, src, d))
 		}
 		if d.Note != "" {
 			ci.NoteNumber = []int{addNote(d.Note)}
@@ -228,7 +245,8 @@ func buildResponse(in responseInput) ([]byte, string, error) {
 		ci.Adjudication = []adjudication{reviewAdjudication(d.ReviewAction, d.ReviewNumber, d.ReasonCodes)}
 		cr.Item = append(cr.Item, ci)
 		if d.Action == "modify" {
-			ai := modifiedItem(it, d, in.authDays, provider, echo)
+			src, _ := itemOf(it)
+			ai := modifiedItem(it, src, d, in.authDays, provider, echo)
 			ai.Extension = append(ai.Extension, stayExtensions(in.claim)...)
 			cr.AddItem = append(cr.AddItem, ai)
 		}
@@ -299,11 +317,102 @@ func buildResponse(in responseInput) ([]byte, string, error) {
 		rb.Entry = append(rb.Entry, bundleEntry{FullURL: e.FullURL, Resource: json.RawMessage(e.Resource)})
 	}
 	rb.Entry = append(rb.Entry, infoRequests...)
-	out, err := json.Marshal(rb)
-	if err != nil {
-		return nil, "", fmt.Errorf("pas: marshal response: %w", err)
+	return rb, cr.Outcome
+}
+
+// itemDecoder returns the decoded item of an item record, as
+// json.Unmarshal of its JSON leaves it (with its error): decoded once per
+// response, and not at all for an item of in.claim sent as it is stored
+// (the Claim holds it decoded already).
+func (in responseInput) itemDecoder() func(store.Item) (fhir.ClaimItem, error) {
+	type decoded struct {
+		item fhir.ClaimItem
+		err  error
 	}
-	return out, cr.Outcome, nil
+	memo := map[string]decoded{}
+	return func(it store.Item) (fhir.ClaimItem, error) {
+		if d, ok := memo[it.ItemJSON]; ok {
+			return d.item, d.err
+		}
+		var d decoded
+		found := false
+		if in.claim != nil && len(in.claimItems) == len(in.claim.Item) {
+			for k, ci := range in.claim.Item {
+				if ci.Sequence == it.Sequence && string(in.claimItems[k]) == it.ItemJSON {
+					d.item, found = ci, true
+					break
+				}
+			}
+		}
+		if !found {
+			d.err = json.Unmarshal([]byte(it.ItemJSON), &d.item)
+		}
+		memo[it.ItemJSON] = d
+		return d.item, d.err
+	}
+}
+
+// responseBufs are the buffers response Bundles are assembled in.
+var responseBufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// writeBundle writes rb exactly as json.Marshal does, from its pieces,
+// into a pooled buffer: the Bundle's own elements and each generated
+// resource through json.Marshal, and each echoed resource (a
+// json.RawMessage, stored compact at intake: compactJSON) copied as it is
+// instead of being compacted and escaped again.
+func writeBundle(rb responseBundle) ([]byte, error) {
+	head := rb
+	head.Entry = nil
+	h, err := json.Marshal(head)
+	if err != nil {
+		return nil, err
+	}
+	const tail = `,"entry":null}`
+	if !bytes.HasSuffix(h, []byte(tail)) {
+		return nil, fmt.Errorf("pas: unexpected Bundle head %q", h)
+	}
+	buf := responseBufs.Get().(*bytes.Buffer)
+	buf.Reset()
+	defer func() {
+		if buf.Cap() <= 1<<20 {
+			responseBufs.Put(buf)
+		}
+	}()
+	buf.Write(h[:len(h)-len(tail)])
+	buf.WriteString(`,"entry":[`)
+	for i, e := range rb.Entry {
+		if i > 0 {
+			buf.WriteByte(',')
+		}
+		raw, echoed := e.Resource.(json.RawMessage)
+		if !echoed || len(raw) == 0 {
+			b, err := json.Marshal(e)
+			if err != nil {
+				return nil, err
+			}
+			buf.Write(b)
+			continue
+		}
+		u, err := json.Marshal(e.FullURL)
+		if err != nil {
+			return nil, err
+		}
+		buf.WriteString(`{"fullUrl":`)
+		buf.Write(u)
+		buf.WriteString(`,"resource":`)
+		if marshalled(raw) {
+			buf.Write(raw)
+		} else { // stored before echoed resources were kept compact
+			b, err := json.Marshal(raw)
+			if err != nil {
+				return nil, err
+			}
+			buf.Write(b)
+		}
+		buf.WriteByte('}')
+	}
+	buf.WriteString("]}")
+	return bytes.Clone(buf.Bytes()), nil
 }
 
 // claimRequestRef points ClaimResponse.request at the client's Claim. The
@@ -367,9 +476,7 @@ func requestedPeriod(it fhir.ClaimItem) *fhir.Period {
 
 // modifiedItem is the addItem that says what a modify decision authorizes
 // (PAS spec-36/37): same service, the authorized quantity, certified A1.
-func modifiedItem(it store.Item, d store.Decision, days int, provider *store.EchoEntry, echo *echoSet) crAddItem {
-	var src fhir.ClaimItem
-	_ = json.Unmarshal([]byte(it.ItemJSON), &src)
+func modifiedItem(it store.Item, src fhir.ClaimItem, d store.Decision, days int, provider *store.EchoEntry, echo *echoSet) crAddItem {
 	period := authPeriod(it, d, days)
 	issued := d.At.UTC().Format("2006-01-02")
 	ai := crAddItem{
@@ -439,9 +546,7 @@ func authorizedQuantity(src fhir.ClaimItem, d store.Decision) *fhir.Quantity {
 
 // authorizedDetail states what an approved or modified item authorizes
 // (extension-itemAuthorizedDetail): the service code and quantity.
-func authorizedDetail(it store.Item, d store.Decision) fhir.Extension {
-	var src fhir.ClaimItem
-	_ = json.Unmarshal([]byte(it.ItemJSON), &src)
+func authorizedDetail(it store.Item, src fhir.ClaimItem, d store.Decision) fhir.Extension {
 	code := src.ProductOrService
 	if code == nil {
 		code = &fhir.CodeableConcept{Coding: []fhir.Coding{{System: it.System, Code: it.Code, Display: it.Display}}}
@@ -708,4 +813,43 @@ func stayExtensions(c *fhir.Claim) []fhir.Extension {
 		}
 	}
 	return out
+}
+
+// compactJSON is raw as json.Marshal writes a json.RawMessage (compact,
+// with <, >, & and U+2028/U+2029 escaped), which marshalled recognizes;
+// raw itself if it is not JSON.
+func compactJSON(raw []byte) string {
+	if b, err := json.Marshal(json.RawMessage(raw)); err == nil {
+		return string(b)
+	}
+	return string(raw)
+}
+
+// marshalled reports whether JSON raw is already as json.Marshal writes
+// it (no white space between tokens, nothing HTML-escaping would change),
+// so that it can be copied into a response as it is.
+func marshalled(raw []byte) bool {
+	inString, escaped := false, false
+	for i, c := range raw {
+		switch {
+		case c == '<' || c == '>' || c == '&':
+			return false
+		case c == 0xE2 && i+2 < len(raw) && raw[i+1] == 0x80 && (raw[i+2] == 0xA8 || raw[i+2] == 0xA9):
+			return false
+		case inString:
+			switch {
+			case escaped:
+				escaped = false
+			case c == '\\':
+				escaped = true
+			case c == '"':
+				inString = false
+			}
+		case c == '"':
+			inString = true
+		case c == ' ' || c == '\t' || c == '\n' || c == '\r':
+			return false
+		}
+	}
+	return len(raw) > 0
 }

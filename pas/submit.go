@@ -92,7 +92,7 @@ func (s *Service) create(ctx context.Context, who Caller, req *request, key stri
 	a.Test = who.Test || req.bundle.Meta.IsTestData()
 	a.DueAt = dueAt(a.Created, a.Expedited)
 	body, outcome, err := buildResponse(responseInput{
-		auth: a, claim: req.claim, claimFullURL: req.claimFullURL(),
+		auth: a, claim: req.claim, claimItems: req.rawItems, claimFullURL: req.claimFullURL(),
 		bundleID: req.bundle.Identifier, now: now, number: 1, authDays: rules.Defaults.AuthorizationDays,
 	})
 	if err != nil {
@@ -516,7 +516,7 @@ func (r *request) echoEntries() []store.EchoEntry {
 		seen[i] = true
 		e := r.bundle.Entry[i]
 		index[e.FullURL] = i
-		ee := store.EchoEntry{FullURL: e.FullURL, Type: e.Type, Role: role, Resource: string(e.Resource), RefsKnown: true}
+		ee := store.EchoEntry{FullURL: e.FullURL, Type: e.Type, Role: role, Resource: compactJSON(e.Resource), RefsKnown: true}
 		refs, _ := r.references(i) // decoded at intake
 		for _, ref := range refs {
 			ee.Refs = append(ee.Refs, ref.Value)

@@ -92,7 +92,7 @@ func (s *Service) reject(req *request, bes ...businessError) (*Answer, error) {
 		a.Items = append(a.Items, rec)
 	}
 	body, outcome, err := buildResponse(responseInput{
-		auth: a, claim: req.claim, claimFullURL: req.claimFullURL(), bundleID: req.bundle.Identifier,
+		auth: a, claim: req.claim, claimItems: req.rawItems, claimFullURL: req.claimFullURL(), bundleID: req.bundle.Identifier,
 		now: now, number: 1, businessErrors: bes, authDays: s.cfg.Rules().Defaults.AuthorizationDays,
 	})
 	if err != nil {
@@ -167,7 +167,7 @@ func (s *Service) applyUpdate(ctx context.Context, who Caller, a *store.Authoriz
 	settle(a)
 	a.Updated = now
 	body, outcome, err := buildResponse(responseInput{
-		auth: a, claim: req.claim, claimFullURL: req.claimFullURL(), bundleID: req.bundle.Identifier,
+		auth: a, claim: req.claim, claimItems: req.rawItems, claimFullURL: req.claimFullURL(), bundleID: req.bundle.Identifier,
 		now: now, number: number, authDays: rules.Defaults.AuthorizationDays,
 	})
 	if err != nil {

@@ -63,7 +63,7 @@ const (
 )
 
 // LimitListener caps the open connections per client address (the TCP
-// peer) at n; a connection over the cap is answered 429 and closed (see
+// peer; for IPv6 its /64, see capKey) at n; a connection over the cap is answered 429 and closed (see
 // above). When the server wraps ln in TLS, tc is its TLS configuration:
 // refusals are answered over TLS (HTTP/1.1). refused, when not nil, is
 // called for each connection over the cap: answered (429 sent) or closed
@@ -111,7 +111,7 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		if err != nil {
 			return conn, nil // not an IP connection
 		}
-		ip := ap.Addr().Unmap()
+		ip := capKey(ap.Addr())
 		l.mu.Lock()
 		if l.open[ip] < l.max {
 			l.open[ip]++
@@ -144,6 +144,23 @@ func (l *limitListener) Close() error {
 	l.mu.Unlock()
 	l.wg.Wait()
 	return err
+}
+
+// capKey is the address a connection is counted against: an IPv4 peer's
+// address (also when IPv4-mapped), an IPv6 peer's /64. An IPv6 host is
+// given a /64 (RFC 4291, RFC 7421) and can open each connection from
+// another address in it; counted per address, one host could hold any
+// number of connections.
+func capKey(a netip.Addr) netip.Addr {
+	a = a.Unmap()
+	if a.Is4() {
+		return a
+	}
+	p, err := a.WithZone("").Prefix(64)
+	if err != nil {
+		return a
+	}
+	return p.Addr()
 }
 
 // refuse answers an over-cap connection 429 and closes it gracefully.
@@ -229,7 +246,7 @@ func requestPath(conn net.Conn) (path string, ok bool) {
 // CDS Hooks error, an OAuth 2.0 error or a FHIR OperationOutcome (as
 // renderError writes them).
 func refusalBody(path string, max int) (ctype string, body []byte) {
-	msg := fmt.Sprintf("too many open connections from this address (at most %d, PRIORA_MAX_CONNS_PER_IP); reuse or close idle connections, or retry after %d s", max, refuseRetryAfter)
+	msg := fmt.Sprintf("too many open connections from this address (at most %d per IPv4 address or IPv6 /64, PRIORA_MAX_CONNS_PER_IP); reuse or close idle connections, or retry after %d s", max, refuseRetryAfter)
 	switch {
 	case path == "/cds-services" || strings.HasPrefix(path, "/cds-services/"):
 		body, _ = json.Marshal(map[string]string{"error": msg})
@@ -257,4 +274,14 @@ func (c *limitConn) Close() error {
 		c.l.mu.Unlock()
 	})
 	return c.Conn.Close()
+}
+
+// CloseWrite half-closes the connection (TCP). net/http half-closes before
+// it closes a connection it stopped reading (431, 413): without it the
+// client would meet a reset instead of the end of the answer.
+func (c *limitConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
 }

@@ -35,6 +35,12 @@ func capped(t *testing.T, headWait, linger time.Duration, maxRefusing int) (*lim
 	r := &refusals{}
 	l := LimitListener(ln, 1, nil, r.count).(*limitListener)
 	l.headWait, l.linger, l.maxRefusing = headWait, linger, maxRefusing
+	return l, acceptLoop(t, l), r
+}
+
+// acceptLoop accepts on l until it is closed (at the test's end) and hands
+// the accepted connections to the test.
+func acceptLoop(t *testing.T, l net.Listener) chan net.Conn {
 	accepted := make(chan net.Conn, 16)
 	go func() {
 		for {
@@ -46,7 +52,7 @@ func capped(t *testing.T, headWait, linger time.Duration, maxRefusing int) (*lim
 		}
 	}()
 	t.Cleanup(func() { l.Close() })
-	return l, accepted, r
+	return accepted
 }
 
 func dial(t *testing.T, l net.Listener) net.Conn {

@@ -96,7 +96,7 @@ func (c *config) settings() []setting {
 		{"max-array", "PRIORA_MAX_ARRAY", "10000", "longest JSON array in a request body", false, &c.MaxArray},
 		{"max-json-values", "PRIORA_MAX_JSON_VALUES", "50000", "most JSON values in a request body", false, &c.MaxJSONValues},
 		{"submit-concurrency", "PRIORA_SUBMIT_CONCURRENCY", "4", "$submit and $inquire requests worked on at once (more wait up to 10 s, then 503)", false, &c.SubmitConcurrency},
-		{"max-conns-per-ip", "PRIORA_MAX_CONNS_PER_IP", "512", "open connections per client address; 0 = no limit", false, &c.MaxConnsPerIP},
+		{"max-conns-per-ip", "PRIORA_MAX_CONNS_PER_IP", "512", "open connections per client address (IPv6: per /64); 0 = no limit", false, &c.MaxConnsPerIP},
 		{"trusted-proxies", "PRIORA_TRUSTED_PROXIES", "", "CIDRs of load balancers whose X-Forwarded-For is believed, comma-separated", false, &c.TrustedProxies},
 		{"outbound-allow", "PRIORA_OUTBOUND_ALLOW", "", "targets of Subscription notifications and CRD EHR queries allowed although loopback, private or special-purpose, and over plain http: comma-separated CIDR prefixes, addresses and host:port", false, &c.OutboundAllow},
 		{"max-subscriptions", "PRIORA_MAX_SUBSCRIPTIONS", "20", "most Subscriptions one organization may have", false, &c.MaxSubscriptions},
