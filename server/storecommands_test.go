@@ -21,16 +21,16 @@ import (
 // change that raises it needs a reason that outweighs that, written here.
 //
 // A new request: the replay check (find keys), each distinct coverage
-// assertion id it cites (find), its raw Bundle, its submission key,
-// member entries, revision and head (five grouped inserts), its Claim keys
+// assertion id it cites (find), its raw Bundle, its submission key (which
+// holds the member ids), revision and head (four grouped inserts), its Claim keys
 // (one bulk of upserts), the UM outbox entry of a pend (a grouped insert)
 // and the audit record. A replay: the key, the head and the revision with
-// the probe for a newer one. An inquiry finding one request: the member
-// entries, then that request (head, revision, probe).
+// the probe for a newer one. An inquiry finding one request: the keys
+// holding its member ids, then that request (head, revision, probe).
 var storeCommandBudget = map[string]int64{
-	"approved": 9,
-	"pended":   10,
-	"denied":   9,
+	"approved": 8,
+	"pended":   9,
+	"denied":   8,
 	"replayed": 5,
 	"$inquire": 5,
 	// Feeding a pended request's UM event (in the background): its

@@ -34,9 +34,11 @@ import (
 //     probing "<id>@<version+1>", so a crash between the two writes loses
 //     nothing. Scans (review queue, metrics) read heads.
 //   - keys maps what clients find chains by (submission keys, Claim
-//     identifiers and fullUrls) to chain ids, members maps patient member
-//     ids to chains (one small document per pair, for $inquire), and
-//     schedule lists chains a delayed rule will finish. All three are
+//     identifiers and fullUrls) to chain ids; each submission key also
+//     holds the chain's patient member ids, for $inquire (chains written
+//     before it did have one document per member and chain in members,
+//     still read while any exists), and schedule lists chains a delayed
+//     rule will finish. Both are
 //     derived from the chain, written idempotently before its revision, and
 //     only ever lead a reader to a chain it then loads and checks.
 
@@ -49,8 +51,13 @@ type chainKey struct {
 	ID    string    `bson:"_id"`
 	Auth  string    `bson:"auth"`
 	Since time.Time `bson:"since"`
+	// Members, on a submission key, are the chain's member ids after that
+	// submission: what AuthorizationsByMember finds chains by.
+	Members []string `bson:"members,omitempty"`
 }
 
+// memberKey is an entry of the members collection, where chains written
+// before submission keys carried their member ids were found by member.
 type memberKey struct {
 	ID     string `bson:"_id"`
 	Member string `bson:"member"`
@@ -75,6 +82,7 @@ func (s *Store) ensureIndexes(ctx context.Context) error {
 		{s.authorizations, bson.D{{Key: "status", Value: 1}, {Key: "dueAt", Value: 1}}},
 		{s.authorizations, bson.D{{Key: "undispatched", Value: 1}}},
 		{s.members, bson.D{{Key: "member", Value: 1}}},
+		{s.keys, bson.D{{Key: "members", Value: 1}}},
 		{s.schedule, bson.D{{Key: "at", Value: 1}}},
 		{s.outbox, bson.D{{Key: "created", Value: 1}}},
 	}
@@ -181,11 +189,11 @@ func headOf(a *Authorization) *Authorization {
 }
 
 // writeKeys records, idempotently, how the chain is found again: the
-// submission keys, the Claim keys, the member entries, the outbox entry
-// of its newest event and its schedule entry, all in parallel.
+// submission keys (with the chain's member ids), the Claim keys, the
+// outbox entry of its newest event and its schedule entry, all in
+// parallel.
 //
-// The submission keys and member entries of a new chain are simply
-// inserted, together with the concurrent requests' (group commit,
+// The submission keys of a new chain are simply inserted, together with the concurrent requests' (group commit,
 // group.go): they are derived from the chain, so an existing one already
 // says the same and a duplicate is success. A new chain is the newest for
 // each of its Claim keys, so they are made to lead to it whatever they led
@@ -216,21 +224,15 @@ func (s *Store) writeKeys(ctx context.Context, a *Authorization) error {
 		}()
 	}
 	fresh := a.Version == 1
-	var subs, members []any
+	var subs []any
 	for _, k := range a.SubmissionKeys {
-		doc := chainKey{ID: submissionKeyID(a.Tenant, k), Auth: a.ID, Since: a.Updated}
+		// Member ids only change with a submission, so the newest
+		// submission key holds them all.
+		doc := chainKey{ID: submissionKeyID(a.Tenant, k), Auth: a.ID, Since: a.Updated, Members: a.MemberIDs}
 		if fresh {
 			subs = append(subs, doc)
 		} else {
 			do(func() error { return s.ensureKey(ctx, s.keys, doc.ID, a.ID, doc, false) })
-		}
-	}
-	for _, m := range a.MemberIDs {
-		doc := memberKey{ID: m + "|" + a.ID, Member: m, Auth: a.ID}
-		if fresh {
-			members = append(members, doc)
-		} else {
-			do(func() error { return s.ensureKey(ctx, s.members, doc.ID, a.ID, doc, false) })
 		}
 	}
 	var moves []mongo.WriteModel
@@ -255,7 +257,7 @@ func (s *Store) writeKeys(ctx context.Context, a *Authorization) error {
 	for _, g := range []struct {
 		c    *mongo.Collection
 		docs []any
-	}{{s.keys, subs}, {s.members, members}} {
+	}{{s.keys, subs}} {
 		if len(g.docs) == 0 {
 			continue
 		}
@@ -497,13 +499,25 @@ func (s *Store) AuthorizationsByMember(ctx context.Context, memberIDs []string, 
 	if len(memberIDs) == 0 {
 		return nil, nil
 	}
-	cur, err := s.members.Find(ctx, bson.D{{Key: "member", Value: bson.D{{Key: "$in", Value: memberIDs}}}})
+	cur, err := s.keys.Find(ctx, bson.D{{Key: "members", Value: bson.D{{Key: "$in", Value: memberIDs}}}},
+		options.Find().SetProjection(bson.D{{Key: "auth", Value: 1}}))
 	if err != nil {
 		return nil, fmt.Errorf("store: find by member: %w", err)
 	}
 	var keys []memberKey
 	if err := cur.All(ctx, &keys); err != nil {
 		return nil, fmt.Errorf("store: find by member: %w", err)
+	}
+	if s.legacyMembers {
+		cur, err := s.members.Find(ctx, bson.D{{Key: "member", Value: bson.D{{Key: "$in", Value: memberIDs}}}})
+		if err != nil {
+			return nil, fmt.Errorf("store: find by member: %w", err)
+		}
+		var old []memberKey
+		if err := cur.All(ctx, &old); err != nil {
+			return nil, fmt.Errorf("store: find by member: %w", err)
+		}
+		keys = append(keys, old...)
 	}
 	seen := map[string]bool{}
 	var out []*Authorization

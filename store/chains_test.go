@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"go.mongodb.org/mongo-driver/v2/bson"
+
 	"github.com/priora/priora/store"
 )
 
@@ -85,5 +87,66 @@ func TestRevisionIsCompareAndSwap(t *testing.T) {
 	}
 	if _, err := s.Authorization(ctx, "t2", "PAcas"); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("other tenant by id: %v, want ErrNotFound", err)
+	}
+}
+
+// TestAuthorizationsByMember: chains are found by any of their member ids
+// (held by their submission keys, the newest after an update), and chains
+// an older Priora wrote, whose member ids only the members collection
+// holds, still are.
+func TestAuthorizationsByMember(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s, err := store.Open(ctx, store.Options{DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	a := &store.Authorization{ID: "PAnew", Tenant: "t1", Created: now, Updated: now, Status: "complete",
+		SubmissionKeys: []string{"k1"}, MemberIDs: []string{"M1", "S1"}}
+	if err := s.CreateAuthorization(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	// An update brings a member id of its own.
+	a.SubmissionKeys = append(a.SubmissionKeys, "k2")
+	a.MemberIDs = append(a.MemberIDs, "M2")
+	if err := s.UpdateAuthorization(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	// As an older Priora left a chain: its member ids in members only.
+	old := &store.Authorization{ID: "PAold", Tenant: "t1", Created: now.Add(-time.Hour), Updated: now, Status: "complete",
+		SubmissionKeys: []string{"k0"}}
+	if err := s.CreateAuthorization(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.DB().Collection("members").InsertOne(ctx, bson.D{{Key: "_id", Value: "S1|PAold"}, {Key: "member", Value: "S1"}, {Key: "auth", Value: "PAold"}}); err != nil {
+		t.Fatal(err)
+	}
+	s.Close(ctx)
+	if s, err = store.Open(ctx, store.Options{DataDir: dir}); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(ctx)
+	for _, tc := range []struct {
+		ids  []string
+		want []string
+	}{
+		{[]string{"M1"}, []string{"PAnew"}},
+		{[]string{"M2"}, []string{"PAnew"}},
+		{[]string{"S1"}, []string{"PAnew", "PAold"}},
+		{[]string{"X", "M2", "S1"}, []string{"PAnew", "PAold"}},
+		{[]string{"X"}, nil},
+	} {
+		got, err := s.AuthorizationsByMember(ctx, tc.ids, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ids []string
+		for _, a := range got {
+			ids = append(ids, a.ID)
+		}
+		if fmt.Sprint(ids) != fmt.Sprint(tc.want) {
+			t.Errorf("members %v find %v, want %v", tc.ids, ids, tc.want)
+		}
 	}
 }

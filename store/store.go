@@ -69,6 +69,9 @@ type Store struct {
 	outbox         *mongo.Collection
 	bundles        *mongo.Collection
 
+	// legacyMembers: the members collection holds entries (chains.go).
+	legacyMembers bool
+
 	group  groupInserts  // group.go
 	counts commandCounts // count.go
 }
@@ -155,6 +158,15 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if err := s.indexEmbeddedIDs(ctx); err != nil {
 		s.Close(context.Background())
 		return nil, err
+	}
+	// Member entries of chains from before submission keys held member
+	// ids are read only where there are any (chains.go).
+	switch err := s.members.FindOne(ctx, bson.D{}).Err(); {
+	case err == nil:
+		s.legacyMembers = true
+	case !errors.Is(err, mongo.ErrNoDocuments):
+		s.Close(context.Background())
+		return nil, fmt.Errorf("store: read members: %w", err)
 	}
 	return s, nil
 }
