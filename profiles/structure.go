@@ -58,6 +58,7 @@ type edef struct {
 	slicing     *slicing
 	slices      []*edef
 	children    []*edef
+	pos         int // this element's index in its parent's children
 	childIdx    map[string]*edef
 	choices     []*edef // children whose name ends in [x]
 	isModifier  bool
@@ -192,6 +193,7 @@ func compileSD(data []byte, pkg int) (*sdef, error) {
 		if parent == nil {
 			return nil, fmt.Errorf("%s: element %s has no parent", sd.url, d.id)
 		}
+		d.pos = len(parent.children)
 		parent.children = append(parent.children, d)
 	}
 	for _, d := range sd.byID {

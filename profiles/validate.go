@@ -2,6 +2,7 @@ package profiles
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -433,10 +434,6 @@ func (x *run) children(e *elem, pd *edef) {
 		src = canon(pd.sd)
 	}
 	groups := make([][]*elem, len(pd.children))
-	pos := make(map[*edef]int, len(pd.children))
-	for i, c := range pd.children {
-		pos[c] = i
-	}
 	for _, k := range e.kids {
 		cd := pd.childIdx[k.name]
 		if cd == nil || cd.choiceBase != "" {
@@ -449,7 +446,11 @@ func (x *run) children(e *elem, pd *edef) {
 			x.add(SeverityError, "structure", k, src, "Unrecognized element '%s'", k.name)
 			continue
 		}
-		groups[pos[cd]] = append(groups[pos[cd]], k)
+		i := cd.pos
+		if i >= len(pd.children) || pd.children[i] != cd {
+			i = max(slices.Index(pd.children, cd), 0) // not expected: childIdx and choices hold pd's children
+		}
+		groups[i] = append(groups[i], k)
 	}
 	for i, cd := range pd.children {
 		items := groups[i]
