@@ -35,8 +35,8 @@ func (l peerListener) Accept() (net.Conn, error) {
 // TestConnCapIPv6Network: an IPv6 client holds a /64 (RFC 4291, 7421):
 // it can open each connection from another address of it. The cap counts
 // the /64 as one address, so a host cannot multiply its share by
-// changing its low 64 bits; IPv4 (also IPv4-mapped IPv6) counts per
-// address.
+// changing its low 64 bits; IPv4 (also IPv4-mapped IPv6, and IPv4
+// clients translated by NAT64) counts per address.
 func TestConnCapIPv6Network(t *testing.T) {
 	tcp, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -57,6 +57,12 @@ func TestConnCapIPv6Network(t *testing.T) {
 		{"192.0.2.1:1000", true},
 		{"[::ffff:192.0.2.1]:1000", false}, // the same IPv4 address
 		{"192.0.2.2:1000", true},
+		// IPv4 clients translated to IPv6 (NAT64): one per IPv4 address.
+		{"[64:ff9b::c000:201]:1000", true},
+		{"[64:ff9b::c000:202]:1000", true},
+		{"[64:ff9b::c000:202]:1001", false},
+		{"[64:ff9b:1::c000:201]:1000", true},
+		{"[64:ff9b:1::c000:202]:1000", true},
 	} {
 		peers <- netip.MustParseAddrPort(tc.peer)
 		c := dial(t, l)
@@ -88,7 +94,7 @@ func TestConnCapIPv6Network(t *testing.T) {
 			t.Fatalf("%s: not accepted, want a slot of its own", tc.peer)
 		}
 	}
-	if a := r.answered.Load(); a != 3 {
-		t.Errorf("%d refused, want 3", a)
+	if a := r.answered.Load(); a != 4 {
+		t.Errorf("%d refused, want 4", a)
 	}
 }
