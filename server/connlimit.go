@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -259,8 +260,10 @@ func requestPath(conn net.Conn) (path string, ok bool) {
 			if len(f) != 3 {
 				return "", true
 			}
-			path, _, _ := strings.Cut(f[1], "?")
-			return path, true
+			if u, err := url.ParseRequestURI(f[1]); err == nil {
+				return u.Path, true // origin or absolute form
+			}
+			return "", true
 		}
 		if err != nil {
 			var ne net.Error

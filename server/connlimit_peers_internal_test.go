@@ -2,9 +2,11 @@ package server
 
 import (
 	"bufio"
+	"io"
 	"net"
 	"net/http"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 )
@@ -96,5 +98,30 @@ func TestConnCapIPv6Network(t *testing.T) {
 	}
 	if a := r.answered.Load(); a != 4 {
 		t.Errorf("%d refused, want 4", a)
+	}
+}
+
+// TestRefusalFormatAbsoluteTarget: a request line in absolute form (RFC
+// 9112 3.2.2: servers must accept it; net/http routes it by its path) is
+// answered in the format of the endpoint it names, as in origin form.
+func TestRefusalFormatAbsoluteTarget(t *testing.T) {
+	l, accepted, _ := capped(t, time.Minute, time.Minute, 3)
+	dial(t, l)
+	<-accepted
+	for _, line := range []string{
+		"POST http://priora.example/cds-services/order-sign-crd?x=1 HTTP/1.1\r\n",
+		"POST https://priora.example:8443/cds-services HTTP/1.1\r\n",
+		"POST /cds-services/order-sign-crd HTTP/1.1\r\n",
+	} {
+		c := dial(t, l)
+		_, _ = c.Write([]byte(line + "Host: x\r\n\r\n"))
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusTooManyRequests || !strings.HasPrefix(string(b), `{"error":`) {
+			t.Errorf("%q over the cap: %d %s, want a CDS Hooks error", line, resp.StatusCode, b)
+		}
 	}
 }
