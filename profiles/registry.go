@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 )
 
 //go:generate go run ./internal/pkggen -o packages ../../shared/igs/davinci-crd-2.0.1.tgz ../../shared/igs/davinci-hrex-1.0.0.tgz ../../shared/igs/davinci_crd_2.2.0-preview.tgz ../../shared/igs/davinci_pas_2.0.1.tgz ../../shared/igs/davinci_pas_2.2.1.tgz ../../shared/igs/hl7.fhir.r4.core-4.0.1.tgz ../../shared/igs/hl7.fhir.uv.extensions.r4-5.2.0.tgz ../../shared/igs/hl7.terminology.r4-7.0.1.tgz ../../shared/igs/us_core_311.tgz ../../shared/igs/us_core_610.tgz ../../shared/igs/us_core_700.tgz
@@ -43,6 +44,29 @@ type Registry struct {
 	vsMu  sync.Mutex
 	vss   map[string]*vsOnce
 	exprs sync.Map // expression text → *compiledExpr
+
+	// found remembers structure's and typeSD's answers for definitions
+	// that exist (byURL does not change after Load), at most maxFound of
+	// them: canonicals and type codes also come from instances.
+	found  sync.Map // structKey → *sdef
+	nfound atomic.Int64
+}
+
+// structKey is a structure or typeSD question: a canonical and the
+// package it is asked from (typeSD: the type code, from -2).
+type structKey struct {
+	canonical string
+	from      int
+}
+
+const maxFound = 4096
+
+func (r *Registry) remember(k structKey, sd *sdef) {
+	if r.nfound.Load() < maxFound {
+		if _, dup := r.found.LoadOrStore(k, sd); !dup {
+			r.nfound.Add(1)
+		}
+	}
 }
 
 type pkgInfo struct {
@@ -283,11 +307,19 @@ func (r *Registry) raw(e *resEntry) ([]byte, error) {
 
 // structure returns the compiled StructureDefinition for a canonical.
 func (r *Registry) structure(canonical string, from int) (*sdef, error) {
+	k := structKey{canonical, from}
+	if sd, ok := r.found.Load(k); ok {
+		return sd.(*sdef), nil
+	}
 	e := r.lookup("StructureDefinition", canonical, from)
 	if e == nil {
 		return nil, fmt.Errorf("unknown profile %s", canonical)
 	}
-	return r.compiled(e)
+	sd, err := r.compiled(e)
+	if err == nil {
+		r.remember(k, sd)
+	}
+	return sd, err
 }
 
 // structureVersions returns the compiled versions of a StructureDefinition
@@ -330,10 +362,18 @@ func (r *Registry) compiled(e *resEntry) (*sdef, error) {
 
 // typeSD returns the base definition of a FHIR type or resource.
 func (r *Registry) typeSD(code string) *sdef {
-	if !strings.Contains(code, "/") {
-		code = fhirSD + code
+	k := structKey{code, -2}
+	if sd, ok := r.found.Load(k); ok {
+		return sd.(*sdef)
 	}
-	sd, _ := r.structure(code, r.pkgIndex(pkgCore, ""))
+	canonical := code
+	if !strings.Contains(code, "/") {
+		canonical = fhirSD + code
+	}
+	sd, _ := r.structure(canonical, r.pkgIndex(pkgCore, ""))
+	if sd != nil {
+		r.remember(k, sd)
+	}
 	return sd
 }
 

@@ -15,6 +15,8 @@ import (
 
 	"github.com/priora/priora/auth"
 	"github.com/priora/priora/fhir"
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
 )
 
 // The per-address connection cap (PRIORA_MAX_CONNS_PER_IP).
@@ -65,7 +67,8 @@ const (
 // LimitListener caps the open connections per client address (the TCP
 // peer; for IPv6 its /64, see capKey) at n; a connection over the cap is answered 429 and closed (see
 // above). When the server wraps ln in TLS, tc is its TLS configuration:
-// refusals are answered over TLS (HTTP/1.1). refused, when not nil, is
+// refusals are answered over TLS (HTTP/1.1, or HTTP/2 to a client that
+// offers nothing else). refused, when not nil, is
 // called for each connection over the cap: answered (429 sent) or closed
 // unanswered. n ≤ 0 returns ln unchanged.
 func LimitListener(ln net.Listener, n int, tc *tls.Config, refused func(answered bool)) net.Listener {
@@ -79,7 +82,9 @@ func LimitListener(ln net.Listener, n int, tc *tls.Config, refused func(answered
 		headWait: refuseHeadWait, linger: refuseLinger, maxRefusing: maxRefusing, refused: refused}
 	if tc != nil {
 		l.tls = tc.Clone()
-		l.tls.NextProtos = []string{"http/1.1"} // the refusal speaks HTTP/1.1 only
+		// HTTP/1.1 for clients that offer it, HTTP/2 for those that
+		// offer nothing else (h2Request).
+		l.tls.NextProtos = []string{"http/1.1", "h2"}
 	}
 	return l
 }
@@ -178,28 +183,45 @@ func (l *limitListener) refuse(conn net.Conn) {
 	}()
 	_ = conn.SetDeadline(time.Now().Add(l.headWait))
 	c := conn // what HTTP is read from and written to
+	h2 := false
 	if l.tls != nil {
 		tc := tls.Server(conn, l.tls)
 		if tc.Handshake() != nil {
 			return
 		}
-		c = tc
+		c, h2 = tc, tc.ConnectionState().NegotiatedProtocol == "h2"
 	}
-	path, ok := requestPath(c)
-	if !ok {
-		return
+	var path string
+	var write func(ctype string, body []byte) error
+	if h2 {
+		fr, stream, p, ok := h2Request(c)
+		if !ok {
+			return
+		}
+		path = p
+		write = func(ctype string, body []byte) error { return h2Answer(fr, stream, ctype, body) }
+	} else {
+		p, ok := requestPath(c)
+		if !ok {
+			return
+		}
+		path = p
+		write = func(ctype string, body []byte) error {
+			var b bytes.Buffer
+			fmt.Fprintf(&b, "HTTP/1.1 429 Too Many Requests\r\nContent-Type: %s\r\nContent-Length: %d\r\nRetry-After: %d\r\nConnection: close\r\n\r\n",
+				ctype, len(body), refuseRetryAfter)
+			b.Write(body)
+			_, err := c.Write(b.Bytes())
+			return err
+		}
 	}
 	ctype, body := refusalBody(path, l.max)
-	var b bytes.Buffer
-	fmt.Fprintf(&b, "HTTP/1.1 429 Too Many Requests\r\nContent-Type: %s\r\nContent-Length: %d\r\nRetry-After: %d\r\nConnection: close\r\n\r\n",
-		ctype, len(body), refuseRetryAfter)
-	b.Write(body)
 	_ = conn.SetDeadline(time.Now().Add(l.linger))
 	// Counted before it is written, so that a client that has read the
 	// answer finds it counted.
 	answered = true
 	l.refused(true)
-	if _, err := c.Write(b.Bytes()); err != nil {
+	if write(ctype, body) != nil {
 		return
 	}
 	// Half-close (over TLS: close_notify first), then read until the
@@ -240,6 +262,63 @@ func requestPath(conn net.Conn) (path string, ok bool) {
 		}
 	}
 	return "", true
+}
+
+// h2Request reads, over HTTP/2 (TLS, ALPN h2), the client's connection
+// preface and frames up to its first request's headers, and returns that
+// request's stream and path. ok is false when none arrived: the deadline
+// set on conn bounds the wait, maxFrames the frames read, the frame and
+// header list sizes the memory.
+func h2Request(conn net.Conn) (fr *http2.Framer, stream uint32, path string, ok bool) {
+	const maxFrames = 16
+	preface := make([]byte, len(http2.ClientPreface))
+	if _, err := io.ReadFull(conn, preface); err != nil || string(preface) != http2.ClientPreface {
+		return nil, 0, "", false
+	}
+	fr = http2.NewFramer(conn, conn)
+	fr.SetMaxReadFrameSize(16 << 10) // HTTP/2's initial SETTINGS_MAX_FRAME_SIZE
+	fr.ReadMetaHeaders = hpack.NewDecoder(refuseHeadBytes, nil)
+	fr.MaxHeaderListSize = refuseHeadBytes
+	if fr.WriteSettings() != nil {
+		return nil, 0, "", false
+	}
+	acked := false
+	for range maxFrames {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			return nil, 0, "", false
+		}
+		switch f := f.(type) {
+		case *http2.MetaHeadersFrame:
+			return fr, f.StreamID, f.PseudoValue("path"), true
+		case *http2.SettingsFrame:
+			if !f.IsAck() && !acked {
+				acked = true
+				if fr.WriteSettingsAck() != nil {
+					return nil, 0, "", false
+				}
+			}
+		}
+	}
+	return nil, 0, "", false
+}
+
+// h2Answer writes the 429 on stream and GOAWAY (HTTP/2's Connection:
+// close): no stream after this one is worked on.
+func h2Answer(fr *http2.Framer, stream uint32, ctype string, body []byte) error {
+	var hb bytes.Buffer
+	enc := hpack.NewEncoder(&hb)
+	for _, f := range [][2]string{{":status", "429"}, {"content-type", ctype},
+		{"content-length", fmt.Sprint(len(body))}, {"retry-after", fmt.Sprint(refuseRetryAfter)}} {
+		_ = enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
+	}
+	if err := fr.WriteHeaders(http2.HeadersFrameParam{StreamID: stream, BlockFragment: hb.Bytes(), EndHeaders: true}); err != nil {
+		return err
+	}
+	if err := fr.WriteData(stream, true, body); err != nil {
+		return err
+	}
+	return fr.WriteGoAway(stream, http2.ErrCodeNo, nil)
 }
 
 // refusalBody is the 429's body in the format of the endpoint at path: a

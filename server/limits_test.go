@@ -274,13 +274,7 @@ func TestConnectionsPerAddressCapped(t *testing.T) {
 // refusals one after another than are answered at once: each one's place
 // is given back.
 func TestConnectionsPerAddressCappedTLS(t *testing.T) {
-	certFile, keyFile := selfSigned(t, t.TempDir())
-	e := testenv.Start(t, testenv.WithConfig(func(c *app.Config) {
-		c.Security.TLSCert, c.Security.TLSKey = certFile, keyFile
-		c.Limits.ConnsPerIP = 1
-	}))
-	held := dialRaw(t, e, "")
-	defer held.Close()
+	e := startCappedTLS(t)
 	tr := &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, ForceAttemptHTTP2: true, DisableKeepAlives: true}
 	c := &http.Client{Transport: tr, Timeout: 20 * time.Second}
 	url := "https://" + strings.TrimPrefix(e.URL, "http://") + "/fhir/metadata"
