@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -152,13 +153,14 @@ func (l *limitListener) Close() error {
 }
 
 // capKey is the address a connection is counted against: an IPv4 peer's
-// address (also when IPv4-mapped), an IPv6 peer's /64. An IPv6 host is
-// given a /64 (RFC 4291, RFC 7421) and can open each connection from
-// another address in it; counted per address, one host could hold any
-// number of connections.
+// address (also when IPv4-mapped, or translated into the NAT64 prefixes
+// 64:ff9b::/96 and 64:ff9b:1::/48, RFC 6052 and 8215), an IPv6 peer's
+// /64. An IPv6 host is given a /64 (RFC 4291, RFC 7421) and can open each
+// connection from another address in it; counted per address, one host
+// could hold any number of connections.
 func capKey(a netip.Addr) netip.Addr {
 	a = a.Unmap()
-	if a.Is4() {
+	if a.Is4() || nat64.Contains(a) || nat64Local.Contains(a) {
 		return a
 	}
 	p, err := a.WithZone("").Prefix(64)
@@ -167,6 +169,11 @@ func capKey(a netip.Addr) netip.Addr {
 	}
 	return p.Addr()
 }
+
+var (
+	nat64      = netip.MustParsePrefix("64:ff9b::/96")
+	nat64Local = netip.MustParsePrefix("64:ff9b:1::/48")
+)
 
 // refuse answers an over-cap connection 429 and closes it gracefully.
 func (l *limitListener) refuse(conn net.Conn) {
@@ -253,8 +260,10 @@ func requestPath(conn net.Conn) (path string, ok bool) {
 			if len(f) != 3 {
 				return "", true
 			}
-			path, _, _ := strings.Cut(f[1], "?")
-			return path, true
+			if u, err := url.ParseRequestURI(f[1]); err == nil {
+				return u.Path, true // origin or absolute form
+			}
+			return "", true
 		}
 		if err != nil {
 			var ne net.Error
