@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/priora/priora/coverage"
@@ -48,6 +49,10 @@ type Config struct {
 type Service struct {
 	cfg Config
 	log *slog.Logger
+	// backfilled is when this process last ran the deadline watch's
+	// backfill (MarkDeadlines).
+	backfillMu sync.Mutex
+	backfilled time.Time
 }
 
 // New returns a Service.

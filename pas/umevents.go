@@ -3,6 +3,8 @@ package pas
 import (
 	"context"
 	"errors"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/priora/priora/store"
@@ -85,19 +87,50 @@ func hasUMEventAt(a *store.Authorization, now time.Time, kind string) bool {
 // is announced again. Several processes may run it at once: the version
 // guard lets one record each event and the others see it recorded. It
 // returns how many events it recorded.
+//
+// It reads the deadline watch (store/duewatch.go), not the chains: the
+// first call in a process, and one every backfillEvery, first adds the
+// entries of chains an older Priora wrote (one scan of the heads). An
+// entry is dropped once its chain has moved past it.
 func (s *Service) MarkDeadlines(ctx context.Context, lead time.Duration) (int, error) {
 	now := s.cfg.Now().UTC().Truncate(time.Millisecond)
-	due, err := s.cfg.Store.PendedDueBy(ctx, now.Add(lead))
+	if err := s.backfillDueWatch(ctx); err != nil {
+		return 0, err
+	}
+	watches, err := s.cfg.Store.DueWatches(ctx)
 	if err != nil {
 		return 0, err
 	}
+	byChain := map[string][]store.DueWatch{}
+	var chains []string
+	for _, w := range watches {
+		if byChain[w.Auth] == nil {
+			chains = append(chains, w.Auth)
+		}
+		byChain[w.Auth] = append(byChain[w.Auth], w)
+	}
+	earliest := func(id string) time.Time {
+		t := byChain[id][0].DueAt
+		for _, w := range byChain[id][1:] {
+			if w.DueAt.Before(t) {
+				t = w.DueAt
+			}
+		}
+		return t
+	}
+	slices.SortFunc(chains, func(a, b string) int {
+		if c := earliest(a).Compare(earliest(b)); c != 0 {
+			return c
+		}
+		return strings.Compare(a, b)
+	})
 	n := 0
 	var errs []error
-	for _, head := range due {
-		if head.HasUMEvent(store.UMDeadlineApproaching, head.DueAt) {
-			continue
+	for _, id := range chains {
+		if earliest(id).After(now.Add(lead)) {
+			continue // not due yet: its entries stay
 		}
-		ok, err := s.markDeadline(ctx, head.ID, now, lead)
+		ok, err := s.markDeadline(ctx, id, now, lead)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -105,8 +138,53 @@ func (s *Service) MarkDeadlines(ctx context.Context, lead time.Duration) (int, e
 		if ok {
 			n++
 		}
+		if err := s.pruneDueWatch(ctx, id, byChain[id], now); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	return n, errors.Join(errs...)
+}
+
+// backfillEvery is how often a process adds the watch entries of chains
+// written without them (by an older Priora during a rolling upgrade).
+const backfillEvery = 6 * time.Hour
+
+func (s *Service) backfillDueWatch(ctx context.Context) error {
+	s.backfillMu.Lock()
+	defer s.backfillMu.Unlock()
+	if !s.backfilled.IsZero() && time.Since(s.backfilled) < backfillEvery {
+		return nil
+	}
+	if _, err := s.cfg.Store.BackfillDueWatch(ctx); err != nil {
+		return err
+	}
+	s.backfilled = time.Now()
+	return nil
+}
+
+// pruneDueWatch drops the watch entries of a chain that no longer need
+// watching: those of older versions (a newer version that needs watching
+// has its own entry), all of them once the chain needs none, and an
+// entry of a version that was never written (a crash or a lost race) an
+// hour after it was made.
+func (s *Service) pruneDueWatch(ctx context.Context, id string, ws []store.DueWatch, now time.Time) error {
+	a, err := s.cfg.Store.Authorization(ctx, "", id)
+	missing := errors.Is(err, store.ErrNotFound)
+	if err != nil && !missing {
+		return err
+	}
+	var drop []string
+	for _, w := range ws {
+		switch {
+		case missing || w.Version > a.Version:
+			if now.Sub(w.Created) > time.Hour {
+				drop = append(drop, w.ID)
+			}
+		case w.Version < a.Version || !store.NeedsDueWatch(a):
+			drop = append(drop, w.ID)
+		}
+	}
+	return s.cfg.Store.DropDueWatch(ctx, drop...)
 }
 
 // markDeadline records the deadline-approaching event of one chain, unless

@@ -23,13 +23,14 @@ import (
 // A new request: the replay check (find keys), each distinct coverage
 // assertion id it cites (find), its raw Bundle, its submission key (which
 // holds the member ids), revision and head (four grouped inserts), its Claim keys
-// (one bulk of upserts), the UM outbox entry of a pend (a grouped insert)
-// and the audit record. A replay: the key, the head and the revision with
+// (one bulk of upserts), the UM outbox entry and the deadline watch entry
+// of a pend (two grouped inserts; the watch keeps the minute's deadline
+// sweep off the authorizations) and the audit record. A replay: the key, the head and the revision with
 // the probe for a newer one. An inquiry finding one request: the keys
 // holding its member ids, then that request (head, revision, probe).
 var storeCommandBudget = map[string]int64{
 	"approved": 8,
-	"pended":   9,
+	"pended":   10,
 	"denied":   8,
 	"replayed": 5,
 	"$inquire": 5,

@@ -360,3 +360,86 @@ func TestUMEventsOfTheQueueFlows(t *testing.T) {
 		t.Errorf("UM events %v, want %v", got, want)
 	}
 }
+
+// The deadline sweep reads the deadline watch, not every chain: once a
+// process has backfilled it, a sweep that finds nothing due sends no query
+// to the authorizations (on the embedded engine such a query decodes the
+// whole collection, every minute). A pended request is watched from its
+// submit, announced once when due, and then no longer watched; a chain
+// written without an entry (by an older Priora) is found by the backfill.
+func TestDeadlineSweepReadsTheWatch(t *testing.T) {
+	e := testenv.Start(t)
+	st := e.App.Store
+	ctx := store.WithOrigin(context.Background(), "deadline test")
+	authFinds := func() int64 {
+		var n int64
+		for _, c := range st.CommandCounts() {
+			if c.Origin == "deadline test" && c.Collection == "authorizations" && c.Command == "find" {
+				n += c.N
+			}
+		}
+		return n
+	}
+	watched := func(id string) bool {
+		ws, err := st.DueWatches(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, w := range ws {
+			if w.Auth == id {
+				return true
+			}
+		}
+		return false
+	}
+	if _, err := e.App.PAS.MarkDeadlines(ctx, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	id := submitPended(t, e)
+	if !watched(id) {
+		t.Fatalf("the pended request %s is not in the deadline watch", id)
+	}
+	before := authFinds()
+	if n, err := e.App.PAS.MarkDeadlines(ctx, time.Hour); err != nil || n != 0 {
+		t.Fatalf("a deadline 7 days away is not within an hour: %d events, %v", n, err)
+	}
+	if got := authFinds() - before; got != 0 {
+		t.Errorf("a sweep with nothing due sent %d finds to the authorizations; want 0", got)
+	}
+	if n, err := e.App.PAS.MarkDeadlines(ctx, 8*24*time.Hour); err != nil || n != 1 {
+		t.Fatalf("within 8 days: %d events, %v; want 1", n, err)
+	}
+	if watched(id) {
+		t.Errorf("%s is still watched after its deadline was announced", id)
+	}
+	if got, want := umKinds(t, e, id), []string{"pend-created:1pend2pend", "deadline-approaching:1pend2pend"}; !cmp.Equal(got, want) {
+		t.Errorf("events: %v, want %v", got, want)
+	}
+
+	// A chain written without its entry, as an older Priora wrote them.
+	r := e.Post(submitPath, edit(t, pendedRequest(t), func(b map[string]any) { b["identifier"].(map[string]any)["value"] = "old-writer" }))
+	if r.Status != http.StatusOK {
+		t.Fatalf("submit: %d %s", r.Status, r.Body)
+	}
+	old := testenv.AuthorizationID(t, r.Body)
+	ws, _ := st.DueWatches(ctx)
+	for _, w := range ws {
+		if w.Auth == old {
+			if err := st.DropDueWatch(ctx, w.ID); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if n, _ := e.App.PAS.MarkDeadlines(ctx, 8*24*time.Hour); n != 0 {
+		t.Fatalf("an unwatched chain was announced before any backfill: %d", n)
+	}
+	if _, err := st.BackfillDueWatch(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !watched(old) {
+		t.Fatalf("the backfill did not watch %s", old)
+	}
+	if n, err := e.App.PAS.MarkDeadlines(ctx, 8*24*time.Hour); err != nil || n != 1 {
+		t.Fatalf("after the backfill: %d events, %v; want 1", n, err)
+	}
+}

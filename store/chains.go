@@ -190,8 +190,8 @@ func headOf(a *Authorization) *Authorization {
 
 // writeKeys records, idempotently, how the chain is found again: the
 // submission keys (with the chain's member ids), the Claim keys, the
-// outbox entry of its newest event and its schedule entry, all in
-// parallel.
+// outbox entry of its newest event, its schedule entry and its deadline
+// watch entry (duewatch.go), all in parallel.
 //
 // The submission keys of a new chain are simply inserted, together with the concurrent requests' (group commit,
 // group.go): they are derived from the chain, so an existing one already
@@ -268,6 +268,7 @@ func (s *Store) writeKeys(ctx context.Context, a *Authorization) error {
 			return nil
 		})
 	}
+	do(func() error { return s.writeDueWatch(ctx, a) })
 	do(func() error {
 		if n := len(a.Events); n > 0 {
 			ev := a.Events[n-1]

@@ -31,7 +31,7 @@ func (s *Store) indexEmbeddedIDs(ctx context.Context) error {
 	}
 	// Collections created by their first insert would have no index until
 	// the next start: create the ones read by _id now.
-	for _, name := range []string{coverageAssertions, hookCalls, collAudit, collJTIs, collRoster, collRosterKeys, collImportStage} {
+	for _, name := range []string{coverageAssertions, hookCalls, collAudit, collJTIs, collRoster, collRosterKeys, collImportStage, collDueWatch} {
 		if err := s.db.CreateCollection(ctx, name); err != nil && !isNamespaceExists(err) {
 			return fmt.Errorf("store: create collection %s: %w", name, err)
 		}
