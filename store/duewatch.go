@@ -62,7 +62,9 @@ func (s *Store) writeDueWatch(ctx context.Context, a *Authorization) error {
 	if !NeedsDueWatch(a) {
 		return nil
 	}
-	if err := s.insert(ctx, s.db.Collection(collDueWatch), dueWatchOf(a, time.Now().UTC())); err != nil && !isDuplicate(err) {
+	// Created is the chain's own clock (the sweep compares it with that
+	// clock's now), not this process's.
+	if err := s.insert(ctx, s.db.Collection(collDueWatch), dueWatchOf(a, a.Updated)); err != nil && !isDuplicate(err) {
 		return fmt.Errorf("store: write deadline watch: %w", err)
 	}
 	return nil
