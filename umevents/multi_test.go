@@ -12,9 +12,11 @@ import (
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/priora/priora/auth"
 	"github.com/priora/priora/internal/app"
+	"github.com/priora/priora/internal/outbound"
 	"github.com/priora/priora/internal/testenv"
 	"github.com/priora/priora/store"
 	"github.com/priora/priora/umevents"
@@ -68,8 +70,16 @@ func TestWorkersShareOneStore(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	defer func() { cancel(); wg.Wait() }()
+	// The other processes run with the same settings as the server's: a
+	// worker whose outbound policy refused the webhook would, when it won
+	// the delivery lease, only push the next try back.
+	policy, err := outbound.New(outbound.Config{Allow: []string{"127.0.0.1/32"}})
+	if err != nil {
+		t.Fatal(err)
+	}
 	for range 2 {
-		svc, err := umevents.New(ctx, umevents.Config{Store: e.App.Store, BaseURL: e.URL, Deadlines: e.App.PAS.MarkDeadlines, Options: opts})
+		svc, err := umevents.New(ctx, umevents.Config{Store: e.App.Store, BaseURL: e.URL, Outbound: policy,
+			Deadlines: e.App.PAS.MarkDeadlines, Options: opts})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -119,7 +129,8 @@ func TestWorkersShareOneStore(t *testing.T) {
 	// Generous: under a full CI run a lease taken while its holder's call
 	// timed out stays held by no one until it expires (30 s), which delays
 	// the feed without losing anything.
-	testenv.WaitFor(t, 90*time.Second, "six events fed and delivered", func() bool { return len(feed()) >= 6 && len(h.got()) >= 6 })
+	waitOrDump(t, e, 90*time.Second, "six events fed and delivered", func() bool { return len(feed()) >= 6 && len(h.got()) >= 6 },
+		func() string { return fmt.Sprintf("feed %d events, webhook got %d", len(feed()), len(h.got())) })
 	evs := feed()
 	check(evs)
 	want := make([]string, len(evs))
@@ -162,4 +173,40 @@ func pended(t *testing.T) []byte {
 	}
 	out, _ := json.Marshal(b)
 	return out
+}
+
+// waitOrDump is testenv.WaitFor that, on a timeout, says what the workers
+// left behind: the outbox, the deadline watch, the leases and each chain's
+// status and events.
+func waitOrDump(t *testing.T, e *testenv.Env, d time.Duration, what string, cond func() bool, state func() string) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			ctx := context.Background()
+			db := e.App.Store.DB()
+			dump := func(coll string, filter bson.D, proj bson.D) string {
+				if filter == nil {
+					filter = bson.D{}
+				}
+				o := options.Find()
+				if proj != nil {
+					o.SetProjection(proj)
+				}
+				cur, err := db.Collection(coll).Find(ctx, filter, o)
+				if err != nil {
+					return err.Error()
+				}
+				var docs []bson.M
+				if err := cur.All(ctx, &docs); err != nil {
+					return err.Error()
+				}
+				return fmt.Sprint(docs)
+			}
+			t.Fatalf("timed out after %v waiting for %s: %s\noutbox: %s\ndueWatch: %s\nleases: %s\numFed: %s\numCursors: %s\nchains: %s", d, what, state(),
+				dump("umOutbox", nil, nil), dump("dueWatch", nil, nil), dump("leases", nil, nil), dump("umFed", nil, nil), dump("umCursors", nil, nil),
+				dump("authorizations", nil, bson.D{{Key: "_id", Value: 1}, {Key: "version", Value: 1}, {Key: "status", Value: 1}, {Key: "dueAt", Value: 1}, {Key: "umEvents", Value: 1}}))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }

@@ -189,10 +189,13 @@ func (p *Policy) checkAddr(a netip.Addr, plain bool) error {
 	if p.dev && a.IsLoopback() {
 		return nil
 	}
-	if plain {
-		return fmt.Errorf("%s: plain http to a public address", a)
-	}
-	if why := special(a); why != "" {
+	why := special(a)
+	switch {
+	case plain && why != "":
+		return fmt.Errorf("%s is %s: plain http goes only to loopback in development mode or to a target on the outbound allow list", a, why)
+	case plain:
+		return fmt.Errorf("%s is a public address: https only", a)
+	case why != "":
 		return fmt.Errorf("%s is %s", a, why)
 	}
 	return nil
