@@ -349,19 +349,28 @@ func (f *UMFeed) Append(ctx context.Context, ev *UMEvent, last *int64) (int64, e
 	return 0, fmt.Errorf("store: UM feed: no free number for %s after %d tries", ev.ID, tries)
 }
 
-// After returns up to n feed events numbered after seq, in order. Each is
-// read by _id (the one lookup the embedded engine answers from an index);
-// the feed has no gaps, so the first missing number ends the page.
+// After returns up to n feed events numbered after seq, in order, read
+// as one range of _id (the embedded engine pushes down only a lookup by
+// string _id, so it scans the feed once per call: one scan a page, not
+// one an event). The feed has no gaps, so the first missing number ends
+// the page.
 func (f *UMFeed) After(ctx context.Context, seq int64, n int) ([]FeedEvent, error) {
 	out := []FeedEvent{}
-	for i := seq + 1; i <= seq+int64(n); i++ {
-		var ev FeedEvent
-		err := f.feed.FindOne(ctx, bson.D{{Key: "_id", Value: i}}).Decode(&ev)
-		if errors.Is(err, mongo.ErrNoDocuments) {
+	if n <= 0 {
+		return out, nil
+	}
+	cur, err := f.feed.Find(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$gt", Value: seq}, {Key: "$lte", Value: seq + int64(n)}}}},
+		options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}).SetLimit(int64(n)))
+	if err != nil {
+		return nil, fmt.Errorf("store: UM feed: %w", err)
+	}
+	var page []FeedEvent
+	if err := cur.All(ctx, &page); err != nil {
+		return nil, fmt.Errorf("store: UM feed: %w", err)
+	}
+	for i, ev := range page {
+		if ev.Seq != seq+int64(i)+1 {
 			break
-		}
-		if err != nil {
-			return nil, fmt.Errorf("store: UM feed: %w", err)
 		}
 		out = append(out, ev)
 	}

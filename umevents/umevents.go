@@ -103,6 +103,11 @@ type Service struct {
 	owner  string
 	// fed wakes the webhook deliverers when the feed grew.
 	fed chan struct{}
+	// lastSeq is the feed's last number as this process's feed writer
+	// left it, under the feed lease of generation lastGen; only the feed
+	// loop touches them (see feedSome).
+	lastSeq int64
+	lastGen int
 }
 
 // New returns a Service, creating the feed's collections and indexes.
@@ -202,10 +207,20 @@ func (s *Service) feedSome(ctx context.Context) (busy bool, appended int, err er
 	if err != nil || len(entries) == 0 {
 		return false, 0, err
 	}
-	last, err := s.feed.LastSeq(ctx)
-	if err != nil {
-		return false, 0, err
+	// The feed's last number: what this writer left, when the lease
+	// passed to no one else since (the generation after ours); else read
+	// from the store. Reading it is a sort of the whole feed on the
+	// embedded engine, which pushes down no other lookup than by a string
+	// _id: once a second, that grew with every event ever fed. A stale
+	// number could only come from a writer whose lease ran out while it
+	// appended; Append then meets a taken number and reads the last one.
+	last := s.lastSeq
+	if s.lastGen == 0 || l.Gen != s.lastGen+1 {
+		if last, err = s.feed.LastSeq(ctx); err != nil {
+			return false, 0, err
+		}
 	}
+	defer func() { s.lastSeq, s.lastGen = last, l.Gen }()
 	var order []string
 	byAuth := map[string][]store.UMOutboxEntry{}
 	for _, e := range entries {
