@@ -439,6 +439,10 @@ func TestDeadlineSweepReadsTheWatch(t *testing.T) {
 	if !watched(old) {
 		t.Fatalf("the backfill did not watch %s", old)
 	}
+	// As at the next start: every pended chain has its entry already.
+	if _, err := st.BackfillDueWatch(ctx); err != nil {
+		t.Fatalf("a backfill with the entries in place: %v", err)
+	}
 	if n, err := e.App.PAS.MarkDeadlines(ctx, 8*24*time.Hour); err != nil || n != 1 {
 		t.Fatalf("after the backfill: %d events, %v; want 1", n, err)
 	}

@@ -115,7 +115,7 @@ func (s *Store) BackfillDueWatch(ctx context.Context) (int, error) {
 			docs = append(docs, dueWatchOf(a, now))
 		}
 	}
-	if _, err := s.insertEach(ctx, s.db.Collection(collDueWatch), docs...); err != nil {
+	if err := s.insertNew(ctx, s.db.Collection(collDueWatch), docs...); err != nil {
 		return 0, fmt.Errorf("store: deadline watch backfill: %w", err)
 	}
 	return len(heads), nil

@@ -90,6 +90,21 @@ func (s *Store) insert(ctx context.Context, c *mongo.Collection, docs ...any) er
 	return err
 }
 
+// insertNew inserts docs like insert, where a document whose _id exists
+// already is no error (idempotent writes of derived entries).
+func (s *Store) insertNew(ctx context.Context, c *mongo.Collection, docs ...any) error {
+	errs, err := s.insertEach(ctx, c, docs...)
+	if err == nil || errs == nil {
+		return err
+	}
+	for _, e := range errs {
+		if e != nil && !isDuplicate(e) {
+			return e
+		}
+	}
+	return nil
+}
+
 // insertEach is insert with the outcome of each document: errs[i] is nil,
 // a duplicate-key error or the batch's error (errs is nil when ctx ended
 // first; err says so).
