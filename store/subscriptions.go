@@ -124,6 +124,7 @@ type Subscriptions struct {
 	channels   *mongo.Collection
 	handshakes *mongo.Collection
 	notes      *mongo.Collection
+	queue      *mongo.Collection // undelivered notifications (noteQueueEntry)
 	leases     *mongo.Collection
 	dispatches *mongo.Collection
 	store      *Store
@@ -137,6 +138,7 @@ func (s *Store) Subscriptions(ctx context.Context) (*Subscriptions, error) {
 		channels:   s.db.Collection("subscriptionChannels"),
 		handshakes: s.db.Collection("subscriptionHandshakes"),
 		notes:      s.db.Collection("notifications"),
+		queue:      s.db.Collection(collNoteQueue),
 		leases:     s.db.Collection("leases"),
 		dispatches: s.db.Collection("dispatches"),
 		store:      s,
@@ -285,7 +287,7 @@ func (ss *Subscriptions) Delete(ctx context.Context, tenant, id string) error {
 	for _, c := range []struct {
 		coll  *mongo.Collection
 		field string
-	}{{ss.notes, "subscription"}, {ss.handshakes, "subscription"}, {ss.channels, "_id"}, {ss.leases, "key"}} {
+	}{{ss.notes, "subscription"}, {ss.queue, "subscription"}, {ss.handshakes, "subscription"}, {ss.channels, "_id"}, {ss.leases, "key"}} {
 		if _, err := c.coll.DeleteMany(ctx, bson.D{{Key: c.field, Value: id}}); err != nil {
 			return fmt.Errorf("store: delete subscription state: %w", err)
 		}
@@ -353,7 +355,7 @@ func (ss *Subscriptions) Due(ctx context.Context, now time.Time, limit int) ([]s
 	for _, c := range []struct {
 		coll *mongo.Collection
 		f    bson.D
-	}{{ss.handshakes, bson.D{}}, {ss.notes, bson.D{{Key: "status", Value: NotePending}}}} {
+	}{{ss.handshakes, bson.D{}}, {ss.queue, bson.D{}}} {
 		var ids []string
 		if err := c.coll.Distinct(ctx, "subscription", c.f).Decode(&ids); err != nil {
 			return nil, fmt.Errorf("store: due subscriptions: %w", err)
@@ -384,6 +386,7 @@ func (ss *Subscriptions) Due(ctx context.Context, now time.Time, limit int) ([]s
 // index on subscription and number arbitrates between dispatchers).
 func (ss *Subscriptions) AddNotification(ctx context.Context, n *Notification) error {
 	const tries = 50
+	queued := false
 	for range tries {
 		var have Notification
 		err := ss.notes.FindOne(ctx, bson.D{{Key: "_id", Value: n.ID}}).Decode(&have)
@@ -393,6 +396,12 @@ func (ss *Subscriptions) AddNotification(ctx context.Context, n *Notification) e
 		}
 		if !errors.Is(err, mongo.ErrNoDocuments) {
 			return fmt.Errorf("store: find notification: %w", err)
+		}
+		if !queued {
+			if err := ss.enqueue(ctx, n); err != nil {
+				return err
+			}
+			queued = true
 		}
 		last, err := ss.LastSeq(ctx, n.Subscription)
 		if err != nil {
@@ -434,6 +443,12 @@ func (ss *Subscriptions) Pending(ctx context.Context, sub string, limit int) ([]
 	if err := cur.All(ctx, &out); err != nil {
 		return nil, fmt.Errorf("store: pending notifications: %w", err)
 	}
+	if len(out) < limit {
+		// The backlog is drained: drop the queue entries left behind.
+		if err := ss.pruneQueue(ctx, sub, out); err != nil {
+			return nil, err
+		}
+	}
 	return out, nil
 }
 
@@ -445,7 +460,109 @@ func (ss *Subscriptions) SetNotificationStatus(ctx context.Context, id, status s
 	if err != nil {
 		return fmt.Errorf("store: mark notification: %w", err)
 	}
+	// After the status: an entry left by a crash here is dropped once the
+	// backlog is drained (pruneQueue).
+	if _, err := ss.queue.DeleteOne(ctx, bson.D{{Key: "_id", Value: id}}); err != nil {
+		return fmt.Errorf("store: notification queue: %w", err)
+	}
 	return nil
+}
+
+// The notification queue
+//
+// The delivery worker asks every second which subscriptions have
+// undelivered notifications. Asked of the notifications, which are kept
+// once delivered (they number a subscription's events), that is a filter
+// the embedded engine answers by decoding every notification ever sent. So
+// the undelivered ones are also listed in a collection of their own that
+// stays small: one entry per notification, inserted before the
+// notification (no undelivered notification lacks one), removed once it is
+// marked delivered or dropped. Entries left behind — by a crash between
+// those writes, or for a notification that was never written — are
+// dropped when the subscription's backlog is drained, the latter after
+// noteQueueSlack. BackfillNoteQueue adds the entries of notifications an
+// older Priora left undelivered.
+
+const (
+	collNoteQueue  = "notificationQueue"
+	noteQueueSlack = 10 * time.Minute
+)
+
+type noteQueueEntry struct {
+	ID           string    `bson:"_id"` // the notification's
+	Subscription string    `bson:"subscription"`
+	Created      time.Time `bson:"created"`
+}
+
+func (ss *Subscriptions) enqueue(ctx context.Context, n *Notification) error {
+	e := noteQueueEntry{ID: n.ID, Subscription: n.Subscription, Created: time.Now().UTC()}
+	if err := ss.store.insert(ctx, ss.queue, e); err != nil && !isDuplicate(err) {
+		return fmt.Errorf("store: notification queue: %w", err)
+	}
+	return nil
+}
+
+// pruneQueue drops the subscription's queue entries whose notification is
+// not among pending (the undelivered ones, all of them): those of
+// notifications delivered or dropped, and those of notifications never
+// written, once older than noteQueueSlack.
+func (ss *Subscriptions) pruneQueue(ctx context.Context, sub string, pending []Notification) error {
+	cur, err := ss.queue.Find(ctx, bson.D{{Key: "subscription", Value: sub}})
+	if err != nil {
+		return fmt.Errorf("store: notification queue: %w", err)
+	}
+	var entries []noteQueueEntry
+	if err := cur.All(ctx, &entries); err != nil {
+		return fmt.Errorf("store: notification queue: %w", err)
+	}
+	undelivered := map[string]bool{}
+	for _, n := range pending {
+		undelivered[n.ID] = true
+	}
+	for _, e := range entries {
+		if undelivered[e.ID] {
+			continue
+		}
+		var n Notification
+		switch err := ss.notes.FindOne(ctx, bson.D{{Key: "_id", Value: e.ID}}, options.FindOne().SetProjection(bson.D{{Key: "status", Value: 1}})).Decode(&n); {
+		case errors.Is(err, mongo.ErrNoDocuments):
+			if time.Since(e.Created) < noteQueueSlack {
+				continue // its notification may still be being written
+			}
+		case err != nil:
+			return fmt.Errorf("store: notification queue: %w", err)
+		case n.Status == NotePending:
+			continue // written after the backlog was read
+		}
+		if _, err := ss.queue.DeleteOne(ctx, bson.D{{Key: "_id", Value: e.ID}}); err != nil {
+			return fmt.Errorf("store: notification queue: %w", err)
+		}
+	}
+	return nil
+}
+
+// BackfillNoteQueue adds the queue entries of undelivered notifications
+// that have none (written by an older Priora), from one read of them. It
+// returns how many it found.
+func (ss *Subscriptions) BackfillNoteQueue(ctx context.Context) (int, error) {
+	cur, err := ss.notes.Find(ctx, bson.D{{Key: "status", Value: NotePending}},
+		options.Find().SetProjection(bson.D{{Key: "_id", Value: 1}, {Key: "subscription", Value: 1}}))
+	if err != nil {
+		return 0, fmt.Errorf("store: notification queue backfill: %w", err)
+	}
+	var notes []Notification
+	if err := cur.All(ctx, &notes); err != nil {
+		return 0, fmt.Errorf("store: notification queue backfill: %w", err)
+	}
+	now := time.Now().UTC()
+	docs := make([]any, 0, len(notes))
+	for _, n := range notes {
+		docs = append(docs, noteQueueEntry{ID: n.ID, Subscription: n.Subscription, Created: now})
+	}
+	if err := ss.store.insertNew(ctx, ss.queue, docs...); err != nil {
+		return 0, fmt.Errorf("store: notification queue backfill: %w", err)
+	}
+	return len(notes), nil
 }
 
 // EventsSince lists the latest version of every authorization with an

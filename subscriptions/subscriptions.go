@@ -175,6 +175,11 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Undelivered notifications an older Priora left have no queue entry
+	// (store.Subscriptions.Due reads the queue): add them.
+	if _, err := subs.BackfillNoteQueue(ctx); err != nil {
+		return nil, err
+	}
 	return &Service{
 		cfg:      cfg,
 		opt:      cfg.Options,

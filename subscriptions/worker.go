@@ -37,9 +37,25 @@ func (s *Service) Run(ctx context.Context) {
 	var wg sync.WaitGroup
 	wg.Go(func() { s.loop(ctx, "dispatch", s.kick, s.dispatchSome) })
 	wg.Go(func() { s.loop(ctx, "deliver", s.wake, s.deliverSome) })
+	if _, embedded := s.cfg.Store.Embedded(); !embedded {
+		// Replicas of an older release, still serving during a rolling
+		// upgrade, queue no notification (store: the notification queue):
+		// add theirs. On MongoDB an indexed read of the undelivered ones;
+		// an embedded store has one process.
+		wg.Go(func() {
+			worker.Loop(ctx, s.log, "subscription queue backfill", noteQueueBackfillEvery, nil, func(ctx context.Context) (bool, error) {
+				_, err := s.subs.BackfillNoteQueue(ctx)
+				return false, err
+			})
+		})
+	}
 	wg.Wait()
 	s.sched.wait()
 }
+
+// noteQueueBackfillEvery is how often a process on MongoDB queues the
+// undelivered notifications that have no queue entry.
+const noteQueueBackfillEvery = time.Minute
 
 // loop runs step while it finds work; when it finds none (or fails) it
 // waits for a wake-up or the poll interval.

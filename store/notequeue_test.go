@@ -1,0 +1,119 @@
+package store_test
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"github.com/priora/priora/store"
+)
+
+// TestNotificationQueue: the delivery worker's question, which
+// subscriptions have undelivered notifications, is answered from the
+// notification queue and never reads the notifications, which keep every
+// notification ever sent (a filter on them decodes them all on the
+// embedded engine, once a second). A notification is queued from the
+// moment it is added until it is marked delivered or dropped; an entry
+// left behind is dropped once the backlog is drained; undelivered
+// notifications an older Priora left get their entries from the backfill.
+func TestNotificationQueue(t *testing.T) {
+	ctx := store.WithOrigin(context.Background(), "queue test")
+	s, err := store.Open(ctx, store.Options{DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(ctx)
+	subs, err := s.Subscriptions(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	notesRead := func() int64 {
+		var n int64
+		for _, c := range s.CommandCounts() {
+			if c.Origin == "queue test" && c.Collection == "notifications" && c.Command != "insert" {
+				n += c.N
+			}
+		}
+		return n
+	}
+	due := func() []string {
+		t.Helper()
+		before := notesRead()
+		ids, err := subs.Due(ctx, time.Now(), 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := notesRead() - before; n != 0 {
+			t.Fatalf("Due sent %d commands to the notifications; want 0", n)
+		}
+		slices.Sort(ids)
+		return ids
+	}
+	now := time.Now().UTC()
+	add := func(id, sub string) *store.Notification {
+		t.Helper()
+		n := &store.Notification{ID: id, Subscription: sub, Authorization: "PA1", Event: 1, Created: now, Status: store.NotePending}
+		if err := subs.AddNotification(ctx, n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if got := due(); len(got) != 0 {
+		t.Fatalf("due before any notification: %v", got)
+	}
+	a1, a2 := add("n-a1", "sub-a"), add("n-a2", "sub-a")
+	add("n-b1", "sub-b")
+	if a1.Seq != 1 || a2.Seq != 2 {
+		t.Errorf("numbers %d, %d; want 1, 2", a1.Seq, a2.Seq)
+	}
+	if got := due(); !slices.Equal(got, []string{"sub-a", "sub-b"}) {
+		t.Fatalf("due: %v, want sub-a and sub-b", got)
+	}
+	// Replaying an add changes nothing.
+	if again := add("n-a1", "sub-a"); again.Seq != 1 {
+		t.Errorf("a replayed add got number %d, want 1", again.Seq)
+	}
+	for _, id := range []string{"n-a1", "n-a2"} {
+		if err := subs.SetNotificationStatus(ctx, id, store.NoteDelivered, now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := subs.SetNotificationStatus(ctx, "n-b1", store.NoteDropped, now); err != nil {
+		t.Fatal(err)
+	}
+	if got := due(); len(got) != 0 {
+		t.Fatalf("due after every notification was delivered or dropped: %v", got)
+	}
+
+	// An entry left by a crash after the status was written, and a
+	// notification an older Priora left undelivered, without an entry.
+	queue := s.DB().Collection("notificationQueue")
+	if _, err := queue.InsertOne(ctx, bson.D{{Key: "_id", Value: "n-a1"}, {Key: "subscription", Value: "sub-a"}, {Key: "created", Value: now}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.DB().Collection("notifications").InsertOne(ctx, store.Notification{ID: "n-c1", Subscription: "sub-c", Seq: 1,
+		Authorization: "PA1", Event: 1, Created: now, Status: store.NotePending}); err != nil {
+		t.Fatal(err)
+	}
+	if got := due(); !slices.Equal(got, []string{"sub-a"}) {
+		t.Fatalf("due: %v, want sub-a (its leftover entry)", got)
+	}
+	if p, err := subs.Pending(ctx, "sub-a", 10); err != nil || len(p) != 0 {
+		t.Fatalf("sub-a pending: %v %v, want none", p, err)
+	}
+	if n, err := subs.BackfillNoteQueue(ctx); err != nil || n != 1 {
+		t.Fatalf("backfill: %d, %v; want 1 notification", n, err)
+	}
+	if n, err := subs.BackfillNoteQueue(ctx); err != nil || n != 1 {
+		t.Fatalf("a second backfill, the entry in place: %d, %v", n, err)
+	}
+	if got := due(); !slices.Equal(got, []string{"sub-c"}) {
+		t.Fatalf("due after the drained backlog and the backfill: %v, want sub-c", got)
+	}
+	if p, err := subs.Pending(ctx, "sub-c", 10); err != nil || len(p) != 1 || p[0].ID != "n-c1" {
+		t.Fatalf("sub-c pending: %v %v, want n-c1", p, err)
+	}
+}
