@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -115,5 +116,126 @@ func TestNotificationQueue(t *testing.T) {
 	}
 	if p, err := subs.Pending(ctx, "sub-c", 10); err != nil || len(p) != 1 || p[0].ID != "n-c1" {
 		t.Fatalf("sub-c pending: %v %v, want n-c1", p, err)
+	}
+}
+
+// TestNotificationNumbers: a dispatcher numbers a subscription's
+// notifications from the last number it wrote, without reading the
+// notifications again (a sort of all of them on the embedded engine); two
+// dispatchers that add in turns still number without gaps or repeats.
+func TestNotificationNumbers(t *testing.T) {
+	ctx := store.WithOrigin(context.Background(), "numbers test")
+	s, err := store.Open(ctx, store.Options{DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(ctx)
+	one, err := s.Subscriptions(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	two, err := s.Subscriptions(ctx) // another process's dispatcher
+	if err != nil {
+		t.Fatal(err)
+	}
+	finds := func() int64 {
+		var n int64
+		for _, c := range s.CommandCounts() {
+			if c.Origin == "numbers test" && c.Collection == "notifications" && c.Command == "find" {
+				n += c.N
+			}
+		}
+		return n
+	}
+	now := time.Now().UTC()
+	var seqs []int
+	add := func(ss *store.Subscriptions, id string) {
+		t.Helper()
+		n := &store.Notification{ID: id, Subscription: "sub-n", Authorization: "PA1", Event: 1, Created: now, Status: store.NotePending}
+		if err := ss.AddNotification(ctx, n); err != nil {
+			t.Fatal(err)
+		}
+		seqs = append(seqs, n.Seq)
+	}
+	add(one, "n1")
+	before := finds()
+	for _, id := range []string{"n2", "n3", "n4"} {
+		add(one, id)
+	}
+	if got := finds() - before; got != 3 {
+		t.Errorf("three more adds sent %d finds to the notifications; want 3 (each its own id, no read of the last number)", got)
+	}
+	add(two, "n5")
+	add(two, "n6")
+	add(one, "n7") // its number 4 is behind: 5 and 6 are taken
+	add(one, "n3") // a replay keeps its number
+	if want := []int{1, 2, 3, 4, 5, 6, 7, 3}; !slices.Equal(seqs, want) {
+		t.Errorf("numbers %v, want %v", seqs, want)
+	}
+}
+
+// TestNotificationQueueReplayRace: a replayed AddNotification finds the
+// queue entry an attempt that crashed before its insert left, older than
+// the slack after which pruneQueue takes it for one whose notification
+// never came. The delivery worker drains the backlog between the replay's
+// look and its insert and drops the entry; the notification must still be
+// queued once written (found in a review of the queue: before the fix it
+// was written pending with no entry, and never delivered).
+func TestNotificationQueueReplayRace(t *testing.T) {
+	ctx := context.Background()
+	var armed atomic.Bool
+	var finds atomic.Int32
+	reached, proceed := make(chan struct{}), make(chan struct{})
+	s, err := store.Open(ctx, store.Options{DataDir: t.TempDir(), OnCommand: func(cmd string, ok bool, _ time.Duration) {
+		if !armed.Load() || cmd != "find" {
+			return
+		}
+		// AddNotification: FindOne by _id, (enqueue: insert), LastSeq (find):
+		// hold it after LastSeq, before the notification's insert.
+		if finds.Add(1) == 2 {
+			armed.Store(false)
+			close(reached)
+			<-proceed
+		}
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(ctx)
+	subs, err := s.Subscriptions(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The first attempt's entry, 20 minutes old; its notification never written.
+	if _, err := s.DB().Collection("notificationQueue").InsertOne(ctx, bson.D{{Key: "_id", Value: "n1"},
+		{Key: "subscription", Value: "sub-a"}, {Key: "created", Value: time.Now().UTC().Add(-20 * time.Minute)}}); err != nil {
+		t.Fatal(err)
+	}
+	n := &store.Notification{ID: "n1", Subscription: "sub-a", Authorization: "PA1", Event: 1, Created: time.Now().UTC(), Status: store.NotePending}
+	errc := make(chan error, 1)
+	armed.Store(true)
+	go func() { errc <- subs.AddNotification(ctx, n) }()
+	select {
+	case <-reached:
+	case <-time.After(20 * time.Second):
+		t.Fatal("AddNotification did not reach its insert")
+	}
+	// The delivery worker drains sub-a meanwhile (Due named it for the old entry).
+	if p, err := subs.Pending(ctx, "sub-a", 10); err != nil || len(p) != 0 {
+		t.Fatalf("pending before the insert: %v %v", p, err)
+	}
+	close(proceed)
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	if p, err := subs.Pending(ctx, "sub-a", 10); err != nil || len(p) != 1 {
+		t.Fatalf("pending after the insert: %v %v, want n1", p, err)
+	}
+	ids, err := subs.Due(ctx, time.Now(), 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(ids, "sub-a") {
+		t.Fatalf("Due = %v: sub-a has an undelivered notification (n1) but no queue entry; it is never delivered", ids)
 	}
 }

@@ -262,6 +262,11 @@ func (s *Store) Ping(ctx context.Context) error {
 	return s.client.Ping(ctx, nil)
 }
 
+// FerretDB reports whether the store is FerretDB (the embedded engine, or
+// another process's reached by URI), which reads a whole collection for
+// any filter but {_id}.
+func (s *Store) FerretDB() bool { return s.ferret }
+
 // DB is the underlying database, for packages that own collections of their own.
 func (s *Store) DB() *mongo.Database { return s.db }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -128,6 +129,10 @@ type Subscriptions struct {
 	leases     *mongo.Collection
 	dispatches *mongo.Collection
 	store      *Store
+	// hints remembers each subscription's last notification number that
+	// this process wrote (AddNotification).
+	hintMu sync.Mutex
+	hints  map[string]int
 }
 
 // Subscriptions returns the subscription collections, creating their
@@ -284,6 +289,9 @@ func (ss *Subscriptions) Delete(ctx context.Context, tenant, id string) error {
 	if res.DeletedCount == 0 {
 		return ErrNotFound
 	}
+	ss.hintMu.Lock()
+	delete(ss.hints, id)
+	ss.hintMu.Unlock()
 	for _, c := range []struct {
 		coll  *mongo.Collection
 		field string
@@ -384,14 +392,26 @@ func (ss *Subscriptions) Due(ctx context.Context, now time.Time, limit int) ([]s
 // safe: an existing notification keeps its number, and numbers have no
 // gaps because a number is taken only by a successful insert (a unique
 // index on subscription and number arbitrates between dispatchers).
+//
+// The subscription's last number comes from this process's memory when it
+// has one: reading it from the store is a sort of the subscription's
+// notifications, which the embedded engine answers by decoding every
+// notification ever sent. A remembered number can only be low (numbers
+// grow; ids of deleted subscriptions are never reused), and a low one
+// only meets a taken number, which moves it on; after hintTries such
+// meetings the number is read from the store.
 func (ss *Subscriptions) AddNotification(ctx context.Context, n *Notification) error {
-	const tries = 50
+	const tries, hintTries = 50, 8
 	queued := false
-	for range tries {
+	last, known := ss.lastHint(n.Subscription)
+	for i := range tries {
 		var have Notification
 		err := ss.notes.FindOne(ctx, bson.D{{Key: "_id", Value: n.ID}}).Decode(&have)
 		if err == nil {
 			n.Seq = have.Seq
+			if have.Status == NotePending {
+				return ss.enqueue(ctx, n) // a replay also repairs its entry
+			}
 			return nil
 		}
 		if !errors.Is(err, mongo.ErrNoDocuments) {
@@ -403,20 +423,47 @@ func (ss *Subscriptions) AddNotification(ctx context.Context, n *Notification) e
 			}
 			queued = true
 		}
-		last, err := ss.LastSeq(ctx, n.Subscription)
-		if err != nil {
-			return err
+		if !known || i >= hintTries {
+			if last, err = ss.LastSeq(ctx, n.Subscription); err != nil {
+				return err
+			}
+			known = true
 		}
 		n.Seq = last + 1
 		if _, err := ss.notes.InsertOne(ctx, n); err != nil {
 			if isDuplicate(err) {
-				continue // this ID or this number was taken meanwhile: look again
+				// This ID (seen at the top) or this number was taken
+				// meanwhile: look again.
+				last = n.Seq
+				continue
 			}
 			return fmt.Errorf("store: add notification: %w", err)
 		}
-		return nil
+		ss.setLastHint(n.Subscription, n.Seq)
+		// Again after the insert: an entry that was already there (left by
+		// an attempt that crashed) may have been pruned meanwhile as one
+		// whose notification never came; pruneQueue checks again after it
+		// deletes, so between the two no pending notification stays
+		// without an entry.
+		return ss.enqueue(ctx, n)
 	}
 	return fmt.Errorf("store: add notification %s: no free number after %d tries", n.ID, tries)
+}
+
+func (ss *Subscriptions) lastHint(sub string) (int, bool) {
+	ss.hintMu.Lock()
+	defer ss.hintMu.Unlock()
+	n, ok := ss.hints[sub]
+	return n, ok
+}
+
+func (ss *Subscriptions) setLastHint(sub string, seq int) {
+	ss.hintMu.Lock()
+	defer ss.hintMu.Unlock()
+	if ss.hints == nil {
+		ss.hints = map[string]int{}
+	}
+	ss.hints[sub] = max(ss.hints[sub], seq)
 }
 
 // LastSeq is the number of the last notification of a subscription (0 when
@@ -537,6 +584,19 @@ func (ss *Subscriptions) pruneQueue(ctx context.Context, sub string, pending []N
 		if _, err := ss.queue.DeleteOne(ctx, bson.D{{Key: "_id", Value: e.ID}}); err != nil {
 			return fmt.Errorf("store: notification queue: %w", err)
 		}
+		// A notification written since the look above gets its entry back
+		// (AddNotification queues again after its insert, for the other
+		// order).
+		var again Notification
+		switch err := ss.notes.FindOne(ctx, bson.D{{Key: "_id", Value: e.ID}}, options.FindOne().SetProjection(bson.D{{Key: "status", Value: 1}})).Decode(&again); {
+		case errors.Is(err, mongo.ErrNoDocuments):
+		case err != nil:
+			return fmt.Errorf("store: notification queue: %w", err)
+		case again.Status == NotePending:
+			if err := ss.enqueue(ctx, &Notification{ID: e.ID, Subscription: e.Subscription}); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }
@@ -554,10 +614,24 @@ func (ss *Subscriptions) BackfillNoteQueue(ctx context.Context) (int, error) {
 	if err := cur.All(ctx, &notes); err != nil {
 		return 0, fmt.Errorf("store: notification queue backfill: %w", err)
 	}
+	qc, err := ss.queue.Find(ctx, bson.D{}, options.Find().SetProjection(bson.D{{Key: "_id", Value: 1}}))
+	if err != nil {
+		return 0, fmt.Errorf("store: notification queue backfill: %w", err)
+	}
+	var queued []noteQueueEntry
+	if err := qc.All(ctx, &queued); err != nil {
+		return 0, fmt.Errorf("store: notification queue backfill: %w", err)
+	}
+	has := make(map[string]bool, len(queued))
+	for _, e := range queued {
+		has[e.ID] = true
+	}
 	now := time.Now().UTC()
-	docs := make([]any, 0, len(notes))
+	var docs []any
 	for _, n := range notes {
-		docs = append(docs, noteQueueEntry{ID: n.ID, Subscription: n.Subscription, Created: now})
+		if !has[n.ID] {
+			docs = append(docs, noteQueueEntry{ID: n.ID, Subscription: n.Subscription, Created: now})
+		}
 	}
 	if err := ss.store.insertNew(ctx, ss.queue, docs...); err != nil {
 		return 0, fmt.Errorf("store: notification queue backfill: %w", err)

@@ -37,11 +37,12 @@ func (s *Service) Run(ctx context.Context) {
 	var wg sync.WaitGroup
 	wg.Go(func() { s.loop(ctx, "dispatch", s.kick, s.dispatchSome) })
 	wg.Go(func() { s.loop(ctx, "deliver", s.wake, s.deliverSome) })
-	if _, embedded := s.cfg.Store.Embedded(); !embedded {
+	if !s.cfg.Store.FerretDB() {
 		// Replicas of an older release, still serving during a rolling
 		// upgrade, queue no notification (store: the notification queue):
 		// add theirs. On MongoDB an indexed read of the undelivered ones;
-		// an embedded store has one process.
+		// on FerretDB a read of every notification, the cost the queue
+		// removes, so there it runs only at start (New).
 		wg.Go(func() {
 			worker.Loop(ctx, s.log, "subscription queue backfill", noteQueueBackfillEvery, nil, func(ctx context.Context) (bool, error) {
 				_, err := s.subs.BackfillNoteQueue(ctx)
