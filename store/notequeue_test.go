@@ -12,6 +12,22 @@ import (
 	"github.com/priora/priora/store"
 )
 
+// openSubscriptions opens a store in a fresh directory (closed at the
+// test's end) and its subscription collections.
+func openSubscriptions(t *testing.T, ctx context.Context) (*store.Store, *store.Subscriptions) {
+	t.Helper()
+	s, err := store.Open(ctx, store.Options{DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close(context.Background()) })
+	subs, err := s.Subscriptions(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, subs
+}
+
 // TestNotificationQueue: the delivery worker's question, which
 // subscriptions have undelivered notifications, is answered from the
 // notification queue and never reads the notifications, which keep every
@@ -22,15 +38,7 @@ import (
 // notifications an older Priora left get their entries from the backfill.
 func TestNotificationQueue(t *testing.T) {
 	ctx := store.WithOrigin(context.Background(), "queue test")
-	s, err := store.Open(ctx, store.Options{DataDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close(ctx)
-	subs, err := s.Subscriptions(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, subs := openSubscriptions(t, ctx)
 	notesRead := func() int64 {
 		var n int64
 		for _, c := range s.CommandCounts() {
@@ -125,15 +133,7 @@ func TestNotificationQueue(t *testing.T) {
 // dispatchers that add in turns still number without gaps or repeats.
 func TestNotificationNumbers(t *testing.T) {
 	ctx := store.WithOrigin(context.Background(), "numbers test")
-	s, err := store.Open(ctx, store.Options{DataDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close(ctx)
-	one, err := s.Subscriptions(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, one := openSubscriptions(t, ctx)
 	two, err := s.Subscriptions(ctx) // another process's dispatcher
 	if err != nil {
 		t.Fatal(err)
