@@ -457,10 +457,15 @@ func (ss *Subscriptions) lastHint(sub string) (int, bool) {
 	return n, ok
 }
 
+// maxHints bounds the remembered numbers: one per subscription notified,
+// kept for the process's life (a subscription deleted elsewhere is never
+// told of), so past the bound they are forgotten and read again.
+const maxHints = 4096
+
 func (ss *Subscriptions) setLastHint(sub string, seq int) {
 	ss.hintMu.Lock()
 	defer ss.hintMu.Unlock()
-	if ss.hints == nil {
+	if ss.hints == nil || len(ss.hints) >= maxHints {
 		ss.hints = map[string]int{}
 	}
 	ss.hints[sub] = max(ss.hints[sub], seq)
@@ -597,6 +602,15 @@ func (ss *Subscriptions) pruneQueue(ctx context.Context, sub string, pending []N
 				return err
 			}
 		}
+	}
+	return nil
+}
+
+// ForgetQueue drops the queue entries of a subscription that no longer
+// exists.
+func (ss *Subscriptions) ForgetQueue(ctx context.Context, sub string) error {
+	if _, err := ss.queue.DeleteMany(ctx, bson.D{{Key: "subscription", Value: sub}}); err != nil {
+		return fmt.Errorf("store: notification queue: %w", err)
 	}
 	return nil
 }

@@ -178,6 +178,21 @@ func (s *Service) deliverSome(ctx context.Context) (bool, error) {
 	if err != nil {
 		return false, err
 	}
+	// A subscription deleted while a notification for it was being written
+	// can leave a queue entry behind, which would name it here every poll.
+	if len(subs) < len(ids) {
+		found := make(map[string]bool, len(subs))
+		for _, sub := range subs {
+			found[sub.ID] = true
+		}
+		for _, id := range ids {
+			if !found[id] {
+				if err := s.subs.ForgetQueue(ctx, id); err != nil {
+					return false, err
+				}
+			}
+		}
+	}
 	for _, sub := range fairOrder(subs) {
 		id := sub.ID
 		s.sched.start(ctx, sub.Tenant, id, s.opt.Workers, s.opt.TenantWorkers, func(ctx context.Context) {
