@@ -575,15 +575,12 @@ func (ss *Subscriptions) pruneQueue(ctx context.Context, sub string, pending []N
 		if undelivered[e.ID] {
 			continue
 		}
-		var n Notification
-		switch err := ss.notes.FindOne(ctx, bson.D{{Key: "_id", Value: e.ID}}, options.FindOne().SetProjection(bson.D{{Key: "status", Value: 1}})).Decode(&n); {
-		case errors.Is(err, mongo.ErrNoDocuments):
-			if time.Since(e.Created) < noteQueueSlack {
-				continue // its notification may still be being written
-			}
+		switch status, err := ss.noteStatus(ctx, e.ID); {
 		case err != nil:
-			return fmt.Errorf("store: notification queue: %w", err)
-		case n.Status == NotePending:
+			return err
+		case status == "" && time.Since(e.Created) < noteQueueSlack:
+			continue // its notification may still be being written
+		case status == NotePending:
 			continue // written after the backlog was read
 		}
 		if _, err := ss.queue.DeleteOne(ctx, bson.D{{Key: "_id", Value: e.ID}}); err != nil {
@@ -592,18 +589,30 @@ func (ss *Subscriptions) pruneQueue(ctx context.Context, sub string, pending []N
 		// A notification written since the look above gets its entry back
 		// (AddNotification queues again after its insert, for the other
 		// order).
-		var again Notification
-		switch err := ss.notes.FindOne(ctx, bson.D{{Key: "_id", Value: e.ID}}, options.FindOne().SetProjection(bson.D{{Key: "status", Value: 1}})).Decode(&again); {
-		case errors.Is(err, mongo.ErrNoDocuments):
+		switch status, err := ss.noteStatus(ctx, e.ID); {
 		case err != nil:
-			return fmt.Errorf("store: notification queue: %w", err)
-		case again.Status == NotePending:
+			return err
+		case status == NotePending:
 			if err := ss.enqueue(ctx, &Notification{ID: e.ID, Subscription: e.Subscription}); err != nil {
 				return err
 			}
 		}
 	}
 	return nil
+}
+
+// noteStatus is a notification's status, "" when there is no such
+// notification.
+func (ss *Subscriptions) noteStatus(ctx context.Context, id string) (string, error) {
+	var n Notification
+	err := ss.notes.FindOne(ctx, bson.D{{Key: "_id", Value: id}}, options.FindOne().SetProjection(bson.D{{Key: "status", Value: 1}})).Decode(&n)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("store: notification queue: %w", err)
+	}
+	return n.Status, nil
 }
 
 // ForgetQueue drops the queue entries of a subscription that no longer
