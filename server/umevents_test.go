@@ -371,15 +371,7 @@ func TestDeadlineSweepReadsTheWatch(t *testing.T) {
 	e := testenv.Start(t)
 	st := e.App.Store
 	ctx := store.WithOrigin(context.Background(), "deadline test")
-	authFinds := func() int64 {
-		var n int64
-		for _, c := range st.CommandCounts() {
-			if c.Origin == "deadline test" && c.Collection == "authorizations" && c.Command == "find" {
-				n += c.N
-			}
-		}
-		return n
-	}
+	authFinds := func() int64 { return st.CommandsSent("deadline test", "authorizations", "find") }
 	watched := func(id string) bool {
 		ws, err := st.DueWatches(ctx)
 		if err != nil {
@@ -455,15 +447,7 @@ func TestDeadlineSweepReadsTheWatch(t *testing.T) {
 // minutes). The numbers stay gapless.
 func TestFeedWriterKeepsItsPlace(t *testing.T) {
 	e := testenv.Start(t, umFast)
-	feedFinds := func() int64 {
-		var n int64
-		for _, c := range e.App.Store.CommandCounts() {
-			if c.Origin == "UM events feed" && c.Collection == "umFeed" && c.Command == "find" {
-				n += c.N
-			}
-		}
-		return n
-	}
+	feedFinds := func() int64 { return e.App.Store.CommandsSent("UM events feed", "umFeed", "find") }
 	fed := func(n int) []umevents.Event {
 		var evs []umevents.Event
 		testenv.WaitFor(t, 20*time.Second, fmt.Sprintf("%d events in the feed", n), func() bool {

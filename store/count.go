@@ -84,6 +84,18 @@ func (s *Store) CommandCounts() []CommandCount {
 	return out
 }
 
+// CommandsSent is how many commands of origin went to collection, of the
+// command named ("" for any), since the store was opened.
+func (s *Store) CommandsSent(origin, collection, command string) int64 {
+	var n int64
+	for _, c := range s.CommandCounts() {
+		if c.Origin == origin && c.Collection == collection && (command == "" || c.Command == command) {
+			n += c.N
+		}
+	}
+	return n
+}
+
 // commandMonitor is the driver's monitor: it counts commands (by the
 // origin on their context) and reports outcomes to onCommand.
 func (s *Store) commandMonitor(opts Options) *event.CommandMonitor {

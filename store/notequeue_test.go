@@ -40,13 +40,7 @@ func TestNotificationQueue(t *testing.T) {
 	ctx := store.WithOrigin(context.Background(), "queue test")
 	s, subs := openSubscriptions(t, ctx)
 	notesRead := func() int64 {
-		var n int64
-		for _, c := range s.CommandCounts() {
-			if c.Origin == "queue test" && c.Collection == "notifications" && c.Command != "insert" {
-				n += c.N
-			}
-		}
-		return n
+		return s.CommandsSent("queue test", "notifications", "") - s.CommandsSent("queue test", "notifications", "insert")
 	}
 	due := func() []string {
 		t.Helper()
@@ -138,15 +132,7 @@ func TestNotificationNumbers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	finds := func() int64 {
-		var n int64
-		for _, c := range s.CommandCounts() {
-			if c.Origin == "numbers test" && c.Collection == "notifications" && c.Command == "find" {
-				n += c.N
-			}
-		}
-		return n
-	}
+	finds := func() int64 { return s.CommandsSent("numbers test", "notifications", "find") }
 	now := time.Now().UTC()
 	var seqs []int
 	add := func(ss *store.Subscriptions, id string) {
