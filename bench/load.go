@@ -173,6 +173,11 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		tr.MaxConnsPerHost = cfg.Concurrency
 		tr.DisableCompression = true
 		client = &http.Client{Transport: tr, Timeout: cfg.Timeout}
+		// Close what the run opened when it ends. The transport can dial a
+		// connection it then never uses (a worker took one that came back
+		// to the pool first); the server counts such a connection as a
+		// request on its way and waits for it when it shuts down.
+		defer tr.CloseIdleConnections()
 	}
 	for _, b := range cfg.Bases {
 		if err := reachable(ctx, client, b); err != nil {

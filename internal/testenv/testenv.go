@@ -163,6 +163,10 @@ func (e *Env) Stop() {
 	if e.cancel == nil {
 		return
 	}
+	// Close the client's spare connections first: one it dialed and never
+	// used counts on the server as a request on its way, which the drain
+	// waits for.
+	e.Client.CloseIdleConnections()
 	e.cancel()
 	if err := <-e.done; err != nil {
 		e.T.Errorf("serve: %v", err)
