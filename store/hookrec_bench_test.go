@@ -41,13 +41,22 @@ func BenchmarkRecordHookCall(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer s.Close(context.Background())
+	parallelCPU(b, 32, func(n int64) error {
+		return s.RecordHookCall(context.Background(), sampleHookCall(n), true)
+	})
+}
+
+// parallelCPU runs op (numbered from 1) with par goroutines per CPU and
+// reports the process's CPU time per op (all threads: the store's work
+// included, and steady on a busy machine).
+func parallelCPU(b *testing.B, par int, op func(n int64) error) {
 	var n atomic.Int64
-	b.SetParallelism(32)
+	b.SetParallelism(par)
 	cpu0 := bench.ProcessCPU()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			if err := s.RecordHookCall(context.Background(), sampleHookCall(n.Add(1)), true); err != nil {
+			if err := op(n.Add(1)); err != nil {
 				b.Error(err)
 				return
 			}

@@ -33,10 +33,12 @@ func TestCircuitBreaker(t *testing.T) {
 	for _, id := range ids {
 		waitStatus(t, e, id, "error")
 	}
-	// Three subscriptions with two handshake attempts each: six deliveries,
-	// of which only the two that opened the breaker reached the endpoint.
-	if n := hits.Load(); n != 2 {
-		t.Errorf("the failing endpoint got %d requests, want 2", n)
+	// Three subscriptions with two handshake attempts each: six deliveries.
+	// Two failures open the breaker; a request allowed while it was still
+	// closed (at most one per subscription, when their handshakes overlap)
+	// goes out too, so two or three reach the endpoint, never more.
+	if n := hits.Load(); n < 2 || n > 3 {
+		t.Errorf("the failing endpoint got %d requests, want the 2 that opened the breaker (3 when the handshakes overlapped)", n)
 	}
 	// Another endpoint is not affected.
 	rcv := newReceiver(t)

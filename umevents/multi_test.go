@@ -142,8 +142,15 @@ func TestWorkersShareOneStore(t *testing.T) {
 	}
 
 	// Replay: forget the feed writer's progress and put every event back
-	// in the outbox, as if it had crashed before recording either.
+	// in the outbox, as if it had crashed before recording either. An
+	// event is fed (and may be delivered) before its outbox entry is
+	// removed: wait for the outbox to be worked off first.
 	db := e.App.Store.DB()
+	outboxEmpty := func() bool {
+		n, err := db.Collection("umOutbox").CountDocuments(ctx, bson.D{})
+		return err == nil && n == 0
+	}
+	testenv.WaitFor(t, 40*time.Second, "the outbox worked off", outboxEmpty)
 	if _, err := db.Collection("umFed").DeleteMany(ctx, bson.D{}); err != nil {
 		t.Fatal(err)
 	}
@@ -152,10 +159,7 @@ func TestWorkersShareOneStore(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	testenv.WaitFor(t, 40*time.Second, "the outbox worked off again", func() bool {
-		n, err := db.Collection("umOutbox").CountDocuments(ctx, bson.D{})
-		return err == nil && n == 0
-	})
+	testenv.WaitFor(t, 40*time.Second, "the outbox worked off again", outboxEmpty)
 	check(feed())
 	if got := h.got(); len(got) != 6 {
 		t.Errorf("after the replay the webhook got %d events, want still 6", len(got))
