@@ -351,5 +351,5 @@ type RequestBundle struct {
 	Tenant        string    `bson:"tenant"`
 	Authorization string    `bson:"authorization"`
 	Received      time.Time `bson:"received"`
-	Body          string    `bson:"body"`
+	Body          string    `bson:"body,omitempty"`
 }

@@ -28,11 +28,13 @@ import (
 //     reads again and redoes its change. A revision is never changed.
 //   - authorizations holds the head: a copy of the latest revision without
 //     its bulky fields (response bodies, echoed resources, the latest
-//     Claim: two thirds of a chain's bytes, which no scan reads), written
-//     after the revision (by _id). A reader takes the version from the
-//     head, loads that revision and rolls forward past a stale head by
-//     probing "<id>@<version+1>", so a crash between the two writes loses
-//     nothing. Scans (review queue, metrics) read heads.
+//     Claim and its items' JSON: most of a chain's bytes, which no scan
+//     reads), written after the revision (by _id). A reader takes the
+//     version from the head, loads that revision and rolls forward past a
+//     stale head by probing "<id>@<version+1>", so a crash between the two
+//     writes loses nothing. Scans (review queue, metrics) read heads.
+//   - a revision and a request Bundle as received are stored deflated
+//     (deflate.go): about a sixth of their bytes.
 //   - keys maps what clients find chains by (submission keys, Claim
 //     identifiers and fullUrls) to chain ids; each submission key also
 //     holds the chain's patient member ids, for $inquire (chains written
@@ -42,9 +44,42 @@ import (
 //     derived from the chain, written idempotently before its revision, and
 //     only ever lead a reader to a chain it then loads and checks.
 
+// revision is a stored version of a chain: the chain as one BSON value,
+// deflated (deflate.go), since nothing filters on a revision's fields.
+// Revisions written before 2026-12-07 hold the chain's fields in Doc.
 type revision struct {
-	ID  string        `bson:"_id"`
-	Doc Authorization `bson:"doc"`
+	ID  string         `bson:"_id"`
+	Z   []byte         `bson:"z,omitempty"`
+	Doc *Authorization `bson:"doc,omitempty"`
+}
+
+func newRevision(a *Authorization) (*revision, error) {
+	z, err := deflateBSON(a)
+	if err != nil {
+		return nil, fmt.Errorf("store: revision %d of %s: %w", a.Version, a.ID, err)
+	}
+	return &revision{ID: revisionID(a.ID, a.Version), Z: z}, nil
+}
+
+// chain is the stored version in either form.
+func (r *revision) chain() (Authorization, error) {
+	var a Authorization
+	switch {
+	case r.Z != nil:
+		if err := inflateBSON(r.Z, &a); err != nil {
+			return a, fmt.Errorf("store: revision %s: %w", r.ID, err)
+		}
+	case r.Doc != nil:
+		a = *r.Doc
+	}
+	return a, nil
+}
+
+// bundleDoc is a stored RequestBundle: the body deflated (deflate.go).
+// Bodies written before 2026-12-07 are in Body.
+type bundleDoc struct {
+	RequestBundle `bson:",inline"`
+	Z             []byte `bson:"z,omitempty"`
 }
 
 type chainKey struct {
@@ -97,7 +132,9 @@ func (s *Store) ensureIndexes(ctx context.Context) error {
 // SaveRequestBundle stores a request body under its submission key. Saving
 // the same key again is a no-op, so a retried request can replay it.
 func (s *Store) SaveRequestBundle(ctx context.Context, b *RequestBundle) error {
-	err := s.insert(ctx, s.bundles, b)
+	doc := &bundleDoc{RequestBundle: *b, Z: deflate([]byte(b.Body))}
+	doc.Body = ""
+	err := s.insert(ctx, s.bundles, doc)
 	if err != nil && !isDuplicate(err) {
 		return fmt.Errorf("store: save request bundle: %w", err)
 	}
@@ -106,7 +143,19 @@ func (s *Store) SaveRequestBundle(ctx context.Context, b *RequestBundle) error {
 
 // RequestBundle loads a stored request body.
 func (s *Store) RequestBundle(ctx context.Context, key string) (*RequestBundle, error) {
-	return byID[RequestBundle](ctx, s.bundles, key, "request bundle")
+	d, err := byID[bundleDoc](ctx, s.bundles, key, "request bundle")
+	if err != nil {
+		return nil, err
+	}
+	b := &d.RequestBundle
+	if d.Z != nil {
+		body, err := inflate(d.Z)
+		if err != nil {
+			return nil, fmt.Errorf("store: request bundle %s: %w", key, err)
+		}
+		b.Body = string(body)
+	}
+	return b, nil
 }
 
 // CreateAuthorization stores a new chain at version 1. ErrDuplicate means a
@@ -136,7 +185,11 @@ func (s *Store) commit(ctx context.Context, a *Authorization, lost error) error 
 	if err := s.writeKeys(ctx, a); err != nil {
 		return err
 	}
-	if err := s.insert(ctx, s.revisions, revision{ID: revisionID(a.ID, a.Version), Doc: *a}); err != nil {
+	rev, err := newRevision(a)
+	if err != nil {
+		return err
+	}
+	if err := s.insert(ctx, s.revisions, rev); err != nil {
 		if isDuplicate(err) {
 			return lost
 		}
@@ -181,10 +234,15 @@ func (s *Store) writeHead(ctx context.Context, a *Authorization) {
 }
 
 // headOf is the head document of a revision: the revision without the
-// fields only a loaded chain needs.
+// fields only a loaded chain needs (the Claim items' JSON among them).
 func headOf(a *Authorization) *Authorization {
 	h := *a
 	h.Responses, h.Echo, h.LatestClaim = nil, nil, ""
+	h.Items = make([]Item, len(a.Items))
+	for i, it := range a.Items {
+		it.ItemJSON = ""
+		h.Items[i] = it
+	}
 	return &h
 }
 
@@ -439,7 +497,9 @@ func (s *Store) latest(ctx context.Context, id string) (*Authorization, error) {
 		if err != nil {
 			return nil, fmt.Errorf("store: load revision %d of %s named by its head: %w", head.Version, id, err)
 		}
-		a = r.Doc
+		if a, err = r.chain(); err != nil {
+			return nil, err
+		}
 	}
 	stale := false
 	for {
@@ -451,7 +511,10 @@ func (s *Store) latest(ctx context.Context, id string) (*Authorization, error) {
 		if err != nil {
 			return nil, fmt.Errorf("store: load revision: %w", err)
 		}
-		a, stale = r.Doc, true
+		if a, err = r.chain(); err != nil {
+			return nil, err
+		}
+		stale = true
 	}
 	if a.Version == 0 {
 		return nil, ErrNotFound

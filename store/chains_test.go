@@ -150,3 +150,100 @@ func TestAuthorizationsByMember(t *testing.T) {
 		}
 	}
 }
+
+// TestDeflatedForms: a chain and a request Bundle read back whole as
+// written now (deflated) and as written before (the chain's fields in the
+// revision document, the body as a string): through the chain loader,
+// also rolling forward from one form to the other, the UM feed's read of a
+// version's events, and the request Bundle lookup. The head keeps what
+// scans read, not the items' JSON.
+func TestDeflatedForms(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t)
+	db := s.DB()
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	chain := func(id string) *store.Authorization {
+		return &store.Authorization{ID: id, Tenant: "t1", Created: now, Status: "pended", DueAt: now.Add(72 * time.Hour),
+			SubmissionKeys: []string{"sub-" + id}, ClaimKeys: []string{"claim-" + id}, MemberIDs: []string{"M1"},
+			LatestClaim: `{"resourceType":"Claim"}`, Items: []store.Item{{Sequence: 1, Code: "27447", ItemJSON: `{"sequence":1}`}},
+			UMEvents: []store.UMEvent{{ID: id + "-1", Number: 1, Kind: "submitted", Tenant: "t1", Authorization: id, At: now, Status: "pended"}}}
+	}
+	deflated := chain("PAnew")
+	if err := s.CreateAuthorization(ctx, deflated); err != nil {
+		t.Fatal(err)
+	}
+	var raw bson.M
+	if err := db.Collection("revisions").FindOne(ctx, bson.D{{Key: "_id", Value: "PAnew@00000001"}}).Decode(&raw); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := raw["z"].(bson.Binary); !ok || raw["doc"] != nil {
+		t.Errorf("a new revision is stored as %v, want one deflated z field", raw)
+	}
+	var head struct {
+		Items []bson.M `bson:"items"`
+	}
+	if err := db.Collection("authorizations").FindOne(ctx, bson.D{{Key: "_id", Value: "PAnew"}}).Decode(&head); err != nil {
+		t.Fatal(err)
+	}
+	if len(head.Items) != 1 || head.Items[0]["code"] != "27447" || head.Items[0]["itemJson"] != "" {
+		t.Errorf("head items %v: want the item's code and no JSON", head.Items)
+	}
+	// The form before: {_id, doc: <the chain's fields>}, and its head.
+	old := chain("PAold")
+	old.Version = 1
+	if _, err := db.Collection("revisions").InsertOne(ctx, bson.D{{Key: "_id", Value: "PAold@00000001"}, {Key: "doc", Value: old}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Collection("authorizations").InsertOne(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	feed, err := s.UMFeed(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []*store.Authorization{deflated, old} {
+		got, err := s.Authorization(ctx, "t1", want.ID)
+		if err != nil {
+			t.Fatalf("%s: %v", want.ID, err)
+		}
+		if got.Version != 1 || got.Status != want.Status || !got.DueAt.Equal(want.DueAt) || got.LatestClaim != want.LatestClaim ||
+			len(got.Items) != 1 || got.Items[0].ItemJSON != `{"sequence":1}` || len(got.MemberIDs) != 1 || len(got.UMEvents) != 1 {
+			t.Errorf("%s read back as %+v", want.ID, got)
+		}
+		ev, err := feed.EventsAt(ctx, want.ID, 1)
+		if err != nil || len(ev) != 1 || ev[0].ID != want.ID+"-1" || ev[0].Kind != "submitted" {
+			t.Errorf("%s: events of version 1: %+v, %v", want.ID, ev, err)
+		}
+		// The next version is written deflated; the loader rolls forward to it.
+		got.Status = "complete"
+		if err := s.UpdateAuthorization(ctx, got); err != nil {
+			t.Fatal(err)
+		}
+		again, err := s.Authorization(ctx, "t1", want.ID)
+		if err != nil || again.Version != 2 || again.Status != "complete" || again.LatestClaim != want.LatestClaim || again.Items[0].ItemJSON == "" {
+			t.Errorf("%s after an update: %+v, %v", want.ID, again, err)
+		}
+	}
+
+	body := `{"resourceType":"Bundle","type":"collection","entry":[]}`
+	if err := s.SaveRequestBundle(ctx, &store.RequestBundle{Key: "k-new", Tenant: "t1", Authorization: "PAnew", Received: now, Body: body}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Collection("bundles").InsertOne(ctx, bson.D{{Key: "_id", Value: "k-old"}, {Key: "tenant", Value: "t1"},
+		{Key: "authorization", Value: "PAold"}, {Key: "received", Value: now}, {Key: "body", Value: body}}); err != nil {
+		t.Fatal(err)
+	}
+	raw = nil
+	if err := db.Collection("bundles").FindOne(ctx, bson.D{{Key: "_id", Value: "k-new"}}).Decode(&raw); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := raw["z"].(bson.Binary); !ok || raw["body"] != nil {
+		t.Errorf("a new request Bundle is stored as %v, want its body deflated in z", raw)
+	}
+	for _, k := range []string{"k-new", "k-old"} {
+		b, err := s.RequestBundle(ctx, k)
+		if err != nil || b.Body != body || b.Tenant != "t1" || !b.Received.Equal(now) || b.Authorization == "" {
+			t.Errorf("request Bundle %s read back as %+v, %v", k, b, err)
+		}
+	}
+}

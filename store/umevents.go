@@ -257,20 +257,32 @@ func (f *UMFeed) Outbox(ctx context.Context, limit int) ([]UMOutboxEntry, error)
 // version takes three. ErrNotFound means that version is not (yet)
 // written. The events are those of whichever writer stored the version.
 func (f *UMFeed) EventsAt(ctx context.Context, auth string, version int) ([]UMEvent, error) {
+	type events struct {
+		UMEvents []UMEvent `bson:"umEvents"`
+	}
 	var r struct {
-		Doc struct {
-			UMEvents []UMEvent `bson:"umEvents"`
-		} `bson:"doc"`
+		Z   []byte  `bson:"z"`
+		Doc *events `bson:"doc"`
 	}
 	err := f.revisions.FindOne(ctx, bson.D{{Key: "_id", Value: revisionID(auth, version)}},
-		options.FindOne().SetProjection(bson.D{{Key: "doc.umEvents", Value: 1}})).Decode(&r)
+		options.FindOne().SetProjection(bson.D{{Key: "z", Value: 1}, {Key: "doc.umEvents", Value: 1}})).Decode(&r)
 	if errors.Is(err, mongo.ErrNoDocuments) {
 		return nil, ErrNotFound
 	}
 	if err != nil {
 		return nil, fmt.Errorf("store: load UM events of %s: %w", auth, err)
 	}
-	return r.Doc.UMEvents, nil
+	switch {
+	case r.Z != nil:
+		var e events
+		if err := inflateBSON(r.Z, &e); err != nil {
+			return nil, fmt.Errorf("store: load UM events of %s: %w", auth, err)
+		}
+		return e.UMEvents, nil
+	case r.Doc != nil:
+		return r.Doc.UMEvents, nil
+	}
+	return nil, nil
 }
 
 // DoneOutbox removes an outbox entry whose event is fed (or that leads
