@@ -61,8 +61,10 @@ func newRevision(a *Authorization) (*revision, error) {
 	return &revision{ID: revisionID(a.ID, a.Version), Z: z}, nil
 }
 
-// chain is the stored version in either form.
-func (r *revision) chain() (Authorization, error) {
+// chain is the stored version in either form. A revision that is neither,
+// or that holds another version than its _id names, is an error, so that a
+// form this code does not know fails instead of being read as empty.
+func (r *revision) chain(version int) (Authorization, error) {
 	var a Authorization
 	switch {
 	case r.Z != nil:
@@ -71,6 +73,11 @@ func (r *revision) chain() (Authorization, error) {
 		}
 	case r.Doc != nil:
 		a = *r.Doc
+	default:
+		return a, fmt.Errorf("store: revision %s is in a form this release does not read", r.ID)
+	}
+	if a.Version != version {
+		return a, fmt.Errorf("store: revision %s holds version %d", r.ID, a.Version)
 	}
 	return a, nil
 }
@@ -238,10 +245,12 @@ func (s *Store) writeHead(ctx context.Context, a *Authorization) {
 func headOf(a *Authorization) *Authorization {
 	h := *a
 	h.Responses, h.Echo, h.LatestClaim = nil, nil, ""
-	h.Items = make([]Item, len(a.Items))
-	for i, it := range a.Items {
-		it.ItemJSON = ""
-		h.Items[i] = it
+	if a.Items != nil {
+		h.Items = make([]Item, len(a.Items))
+		for i, it := range a.Items {
+			it.ItemJSON = ""
+			h.Items[i] = it
+		}
 	}
 	return &h
 }
@@ -497,7 +506,7 @@ func (s *Store) latest(ctx context.Context, id string) (*Authorization, error) {
 		if err != nil {
 			return nil, fmt.Errorf("store: load revision %d of %s named by its head: %w", head.Version, id, err)
 		}
-		if a, err = r.chain(); err != nil {
+		if a, err = r.chain(head.Version); err != nil {
 			return nil, err
 		}
 	}
@@ -511,7 +520,7 @@ func (s *Store) latest(ctx context.Context, id string) (*Authorization, error) {
 		if err != nil {
 			return nil, fmt.Errorf("store: load revision: %w", err)
 		}
-		if a, err = r.chain(); err != nil {
+		if a, err = r.chain(a.Version + 1); err != nil {
 			return nil, err
 		}
 		stale = true
@@ -743,7 +752,8 @@ func (s *Store) ReviewQueue(ctx context.Context, f ReviewFilter) ([]*Authorizati
 		f.Limit = 100
 	}
 	cur, err := s.authorizations.Find(ctx, f.query(), options.Find().SetSort(sort).SetLimit(f.Limit).
-		SetProjection(bson.D{{Key: "responses", Value: 0}, {Key: "echo", Value: 0}, {Key: "latestClaim", Value: 0}}))
+		SetProjection(bson.D{{Key: "responses", Value: 0}, {Key: "echo", Value: 0}, {Key: "latestClaim", Value: 0},
+			{Key: "items.itemJson", Value: 0}})) // heads written before 2026-12-07 carry it
 	if err != nil {
 		return nil, fmt.Errorf("store: review queue: %w", err)
 	}

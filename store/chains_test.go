@@ -225,6 +225,23 @@ func TestDeflatedForms(t *testing.T) {
 		}
 	}
 
+	// A revision in a form this release does not know, or holding another
+	// version than its _id names, is an error, not an empty chain.
+	for id, doc := range map[string]bson.D{
+		"PAodd":  {{Key: "_id", Value: "PAodd@00000001"}, {Key: "future", Value: "form"}},
+		"PAskew": {{Key: "_id", Value: "PAskew@00000001"}, {Key: "doc", Value: bson.D{{Key: "_id", Value: "PAskew"}, {Key: "version", Value: 7}}}},
+	} {
+		if _, err := db.Collection("revisions").InsertOne(ctx, doc); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.Collection("authorizations").InsertOne(ctx, bson.D{{Key: "_id", Value: id}, {Key: "tenant", Value: "t1"}, {Key: "version", Value: 1}}); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := s.Authorization(ctx, "t1", id); err == nil {
+			t.Errorf("%s: read as %+v, want an error", id, got)
+		}
+	}
+
 	body := `{"resourceType":"Bundle","type":"collection","entry":[]}`
 	if err := s.SaveRequestBundle(ctx, &store.RequestBundle{Key: "k-new", Tenant: "t1", Authorization: "PAnew", Received: now, Body: body}); err != nil {
 		t.Fatal(err)

@@ -47,6 +47,7 @@ func deflate(p []byte) []byte {
 	w.Reset(&buf)
 	_, _ = w.Write(p) // a bytes.Buffer does not fail
 	_ = w.Close()
+	w.Reset(io.Discard) // so that the pool does not keep buf
 	deflaters.Put(w)
 	return buf.Bytes()
 }
@@ -60,7 +61,10 @@ func inflate(p []byte) ([]byte, error) {
 	} else if err := r.(flate.Resetter).Reset(src, nil); err != nil {
 		return nil, err
 	}
-	defer inflaters.Put(r)
+	defer func() {
+		_ = r.(flate.Resetter).Reset(bytes.NewReader(nil), nil) // so that the pool does not keep p
+		inflaters.Put(r)
+	}()
 	var out bytes.Buffer
 	out.Grow(len(p) * 5)
 	n, err := out.ReadFrom(io.LimitReader(r, maxInflated+1))

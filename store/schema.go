@@ -22,7 +22,7 @@ import (
 // rolling upgrade they read documents the migration has already touched.
 
 // SchemaVersion is the schema this code reads and writes.
-const SchemaVersion = 2
+const SchemaVersion = 3
 
 // ErrSchemaTooNew means the database was written by a newer Priora.
 var ErrSchemaTooNew = errors.New("store: the database was written by a newer Priora")
@@ -33,6 +33,11 @@ var ErrSchemaTooNew = errors.New("store: the database was written by a newer Pri
 var migrations = map[int]func(ctx context.Context, s *Store) error{
 	0: func(context.Context, *Store) error { return nil },
 	1: func(ctx context.Context, s *Store) error { return s.migrateReviewStates(ctx) },
+	// 2→3: revisions and request Bundles are written deflated (deflate.go).
+	// Nothing is rewritten (both forms are read), but a release before
+	// schema 3 cannot read the new form, so the version must keep it from
+	// starting on such a database.
+	2: func(context.Context, *Store) error { return nil },
 }
 
 // migrateReviewStates (schema 1→2) records the review state on the heads
